@@ -1,0 +1,117 @@
+"""``vae-train``: the Hydra entry point. The only module that touches Hydra's runtime (run dir, argv).
+
+Usage::
+
+    vae-train dataset=fashion_mnist
+    vae-train -m model.latent_dim=2,16 loss.beta=1,4
+    vae-train trainer.resume=outputs/2026-01-31/12-00-00 trainer.epochs=20
+    vae-train --cfg job
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from vae_cli.config import register_configs
+from vae_cli.errors import VaeCliError
+
+log = logging.getLogger("vae_cli")
+
+
+def config_dir() -> str:
+    """Where the Hydra config tree is: inside the installed package (wheel), else the source checkout.
+
+    ``@hydra.main`` resolves a relative ``config_path`` against this module's file, which breaks for YAML kept
+    outside the package, so an absolute path is computed here. The wheel ships ``configs/`` as
+    ``vae_cli/configs`` (pyproject: force-include); a source checkout or editable install has it beside
+    the package.
+    """
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "configs", here.parent / "configs"):
+        if (candidate / "train.yaml").is_file():
+            return str(candidate)
+    raise SystemExit(
+        f"vae-train: error: the config tree (train.yaml) is neither in {here / 'configs'} nor in "
+        f"{here.parent / 'configs'}; the installation is broken. Reinstall vae-cli (pip install --force-reinstall)."
+    )
+
+
+_reserved: dict[str, str] = {}
+
+
+def unique_dir(path: str) -> str:
+    """OmegaConf resolver: ``path``, or ``path_1``, ``path_2``… if a run already took it (same second).
+
+    The directory is created here (``mkdir`` fails if it exists, so two processes cannot both get it); the
+    answer is remembered, because Hydra resolves ``hydra.run.dir`` more than once.
+    """
+    if path in _reserved:
+        return _reserved[path]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    candidate, n = path, 0
+    while True:
+        try:
+            Path(candidate).mkdir()
+            break
+        except FileExistsError:
+            n += 1
+            candidate = f"{path}_{n}"
+    _reserved[path] = candidate
+    return candidate
+
+
+def _resume_argv(argv: list[str]) -> list[str]:
+    """A resumed run continues in its own run directory (so TensorBoard shows one purged, continuous curve).
+
+    Hydra's record of the resume command goes into ``.hydra/resume-<time>/`` so the original ``.hydra/`` files
+    are kept.
+    """
+    resume = next((a.split("=", 1)[1] for a in argv if a.startswith("trainer.resume=")), None)
+    if not resume or resume in ("null", "None") or any(a.startswith("hydra.run.dir=") for a in argv):
+        return argv
+    if "-m" in argv or "--multirun" in argv:
+        return argv
+    path = Path(resume).expanduser()
+    if path.is_file() and path.parent.name == "checkpoints":
+        run_dir = path.parent.parent
+    elif path.is_dir():
+        run_dir = path
+    else:
+        return argv  # run.train reports the missing path with a clear message
+    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    return [*argv, f"hydra.run.dir={run_dir.resolve()}", f"hydra.output_subdir=.hydra/resume-{stamp}"]
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    from vae_cli.run import train  # torch and friends load only when a run really starts (fast --help)
+
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    try:
+        metrics = train(cfg, run_dir, overrides=list(hc.overrides.task))
+    except VaeCliError as exc:
+        print(f"vae-train: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    # The returned value lets Hydra sweepers (e.g. Optuna) optimize the final validation loss.
+    value = metrics.get("val/loss")
+    return float(value) if value is not None else None
+
+
+def main() -> None:
+    register_configs()
+    if not OmegaConf.has_resolver("unique_dir"):
+        OmegaConf.register_new_resolver("unique_dir", unique_dir)
+    sys.argv = [sys.argv[0], *_resume_argv(sys.argv[1:])]
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

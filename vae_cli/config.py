@@ -1,0 +1,213 @@
+"""Typed config schemas (registered in Hydra's ConfigStore) and cross-field checks.
+
+The YAML files under ``configs/`` fill these dataclasses; because the root config is typed, a misspelt key or a
+value of the wrong type fails when Hydra composes the config, naming the key. ``validate`` then checks what a
+type cannot express (ranges, combinations) and reports every problem at once, before any data is loaded.
+
+Enums rather than ``Literal``: hydra-core 1.3 needs omegaconf < 2.4, which does not support ``Literal``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from vae_cli.errors import ConfigError
+
+
+class Likelihood(str, Enum):
+    bernoulli = "bernoulli"
+    gaussian = "gaussian"
+
+
+class Arch(str, Enum):
+    mlp = "mlp"
+    conv = "conv"
+
+
+class OptimizerName(str, Enum):
+    adam = "adam"
+    adamw = "adamw"
+
+
+class Schedule(str, Enum):
+    none = "none"
+    cosine = "cosine"
+
+
+class DeviceName(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+    mps = "mps"
+
+
+@dataclass
+class DatasetConfig:
+    # Which builder in vae_cli/data.py reads the files: mnist | fashion_mnist | synthetic.
+    name: str = MISSING
+    # Where the files live (torchvision layout: <root>/<ClassName>/raw/...). Relative paths are taken from
+    # the directory vae-train is started in, not the run directory.
+    root: str = "data"
+    download: bool = False
+    # Images carved from the training split (seeded) for validation and model selection; 0 disables.
+    val_size: int = 5000
+    # Train on the first N training images only (after the val split); null = all. For quick runs.
+    subset: int | None = None
+    # Shape of one image; filled by each dataset's YAML, checked against the files at load time.
+    channels: int = 1
+    image_size: int = 28
+    # Only for name=synthetic: how many train/test images to generate.
+    num_train: int = 2048
+    num_test: int = 512
+
+
+@dataclass
+class ModelConfig:
+    arch: Arch = Arch.mlp
+    latent_dim: int = 20
+    # MLP: widths of the hidden layers (encoder; the decoder mirrors them).
+    hidden_dims: list[int] = field(default_factory=lambda: [400])
+    # Conv: channels of the stride-2 conv layers (encoder; the decoder mirrors them). Each halves H and W.
+    conv_channels: list[int] = field(default_factory=lambda: [32, 64])
+
+
+@dataclass
+class LossConfig:
+    likelihood: Likelihood = Likelihood.bernoulli
+    # Weight on the KL term (beta-VAE); 1 gives the true ELBO.
+    beta: float = 1.0
+    # Linear KL warm-up from 0 to beta over this many optimizer steps; 0 = no warm-up.
+    kl_warmup_steps: int = 0
+    # Weight on the reconstruction term; 1 gives the true ELBO.
+    recon_weight: float = 1.0
+    # Standard deviation of the Gaussian likelihood p(x|z) = N(decoder(z), std^2), in pixel units [0, 1].
+    gaussian_std: float = 0.1
+
+
+@dataclass
+class OptimConfig:
+    name: OptimizerName = OptimizerName.adam
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    schedule: Schedule = Schedule.none
+    # Cosine schedule: the lr decays from lr to lr * min_lr_ratio over the whole run.
+    min_lr_ratio: float = 0.0
+    warmup_steps: int = 0
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    device: DeviceName = DeviceName.auto
+    seed: int = 0
+    # Clip the global grad norm to this value; null = no clipping.
+    grad_clip: float | None = None
+    # Log training scalars every N optimizer steps (epoch means are always logged).
+    log_every_steps: int = 100
+    # Log image grids (reconstructions, samples) every N epochs, and always after the last one.
+    image_every_epochs: int = 1
+    # How many fixed validation images / fixed prior samples go into the image grids.
+    num_images: int = 64
+    # A run directory or a checkpoint file to continue from; null = start fresh.
+    resume: str | None = None
+    # Eval batch size (no gradients, so it can be larger than batch_size).
+    eval_batch_size: int = 1000
+    # Progress bar: auto = only on a terminal.
+    progress: str = "auto"
+
+
+@dataclass
+class LoggerConfig:
+    tensorboard: bool = True
+    # Also write PNG image grids into <run dir>/images/.
+    save_png: bool = True
+
+
+@dataclass
+class TrainConfig:
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+
+
+def register_configs() -> None:
+    """Register the root schema so ``train.yaml``'s defaults list can start with ``train_schema``."""
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+
+
+def to_plain_dict(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
+    """A resolved, plain-Python copy of a config: safe to put in a ``weights_only`` checkpoint or JSON."""
+    if isinstance(cfg, dict):
+        return cfg
+    plain = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    assert isinstance(plain, dict)
+    return plain  # type: ignore[return-value]
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check ranges and combinations the types cannot express; raise one ConfigError listing all problems."""
+    problems: list[str] = []
+
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            problems.append(message)
+
+    t, m, loss, o, d = cfg.trainer, cfg.model, cfg.loss, cfg.optim, cfg.dataset
+    need(t.epochs >= 1, f"trainer.epochs must be >= 1 (got {t.epochs}).")
+    need(t.batch_size >= 1, f"trainer.batch_size must be >= 1 (got {t.batch_size}).")
+    need(t.eval_batch_size >= 1, f"trainer.eval_batch_size must be >= 1 (got {t.eval_batch_size}).")
+    need(t.log_every_steps >= 1, f"trainer.log_every_steps must be >= 1 (got {t.log_every_steps}).")
+    need(t.image_every_epochs >= 1, f"trainer.image_every_epochs must be >= 1 (got {t.image_every_epochs}).")
+    need(t.num_images >= 1, f"trainer.num_images must be >= 1 (got {t.num_images}).")
+    need(
+        t.grad_clip is None or t.grad_clip > 0, f"trainer.grad_clip must be > 0 or null (got {t.grad_clip})."
+    )
+    need(
+        t.progress in ("auto", "bar", "none"),
+        f"trainer.progress must be auto, bar or none (got {t.progress}).",
+    )
+    need(m.latent_dim >= 1, f"model.latent_dim must be >= 1 (got {m.latent_dim}).")
+    need(
+        all(h >= 1 for h in m.hidden_dims),
+        f"model.hidden_dims must be positive widths (got {m.hidden_dims}).",
+    )
+    need(
+        len(m.conv_channels) >= 1 and all(c >= 1 for c in m.conv_channels),
+        f"model.conv_channels must be a non-empty list of positive channel counts (got {m.conv_channels}).",
+    )
+    need(loss.beta >= 0, f"loss.beta must be >= 0 (got {loss.beta}).")
+    need(loss.recon_weight > 0, f"loss.recon_weight must be > 0 (got {loss.recon_weight}).")
+    need(loss.kl_warmup_steps >= 0, f"loss.kl_warmup_steps must be >= 0 (got {loss.kl_warmup_steps}).")
+    need(loss.gaussian_std > 0, f"loss.gaussian_std must be > 0 (got {loss.gaussian_std}).")
+    need(o.lr > 0, f"optim.lr must be > 0 (got {o.lr}).")
+    need(o.weight_decay >= 0, f"optim.weight_decay must be >= 0 (got {o.weight_decay}).")
+    need(0 <= o.min_lr_ratio <= 1, f"optim.min_lr_ratio must be in [0, 1] (got {o.min_lr_ratio}).")
+    need(o.warmup_steps >= 0, f"optim.warmup_steps must be >= 0 (got {o.warmup_steps}).")
+    need(d.val_size >= 0, f"dataset.val_size must be >= 0 (got {d.val_size}).")
+    need(d.subset is None or d.subset >= 1, f"dataset.subset must be >= 1 or null (got {d.subset}).")
+    need(d.channels in (1, 3), f"dataset.channels must be 1 or 3 (got {d.channels}).")
+    need(d.image_size >= 1, f"dataset.image_size must be >= 1 (got {d.image_size}).")
+    if m.arch == Arch.conv and len(m.conv_channels) >= 1:
+        factor = 2 ** len(m.conv_channels)
+        need(
+            d.image_size % factor == 0,
+            f"model=conv with {len(m.conv_channels)} stride-2 layers needs dataset.image_size divisible by "
+            f"{factor} (got {d.image_size}); use fewer model.conv_channels or model=mlp.",
+        )
+    if o.weight_decay > 0 and o.name == OptimizerName.adam:
+        problems.append(
+            "optim.weight_decay > 0 with optim=adam couples the decay with the adaptive step (L2, not decoupled "
+            "decay); use optim=adamw for weight decay."
+        )
+    if problems:
+        raise ConfigError("Invalid configuration:\n  - " + "\n  - ".join(problems))

@@ -1,0 +1,98 @@
+"""Encoder/decoder pairs. One contract for every architecture:
+
+- an encoder maps images ``[B, C, H, W]`` to ``(mu, logvar)``, each ``[B, latent_dim]``;
+- a decoder maps ``z`` ``[B, latent_dim]`` to the likelihood's parameters, shaped like the images
+  (Bernoulli logits or Gaussian means; ``vae_cli.loss`` knows which).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vae_cli.config import Arch, ModelConfig
+
+
+def _mlp(widths: list[int]) -> list[nn.Module]:
+    layers: list[nn.Module] = []
+    for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
+        layers += [nn.Linear(w_in, w_out), nn.ReLU()]
+    return layers
+
+
+class MLPEncoder(nn.Module):
+    def __init__(self, image_shape: tuple[int, int, int], hidden_dims: list[int], latent_dim: int) -> None:
+        super().__init__()
+        n_in = image_shape[0] * image_shape[1] * image_shape[2]
+        self.body = nn.Sequential(nn.Flatten(), *_mlp([n_in, *hidden_dims]))
+        # One head producing [mu, logvar] side by side: a single matmul instead of two.
+        self.head = nn.Linear(hidden_dims[-1] if hidden_dims else n_in, 2 * latent_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.head(self.body(x)).chunk(2, dim=-1)
+        return mu, logvar
+
+
+class MLPDecoder(nn.Module):
+    def __init__(self, image_shape: tuple[int, int, int], hidden_dims: list[int], latent_dim: int) -> None:
+        super().__init__()
+        n_out = image_shape[0] * image_shape[1] * image_shape[2]
+        widths = [latent_dim, *reversed(hidden_dims)]
+        self.net = nn.Sequential(*_mlp(widths), nn.Linear(widths[-1], n_out), nn.Unflatten(1, image_shape))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+class ConvEncoder(nn.Module):
+    """Stride-2 4x4 convolutions (each halves H and W), then a linear head."""
+
+    def __init__(self, image_shape: tuple[int, int, int], channels: list[int], latent_dim: int) -> None:
+        super().__init__()
+        c, h, w = image_shape
+        layers: list[nn.Module] = []
+        for c_in, c_out in zip([c, *channels[:-1]], channels, strict=True):
+            layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), nn.ReLU()]
+        self.body = nn.Sequential(*layers, nn.Flatten())
+        scale = 2 ** len(channels)
+        self.head = nn.Linear(channels[-1] * (h // scale) * (w // scale), 2 * latent_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.head(self.body(x)).chunk(2, dim=-1)
+        return mu, logvar
+
+
+class ConvDecoder(nn.Module):
+    """Mirror of ConvEncoder: linear to a small feature map, then stride-2 transposed convolutions."""
+
+    def __init__(self, image_shape: tuple[int, int, int], channels: list[int], latent_dim: int) -> None:
+        super().__init__()
+        c, h, w = image_shape
+        scale = 2 ** len(channels)
+        rev = list(reversed(channels))
+        self.fc = nn.Sequential(
+            nn.Linear(latent_dim, rev[0] * (h // scale) * (w // scale)),
+            nn.ReLU(),
+            nn.Unflatten(1, (rev[0], h // scale, w // scale)),
+        )
+        layers: list[nn.Module] = []
+        for c_in, c_out in zip(rev[:-1], rev[1:], strict=True):
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), nn.ReLU()]
+        layers.append(nn.ConvTranspose2d(rev[-1], c, 4, stride=2, padding=1))
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.body(self.fc(z))
+
+
+def build_networks(cfg: ModelConfig, image_shape: tuple[int, int, int]) -> tuple[nn.Module, nn.Module]:
+    """The (encoder, decoder) pair named by ``cfg.arch`` for images of ``image_shape``."""
+    if cfg.arch == Arch.mlp:
+        return (
+            MLPEncoder(image_shape, list(cfg.hidden_dims), cfg.latent_dim),
+            MLPDecoder(image_shape, list(cfg.hidden_dims), cfg.latent_dim),
+        )
+    return (
+        ConvEncoder(image_shape, list(cfg.conv_channels), cfg.latent_dim),
+        ConvDecoder(image_shape, list(cfg.conv_channels), cfg.latent_dim),
+    )

@@ -1,0 +1,69 @@
+"""TensorBoard logging: scalars, image grids (also saved as PNG), and hparams with the final metrics.
+
+One event stream per run directory. ``SummaryWriter.add_hparams`` would open a separate sub-run, so the hparams
+summary is written into the main writer instead. On resume, ``purge_step`` drops whatever the interrupted run
+logged after its checkpoint, so curves have no duplicated steps.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class Tracker:
+    def __init__(
+        self, run_dir: Path, enabled: bool = True, save_png: bool = True, purge_step: int | None = None
+    ):
+        self.run_dir = run_dir
+        self.save_png = save_png
+        self.writer = None
+        if enabled:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=purge_step)
+
+    def scalars(self, values: dict[str, float], step: int) -> None:
+        if self.writer is None:
+            return
+        for tag, value in values.items():
+            self.writer.add_scalar(tag, value, step)
+
+    def images(self, tag: str, images: torch.Tensor, step: int, epoch: int, nrow: int | None = None) -> None:
+        """Log a grid of images in [0, 1], ``[N, C, H, W]``; also write it as a PNG."""
+        from torchvision.utils import make_grid, save_image
+
+        images = images.detach().float().clamp(0, 1).cpu()
+        nrow = nrow or max(1, int(round(images.shape[0] ** 0.5)))
+        grid = make_grid(images, nrow=nrow, padding=2, pad_value=1.0)
+        if self.writer is not None:
+            self.writer.add_image(tag, grid, step)
+        if self.save_png:
+            out = self.run_dir / "images" / f"{tag.replace('/', '_')}_epoch{epoch:03d}.png"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            save_image(grid, out)
+
+    def hparams(self, hparams: dict[str, Any], metrics: dict[str, float], step: int) -> None:
+        """Write the hparams-plugin summary into this run (not a sub-run), plus the metrics as scalars."""
+        if self.writer is None:
+            return
+        from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+        clean = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in hparams.items()}
+        exp, ssi, sei = hparams_summary(clean, metrics)
+        fw = self.writer._get_file_writer()
+        fw.add_summary(exp)
+        fw.add_summary(ssi)
+        fw.add_summary(sei)
+        for tag, value in metrics.items():
+            self.writer.add_scalar(tag, value, step)
+
+    def flush(self) -> None:
+        if self.writer is not None:
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
