@@ -169,9 +169,7 @@ def validate(cfg: DictConfig) -> None:
     need(t.log_every_steps >= 1, f"trainer.log_every_steps must be >= 1 (got {t.log_every_steps}).")
     need(t.image_every_epochs >= 1, f"trainer.image_every_epochs must be >= 1 (got {t.image_every_epochs}).")
     need(t.num_images >= 1, f"trainer.num_images must be >= 1 (got {t.num_images}).")
-    need(
-        t.grad_clip is None or t.grad_clip > 0, f"trainer.grad_clip must be > 0 or null (got {t.grad_clip})."
-    )
+    need(t.grad_clip is None or t.grad_clip > 0, f"trainer.grad_clip must be > 0 or null (got {t.grad_clip}).")
     need(
         t.progress in ("auto", "bar", "none"),
         f"trainer.progress must be auto, bar or none (got {t.progress}).",

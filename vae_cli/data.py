@@ -206,9 +206,7 @@ def load_dataset(cfg: DatasetConfig, seed: int) -> ImageSplits:
 
 def splits_to(data: ImageSplits, device: torch.device) -> ImageSplits:
     """The same splits with every tensor moved to ``device`` (done once, before training)."""
-    return ImageSplits(
-        **{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in vars(data).items()}
-    )
+    return ImageSplits(**{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in vars(data).items()})
 
 
 def to_unit_float(batch: torch.Tensor) -> torch.Tensor:

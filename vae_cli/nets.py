@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
@@ -15,7 +17,7 @@ from vae_cli.config import Arch, ModelConfig
 
 def _mlp(widths: list[int]) -> list[nn.Module]:
     layers: list[nn.Module] = []
-    for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
+    for w_in, w_out in itertools.pairwise(widths):
         layers += [nn.Linear(w_in, w_out), nn.ReLU()]
     return layers
 
@@ -76,7 +78,7 @@ class ConvDecoder(nn.Module):
             nn.Unflatten(1, (rev[0], h // scale, w // scale)),
         )
         layers: list[nn.Module] = []
-        for c_in, c_out in zip(rev[:-1], rev[1:], strict=True):
+        for c_in, c_out in itertools.pairwise(rev):
             layers += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), nn.ReLU()]
         layers.append(nn.ConvTranspose2d(rev[-1], c, 4, stride=2, padding=1))
         self.body = nn.Sequential(*layers)

@@ -66,9 +66,7 @@ def merge_resume_config(composed: DictConfig, saved: dict[str, Any], overrides: 
         if key.startswith("hydra.") or key == "hydra":
             continue
         if key in CONFIG_GROUPS:
-            if key != "experiment" and OmegaConf.to_container(composed[key]) != OmegaConf.to_container(
-                merged[key]
-            ):
+            if key != "experiment" and OmegaConf.to_container(composed[key]) != OmegaConf.to_container(merged[key]):
                 raise ConfigError(
                     f"Cannot change the config group '{key}' when resuming: the checkpoint was trained with "
                     f"{key}={OmegaConf.to_container(merged[key])}. Drop '{override}' to continue that run, or "
@@ -136,9 +134,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
     steps_per_epoch = -(-data.train.shape[0] // cfg.trainer.batch_size)
     scheduler = build_scheduler(cfg.optim, optimizer, total_steps=cfg.trainer.epochs * steps_per_epoch)
     purge_step = resume_ckpt["step"] + 1 if resume_ckpt is not None else None
-    tracker = Tracker(
-        run_dir, enabled=cfg.logger.tensorboard, save_png=cfg.logger.save_png, purge_step=purge_step
-    )
+    tracker = Tracker(run_dir, enabled=cfg.logger.tensorboard, save_png=cfg.logger.save_png, purge_step=purge_step)
     trainer = Trainer(model, loss_fn, optimizer, scheduler, data, cfg.trainer, run_dir, tracker, config_dict)
     if resume_ckpt is not None:
         trainer.load_state_dict(resume_ckpt)
@@ -165,11 +161,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
         tracker.scalars({f"test/{k}": v for k, v in test.items()}, state.step)
         tracker.hparams(
             flat_hparams(config_dict),
-            {
-                f"final/{k.replace('/', '_')}": float(v)
-                for k, v in metrics.items()
-                if k.startswith(("val/", "test/"))
-            },
+            {f"final/{k.replace('/', '_')}": float(v) for k, v in metrics.items() if k.startswith(("val/", "test/"))},
             state.step,
         )
     finally:

@@ -14,9 +14,7 @@ import torch
 
 
 class Tracker:
-    def __init__(
-        self, run_dir: Path, enabled: bool = True, save_png: bool = True, purge_step: int | None = None
-    ):
+    def __init__(self, run_dir: Path, enabled: bool = True, save_png: bool = True, purge_step: int | None = None):
         self.run_dir = run_dir
         self.save_png = save_png
         self.writer = None
@@ -36,7 +34,7 @@ class Tracker:
         from torchvision.utils import make_grid, save_image
 
         images = images.detach().float().clamp(0, 1).cpu()
-        nrow = nrow or max(1, int(round(images.shape[0] ** 0.5)))
+        nrow = nrow or max(1, round(images.shape[0] ** 0.5))
         grid = make_grid(images, nrow=nrow, padding=2, pad_value=1.0)
         if self.writer is not None:
             self.writer.add_image(tag, grid, step)

@@ -82,9 +82,7 @@ class Trainer:
         self.batches = IndexBatches(data.train, cfg.batch_size, seed=cfg.seed)
         # Fixed inputs for the image grids, so epochs compare: the first val images and one prior draw.
         shown = data.val if data.val.shape[0] > 0 else data.train
-        n_shown = (
-            max(8, (min(cfg.num_images, shown.shape[0]) // 8) * 8) if shown.shape[0] >= 8 else shown.shape[0]
-        )
+        n_shown = max(8, (min(cfg.num_images, shown.shape[0]) // 8) * 8) if shown.shape[0] >= 8 else shown.shape[0]
         self.fixed_images = shown[:n_shown]
         self.fixed_z = torch.randn(
             cfg.num_images, model.latent_dim, generator=torch.Generator().manual_seed(cfg.seed + 1)
@@ -156,9 +154,7 @@ class Trainer:
             self.state.step += 1
             self.state.batch_in_epoch += 1
             with torch.no_grad():
-                batch_terms = (
-                    torch.stack([terms.loss, terms.recon, terms.kl, terms.elbo]).detach() * x.shape[0]
-                )
+                batch_terms = torch.stack([terms.loss, terms.recon, terms.kl, terms.elbo]).detach() * x.shape[0]
                 epoch_sums += batch_terms
                 interval_sums += batch_terms
             n_seen += x.shape[0]
@@ -166,12 +162,8 @@ class Trainer:
             if self.state.step % self.cfg.log_every_steps == 0:
                 means = (interval_sums / interval_count).tolist()
                 self._check_finite(means, epoch)
-                self.tracker.scalars(
-                    {f"train/{k}": v for k, v in zip(TERMS, means, strict=True)}, self.state.step
-                )
-                self.tracker.scalars(
-                    {"train/kl_weight": self.loss_fn.kl_weight(self.state.step - 1)}, self.state.step
-                )
+                self.tracker.scalars({f"train/{k}": v for k, v in zip(TERMS, means, strict=True)}, self.state.step)
+                self.tracker.scalars({"train/kl_weight": self.loss_fn.kl_weight(self.state.step - 1)}, self.state.step)
                 interval_sums.zero_()
                 interval_count = 0
         if device.type == "cuda":
