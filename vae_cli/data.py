@@ -115,18 +115,18 @@ def _torchvision_idx_dataset(cfg: DatasetConfig, class_name: str) -> RawSplits:
     try:
         train = dataset_class(str(root), train=True, download=cfg.download)
         test = dataset_class(str(root), train=False, download=cfg.download)
-    except RuntimeError as exc:
+    except (RuntimeError, OSError, ValueError) as exc:
         missing = [n for n in IDX_FILES if not (raw_dir / n).exists()]
+        if missing:
+            raise DataError(
+                f"Dataset '{cfg.name}' was not found: torchvision expects the IDX files {', '.join(IDX_FILES)} "
+                f"(uncompressed or .gz) in {raw_dir}/ and {len(missing)} of them are missing "
+                f"({', '.join(missing)}). To fix it, {HOW_TO_GET.get(cfg.name, '')}run once with "
+                f"dataset.download=true where there is internet, or copy the files there yourself, or set "
+                f"dataset.root to the folder that holds {class_name}/raw/."
+            ) from exc
         raise DataError(
-            f"Dataset '{cfg.name}' was not found: torchvision expects the IDX files {', '.join(IDX_FILES)} "
-            f"(uncompressed or .gz) in {raw_dir}/ and {len(missing)} of them are missing "
-            f"({', '.join(missing) or 'none'}). To fix it, {HOW_TO_GET.get(cfg.name, '')}run once with "
-            f"dataset.download=true where there is internet, or copy the files there yourself, or set "
-            f"dataset.root to the folder that holds {class_name}/raw/. (torchvision said: {exc})"
-        ) from exc
-    except (OSError, ValueError) as exc:
-        raise DataError(
-            f"Dataset '{cfg.name}' in {raw_dir} could not be read: {exc}. A file is probably truncated or "
+            f"Dataset '{cfg.name}' in {raw_dir} could not be read ({exc}). A file is probably truncated or "
             f"corrupt; delete the uncompressed files there and run again (they are re-staged from the .gz "
             f"copies), or re-download them with dataset.download=true."
         ) from exc
@@ -212,6 +212,12 @@ def splits_to(data: ImageSplits, device: torch.device) -> ImageSplits:
 def to_unit_float(batch: torch.Tensor) -> torch.Tensor:
     """uint8 pixels -> float32 in [0, 1]."""
     return batch.to(torch.float32).div_(255.0)
+
+
+def eval_batches(images: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
+    """Float batches in [0, 1] of a uint8 tensor, in order (evaluation: no shuffling)."""
+    for start in range(0, images.shape[0], batch_size):
+        yield to_unit_float(images[start : start + batch_size])
 
 
 class IndexBatches:

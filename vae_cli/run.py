@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from vae_cli import __version__
 from vae_cli.checkpoint import load_checkpoint, resolve_checkpoint_path
 from vae_cli.config import DeviceName, TrainConfig, to_plain_dict, validate
-from vae_cli.data import load_dataset, splits_to
+from vae_cli.data import IndexBatches, eval_batches, load_dataset, splits_to
 from vae_cli.errors import ConfigError
 from vae_cli.loss import ELBOLoss
 from vae_cli.model import build_model
@@ -135,7 +135,10 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
     scheduler = build_scheduler(cfg.optim, optimizer, total_steps=cfg.trainer.epochs * steps_per_epoch)
     purge_step = resume_ckpt["step"] + 1 if resume_ckpt is not None else None
     tracker = Tracker(run_dir, enabled=cfg.logger.tensorboard, save_png=cfg.logger.save_png, purge_step=purge_step)
-    trainer = Trainer(model, loss_fn, optimizer, scheduler, data, cfg.trainer, run_dir, tracker, config_dict)
+    train_batches = IndexBatches(data.train, cfg.trainer.batch_size, seed=cfg.trainer.seed)
+    trainer = Trainer(
+        model, loss_fn, optimizer, scheduler, data, train_batches, cfg.trainer, run_dir, tracker, config_dict
+    )
     if resume_ckpt is not None:
         trainer.load_state_dict(resume_ckpt)
     try:
@@ -145,7 +148,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
         best_path = run_dir / "checkpoints" / "best.pt"
         if best_path.is_file():
             model.load_state_dict(load_checkpoint(best_path, map_location=device)["model"])
-        test = evaluate(model, loss_fn, data.test, cfg.trainer.eval_batch_size)
+        test = evaluate(model, loss_fn, eval_batches(data.test, cfg.trainer.eval_batch_size))
         metrics: dict[str, Any] = {f"val/{k}": final.get(f"val/{k}") for k in ("loss", "recon", "kl", "elbo")}
         metrics.update({f"train/{k}": final.get(f"train/{k}") for k in ("loss", "recon", "kl", "elbo")})
         metrics.update({f"test/{k}": v for k, v in test.items()})

@@ -51,18 +51,35 @@ def _fmt(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def swept_keys(rows: list[dict[str, Any]]) -> list[str]:
+    """The override keys whose value differs between jobs: the sweep's axes, in first-seen order."""
+    values: dict[str, set[str]] = {}
+    for row in rows:
+        for item in row["overrides"].split():
+            key, _, value = item.partition("=")
+            values.setdefault(key, set()).add(value)
+    return [k for k, v in values.items() if len(v) > 1 or any(k not in _as_dict(r) for r in rows)]
+
+
+def _as_dict(row: dict[str, Any]) -> dict[str, str]:
+    return dict(item.partition("=")[::2] for item in row["overrides"].split())
+
+
 def write_summary(sweep_dir: Path) -> tuple[Path, Path]:
-    """Write ``summary.csv`` and ``summary.md`` into ``sweep_dir``; return their paths."""
+    """Write ``summary.csv`` and ``summary.md`` into ``sweep_dir``: one row per job, one column per swept key
+    and per final metric; the CSV also keeps each job's full override list."""
     rows = collect_runs(sweep_dir)
-    columns = ["job", "overrides", *METRIC_COLUMNS, "status"]
+    axes = swept_keys(rows)
     for row in rows:
         row["status"] = "ok" if "test/elbo" in row else "failed"
+        row.update({k: v for k, v in _as_dict(row).items() if k in axes})
+    columns = ["job", *axes, *METRIC_COLUMNS, "status"]
     csv_path = sweep_dir / "summary.csv"
     with csv_path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=[*columns, "overrides"], extrasaction="ignore")
         writer.writeheader()
         for row in rows:
-            writer.writerow({c: row.get(c, "") for c in columns})
+            writer.writerow({c: row.get(c, "") for c in [*columns, "overrides"]})
     md_path = sweep_dir / "summary.md"
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_fmt(row.get(c)) for c in columns) + " |" for row in rows]

@@ -9,16 +9,17 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
 from vae_cli.checkpoint import rng_state, save_checkpoint, set_rng_state
 from vae_cli.config import TrainerConfig
-from vae_cli.data import ImageSplits, IndexBatches, to_unit_float
+from vae_cli.data import ImageSplits, eval_batches, to_unit_float
 from vae_cli.errors import TrainingError
 from vae_cli.loss import ELBOLoss
 from vae_cli.model import VAE
@@ -41,18 +42,27 @@ class TrainState:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
+class BatchSource(Protocol):
+    """What the trainer iterates: float batches in [0, 1] on the training device, reproducible per epoch."""
+
+    def __len__(self) -> int: ...
+
+    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[torch.Tensor]: ...
+
+
 @torch.no_grad()
-def evaluate(model: VAE, loss_fn: ELBOLoss, images: torch.Tensor, batch_size: int) -> dict[str, float]:
-    """Per-sample means of loss/recon/kl/elbo over ``images`` (uint8, on the model's device)."""
+def evaluate(model: VAE, loss_fn: ELBOLoss, batches: Iterable[torch.Tensor]) -> dict[str, float]:
+    """Per-sample means of loss/recon/kl/elbo over float batches (on the model's device)."""
     was_training = model.training
     model.eval()
-    sums = torch.zeros(len(TERMS), device=images.device)
-    for start in range(0, images.shape[0], batch_size):
-        x = to_unit_float(images[start : start + batch_size])
+    sums = torch.zeros(len(TERMS), device=next(model.parameters()).device)
+    count = 0
+    for x in batches:
         t = loss_fn(x, model(x))
         sums += torch.stack([t.loss, t.recon, t.kl, t.elbo]) * x.shape[0]
+        count += x.shape[0]
     model.train(was_training)
-    values = (sums / max(1, images.shape[0])).tolist()
+    values = (sums / max(1, count)).tolist()
     return dict(zip(TERMS, values, strict=True))
 
 
@@ -64,6 +74,7 @@ class Trainer:
         optimizer: torch.optim.Optimizer,
         scheduler: torch.optim.lr_scheduler.LRScheduler,
         data: ImageSplits,
+        train_batches: BatchSource,
         cfg: TrainerConfig,
         run_dir: Path,
         tracker: Tracker,
@@ -79,7 +90,7 @@ class Trainer:
         self.tracker = tracker
         self.config_dict = config_dict
         self.state = TrainState()
-        self.batches = IndexBatches(data.train, cfg.batch_size, seed=cfg.seed)
+        self.batches = train_batches
         # Fixed inputs for the image grids, so epochs compare: the first val images and one prior draw.
         shown = data.val if data.val.shape[0] > 0 else data.train
         n_shown = max(8, (min(cfg.num_images, shown.shape[0]) // 8) * 8) if shown.shape[0] >= 8 else shown.shape[0]
@@ -215,7 +226,7 @@ class Trainer:
         for epoch in range(self.state.epoch, self.cfg.epochs):
             train_means, throughput = self._train_epoch(epoch)
             val = (
-                evaluate(self.model, self.loss_fn, self.data.val, self.cfg.eval_batch_size)
+                evaluate(self.model, self.loss_fn, eval_batches(self.data.val, self.cfg.eval_batch_size))
                 if has_val
                 else dict(train_means)
             )

@@ -1,0 +1,223 @@
+"""End to end: the installed `vae-train` in a subprocess, then everything it wrote, read back."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import time
+
+import torch
+import yaml
+from PIL import Image
+
+from tests.conftest import DEBIAN_FASHION, TINY, need_path, run_vae_train, single_run_dir, vae_train_executable
+from tests.e2e.events import load_events, scalar_steps, scalar_values
+
+
+def test_tiny_run_writes_a_complete_run_directory(tmp_path):
+    proc = run_vae_train(TINY, cwd=tmp_path)
+    run = single_run_dir(tmp_path)
+    assert run.parent.parent == tmp_path / "outputs"
+    assert "epoch 2/2" in proc.stdout + proc.stderr  # one line per epoch when not on a terminal
+
+    # Hydra's record of the composed config.
+    config = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
+    assert config["model"]["latent_dim"] == 4 and config["dataset"]["name"] == "synthetic"
+
+    # metrics.json: final val/test numbers, consistent with each other.
+    metrics = json.loads((run / "metrics.json").read_text())
+    for split in ("val", "test"):
+        recon, kl, elbo = metrics[f"{split}/recon"], metrics[f"{split}/kl"], metrics[f"{split}/elbo"]
+        assert math.isfinite(elbo) and kl >= 0 and recon > 0
+        assert abs(elbo + recon + kl) < 1e-3 * abs(elbo)
+    assert metrics["epochs"] == 2 and metrics["steps"] == 2 * 8 and metrics["wall_time_s"] > 0
+
+    # Checkpoints load with weights_only=True and hold everything a resume needs.
+    for name in ("last.pt", "best.pt"):
+        ckpt = torch.load(run / "checkpoints" / name, weights_only=True)
+        for key in ("model", "optimizer", "scheduler", "epoch", "step", "rng", "config", "metrics", "format_version"):
+            assert key in ckpt, key
+        assert isinstance(ckpt["config"], dict) and ckpt["config"]["model"]["latent_dim"] == 4
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 2
+
+    # PNG grids: reconstructions (16 originals + 16 reconstructions, 8 per row) and 16 samples.
+    recon_png = Image.open(run / "images" / "images_reconstructions_epoch002.png")
+    assert recon_png.size == (8 * 30 + 2, 4 * 30 + 2)
+    assert Image.open(run / "images" / "images_samples_epoch002.png").size == (4 * 30 + 2, 4 * 30 + 2)
+
+    # TensorBoard: the tags, at sane values.
+    acc = load_events(run)
+    tags = set(acc.Tags()["scalars"])
+    expected = {f"train/{t}" for t in ("loss", "recon", "kl", "elbo")} | {
+        f"val/{t}" for t in ("loss", "recon", "kl", "elbo")
+    }
+    expected |= {"lr", "train/images_per_sec", "test/elbo", "test/loss"}
+    assert expected <= tags, expected - tags
+    assert scalar_values(acc, "lr") == [1e-3, 1e-3] or all(abs(v - 1e-3) < 1e-9 for v in scalar_values(acc, "lr"))
+    assert all(v > 0 for v in scalar_values(acc, "train/images_per_sec"))
+    train_loss = scalar_values(acc, "train/loss")
+    assert len(train_loss) == 8 and train_loss[-1] < train_loss[0]  # it learns
+    assert scalar_steps(acc, "val/elbo") == [8, 16]
+    assert (
+        scalar_values(acc, "val/elbo")[-1] == metrics["val/elbo"]
+        or abs(scalar_values(acc, "val/elbo")[-1] - metrics["val/elbo"]) < 1e-3
+    )
+    assert set(acc.Tags()["images"]) == {"images/reconstructions", "images/samples"}
+    assert len(acc.Images("images/samples")) == 2
+    # hparams written into this run (no sub-run directory).
+    assert [p for p in run.iterdir() if p.is_dir() and p.name not in (".hydra", "checkpoints", "images")] == []
+    assert any(t.startswith("_hparams_") for t in acc.Tags()["tensors"]) or "_hparams_/experiment" in str(
+        acc.summary_metadata
+    )
+
+
+def test_cfg_job_prints_the_composed_config(tmp_path):
+    proc = run_vae_train(["--cfg", "job", "model=conv", "loss.beta=4"], cwd=tmp_path)
+    cfg = yaml.safe_load(proc.stdout)
+    assert cfg["model"]["arch"] == "conv" and cfg["loss"]["beta"] == 4.0
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_help_lists_the_config_groups(tmp_path):
+    proc = run_vae_train(["--help"], cwd=tmp_path)
+    for group in ("dataset:", "model:", "loss:", "optim:", "trainer:"):
+        assert group in proc.stdout
+    assert "fashion_mnist" in proc.stdout and "conv" in proc.stdout
+
+
+def test_misspelt_key_fails_fast_naming_it(tmp_path):
+    proc = run_vae_train([*TINY, "model.lattent_dim=3"], cwd=tmp_path, check=False)
+    assert proc.returncode != 0
+    assert "lattent_dim" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_impossible_values_fail_before_any_data_is_loaded(tmp_path):
+    proc = run_vae_train([*TINY, "trainer.epochs=0", "optim.lr=0"], cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert "trainer.epochs must be >= 1" in proc.stderr and "optim.lr must be > 0" in proc.stderr
+    assert "Traceback" not in proc.stderr and "data synthetic" not in proc.stdout + proc.stderr
+
+
+def test_missing_dataset_is_one_clear_paragraph(tmp_path):
+    proc = run_vae_train(["dataset=mnist", f"dataset.root={tmp_path / 'none'}"], cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert "Dataset 'mnist' was not found" in proc.stderr and "dataset.download=true" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def _final_weights(run):
+    return torch.load(run / "checkpoints" / "last.pt", weights_only=True)["model"]
+
+
+def test_killed_run_resumes_to_the_same_weights_with_no_duplicated_steps(tmp_path):
+    args = [*TINY, "trainer.epochs=6", "dataset.num_train=2048", "trainer.log_every_steps=3"]
+    straight = tmp_path / "straight"
+    straight.mkdir()
+    run_vae_train([*args, f"hydra.run.dir={straight / 'run'}"], cwd=straight)
+
+    interrupted = tmp_path / "interrupted"
+    interrupted.mkdir()
+    run = interrupted / "run"
+    proc = subprocess.Popen(
+        [vae_train_executable(), *args, f"hydra.run.dir={run}"],
+        cwd=interrupted,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    while not (run / "checkpoints" / "last.pt").exists():
+        assert proc.poll() is None and time.time() < deadline, "run ended before its first checkpoint"
+        time.sleep(0.01)
+    time.sleep(0.3)  # into the next epoch: the events then hold steps the checkpoint does not
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert killed_at["epoch"] < 6, "the run finished before it was killed; the test proves nothing"
+
+    run_vae_train([f"trainer.resume={run}"], cwd=interrupted)
+
+    a, b = _final_weights(straight / "run"), _final_weights(run)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert (
+        json.loads((run / "metrics.json").read_text())["test/elbo"]
+        == json.loads((straight / "run" / "metrics.json").read_text())["test/elbo"]
+    )
+
+    acc = load_events(run)
+    for tag in ("train/loss", "val/elbo", "lr"):
+        steps = scalar_steps(acc, tag)
+        assert steps == sorted(set(steps)), f"{tag} has duplicated or unordered steps: {steps}"
+    assert scalar_steps(acc, "val/elbo") == scalar_steps(load_events(straight / "run"), "val/elbo")
+    # The resume kept the original Hydra record and added its own.
+    assert (run / ".hydra" / "config.yaml").is_file()
+    assert list((run / ".hydra").glob("resume-*/config.yaml"))
+
+
+def test_resume_can_extend_training_and_refuses_a_different_dataset(tmp_path):
+    run = tmp_path / "run"
+    run_vae_train([*TINY, f"hydra.run.dir={run}"], cwd=tmp_path)
+    run_vae_train([f"trainer.resume={run / 'checkpoints' / 'last.pt'}", "trainer.epochs=3"], cwd=tmp_path)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epochs"] == 3 and metrics["steps"] == 3 * 8
+    proc = run_vae_train([f"trainer.resume={run}", "dataset=mnist"], cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "Cannot change the config group 'dataset'" in proc.stderr
+
+
+def test_resume_from_a_missing_path_is_a_clear_error(tmp_path):
+    proc = run_vae_train([*TINY, f"trainer.resume={tmp_path / 'nope'}"], cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "does not exist" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_multirun_sweep_makes_one_directory_per_run_and_a_summary(tmp_path):
+    proc = run_vae_train(["-m", *TINY, "trainer.epochs=1", "model.latent_dim=2,4", "loss.beta=1,4"], cwd=tmp_path)
+    sweeps = list((tmp_path / "outputs" / "multirun").glob("*/*"))
+    assert len(sweeps) == 1
+    sweep = sweeps[0]
+    jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
+    assert jobs == ["0", "1", "2", "3"]
+    for job in jobs:
+        assert (sweep / job / "metrics.json").is_file() and (sweep / job / "checkpoints" / "last.pt").is_file()
+        assert list((sweep / job).glob("events.out.tfevents.*"))
+    rows = (sweep / "summary.csv").read_text().strip().splitlines()
+    assert len(rows) == 5 and rows[0].startswith("job,model.latent_dim,loss.beta,val/elbo")
+    md = (sweep / "summary.md").read_text().splitlines()
+    assert md[0].startswith("| job | model.latent_dim | loss.beta | val/elbo")
+    assert md[5].startswith("| 3 | 4 | 4 | -")
+    assert "summary" in proc.stdout + proc.stderr
+
+
+def test_real_fashion_mnist_trains_through_the_cli(tmp_path):
+    need_path(DEBIAN_FASHION / "train-images-idx3-ubyte.gz", "Debian's dataset-fashion-mnist")
+    run_vae_train(
+        ["dataset=fashion_mnist", "dataset.subset=6000", "trainer.epochs=1", f"dataset.root={tmp_path / 'data'}"],
+        cwd=tmp_path,
+    )
+    metrics = json.loads((single_run_dir(tmp_path) / "metrics.json").read_text())
+    # One epoch on 6k real images: well below the ~550 nats of an untrained model, far from converged.
+    assert 240 < -metrics["test/elbo"] < 400
+    assert metrics["dataset"] == "fashion_mnist"
+
+
+def test_two_runs_in_the_same_second_get_distinct_directories(tmp_path):
+    env = {"VAE_CLI_TEST": "1"}
+    procs = [
+        subprocess.Popen(
+            [vae_train_executable(), *TINY, "trainer.epochs=1"],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, **env},
+        )
+        for _ in range(2)
+    ]
+    for p in procs:
+        assert p.wait(timeout=300) == 0
+    runs = sorted(p for p in (tmp_path / "outputs").glob("*/*") if p.is_dir())
+    assert len(runs) == 2
+    assert all((r / "metrics.json").is_file() for r in runs)

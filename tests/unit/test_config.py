@@ -1,0 +1,72 @@
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
+from tests.conftest import compose_config
+from vae_cli.config import validate
+from vae_cli.errors import ConfigError
+
+
+def test_defaults_are_the_classic_vae():
+    cfg = compose_config()
+    assert cfg.dataset.name == "fashion_mnist"
+    assert cfg.model.arch.value == "mlp" and list(cfg.model.hidden_dims) == [400] and cfg.model.latent_dim == 20
+    assert cfg.loss.likelihood.value == "bernoulli" and cfg.loss.beta == 1.0
+    assert cfg.optim.name.value == "adam" and cfg.optim.lr == 1e-3
+    assert cfg.trainer.batch_size == 128 and cfg.trainer.epochs == 10
+    validate(cfg)
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("model.lattent_dim=3", "lattent_dim"),
+        ("trainer.epochs=ten", "epochs"),
+        ("loss.likelihood=poisson", "likelihood"),
+        ("optim.schedule=linear", "schedule"),
+    ],
+)
+def test_misspelt_keys_and_wrong_types_fail_at_composition_naming_the_key(override, key):
+    with pytest.raises(ConfigCompositionException) as info:
+        compose_config([override])
+    text = str(info.value) + str(info.value.__cause__)
+    assert key in text
+
+
+def test_unknown_group_choice_fails_naming_the_choices():
+    with pytest.raises(Exception) as info:
+        compose_config(["dataset=imagenet"])
+    assert "imagenet" in str(info.value) and "fashion_mnist" in str(info.value)
+
+
+def test_validate_reports_every_problem_at_once():
+    cfg = compose_config(["trainer.epochs=0", "optim.lr=-1", "loss.beta=-2", "model.latent_dim=0"])
+    with pytest.raises(ConfigError) as info:
+        validate(cfg)
+    message = str(info.value)
+    for key in ("trainer.epochs", "optim.lr", "loss.beta", "model.latent_dim"):
+        assert key in message
+
+
+def test_conv_needs_image_size_divisible_by_its_downsampling():
+    cfg = compose_config(["model=conv", "model.conv_channels=[8,8,8]"])  # 28 is not divisible by 8
+    with pytest.raises(ConfigError, match="divisible by 8"):
+        validate(cfg)
+    validate(compose_config(["model=conv"]))  # 28 / 4 = 7 is fine
+
+
+def test_weight_decay_with_plain_adam_is_refused_with_the_fix():
+    with pytest.raises(ConfigError, match="optim=adamw"):
+        validate(compose_config(["optim.weight_decay=0.01"]))
+    validate(compose_config(["optim=adamw"]))
+
+
+def test_experiment_overlays_apply():
+    cfg = compose_config(["experiment=beta_vae"])
+    assert cfg.model.arch.value == "conv" and cfg.loss.beta == 4.0 and cfg.trainer.epochs == 20
+
+
+def test_config_round_trips_to_plain_yaml():
+    cfg = compose_config()
+    plain = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    assert plain["loss"]["likelihood"] == "bernoulli"
