@@ -10,7 +10,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from vae_cli.config import Likelihood, LossConfig
 from vae_cli.model import VAEOutput
@@ -22,13 +21,40 @@ def kl_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=-1)
 
 
+class _BCEWithLogitsPerSample(torch.autograd.Function):
+    """Per-sample sum of BCE-with-logits, with a hand-written backward: the same function as
+    ``F.binary_cross_entropy_with_logits(reduction="none").flatten(1).sum(1)``, about twice as fast on CPU.
+
+    Why: ATen's CPU ``log1p`` (inside softplus/log_sigmoid) is not vectorized and cost ~10% of a whole MLP step,
+    and autograd saves and replays the whole chain. Here the forward uses the stable identity
+    ``softplus(l) - x l = max(l, 0) - x l + log(1 + exp(-|l|))`` (``log`` of a value in (1, 2]: vectorized; it
+    differs from ``log1p`` by < 1e-7 per pixel), and the backward is the closed form ``sigmoid(l) - x``.
+    """
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(logits, x)
+        nll = logits.abs().neg_().exp_().add_(1.0).log_()
+        nll += logits.clamp_min(0.0)
+        nll -= x * logits
+        return nll.flatten(1).sum(dim=1)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:  # type: ignore[override]
+        logits, x = ctx.saved_tensors
+        shape = (-1,) + (1,) * (logits.dim() - 1)
+        grad_logits = torch.sigmoid(logits).sub_(x).mul_(grad.reshape(shape))
+        # d/dx of the cross-entropy is -logits; x is data in training, but stay correct if it needs a gradient.
+        grad_x = -logits * grad.reshape(shape) if ctx.needs_input_grad[1] else None
+        return grad_logits, grad_x
+
+
 class BernoulliLikelihood:
     """p(x|z) = prod Bernoulli(x; sigmoid(logits)); x in [0, 1] (the classic VAE also uses grey levels)."""
 
     def log_prob(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         # BCE-with-logits is the numerically stable form of x log p + (1 - x) log(1 - p).
-        nll = F.binary_cross_entropy_with_logits(logits.float(), x.float(), reduction="none")
-        return -nll.flatten(1).sum(dim=1)
+        return -_BCEWithLogitsPerSample.apply(logits.float(), x.float())
 
     def mean(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(logits.float())
@@ -84,8 +110,12 @@ class ELBOLoss:
 
     def __call__(self, x: torch.Tensor, out: VAEOutput, step: int | None = None) -> ELBOTerms:
         """``step=None`` means evaluation: the full beta, no warm-up."""
+        return self.weighted(x, out, self.beta if step is None else self.kl_weight(step))
+
+    def weighted(self, x: torch.Tensor, out: VAEOutput, kl_weight: float | torch.Tensor) -> ELBOTerms:
+        """The terms with an explicit KL weight. A compiled or CUDA-graph step passes it as a 0-d tensor, so a
+        warm-up changes a value in memory instead of forcing a recompile or a new capture."""
         recon = -self.likelihood.log_prob(x, out.params).mean()
         kl = kl_standard_normal(out.mu, out.logvar).mean()
-        beta = self.beta if step is None else self.kl_weight(step)
-        loss = self.recon_weight * recon + beta * kl
+        loss = self.recon_weight * recon + kl_weight * kl
         return ELBOTerms(loss=loss, recon=recon, kl=kl, elbo=-(recon + kl))

@@ -130,7 +130,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
 
     model = build_model(cfg.model, data.image_shape).to(device)
     loss_fn = ELBOLoss(cfg.loss)
-    optimizer = build_optimizer(cfg.optim, model.parameters())
+    optimizer = build_optimizer(cfg.optim, model.parameters(), fused=device.type in ("cpu", "cuda"))
     steps_per_epoch = -(-data.train.shape[0] // cfg.trainer.batch_size)
     scheduler = build_scheduler(cfg.optim, optimizer, total_steps=cfg.trainer.epochs * steps_per_epoch)
     purge_step = resume_ckpt["step"] + 1 if resume_ckpt is not None else None
@@ -159,6 +159,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
                 "best_epoch": state.best_epoch,
                 "wall_time_s": round(time.perf_counter() - started, 3),
                 "images_per_sec": final.get("images_per_sec"),
+                # Wall-clock (Unix) time of the first optimizer step of this process: start-up benchmarks.
+                "first_step_unix_time": trainer.first_step_at,
             }
         )
         tracker.scalars({f"test/{k}": v for k, v in test.items()}, state.step)

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from torch import nn
 
 from vae_cli.checkpoint import rng_state, save_checkpoint, set_rng_state
 from vae_cli.config import TrainerConfig
@@ -23,6 +22,7 @@ from vae_cli.data import ImageSplits, eval_batches, to_unit_float
 from vae_cli.errors import TrainingError
 from vae_cli.loss import ELBOLoss
 from vae_cli.model import VAE
+from vae_cli.step import TrainStep
 from vae_cli.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,9 @@ class Trainer:
         self.config_dict = config_dict
         self.state = TrainState()
         self.batches = train_batches
+        # Forward, loss, backward and update of one batch, with the speed options (bf16, compile, CUDA graphs).
+        self.train_step = TrainStep(model, loss_fn, optimizer, cfg, data.train.device)
+        self.first_step_at: float | None = None  # wall-clock time of the first optimizer step (start-up metric)
         # Fixed inputs for the image grids, so epochs compare: the first val images and one prior draw.
         shown = data.val if data.val.shape[0] > 0 else data.train
         n_shown = max(8, (min(cfg.num_images, shown.shape[0]) // 8) * 8) if shown.shape[0] >= 8 else shown.shape[0]
@@ -154,20 +157,14 @@ class Trainer:
         total = len(self.batches) - start_batch
         t0 = time.perf_counter()
         for x in self._progress(self.batches.epoch(epoch, start_batch), total, epoch):
-            out = self.model(x)
-            terms = self.loss_fn(x, out, self.state.step)
-            self.optimizer.zero_grad(set_to_none=True)
-            terms.loss.backward()
-            if self.cfg.grad_clip is not None:
-                nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-            self.optimizer.step()
+            batch_terms = self.train_step(x, self.state.step).mul_(x.shape[0])
             self.scheduler.step()
             self.state.step += 1
             self.state.batch_in_epoch += 1
-            with torch.no_grad():
-                batch_terms = torch.stack([terms.loss, terms.recon, terms.kl, terms.elbo]).detach() * x.shape[0]
-                epoch_sums += batch_terms
-                interval_sums += batch_terms
+            if self.first_step_at is None:
+                self.first_step_at = time.time()
+            epoch_sums += batch_terms
+            interval_sums += batch_terms
             n_seen += x.shape[0]
             interval_count += x.shape[0]
             if self.state.step % self.cfg.log_every_steps == 0:
@@ -232,7 +229,7 @@ class Trainer:
             )
             self.state.epoch = epoch + 1
             self.state.batch_in_epoch = 0
-            lr = self.optimizer.param_groups[0]["lr"]
+            lr = float(self.optimizer.param_groups[0]["lr"])  # a device tensor under CUDA graphs
             scalars = {f"val/{k}": v for k, v in val.items()}
             scalars.update({"lr": lr, "train/images_per_sec": throughput, "epoch": float(epoch + 1)})
             self.tracker.scalars(scalars, self.state.step)

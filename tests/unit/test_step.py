@@ -1,0 +1,104 @@
+"""The training step: the fast BCE is the same function as torch's, and every speed option computes the same step."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vae_cli.config import LossConfig, ModelConfig, OptimConfig, Precision, TrainerConfig
+from vae_cli.errors import ConfigError
+from vae_cli.loss import BernoulliLikelihood, ELBOLoss, _BCEWithLogitsPerSample
+from vae_cli.model import build_model
+from vae_cli.optim import build_optimizer
+from vae_cli.step import TrainStep
+
+
+def _reference_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+
+
+def test_fast_bce_matches_torch_in_value_and_gradient_even_for_extreme_logits():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(16, 1, 28, 28, generator=g) * 8
+    logits[0, 0, 0, :4] = torch.tensor([-120.0, -30.0, 30.0, 120.0])  # exp would overflow in a naive form
+    x = torch.rand(16, 1, 28, 28, generator=g)
+    a = logits.clone().requires_grad_()
+    b = logits.clone().requires_grad_()
+    weights = torch.rand(16, generator=g)
+    ours = -BernoulliLikelihood().log_prob(x, a)
+    ref = _reference_nll(b, x)
+    torch.testing.assert_close(ours, ref, rtol=1e-6, atol=1e-3)
+    (ours * weights).sum().backward()
+    (ref * weights).sum().backward()
+    torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-6)
+    assert torch.isfinite(ours).all() and torch.isfinite(a.grad).all()
+
+
+def test_fast_bce_passes_gradcheck_for_logits_and_data():
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(3, 7, dtype=torch.double, generator=g).requires_grad_()
+    x = torch.rand(3, 7, dtype=torch.double, generator=g).requires_grad_()
+    # The Function itself: log_prob casts to fp32, too coarse for finite differences.
+    assert torch.autograd.gradcheck(_BCEWithLogitsPerSample.apply, (logits, x))
+
+
+def _setup(precision: Precision = Precision.fp32, seed: int = 0, **trainer_kw):
+    torch.manual_seed(seed)
+    model = build_model(ModelConfig(hidden_dims=[64], latent_dim=4), (1, 28, 28))
+    loss_fn = ELBOLoss(LossConfig(kl_warmup_steps=10))
+    optimizer = build_optimizer(OptimConfig(), model.parameters(), fused=True)
+    cfg = TrainerConfig(precision=precision, **trainer_kw)
+    return model, loss_fn, optimizer, TrainStep(model, loss_fn, optimizer, cfg, torch.device("cpu"))
+
+
+def _batches(n: int = 6, batch: int = 32) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(3)
+    return [torch.rand(batch, 1, 28, 28, generator=g) for _ in range(n)]
+
+
+def test_fp32_step_is_exactly_the_textbook_step():
+    model, _, _, step = _setup()
+    ref_model, ref_loss, ref_opt, _ = _setup()
+    for i, x in enumerate(_batches()):
+        torch.manual_seed(100 + i)
+        terms = step(x, i)
+        torch.manual_seed(100 + i)
+        t = ref_loss(x, ref_model(x), i)
+        ref_opt.zero_grad(set_to_none=True)
+        t.loss.backward()
+        ref_opt.step()
+        assert terms.shape == (4,) and not terms.requires_grad
+        assert torch.equal(terms, torch.stack([t.loss, t.recon, t.kl, t.elbo]).detach())
+    for p, q in zip(model.parameters(), ref_model.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_bf16_step_keeps_fp32_weights_and_follows_the_fp32_trajectory():
+    m32, *_, s32 = _setup(Precision.fp32)
+    m16, *_, s16 = _setup(Precision.bf16)
+    for i, x in enumerate(_batches(10)):
+        torch.manual_seed(i)
+        t32 = s32(x, i)
+        torch.manual_seed(i)
+        t16 = s16(x, i)
+        # Same terms within bf16 rounding of the logits (the loss itself is summed in fp32).
+        assert abs(t16[0] - t32[0]) / t32[0] < 0.01
+    assert all(p.dtype == torch.float32 for p in m16.parameters())
+    for p, q in zip(m16.parameters(), m32.parameters(), strict=True):
+        assert (p - q).abs().max() < 0.01
+
+
+def test_a_partial_last_batch_runs_and_terms_are_per_sample_means():
+    _, loss_fn, _, step = _setup()
+    big, small = torch.rand(32, 1, 28, 28), torch.rand(5, 1, 28, 28)
+    step(big, 0)
+    terms = step(small, 1)
+    loss, recon, kl, elbo = terms.tolist()
+    assert recon > 0 and kl >= 0 and elbo == pytest.approx(-(recon + kl), rel=1e-6)
+    assert loss == pytest.approx(recon + loss_fn.kl_weight(1) * kl, rel=1e-6)
+
+
+def test_cuda_graphs_on_cpu_is_a_clear_config_error():
+    with pytest.raises(ConfigError, match="cuda_graphs"):
+        _setup(cuda_graphs=True)

@@ -1,0 +1,155 @@
+"""One training step (forward, loss, backward, optimizer update), as fast as the device allows.
+
+The trainer's hot loop calls ``TrainStep`` once per batch and gets back a detached ``[4]`` tensor of per-sample
+means ``(loss, recon, kl, elbo)`` on the device, so it reads anything back to the host only when it logs.
+Speed options (``TrainerConfig``) change how the step runs, never what it computes:
+
+- ``precision=bf16``: the model runs under bf16 autocast (matmuls and convolutions in bf16, about 2-5x faster on
+  CPUs with AVX512-BF16/AMX and on GPUs); weights, gradients, optimizer state and the loss sums stay fp32.
+- ``compile=true``: ``torch.compile`` of forward + loss (AOTAutograd compiles the backward with it).
+- ``cuda_graphs=true`` (CUDA only): the whole step, optimizer included, is captured once and replayed, so a step
+  costs one launch instead of dozens.
+- ``channels_last`` (conv models on CUDA): NHWC weights and inputs for the tensor-core convolution kernels.
+
+Batches of another size than the first (the last, partial batch of an epoch) run eagerly, so neither a
+recompile nor a second capture is ever paid for them.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+
+import torch
+from torch import nn
+
+from vae_cli.config import Precision, TrainerConfig
+from vae_cli.errors import ConfigError
+from vae_cli.loss import ELBOLoss
+from vae_cli.model import VAE
+
+# Eager steps before a CUDA graph is captured: cuBLAS/cuDNN handles, the optimizer's state and (with compile)
+# the compiled kernels must all exist before capture. They are ordinary training steps on real batches.
+GRAPH_WARMUP_STEPS = 3
+
+
+def has_convolutions(model: nn.Module) -> bool:
+    return any(isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) for m in model.modules())
+
+
+class TrainStep:
+    def __init__(
+        self,
+        model: VAE,
+        loss_fn: ELBOLoss,
+        optimizer: torch.optim.Optimizer,
+        cfg: TrainerConfig,
+        device: torch.device,
+    ) -> None:
+        if cfg.cuda_graphs and device.type != "cuda":
+            raise ConfigError(f"trainer.cuda_graphs=true needs a CUDA device; this run trains on {device}.")
+        self.model = model
+        self.loss_fn = loss_fn
+        self.optimizer = optimizer
+        self.grad_clip = cfg.grad_clip
+        self.device = device
+        self.bf16 = Precision(cfg.precision) == Precision.bf16
+        self.use_graphs = bool(cfg.cuda_graphs)
+        self.channels_last = bool(cfg.channels_last) and device.type == "cuda" and has_convolutions(model)
+        if self.channels_last:
+            # Replaces each parameter's data in place: the optimizer keeps the same Parameter objects.
+            model.to(memory_format=torch.channels_last)
+        self.fast_forward = torch.compile(self.forward_loss) if cfg.compile else self.forward_loss
+        # A tensor KL weight lets a compiled function or a captured graph follow a warm-up without retracing.
+        self.kl_weight = torch.zeros((), device=device)
+        self.batch_shape: torch.Size | None = None  # shape of the compiled / captured batch
+        self.steps_done = 0
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.static_x: torch.Tensor | None = None
+        self.static_terms: torch.Tensor | None = None
+
+    def autocast(self) -> AbstractContextManager:
+        # cache_enabled=False under graphs: autocast's weight cache must not outlive a capture.
+        return torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=self.bf16, cache_enabled=not self.use_graphs
+        )
+
+    def forward_loss(self, x: torch.Tensor, kl_weight: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The objective to minimize and the detached ``[4]`` terms. Only the model runs under autocast: the loss
+        takes fp32 logits (sums over 784+ pixels need fp32)."""
+        with self.autocast():
+            out = self.model(x)
+        t = self.loss_fn.weighted(x, out, kl_weight)
+        return t.loss, torch.stack([t.loss, t.recon, t.kl, t.elbo]).detach()
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def _update(self, loss: torch.Tensor) -> None:
+        loss.backward()
+        if self.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.optimizer.step()
+
+    def _eager(self, x: torch.Tensor, kl_weight: float, fast: bool) -> torch.Tensor:
+        self.optimizer.zero_grad(set_to_none=True)
+        if fast and self.fast_forward is not self.forward_loss:
+            self.kl_weight.fill_(kl_weight)
+            loss, terms = self.fast_forward(x, self.kl_weight)
+        else:
+            loss, terms = self.forward_loss(x, kl_weight)
+        self._update(loss)
+        return terms
+
+    def __call__(self, x: torch.Tensor, step: int) -> torch.Tensor:
+        """One optimizer step on batch ``x`` at global step ``step``; returns the detached ``[4]`` terms."""
+        x = self._prepare(x)
+        kl_weight = self.loss_fn.kl_weight(step)
+        if self.batch_shape is None:
+            self.batch_shape = x.shape
+        main_shape = x.shape == self.batch_shape
+        self.steps_done += 1
+        if not (self.use_graphs and main_shape):
+            return self._eager(x, kl_weight, fast=main_shape)
+        if self.graph is None:
+            if self.steps_done <= GRAPH_WARMUP_STEPS:
+                return self._warmup(x, kl_weight)
+            self._capture(x)
+        assert self.graph is not None and self.static_x is not None and self.static_terms is not None
+        self.static_x.copy_(x)
+        self.kl_weight.fill_(kl_weight)
+        self.graph.replay()
+        return self.static_terms.clone()
+
+    # ----- CUDA graphs -------------------------------------------------------------------------------------
+    def _make_capturable(self) -> None:
+        """Adam inside a graph must keep its step count and learning rate on the device: ``capturable`` does the
+        first, a tensor ``lr`` the second (the LR scheduler then updates it in place with ``fill_``). Done at the
+        first step, after a resume has loaded the optimizer's state."""
+        for group in self.optimizer.param_groups:
+            group["capturable"] = True
+            if not isinstance(group["lr"], torch.Tensor):
+                group["lr"] = torch.tensor(float(group["lr"]), device=self.device)
+
+    def _warmup(self, x: torch.Tensor, kl_weight: float) -> torch.Tensor:
+        if self.steps_done == 1:
+            self._make_capturable()
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            terms = self._eager(x, kl_weight, fast=True)
+        torch.cuda.current_stream().wait_stream(side)
+        return terms
+
+    def _capture(self, x: torch.Tensor) -> None:
+        """Record one whole step on static buffers. Capturing does not run it; ``__call__`` replays it next."""
+        self.static_x = torch.empty_like(x)
+        self.static_x.copy_(x)
+        # Gradients set to None before capture are allocated inside the graph's memory pool, so every replay
+        # writes fresh gradients (not accumulated ones) into the same place.
+        self.optimizer.zero_grad(set_to_none=True)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            loss, terms = self.fast_forward(self.static_x, self.kl_weight)
+            self._update(loss)
+        self.static_terms = terms
+        self.graph = graph
