@@ -1,0 +1,319 @@
+"""Speed benchmark: ``vae-train`` side by side with the classic PyTorch VAE example and a bare eager loop.
+
+    python benchmarks/speed.py                                   # every suite (~15 min on 2 CPU cores)
+    python benchmarks/speed.py --suite mlp --reps 3 --epochs 10  # one suite
+    python benchmarks/speed.py --smoke                           # seconds: proves the script works
+
+Every contender runs in its own process (so peak RSS is its own), one after another, and the order rotates
+each repetition, so load from other processes on a shared machine falls on all contenders alike. Figures are
+medians over repetitions (epoch times: over every epoch of every repetition); ratios are taken between
+contenders measured in the same run. Suites:
+
+- ``mlp`` / ``conv``: (a) classic example design, (b) bare eager loop on preloaded tensors, (c) ``vae-train``
+  (fp32 default, and ``trainer.precision=bf16``), same model, batch 128, Adam 1e-3, all 60k training images
+  (``dataset.val_size=0``), 10k test images. On CUDA (when present) also graphs and compile variants.
+- ``ablation``: the bare loop with one speed feature added at a time: what each gives.
+- ``startup``: ``vae-train --help``, ``import torch``, and launch -> first optimizer step of ``vae-train``.
+- ``scaling``: ``vae-train`` epoch time and peak RSS versus training-set size and batch size.
+
+Results are printed as Markdown tables and written as JSON (``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+CONTENDERS = REPO / "benchmarks" / "contenders.py"
+
+
+@dataclass
+class Run:
+    """One process: what it measured, and what the OS says about it."""
+
+    epoch_times: list[float]
+    test_loss: float
+    n_train: int
+    peak_rss_mb: float
+    wall_s: float
+    first_step_s: float | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def vae_train_exe() -> str:
+    candidate = Path(sys.executable).parent / "vae-train"
+    return str(candidate) if candidate.is_file() else "vae-train"
+
+
+def run_process(cmd: list[str], cwd: Path, timeout: float) -> tuple[str, float, float, float]:
+    """Run ``cmd``; returns (stdout, wall seconds, peak RSS in MB of that process alone, launch Unix time)."""
+    with tempfile.TemporaryFile("w+") as out:
+        launched = time.time()
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, text=True)
+        try:
+            # wait4 gives this child's own rusage (ru_maxrss in KiB on Linux).
+            _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:
+            proc.kill()
+            raise
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - t0
+        out.seek(0)
+        text = out.read()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{text[-3000:]}")
+    if wall > timeout:
+        print(f"  warning: {cmd[1]} took {wall:.0f}s (> {timeout:.0f}s)", file=sys.stderr)
+    return text, wall, usage.ru_maxrss / 1024, launched
+
+
+def run_contender(kind: str, args: argparse.Namespace, model: str, device: str, extra: list[str]) -> Run:
+    cmd = [
+        sys.executable,
+        str(CONTENDERS),
+        kind,
+        f"--data-root={args.data_root}",
+        f"--model={model}",
+        f"--device={device}",
+        f"--epochs={args.epochs if model == 'mlp' else args.conv_epochs}",
+        f"--subset={args.subset}",
+        *extra,
+    ]
+    text, wall, rss, launched = run_process(cmd, REPO, args.timeout)
+    line = next(ln for ln in text.splitlines() if ln.startswith("RESULT "))
+    r = json.loads(line[len("RESULT ") :])
+    first = r["first_step"] - launched if r.get("first_step") else None
+    return Run(r["epoch_times"], r["test_loss"], r["n_train"], rss, wall, first, r)
+
+
+def run_vae_train(args: argparse.Namespace, overrides: list[str]) -> Run:
+    n_train = _n_train(args, overrides)
+    if not any(o.startswith("dataset.subset=") for o in overrides) and args.subset:
+        overrides = [*overrides, f"dataset.subset={args.subset}"]
+    with tempfile.TemporaryDirectory(prefix="vae-bench-") as tmp:
+        run_dir = Path(tmp) / "run"
+        cmd = [
+            vae_train_exe(),
+            "dataset=fashion_mnist",
+            f"dataset.root={args.data_root}",
+            "dataset.val_size=0",  # all 60k images train, as in the other contenders
+            f"hydra.run.dir={run_dir}",
+            *overrides,
+        ]
+        _, wall, rss, launched = run_process(cmd, Path(tmp), args.timeout)
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        history = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["history"]
+    times = [n_train / h["images_per_sec"] for h in history]
+    first = metrics["first_step_unix_time"] - launched if metrics.get("first_step_unix_time") else None
+    return Run(times, metrics["test/loss"], n_train, rss, wall, first, {})
+
+
+def _n_train(args: argparse.Namespace, overrides: list[str]) -> int:
+    for o in overrides:
+        if o.startswith("dataset.subset="):
+            return int(o.split("=", 1)[1])
+    return args.subset or 60_000
+
+
+# ----- reporting ----------------------------------------------------------------------------------------------
+def median_epoch(runs: list[Run]) -> float:
+    return statistics.median(t for r in runs for t in r.epoch_times)
+
+
+def fmt_losses(runs: list[Run]) -> str:
+    losses = sorted(r.test_loss for r in runs)
+    med = statistics.median(losses)
+    return f"{med:.2f}" + (f" ({losses[0]:.2f}–{losses[-1]:.2f})" if len(losses) > 1 else "")
+
+
+def table(title: str, results: dict[str, list[Run]], reference: str, floor: str | None) -> str:
+    ref = median_epoch(results[reference])
+    base = median_epoch(results[floor]) if floor else None
+    head = f"| contender | s/epoch (median) | images/s | test loss, median (min–max) | peak RSS MB | wall s/run | × vs {reference} |"
+    if floor:
+        head += f" ÷ {floor} |"
+    lines = [f"### {title}", "", head, "|" + "---|" * (head.count("|") - 1)]
+    for name, runs in results.items():
+        ep = median_epoch(runs)
+        n = runs[0].n_train
+        row = (
+            f"| {name} | {ep:.3f} | {n / ep:,.0f} | {fmt_losses(runs)} | "
+            f"{statistics.median(r.peak_rss_mb for r in runs):.0f} | {statistics.median(r.wall_s for r in runs):.1f} | "
+            f"{ref / ep:.2f}× |"
+        )
+        if floor and base:
+            row += f" {ep / base:.2f} |"
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def interleaved(contenders: dict[str, callable], reps: int) -> dict[str, list[Run]]:
+    """Run every contender ``reps`` times, rotating the order each repetition."""
+    names = list(contenders)
+    results: dict[str, list[Run]] = {n: [] for n in names}
+    for rep in range(reps):
+        order = names[rep % len(names) :] + names[: rep % len(names)]
+        for name in order:
+            t0 = time.perf_counter()
+            run = contenders[name]()
+            results[name].append(run)
+            print(
+                f"  rep {rep + 1}/{reps} {name}: {statistics.median(run.epoch_times):.3f} s/epoch, "
+                f"test loss {run.test_loss:.2f}, {run.peak_rss_mb:.0f} MB ({time.perf_counter() - t0:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
+    return results
+
+
+# ----- suites -------------------------------------------------------------------------------------------------
+def suite_model(args: argparse.Namespace, model: str, device: str) -> str:
+    epochs = args.epochs if model == "mlp" else args.conv_epochs
+    common = [f"model={model}", f"trainer.epochs={epochs}", f"trainer.device={device}"]
+    c: dict[str, callable] = {
+        "(a) classic": lambda: run_contender("classic", args, model, device, []),
+        "(b) bare": lambda: run_contender("bare", args, model, device, []),
+        "(c) vae-train": lambda: run_vae_train(args, common),
+        "vae-train bf16": lambda: run_vae_train(args, [*common, "trainer.precision=bf16"]),
+    }
+    if device == "cuda":
+        c["vae-train bf16 graphs"] = lambda: run_vae_train(
+            args, [*common, "trainer.precision=bf16", "trainer.cuda_graphs=true"]
+        )
+        c["vae-train bf16 compile graphs"] = lambda: run_vae_train(
+            args, [*common, "trainer.precision=bf16", "trainer.compile=true", "trainer.cuda_graphs=true"]
+        )
+    if args.with_compile and device != "cuda":
+        c["vae-train bf16 compile"] = lambda: run_vae_train(
+            args, [*common, "trainer.precision=bf16", "trainer.compile=true"]
+        )
+    print(f"suite {model} on {device}: {epochs} epochs, {args.reps} reps", file=sys.stderr)
+    res = interleaved(c, args.reps)
+    title = f"{model.upper()} on {device}, batch 128, {epochs} epochs"
+    return table(title, res, "(a) classic", "(b) bare")
+
+
+def suite_ablation(args: argparse.Namespace) -> str:
+    steps = {
+        "bare: textbook (foreach Adam, F.bce_with_logits)": [],
+        "+ fused Adam": ["--fused-adam"],
+        "+ fused Adam + fast BCE (= vae-train fp32 step)": ["--fused-adam", "--fast-bce"],
+        "+ bf16 autocast (= vae-train bf16 step)": ["--fused-adam", "--fast-bce", "--bf16"],
+        "bf16 without the fused Adam / fast BCE": ["--bf16"],
+    }
+    if args.with_compile:
+        steps["+ torch.compile (bf16)"] = ["--fused-adam", "--fast-bce", "--bf16", "--compile"]
+    sub = argparse.Namespace(**{**vars(args), "epochs": args.ablation_epochs})
+    print(f"suite ablation: {args.ablation_epochs} epochs, {args.reps} reps", file=sys.stderr)
+    res = interleaved(
+        {k: (lambda e=e: run_contender("bare", sub, "mlp", "cpu", e)) for k, e in steps.items()}, args.reps
+    )
+    first = next(iter(steps))
+    return table(f"What each step feature gives (MLP, CPU, {args.ablation_epochs} epochs)", res, first, None)
+
+
+def suite_startup(args: argparse.Namespace) -> str:
+    reps = max(3, args.reps)
+    help_s = [run_process([vae_train_exe(), "--help"], REPO, args.timeout)[1] for _ in range(reps)]
+    torch_s = [run_process([sys.executable, "-c", "import torch"], REPO, args.timeout)[1] for _ in range(reps)]
+    firsts = []
+    for _ in range(reps):
+        r = run_vae_train(args, ["trainer.epochs=1", "dataset.subset=1280"])
+        firsts.append(r.first_step_s)
+    return "\n".join(
+        [
+            f"### Start-up (median of {reps})",
+            "",
+            "| what | seconds |",
+            "|---|---|",
+            f"| `vae-train --help` | {statistics.median(help_s):.2f} |",
+            f"| `python -c 'import torch'` (for scale) | {statistics.median(torch_s):.2f} |",
+            f"| `vae-train dataset=fashion_mnist`: launch → first optimizer step | {statistics.median(firsts):.2f} |",
+        ]
+    )
+
+
+def suite_scaling(args: argparse.Namespace) -> str:
+    sizes = [1280, 2560] if args.smoke else [10_000, 20_000, 40_000, 60_000]
+    batches = [128, 512] if args.smoke else [64, 128, 256, 512, 1024]
+    lines = [
+        "### Scaling (vae-train, fp32, 1 epoch per run, in-memory data)",
+        "",
+        "| train images | batch | s/epoch | images/s | peak RSS MB |",
+        "|---|---|---|---|---|",
+    ]
+    runs = [(n, 128) for n in sizes] + [(sizes[-1], b) for b in batches if b != 128]
+    for n, b in runs:
+        r = run_vae_train(args, ["trainer.epochs=1", f"dataset.subset={n}", f"trainer.batch_size={b}"])
+        ep = r.epoch_times[0]
+        lines.append(f"| {n:,} | {b} | {ep:.3f} | {n / ep:,.0f} | {r.peak_rss_mb:.0f} |")
+        print(f"  scaling n={n} batch={b}: {ep:.3f} s, {r.peak_rss_mb:.0f} MB", file=sys.stderr, flush=True)
+    return "\n".join(lines)
+
+
+def stage_data(root: Path) -> None:
+    from vae_cli.data import SYSTEM_LOCATIONS, stage_idx_files
+
+    stage_idx_files(root / "FashionMNIST" / "raw", SYSTEM_LOCATIONS["fashion_mnist"])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(
+        "--suite",
+        nargs="+",
+        default=["mlp", "conv", "ablation", "startup", "scaling"],
+        choices=["mlp", "conv", "ablation", "startup", "scaling"],
+    )
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=10, help="MLP epochs per run (the classic budget)")
+    p.add_argument("--conv-epochs", type=int, default=2)
+    p.add_argument("--ablation-epochs", type=int, default=2)
+    p.add_argument("--subset", type=int, default=0, help="train on the first N images (0 = all 60k)")
+    p.add_argument("--with-compile", action="store_true", help="add torch.compile contenders (~40 s compile each)")
+    p.add_argument("--data-root", default=str(REPO / "data"))
+    p.add_argument("--timeout", type=float, default=1800)
+    p.add_argument("--out", default="", help="also write the tables and raw runs as JSON here")
+    p.add_argument("--smoke", action="store_true", help="tiny: 1 rep, 1 epoch, 1280 images; proves it runs")
+    args = p.parse_args()
+    if args.smoke:
+        args.reps, args.epochs, args.conv_epochs, args.ablation_epochs, args.subset = 1, 1, 1, 1, 1280
+    args.data_root = str(Path(args.data_root).resolve())
+    stage_data(Path(args.data_root))
+
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    info = (
+        f"torch {torch.__version__}, {os.cpu_count()} CPU threads, devices: {', '.join(devices)}; "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+    )
+    print(info, file=sys.stderr)
+    sections = [f"_{info}_"]
+    for suite in args.suite:
+        if suite in ("mlp", "conv"):
+            sections += [suite_model(args, suite, d) for d in devices]
+        elif suite == "ablation":
+            sections.append(suite_ablation(args))
+        elif suite == "startup":
+            sections.append(suite_startup(args))
+        elif suite == "scaling":
+            sections.append(suite_scaling(args))
+        print("\n\n".join(sections[-1:]), flush=True)
+        print(flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps({"info": info, "tables": sections}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""End to end: the speed options of `vae-train` (trainer.precision, trainer.compile, trainer.cuda_graphs) and the
+speed benchmark's smoke mode, through the real command line."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import torch
+
+from tests.conftest import DEBIAN_FASHION, REPO, TINY, need_path, run_vae_train
+
+
+def _train(tmp_path, name: str, extra: list[str]) -> dict:
+    run = tmp_path / name
+    run_vae_train([*TINY, "trainer.epochs=3", f"hydra.run.dir={run}", *extra], cwd=tmp_path)
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["_weights"] = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["model"]
+    return metrics
+
+
+def _sane(metrics: dict) -> None:
+    loss, recon, kl = metrics["test/loss"], metrics["test/recon"], metrics["test/kl"]
+    assert math.isfinite(loss) and recon > 0 and kl >= 0
+    assert abs(loss - (recon + kl)) < 1e-3 * loss
+    assert metrics["first_step_unix_time"] > 0
+
+
+def test_bf16_trains_end_to_end_to_the_fp32_loss_with_fp32_weights(tmp_path):
+    fp32 = _train(tmp_path, "fp32", [])
+    bf16 = _train(tmp_path, "bf16", ["trainer.precision=bf16"])
+    _sane(fp32)
+    _sane(bf16)
+    # Same seed, same data: bf16 matmuls move the result by rounding noise only (the benchmark shows the same on
+    # real Fashion-MNIST over 10 epochs).
+    assert abs(bf16["test/loss"] - fp32["test/loss"]) < 0.01 * fp32["test/loss"]
+    assert all(w.dtype == torch.float32 for w in bf16["_weights"].values())
+
+
+def test_compile_trains_end_to_end_like_eager(tmp_path):
+    eager = _train(tmp_path, "eager", [])
+    compiled = _train(tmp_path, "compiled", ["trainer.compile=true"])
+    _sane(compiled)
+    assert abs(compiled["test/loss"] - eager["test/loss"]) < 0.01 * eager["test/loss"]
+    # Weights are saved from the uncompiled module: same keys, no "_orig_mod." prefixes.
+    assert compiled["_weights"].keys() == eager["_weights"].keys()
+
+
+def test_cuda_graphs_without_a_gpu_is_refused_before_any_work(tmp_path):
+    proc = run_vae_train([*TINY, "trainer.device=cpu", "trainer.cuda_graphs=true"], cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert "trainer.cuda_graphs=true needs a CUDA device" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_speed_benchmark_smoke_mode_prints_the_side_by_side_table(tmp_path):
+    need_path(DEBIAN_FASHION / "train-images-idx3-ubyte.gz", "Debian's dataset-fashion-mnist")
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "speed.py"),
+            "--smoke",
+            "--suite",
+            "mlp",
+            f"--data-root={tmp_path / 'data'}",
+            f"--out={out}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {line.split("|")[1].strip(): line for line in proc.stdout.splitlines() if line.startswith("| (")}
+    assert set(rows) == {"(a) classic", "(b) bare", "(c) vae-train"}
+    assert "vae-train bf16" in proc.stdout and "× vs (a) classic" in proc.stdout
+    for line in rows.values():
+        cells = [c.strip() for c in line.split("|")[2:-1]]
+        seconds, test_loss, rss = float(cells[0]), float(cells[2].split()[0]), float(cells[3])
+        assert seconds > 0 and 200 < test_loss < 600 and rss > 100
+    assert json.loads(out.read_text())["tables"]
