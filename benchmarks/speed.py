@@ -56,12 +56,19 @@ def vae_train_exe() -> str:
     return str(candidate) if candidate.is_file() else "vae-train"
 
 
-def run_process(cmd: list[str], cwd: Path, timeout: float) -> tuple[str, float, float, float]:
+ENV: dict[str, str] = dict(os.environ)
+
+
+def run_process(
+    cmd: list[str], cwd: Path, timeout: float, env: dict[str, str] | None = None
+) -> tuple[str, float, float, float]:
     """Run ``cmd``; returns (stdout, wall seconds, peak RSS in MB of that process alone, launch Unix time)."""
     with tempfile.TemporaryFile("w+") as out:
         launched = time.time()
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, text=True, env={**ENV, **(env or {})}
+        )
         try:
             # wait4 gives this child's own rusage (ru_maxrss in KiB on Linux).
             _, status, usage = os.wait4(proc.pid, 0)
@@ -79,7 +86,9 @@ def run_process(cmd: list[str], cwd: Path, timeout: float) -> tuple[str, float, 
     return text, wall, usage.ru_maxrss / 1024, launched
 
 
-def run_contender(kind: str, args: argparse.Namespace, model: str, device: str, extra: list[str]) -> Run:
+def run_contender(
+    kind: str, args: argparse.Namespace, model: str, device: str, extra: list[str], env: dict[str, str] | None = None
+) -> Run:
     cmd = [
         sys.executable,
         str(CONTENDERS),
@@ -91,7 +100,7 @@ def run_contender(kind: str, args: argparse.Namespace, model: str, device: str, 
         f"--subset={args.subset}",
         *extra,
     ]
-    text, wall, rss, launched = run_process(cmd, REPO, args.timeout)
+    text, wall, rss, launched = run_process(cmd, REPO, args.timeout, env)
     line = next(ln for ln in text.splitlines() if ln.startswith("RESULT "))
     r = json.loads(line[len("RESULT ") :])
     first = r["first_step"] - launched if r.get("first_step") else None
@@ -213,13 +222,15 @@ def suite_ablation(args: argparse.Namespace) -> str:
         "+ bf16 autocast (= vae-train bf16 step)": ["--fused-adam", "--fast-bce", "--bf16"],
         "bf16 without the fused Adam / fast BCE": ["--bf16"],
     }
+    spin = {"OMP_WAIT_POLICY": "ACTIVE"}
+    active = "textbook with spinning OpenMP waits (GNU default; vae-train sets PASSIVE)"
     if args.with_compile:
         steps["+ torch.compile (bf16)"] = ["--fused-adam", "--fast-bce", "--bf16", "--compile"]
     sub = argparse.Namespace(**{**vars(args), "epochs": args.ablation_epochs})
     print(f"suite ablation: {args.ablation_epochs} epochs, {args.reps} reps", file=sys.stderr)
-    res = interleaved(
-        {k: (lambda e=e: run_contender("bare", sub, "mlp", "cpu", e)) for k, e in steps.items()}, args.reps
-    )
+    runs = {k: (lambda e=e: run_contender("bare", sub, "mlp", "cpu", e)) for k, e in steps.items()}
+    runs[active] = lambda: run_contender("bare", sub, "mlp", "cpu", [], spin)
+    res = interleaved(runs, args.reps)
     first = next(iter(steps))
     return table(f"What each step feature gives (MLP, CPU, {args.ablation_epochs} epochs)", res, first, None)
 
@@ -285,17 +296,24 @@ def main() -> None:
     p.add_argument("--with-compile", action="store_true", help="add torch.compile contenders (~40 s compile each)")
     p.add_argument("--data-root", default=str(REPO / "data"))
     p.add_argument("--timeout", type=float, default=1800)
+    p.add_argument(
+        "--omp-wait-policy",
+        default="PASSIVE",
+        help="OMP_WAIT_POLICY for every contender (vae-train's own default is PASSIVE; see README)",
+    )
     p.add_argument("--out", default="", help="also write the tables and raw runs as JSON here")
     p.add_argument("--smoke", action="store_true", help="tiny: 1 rep, 1 epoch, 1280 images; proves it runs")
     args = p.parse_args()
     if args.smoke:
         args.reps, args.epochs, args.conv_epochs, args.ablation_epochs, args.subset = 1, 1, 1, 1, 1280
     args.data_root = str(Path(args.data_root).resolve())
+    ENV["OMP_WAIT_POLICY"] = args.omp_wait_policy
     stage_data(Path(args.data_root))
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     info = (
-        f"torch {torch.__version__}, {os.cpu_count()} CPU threads, devices: {', '.join(devices)}; "
+        f"torch {torch.__version__}, {os.cpu_count()} CPU threads, devices: {', '.join(devices)}, "
+        f"OMP_WAIT_POLICY={args.omp_wait_policy}; "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
     )
     print(info, file=sys.stderr)
