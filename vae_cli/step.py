@@ -51,6 +51,7 @@ class TrainStep:
         self.loss_fn = loss_fn
         self.optimizer = optimizer
         self.grad_clip = cfg.grad_clip
+        self.batch_size = cfg.batch_size  # the compiled / captured shape; other sizes (the last batch) run eagerly
         self.device = device
         self.bf16 = Precision(cfg.precision) == Precision.bf16
         self.use_graphs = bool(cfg.cuda_graphs)
@@ -61,8 +62,7 @@ class TrainStep:
         self.fast_forward = torch.compile(self.forward_loss) if cfg.compile else self.forward_loss
         # A tensor KL weight lets a compiled function or a captured graph follow a warm-up without retracing.
         self.kl_weight = torch.zeros((), device=device)
-        self.batch_shape: torch.Size | None = None  # shape of the compiled / captured batch
-        self.steps_done = 0
+        self.graph_steps = 0  # full-size steps taken on the CUDA-graph path (warm-up included)
         self.graph: torch.cuda.CUDAGraph | None = None
         self.static_x: torch.Tensor | None = None
         self.static_terms: torch.Tensor | None = None
@@ -104,14 +104,12 @@ class TrainStep:
         """One optimizer step on batch ``x`` at global step ``step``; returns the detached ``[4]`` terms."""
         x = self._prepare(x)
         kl_weight = self.loss_fn.kl_weight(step)
-        if self.batch_shape is None:
-            self.batch_shape = x.shape
-        main_shape = x.shape == self.batch_shape
-        self.steps_done += 1
-        if not (self.use_graphs and main_shape):
-            return self._eager(x, kl_weight, fast=main_shape)
+        full = x.shape[0] == self.batch_size
+        if not (self.use_graphs and full):
+            return self._eager(x, kl_weight, fast=full)
+        self.graph_steps += 1
         if self.graph is None:
-            if self.steps_done <= GRAPH_WARMUP_STEPS:
+            if self.graph_steps <= GRAPH_WARMUP_STEPS:
                 return self._warmup(x, kl_weight)
             self._capture(x)
         assert self.graph is not None and self.static_x is not None and self.static_terms is not None
@@ -131,7 +129,7 @@ class TrainStep:
                 group["lr"] = torch.tensor(float(group["lr"]), device=self.device)
 
     def _warmup(self, x: torch.Tensor, kl_weight: float) -> torch.Tensor:
-        if self.steps_done == 1:
+        if self.graph_steps == 1:
             self._make_capturable()
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())

@@ -48,7 +48,7 @@ def _setup(precision: Precision = Precision.fp32, seed: int = 0, **trainer_kw):
     model = build_model(ModelConfig(hidden_dims=[64], latent_dim=4), (1, 28, 28))
     loss_fn = ELBOLoss(LossConfig(kl_warmup_steps=10))
     optimizer = build_optimizer(OptimConfig(), model.parameters(), fused=True)
-    cfg = TrainerConfig(precision=precision, **trainer_kw)
+    cfg = TrainerConfig(precision=precision, batch_size=32, **trainer_kw)
     return model, loss_fn, optimizer, TrainStep(model, loss_fn, optimizer, cfg, torch.device("cpu"))
 
 
