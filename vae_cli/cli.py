@@ -99,7 +99,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         metrics = train(cfg, run_dir, overrides=list(hc.overrides.task))
     except VaeCliError as exc:
         print(f"vae-train: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(getattr(exc, "exit_code", 2))
     # The returned value lets Hydra sweepers (e.g. Optuna) optimize the final validation loss.
     value = metrics.get("val/loss")
     return float(value) if value is not None else None

@@ -39,6 +39,12 @@ class Schedule(str, Enum):
     cosine = "cosine"
 
 
+class NanPolicy(str, Enum):
+    stop = "stop"  # stop the run, keep the last good checkpoint
+    skip = "skip"  # drop the batch's update and go on
+    rollback = "rollback"  # reload the last checkpoint and go on with a lower learning rate
+
+
 class DeviceName(str, Enum):
     auto = "auto"
     cpu = "cpu"
@@ -120,6 +126,16 @@ class TrainerConfig:
     eval_batch_size: int = 1000
     # Progress bar: auto = only on a terminal.
     progress: str = "auto"
+    # Also write checkpoints/last.pt every N optimizer steps inside an epoch; null = only at epoch ends.
+    checkpoint_every_steps: int | None = None
+    # What a NaN/Inf loss or gradient does: stop | skip (the batch) | rollback (to last.pt, lr * factor).
+    nan_policy: NanPolicy = NanPolicy.stop
+    # skip: give up after this many bad batches in a row. rollback: at most this many rollbacks.
+    max_nan_skips: int = 10
+    max_rollbacks: int = 3
+    rollback_lr_factor: float = 0.5
+    # Strict determinism (torch.use_deterministic_algorithms): slower on GPU; CPU runs are deterministic anyway.
+    deterministic: bool = False
 
 
 @dataclass
