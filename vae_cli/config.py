@@ -170,6 +170,19 @@ def to_plain_dict(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
     return plain  # type: ignore[return-value]
 
 
+# Training-split sizes of datasets whose size is known before reading them (for checks that run before loading).
+OFFICIAL_TRAIN_SIZES = {"mnist": 60_000, "fashion_mnist": 60_000}
+
+
+def known_train_size(d: DictConfig) -> int | None:
+    """Images left for training after the val split and subset, when that is known without reading files."""
+    total = d.num_train if d.name == "synthetic" else OFFICIAL_TRAIN_SIZES.get(d.name)
+    if total is None:
+        return None
+    n = max(0, total - d.val_size)
+    return min(n, d.subset) if d.subset is not None else n
+
+
 def validate(cfg: DictConfig) -> None:
     """Check ranges and combinations the types cannot express; raise one ConfigError listing all problems."""
     problems: list[str] = []
@@ -211,6 +224,12 @@ def validate(cfg: DictConfig) -> None:
     need(d.subset is None or d.subset >= 1, f"dataset.subset must be >= 1 or null (got {d.subset}).")
     need(d.channels in (1, 3), f"dataset.channels must be 1 or 3 (got {d.channels}).")
     need(d.image_size >= 1, f"dataset.image_size must be >= 1 (got {d.image_size}).")
+    n_train = known_train_size(d)
+    if n_train is not None and t.batch_size > n_train:
+        problems.append(
+            f"trainer.batch_size={t.batch_size} is larger than the training set ({n_train} images of "
+            f"'{d.name}' after dataset.val_size/subset); use a smaller trainer.batch_size."
+        )
     if m.arch == Arch.conv and len(m.conv_channels) >= 1:
         factor = 2 ** len(m.conv_channels)
         need(

@@ -19,7 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from vae_cli import __version__
-from vae_cli.checkpoint import load_checkpoint, resolve_checkpoint_path
+from vae_cli.checkpoint import load_checkpoint, remove_stale_temp_files, resolve_checkpoint_path
 from vae_cli.config import DeviceName, TrainConfig, to_plain_dict, validate
 from vae_cli.data import IndexBatches, eval_batches, load_dataset, splits_to
 from vae_cli.errors import ConfigError
@@ -158,6 +158,9 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
     )
     if resume_ckpt is not None:
         trainer.load_state_dict(resume_ckpt)
+        remove_stale_temp_files(run_dir / "checkpoints")
+        if cfg.optim.lr != resume_ckpt["config"]["optim"]["lr"]:
+            trainer.set_base_lr(cfg.optim.lr)  # the restored optimizer state would otherwise keep the old lr
     try:
         with stop:
             state = trainer.fit()

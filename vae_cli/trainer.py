@@ -164,6 +164,13 @@ class Trainer:
         )
         set_rng_state(ckpt["rng"])
 
+    def set_base_lr(self, lr: float) -> None:
+        """Change the peak learning rate (the schedule keeps its shape), e.g. an ``optim.lr=`` given on resume."""
+        self.scheduler.base_lrs = [lr] * len(self.optimizer.param_groups)
+        factor = self.scheduler.lr_lambdas[0](self.scheduler.last_epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr * factor
+
     def save(self, name: str, metrics: dict[str, float] | None = None) -> Path:
         if not all(torch.isfinite(p).all() for p in self.model.parameters()):
             raise NonFinite("non-finite weights", self.state.epoch, self.state.batch_in_epoch, self.state.step)
@@ -301,12 +308,11 @@ class Trainer:
         if not path.is_file() or self.state.rollbacks >= self.cfg.max_rollbacks:
             raise self._nonfinite_error(bad)
         rollbacks = self.state.rollbacks + 1
+        diverged_lr = self.scheduler.base_lrs[0]  # the checkpoint may hold an older lr (e.g. before a resume)
         self.load_state_dict(load_checkpoint(path, map_location=self.device))
         self.state.rollbacks = rollbacks
         factor = self.cfg.rollback_lr_factor
-        self.scheduler.base_lrs = [lr * factor for lr in self.scheduler.base_lrs]
-        for group in self.optimizer.param_groups:
-            group["lr"] *= factor
+        self.set_base_lr(diverged_lr * factor)
         log.warning(
             "%s at step %d: rolled back to step %d (epoch %d, batch %d) with the learning rate times %g (%d/%d)",
             bad.what,
