@@ -1,7 +1,8 @@
 """One training step (forward, loss, backward, optimizer update), as fast as the device allows.
 
-The trainer's hot loop calls ``TrainStep`` once per batch and gets back a detached ``[4]`` tensor of per-sample
-means ``(loss, recon, kl, elbo)`` on the device, so it reads anything back to the host only when it logs.
+The trainer's hot loop calls ``forward_backward`` once per batch (then checks the gradients against its NaN policy
+and steps the optimizer), or, with CUDA graphs, calls the step itself. Either way it gets a detached ``[4]`` tensor
+of per-sample means ``(loss, recon, kl, elbo)`` on the device, and reads back to the host only when it logs.
 Speed options (``TrainerConfig``) change how the step runs, never what it computes:
 
 - ``precision=bf16``: the model runs under bf16 autocast (matmuls and convolutions in bf16, about 2-5x faster on
@@ -84,37 +85,46 @@ class TrainStep:
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
-    def _update(self, loss: torch.Tensor) -> None:
-        loss.backward()
-        if self.grad_clip is not None:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-        self.optimizer.step()
+    @property
+    def whole_step(self) -> bool:
+        """True when ``__call__`` must run the whole step (CUDA graphs); otherwise the trainer calls
+        ``forward_backward``, checks the gradients, then steps the optimizer itself."""
+        return self.use_graphs
 
-    def _eager(self, x: torch.Tensor, kl_weight: float, fast: bool) -> torch.Tensor:
+    def forward_backward(self, x: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Zero the gradients, run forward + loss + backward; returns ``(loss, terms)``. The caller clips,
+        checks and applies the update."""
+        x = self._prepare(x)
+        kl_weight = self.loss_fn.kl_weight(step)
         self.optimizer.zero_grad(set_to_none=True)
-        if fast and self.fast_forward is not self.forward_loss:
+        if x.shape[0] == self.batch_size and self.fast_forward is not self.forward_loss:
             self.kl_weight.fill_(kl_weight)
             loss, terms = self.fast_forward(x, self.kl_weight)
         else:
             loss, terms = self.forward_loss(x, kl_weight)
-        self._update(loss)
-        return terms
+        loss.backward()
+        return loss, terms
+
+    def _clip_and_update(self) -> None:
+        if self.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.optimizer.step()
 
     def __call__(self, x: torch.Tensor, step: int) -> torch.Tensor:
-        """One optimizer step on batch ``x`` at global step ``step``; returns the detached ``[4]`` terms."""
-        x = self._prepare(x)
-        kl_weight = self.loss_fn.kl_weight(step)
-        full = x.shape[0] == self.batch_size
-        if not (self.use_graphs and full):
-            return self._eager(x, kl_weight, fast=full)
+        """One whole optimizer step on batch ``x`` at global step ``step`` (clipping included); returns the
+        detached ``[4]`` terms. With CUDA graphs, full-size batches replay the captured step."""
+        if not (self.use_graphs and x.shape[0] == self.batch_size):
+            _, terms = self.forward_backward(x, step)
+            self._clip_and_update()
+            return terms
         self.graph_steps += 1
         if self.graph is None:
             if self.graph_steps <= GRAPH_WARMUP_STEPS:
-                return self._warmup(x, kl_weight)
-            self._capture(x)
+                return self._warmup(x, step)
+            self._capture(self._prepare(x))
         assert self.graph is not None and self.static_x is not None and self.static_terms is not None
-        self.static_x.copy_(x)
-        self.kl_weight.fill_(kl_weight)
+        self.static_x.copy_(self._prepare(x))
+        self.kl_weight.fill_(self.loss_fn.kl_weight(step))
         self.graph.replay()
         return self.static_terms.clone()
 
@@ -128,13 +138,14 @@ class TrainStep:
             if not isinstance(group["lr"], torch.Tensor):
                 group["lr"] = torch.tensor(float(group["lr"]), device=self.device)
 
-    def _warmup(self, x: torch.Tensor, kl_weight: float) -> torch.Tensor:
+    def _warmup(self, x: torch.Tensor, step: int) -> torch.Tensor:
         if self.graph_steps == 1:
             self._make_capturable()
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
-            terms = self._eager(x, kl_weight, fast=True)
+            _, terms = self.forward_backward(x, step)
+            self._clip_and_update()
         torch.cuda.current_stream().wait_stream(side)
         return terms
 
@@ -148,6 +159,7 @@ class TrainStep:
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             loss, terms = self.fast_forward(self.static_x, self.kl_weight)
-            self._update(loss)
+            loss.backward()
+            self._clip_and_update()
         self.static_terms = terms
         self.graph = graph
