@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+from torch import nn
 
 from vae_cli.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from vae_cli.config import NanPolicy, TrainerConfig
