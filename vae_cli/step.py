@@ -6,7 +6,8 @@ of per-sample means ``(loss, recon, kl, elbo)`` on the device, and reads back to
 Speed options (``TrainerConfig``) change how the step runs, never what it computes:
 
 - ``precision=bf16``: the model runs under bf16 autocast (matmuls and convolutions in bf16, about 2-5x faster on
-  CPUs with AVX512-BF16/AMX and on GPUs); weights, gradients, optimizer state and the loss sums stay fp32.
+  CPUs with AVX512-BF16/AMX and on GPUs); weights, gradients, optimizer state and the loss sums stay fp32. On CPU
+  convolutions stay fp32 (see ``keep_convolutions_fp32``).
 - ``compile=true``: ``torch.compile`` of forward + loss (AOTAutograd compiles the backward with it).
 - ``cuda_graphs=true`` (CUDA only): the whole step, optimizer included, is captured once and replayed, so a step
   costs one launch instead of dozens.
@@ -33,8 +34,29 @@ from vae_cli.model import VAE
 GRAPH_WARMUP_STEPS = 3
 
 
+CONVOLUTIONS = (nn.Conv2d, nn.ConvTranspose2d)
+
+
 def has_convolutions(model: nn.Module) -> bool:
-    return any(isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) for m in model.modules())
+    return any(isinstance(m, CONVOLUTIONS) for m in model.modules())
+
+
+def keep_convolutions_fp32(model: nn.Module, device_type: str) -> None:
+    """Run every convolution of ``model`` outside autocast, in fp32.
+
+    Why: on CPU, oneDNN's bf16 convolution *backward* falls back to a reference kernel on this project's
+    AVX512-BF16 machine: 2 s per call instead of ~10 ms in fp32, so a bf16 conv step was ~18x slower. The
+    matmuls (linear layers) still run in bf16, where the CPU has fast kernels.
+    """
+    for module in model.modules():
+        if isinstance(module, CONVOLUTIONS):
+            inner = module.forward
+
+            def forward(x: torch.Tensor, _inner=inner) -> torch.Tensor:
+                with torch.autocast(device_type, enabled=False):
+                    return _inner(x.float())
+
+            module.forward = forward  # type: ignore[method-assign]
 
 
 class TrainStep:
@@ -60,6 +82,8 @@ class TrainStep:
         if self.channels_last:
             # Replaces each parameter's data in place: the optimizer keeps the same Parameter objects.
             model.to(memory_format=torch.channels_last)
+        if self.bf16 and device.type == "cpu":
+            keep_convolutions_fp32(model, device.type)
         self.fast_forward = torch.compile(self.forward_loss) if cfg.compile else self.forward_loss
         # A tensor KL weight lets a compiled function or a captured graph follow a warm-up without retracing.
         self.kl_weight = torch.zeros((), device=device)

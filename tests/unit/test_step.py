@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vae_cli.config import LossConfig, ModelConfig, OptimConfig, Precision, TrainerConfig
+from vae_cli.config import Arch, LossConfig, ModelConfig, OptimConfig, Precision, TrainerConfig
 from vae_cli.errors import ConfigError
 from vae_cli.loss import BernoulliLikelihood, ELBOLoss, _BCEWithLogitsPerSample
 from vae_cli.model import build_model
@@ -102,3 +102,20 @@ def test_a_partial_last_batch_runs_and_terms_are_per_sample_means():
 def test_cuda_graphs_on_cpu_is_a_clear_config_error():
     with pytest.raises(ConfigError, match="cuda_graphs"):
         _setup(cuda_graphs=True)
+
+
+def test_bf16_on_cpu_keeps_convolutions_fp32_and_linear_layers_bf16():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch=Arch.conv, conv_channels=[4, 8], latent_dim=4), (1, 28, 28))
+    optimizer = build_optimizer(OptimConfig(), model.parameters(), fused=True)
+    cfg = TrainerConfig(precision=Precision.bf16, batch_size=16)
+    step = TrainStep(model, ELBOLoss(LossConfig()), optimizer, cfg, torch.device("cpu"))
+    dtypes: dict[str, torch.dtype] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)):
+            module.register_forward_hook(lambda m, i, o, name=name: dtypes.__setitem__(name, o.dtype))
+    terms = step(torch.rand(16, 1, 28, 28), 0)
+    assert torch.isfinite(terms).all()
+    convs = {n for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))}
+    assert convs and all(dtypes[n] == torch.float32 for n in convs)
+    assert all(dtypes[n] == torch.bfloat16 for n in dtypes if n not in convs)
