@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -123,9 +124,12 @@ def run_vae_train(args: argparse.Namespace, overrides: list[str]) -> Run:
         ]
         _, wall, rss, launched = run_process(cmd, Path(tmp), args.timeout)
         metrics = json.loads((run_dir / "metrics.json").read_text())
-        history = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["history"]
+        ckpt = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+        history = ckpt.get("train_state", ckpt)["history"]
+        log_text = (run_dir / "vae-train.log").read_text()
     times = [n_train / h["images_per_sec"] for h in history]
-    first = metrics["first_step_unix_time"] - launched if metrics.get("first_step_unix_time") else None
+    found = re.search(r"first optimizer step done at unix time ([0-9.]+)", log_text)
+    first = float(found.group(1)) - launched if found else None
     return Run(times, metrics["test/loss"], n_train, rss, wall, first, {})
 
 

@@ -180,8 +180,6 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
                 "best_epoch": state.best_epoch,
                 "wall_time_s": round(time.perf_counter() - started, 3),
                 "images_per_sec": final.get("images_per_sec"),
-                # Wall-clock (Unix) time of the first optimizer step of this process: start-up benchmarks.
-                "first_step_unix_time": trainer.first_step_at,
             }
         )
         tracker.scalars({f"test/{k}": v for k, v in test.items()}, state.step)

@@ -243,6 +243,8 @@ class Trainer:
             s.step += 1
             if self.first_step_at is None:
                 self.first_step_at = time.time()
+                # For start-up benchmarks (launch -> first update); not in metrics.json, which is deterministic.
+                log.info("first optimizer step done at unix time %.3f", self.first_step_at)
             batch_terms = terms.mul_(x.shape[0])  # detached [loss, recon, kl, elbo] per-sample means -> sums
             epoch_sums += batch_terms
             interval_sums += batch_terms
