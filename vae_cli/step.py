@@ -59,6 +59,18 @@ def keep_convolutions_fp32(model: nn.Module, device_type: str) -> None:
             module.forward = forward  # type: ignore[method-assign]
 
 
+def portable_optimizer_state(state: dict) -> dict:
+    """An optimizer ``state_dict`` that any run can load: CUDA graphs turn ``lr`` into a device tensor and set
+    ``capturable``; the checkpoint stores a float and ``False``, so it resumes on CPU, eagerly, or with graphs
+    (which convert again at their first step)."""
+    for group in state["param_groups"]:
+        if isinstance(group.get("lr"), torch.Tensor):
+            group["lr"] = float(group["lr"])
+        if group.get("capturable"):
+            group["capturable"] = False
+    return state
+
+
 class TrainStep:
     def __init__(
         self,
@@ -159,8 +171,7 @@ class TrainStep:
         first step, after a resume has loaded the optimizer's state."""
         for group in self.optimizer.param_groups:
             group["capturable"] = True
-            if not isinstance(group["lr"], torch.Tensor):
-                group["lr"] = torch.tensor(float(group["lr"]), device=self.device)
+            group["lr"] = torch.tensor(float(group["lr"]), device=self.device)
 
     def _warmup(self, x: torch.Tensor, step: int) -> torch.Tensor:
         if self.graph_steps == 1:

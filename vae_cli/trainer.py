@@ -24,7 +24,7 @@ from vae_cli.data import ImageSplits, eval_batches, to_unit_float
 from vae_cli.errors import CheckpointError, TrainingError
 from vae_cli.loss import ELBOLoss
 from vae_cli.model import VAE
-from vae_cli.step import TrainStep
+from vae_cli.step import TrainStep, portable_optimizer_state
 from vae_cli.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ class Trainer:
         s = self.state
         return {
             "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": portable_optimizer_state(self.optimizer.state_dict()),
             "scheduler": self.scheduler.state_dict(),
             "epoch": s.epoch,
             "batch_in_epoch": s.batch_in_epoch,

@@ -119,3 +119,21 @@ def test_bf16_on_cpu_keeps_convolutions_fp32_and_linear_layers_bf16():
     convs = {n for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))}
     assert convs and all(dtypes[n] == torch.float32 for n in convs)
     assert all(dtypes[n] == torch.bfloat16 for n in dtypes if n not in convs)
+
+
+def test_checkpointed_optimizer_state_loads_anywhere_after_cuda_graphs_changed_it():
+    from vae_cli.step import portable_optimizer_state
+
+    p = torch.nn.Parameter(torch.zeros(3))
+    opt = build_optimizer(OptimConfig(lr=0.01), [p], fused=True)
+    p.grad = torch.ones(3)
+    opt.step()
+    opt.param_groups[0]["lr"] = torch.tensor(0.005)  # what graphs leave behind
+    opt.param_groups[0]["capturable"] = True
+    state = portable_optimizer_state(opt.state_dict())
+    group = state["param_groups"][0]
+    assert group["lr"] == pytest.approx(0.005) and isinstance(group["lr"], float) and group["capturable"] is False
+    fresh = build_optimizer(OptimConfig(), [torch.nn.Parameter(torch.zeros(3))], fused=True)
+    fresh.load_state_dict(state)
+    assert fresh.param_groups[0]["lr"] == pytest.approx(0.005)
+    assert opt.param_groups[0]["capturable"] is True  # the live optimizer is untouched
