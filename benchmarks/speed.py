@@ -35,6 +35,9 @@ from pathlib import Path
 
 import torch
 
+from vae_cli.config import CpuWait
+from vae_cli.cpu_threads import choose_wait_policy
+
 REPO = Path(__file__).resolve().parents[1]
 CONTENDERS = REPO / "benchmarks" / "contenders.py"
 
@@ -226,14 +229,15 @@ def suite_ablation(args: argparse.Namespace) -> str:
         "+ bf16 autocast (= vae-train bf16 step)": ["--fused-adam", "--fast-bce", "--bf16"],
         "bf16 without the fused Adam / fast BCE": ["--bf16"],
     }
-    spin = {"OMP_WAIT_POLICY": "ACTIVE"}
-    active = "textbook with spinning OpenMP waits (GNU default; vae-train sets PASSIVE)"
+    other = "ACTIVE" if ENV["OMP_WAIT_POLICY"] == "PASSIVE" else "PASSIVE"
+    flipped = {"OMP_WAIT_POLICY": other}
+    active = f"textbook with OMP_WAIT_POLICY={other} (the other CPU wait policy)"
     if args.with_compile:
         steps["+ torch.compile (bf16)"] = ["--fused-adam", "--fast-bce", "--bf16", "--compile"]
     sub = argparse.Namespace(**{**vars(args), "epochs": args.ablation_epochs})
     print(f"suite ablation: {args.ablation_epochs} epochs, {args.reps} reps", file=sys.stderr)
     runs = {k: (lambda e=e: run_contender("bare", sub, "mlp", "cpu", e)) for k, e in steps.items()}
-    runs[active] = lambda: run_contender("bare", sub, "mlp", "cpu", [], spin)
+    runs[active] = lambda: run_contender("bare", sub, "mlp", "cpu", [], flipped)
     res = interleaved(runs, args.reps)
     first = next(iter(steps))
     return table(f"What each step feature gives (MLP, CPU, {args.ablation_epochs} epochs)", res, first, None)
@@ -301,9 +305,11 @@ def main() -> None:
     p.add_argument("--data-root", default=str(REPO / "data"))
     p.add_argument("--timeout", type=float, default=1800)
     p.add_argument(
-        "--omp-wait-policy",
-        default="PASSIVE",
-        help="OMP_WAIT_POLICY for every contender (vae-train's own default is PASSIVE; see README)",
+        "--cpu-wait",
+        choices=["auto", "spin", "sleep"],
+        default="auto",
+        help="one OpenMP wait policy for every contender: spin (ACTIVE), sleep (PASSIVE), or auto: chosen once "
+        "from the machine's load, as vae-train's trainer.cpu_wait=auto does",
     )
     p.add_argument("--out", default="", help="also write the tables and raw runs as JSON here")
     p.add_argument("--smoke", action="store_true", help="tiny: 1 rep, 1 epoch, 1280 images; proves it runs")
@@ -311,13 +317,16 @@ def main() -> None:
     if args.smoke:
         args.reps, args.epochs, args.conv_epochs, args.ablation_epochs, args.subset = 1, 1, 1, 1, 1280
     args.data_root = str(Path(args.data_root).resolve())
-    ENV["OMP_WAIT_POLICY"] = args.omp_wait_policy
+    load = os.getloadavg()[0]
+    policy = choose_wait_policy(CpuWait(args.cpu_wait), load, os.cpu_count() or 1)
+    ENV["OMP_WAIT_POLICY"] = policy or "ACTIVE"  # explicit, so every contender (vae-train too) gets the same
+    ENV.pop("GOMP_SPINCOUNT", None)
     stage_data(Path(args.data_root))
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     info = (
         f"torch {torch.__version__}, {os.cpu_count()} CPU threads, devices: {', '.join(devices)}, "
-        f"OMP_WAIT_POLICY={args.omp_wait_policy}; "
+        f"OMP_WAIT_POLICY={ENV['OMP_WAIT_POLICY']} (--cpu-wait={args.cpu_wait}, load {load:.1f}); "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
     )
     print(info, file=sys.stderr)

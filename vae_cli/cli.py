@@ -11,7 +11,6 @@ Usage::
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -92,7 +91,13 @@ def _resume_argv(argv: list[str]) -> list[str]:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
+    from vae_cli.cpu_threads import apply_wait_policy
+
+    # Before torch is imported: the OpenMP runtime reads its wait policy once.
+    wait_policy = apply_wait_policy(cfg.trainer.cpu_wait)
     from vae_cli.run import train  # torch and friends load only when a run really starts (fast --help)
+
+    log.info("CPU thread waits: %s", wait_policy)
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
@@ -104,18 +109,6 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     # The returned value lets Hydra sweepers (e.g. Optuna) optimize the final validation loss.
     value = metrics.get("val/loss")
     return float(value) if value is not None else None
-
-
-def quiet_openmp_waits() -> None:
-    """Make idle OpenMP threads sleep instead of spin, unless the user chose a policy.
-
-    GNU OpenMP (torch's CPU thread pool) spins at every barrier by default. When more threads are runnable than
-    there are cores (a sweep of parallel jobs, a shared machine), a spinning thread burns the time slice the
-    thread it waits for needs: on this project's 2-core machine with other jobs running, a training step went
-    from ~10 ms to 100-500 ms. Must run before torch is imported (the runtime reads it once).
-    """
-    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 
 def _fail(message: str) -> None:
@@ -160,7 +153,6 @@ def writable_problem(folder: Path) -> str | None:
 
 
 def main() -> None:
-    quiet_openmp_waits()
     register_configs()
     if not OmegaConf.has_resolver("unique_dir"):
         OmegaConf.register_new_resolver("unique_dir", unique_dir)

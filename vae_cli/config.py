@@ -44,6 +44,12 @@ class Precision(str, Enum):
     bf16 = "bf16"
 
 
+class CpuWait(str, Enum):
+    auto = "auto"  # sleep if the machine is already busy when the run starts, else spin
+    spin = "spin"  # OpenMP's default: fastest on an idle machine
+    sleep = "sleep"  # OMP_WAIT_POLICY=PASSIVE: no collapse when cores are oversubscribed
+
+
 class NanPolicy(str, Enum):
     stop = "stop"  # stop the run, keep the last good checkpoint
     skip = "skip"  # drop the batch's update and go on
@@ -143,6 +149,9 @@ class TrainerConfig:
     cuda_graphs: bool = False
     # Conv models on CUDA: NHWC memory format, which the tensor-core convolution kernels want.
     channels_last: bool = True
+    # How idle CPU threads wait (vae_cli/cpu_threads.py): spinning is fastest alone, sleeping avoids a 10-40x
+    # collapse when other jobs share the cores. auto picks by the machine's load at start.
+    cpu_wait: CpuWait = CpuWait.auto
     # Also write checkpoints/last.pt every N optimizer steps inside an epoch; null = only at epoch ends.
     checkpoint_every_steps: int | None = None
     # What a NaN/Inf loss or gradient does: stop | skip (the batch) | rollback (to last.pt, lr * factor).

@@ -137,3 +137,26 @@ def test_checkpointed_optimizer_state_loads_anywhere_after_cuda_graphs_changed_i
     fresh.load_state_dict(state)
     assert fresh.param_groups[0]["lr"] == pytest.approx(0.005)
     assert opt.param_groups[0]["capturable"] is True  # the live optimizer is untouched
+
+
+@pytest.mark.parametrize(
+    "setting, load, policy",
+    [("auto", 0.2, None), ("auto", 3.0, "PASSIVE"), ("spin", 9.0, "ACTIVE"), ("sleep", 0.0, "PASSIVE")],
+)
+def test_cpu_wait_policy_sleeps_only_when_asked_or_the_machine_is_busy(setting, load, policy):
+    from vae_cli.config import CpuWait
+    from vae_cli.cpu_threads import choose_wait_policy
+
+    assert choose_wait_policy(CpuWait(setting), load, cpus=2) == policy
+
+
+def test_cpu_wait_policy_leaves_the_users_environment_and_a_started_runtime_alone(monkeypatch):
+    from vae_cli.config import CpuWait
+    from vae_cli.cpu_threads import apply_wait_policy
+
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert "set by the environment" in apply_wait_policy(CpuWait.sleep)
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    assert "already started" in apply_wait_policy(CpuWait.sleep)  # torch is imported in this process
+    assert "OMP_WAIT_POLICY" not in __import__("os").environ
