@@ -22,9 +22,11 @@ Results are printed as Markdown tables and written as JSON (``--out``).
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -91,7 +93,13 @@ def run_process(
 
 
 def run_contender(
-    kind: str, args: argparse.Namespace, model: str, device: str, extra: list[str], env: dict[str, str] | None = None
+    kind: str,
+    args: argparse.Namespace,
+    model: str,
+    device: str,
+    extra: list[str],
+    env: dict[str, str] | None = None,
+    seed: int = 0,
 ) -> Run:
     cmd = [
         sys.executable,
@@ -102,6 +110,7 @@ def run_contender(
         f"--device={device}",
         f"--epochs={args.epochs if model == 'mlp' else args.conv_epochs}",
         f"--subset={args.subset}",
+        f"--seed={seed}",
         *extra,
     ]
     text, wall, rss, launched = run_process(cmd, REPO, args.timeout, env)
@@ -111,7 +120,7 @@ def run_contender(
     return Run(r["epoch_times"], r["test_loss"], r["n_train"], rss, wall, first, r)
 
 
-def run_vae_train(args: argparse.Namespace, overrides: list[str]) -> Run:
+def run_vae_train(args: argparse.Namespace, overrides: list[str], seed: int = 0) -> Run:
     n_train = _n_train(args, overrides)
     if not any(o.startswith("dataset.subset=") for o in overrides) and args.subset:
         overrides = [*overrides, f"dataset.subset={args.subset}"]
@@ -123,6 +132,7 @@ def run_vae_train(args: argparse.Namespace, overrides: list[str]) -> Run:
             f"dataset.root={args.data_root}",
             "dataset.val_size=0",  # all 60k images train, as in the other contenders
             f"hydra.run.dir={run_dir}",
+            f"trainer.seed={seed}",
             *overrides,
         ]
         _, wall, rss, launched = run_process(cmd, Path(tmp), args.timeout)
@@ -176,14 +186,15 @@ def table(title: str, results: dict[str, list[Run]], reference: str, floor: str 
 
 
 def interleaved(contenders: dict[str, callable], reps: int) -> dict[str, list[Run]]:
-    """Run every contender ``reps`` times, rotating the order each repetition."""
+    """Run every contender ``reps`` times, rotating the order each repetition. Repetition ``r`` runs every
+    contender with seed ``r``, so the test-loss range is seed noise, comparable across contenders."""
     names = list(contenders)
     results: dict[str, list[Run]] = {n: [] for n in names}
     for rep in range(reps):
         order = names[rep % len(names) :] + names[: rep % len(names)]
         for name in order:
             t0 = time.perf_counter()
-            run = contenders[name]()
+            run = contenders[name](rep)
             results[name].append(run)
             print(
                 f"  rep {rep + 1}/{reps} {name}: {statistics.median(run.epoch_times):.3f} s/epoch, "
@@ -199,21 +210,21 @@ def suite_model(args: argparse.Namespace, model: str, device: str) -> str:
     epochs = args.epochs if model == "mlp" else args.conv_epochs
     common = [f"model={model}", f"trainer.epochs={epochs}", f"trainer.device={device}"]
     c: dict[str, callable] = {
-        "(a) classic": lambda: run_contender("classic", args, model, device, []),
-        "(b) bare": lambda: run_contender("bare", args, model, device, []),
-        "(c) vae-train": lambda: run_vae_train(args, common),
-        "vae-train bf16": lambda: run_vae_train(args, [*common, "trainer.precision=bf16"]),
+        "(a) classic": lambda r: run_contender("classic", args, model, device, [], seed=r),
+        "(b) bare": lambda r: run_contender("bare", args, model, device, [], seed=r),
+        "(c) vae-train": lambda r: run_vae_train(args, common, r),
+        "vae-train bf16": lambda r: run_vae_train(args, [*common, "trainer.precision=bf16"], r),
     }
     if device == "cuda":
-        c["vae-train bf16 graphs"] = lambda: run_vae_train(
-            args, [*common, "trainer.precision=bf16", "trainer.cuda_graphs=true"]
+        c["vae-train bf16 graphs"] = lambda r: run_vae_train(
+            args, [*common, "trainer.precision=bf16", "trainer.cuda_graphs=true"], r
         )
-        c["vae-train bf16 compile graphs"] = lambda: run_vae_train(
-            args, [*common, "trainer.precision=bf16", "trainer.compile=true", "trainer.cuda_graphs=true"]
+        c["vae-train bf16 compile graphs"] = lambda r: run_vae_train(
+            args, [*common, "trainer.precision=bf16", "trainer.compile=true", "trainer.cuda_graphs=true"], r
         )
     if args.with_compile and device != "cuda":
-        c["vae-train bf16 compile"] = lambda: run_vae_train(
-            args, [*common, "trainer.precision=bf16", "trainer.compile=true"]
+        c["vae-train bf16 compile"] = lambda r: run_vae_train(
+            args, [*common, "trainer.precision=bf16", "trainer.compile=true"], r
         )
     print(f"suite {model} on {device}: {epochs} epochs, {args.reps} reps", file=sys.stderr)
     res = interleaved(c, args.reps)
@@ -236,8 +247,8 @@ def suite_ablation(args: argparse.Namespace) -> str:
         steps["+ torch.compile (bf16)"] = ["--fused-adam", "--fast-bce", "--bf16", "--compile"]
     sub = argparse.Namespace(**{**vars(args), "epochs": args.ablation_epochs})
     print(f"suite ablation: {args.ablation_epochs} epochs, {args.reps} reps", file=sys.stderr)
-    runs = {k: (lambda e=e: run_contender("bare", sub, "mlp", "cpu", e)) for k, e in steps.items()}
-    runs[active] = lambda: run_contender("bare", sub, "mlp", "cpu", [], flipped)
+    runs = {k: (lambda r, e=e: run_contender("bare", sub, "mlp", "cpu", e, seed=r)) for k, e in steps.items()}
+    runs[active] = lambda r: run_contender("bare", sub, "mlp", "cpu", [], flipped, seed=r)
     res = interleaved(runs, args.reps)
     first = next(iter(steps))
     return table(f"What each step feature gives (MLP, CPU, {args.ablation_epochs} epochs)", res, first, None)
@@ -282,10 +293,26 @@ def suite_scaling(args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-def stage_data(root: Path) -> None:
-    from vae_cli.data import SYSTEM_LOCATIONS, stage_idx_files
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+SYSTEM_FASHION = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
 
-    stage_idx_files(root / "FashionMNIST" / "raw", SYSTEM_LOCATIONS["fashion_mnist"])
+
+def stage_data(root: Path) -> None:
+    """Uncompressed IDX files in ``<root>/FashionMNIST/raw/``: what torchvision's class (contenders a, b) reads,
+    and where ``vae-train dataset.root=<root>`` looks first."""
+    raw = root / "FashionMNIST" / "raw"
+    for name in IDX_FILES:
+        target = raw / name
+        if target.exists():
+            continue
+        source = next((p for p in (raw / f"{name}.gz", SYSTEM_FASHION / f"{name}.gz") if p.is_file()), None)
+        if source is None:
+            raise SystemExit(f"benchmark: {name}(.gz) is in neither {raw} nor {SYSTEM_FASHION}; see README (Data).")
+        raw.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".partial")
+        with gzip.open(source, "rb") as src, open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        os.replace(tmp, target)
 
 
 def main() -> None:
