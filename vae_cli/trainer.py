@@ -94,10 +94,12 @@ class Trainer:
         # Fixed inputs for the image grids, so epochs compare: the first val images and one prior draw.
         shown = data.val if data.val.shape[0] > 0 else data.train
         n_shown = max(8, (min(cfg.num_images, shown.shape[0]) // 8) * 8) if shown.shape[0] >= 8 else shown.shape[0]
-        self.fixed_images = shown[:n_shown]
+        # The model's device, not data.train's: a streamed training split stays on the host.
+        device = next(model.parameters()).device
+        self.fixed_images = shown[:n_shown].to(device)
         self.fixed_z = torch.randn(
             cfg.num_images, model.latent_dim, generator=torch.Generator().manual_seed(cfg.seed + 1)
-        ).to(data.train.device)
+        ).to(device)
 
     # ----- checkpoints -----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -145,7 +147,7 @@ class Trainer:
         return iterable
 
     def _train_epoch(self, epoch: int) -> tuple[dict[str, float], float]:
-        device = self.data.train.device
+        device = self.fixed_z.device  # the model's (a streamed data.train stays on the host)
         epoch_sums = torch.zeros(len(TERMS), device=device)
         interval_sums = torch.zeros(len(TERMS), device=device)
         interval_count = 0

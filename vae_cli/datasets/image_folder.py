@@ -1,0 +1,136 @@
+"""``dataset=image_folder``: any folder tree of PNG/JPEG/WebP/BMP images at ``dataset.root``.
+
+Layouts (docs/datasets.md):
+- ``root/<class>/*.png``: one sub-folder per class gives the labels;
+- ``root/*.png`` (or images both at the top and in sub-folders): unlabelled (labels -1);
+- ``root/train/...`` and ``root/test/...``: the official split, each with optional class sub-folders.
+Without train/ and test/, a fixed ``dataset.test_fraction`` is held out as the test split with a constant seed,
+so it is the same whatever the trainer seed. Hidden files and folders (the cache lives in one) are ignored.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vae_cli.config import DatasetConfig, ResizeMode
+from vae_cli.datasets.cache import cache_key, cached_decode
+from vae_cli.datasets.decode import IMAGE_SUFFIXES, DecodeSpec, decode_files
+from vae_cli.datasets.splits import MappedImages, RawSplits
+from vae_cli.errors import DataError
+
+TEST_SPLIT_SEED = 20_240_601  # constant: the held-out test images must not change with trainer.seed
+
+
+def decode_spec(cfg: DatasetConfig, crop_size: int | None = None) -> DecodeSpec:
+    return DecodeSpec(
+        image_size=cfg.image_size,
+        channels=cfg.channels,
+        resize=ResizeMode(cfg.resize).value,
+        crop_size=cfg.crop_size if cfg.crop_size is not None else crop_size,
+        background=cfg.background,
+    )
+
+
+def cache_folder(cfg: DatasetConfig, root: Path) -> Path | None:
+    if not cfg.cache:
+        return None
+    return Path(cfg.cache_dir).expanduser().resolve() if cfg.cache_dir else root / ".vae-cli-cache"
+
+
+@dataclass
+class FileTable:
+    """Image files with their labels (-1 = none) and split (True = test), in a fixed order."""
+
+    files: list[Path]
+    labels: np.ndarray
+    is_test: np.ndarray
+    class_names: tuple[str, ...]
+
+
+def decode_table(cfg: DatasetConfig, root: Path, table: FileTable, spec: DecodeSpec) -> RawSplits:
+    """Decode every file of ``table`` (through the cache) and split the rows that decoded into train/test."""
+    n = len(table.files)
+    shape = (n, spec.channels, spec.image_size, spec.image_size)
+    in_memory = n * spec.channels * spec.image_size**2 <= cfg.memory_budget_mb * 2**20
+
+    def decode(out: np.ndarray) -> np.ndarray:
+        return decode_files(table.files, spec, out, cfg.num_workers, cfg.skip_bad_files, root)
+
+    key = cache_key(cfg.name, root, table.files, spec)
+    images, ok = cached_decode(cache_folder(cfg, root), key, shape, decode, in_memory)
+    if not ok.any():
+        raise DataError(f"None of the {n} image files under {root} could be read; see the warnings above.")
+    mapped = MappedImages(images)
+    labels = torch.from_numpy(table.labels.astype(np.int64))
+    train_idx = torch.from_numpy(np.flatnonzero(ok & ~table.is_test))
+    test_idx = torch.from_numpy(np.flatnonzero(ok & table.is_test))
+    if len(train_idx) == 0 or len(test_idx) == 0:
+        raise DataError(
+            f"The images under {root} leave an empty {'training' if len(train_idx) == 0 else 'test'} split "
+            f"({len(train_idx)} train / {len(test_idx)} test readable images). Add images (a VAE needs hundreds), "
+            f"or change dataset.test_fraction."
+        )
+    return RawSplits(
+        mapped.select(train_idx), labels[train_idx], mapped.select(test_idx), labels[test_idx], table.class_names
+    )
+
+
+def scan_images(root: Path) -> list[Path]:
+    """Every image file under ``root`` (recursively, skipping hidden entries), in sorted order."""
+    found = []
+    for folder, dirs, names in os.walk(root, followlinks=True):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += [Path(folder) / n for n in names if not n.startswith(".") and n.lower().endswith(IMAGE_SUFFIXES)]
+    return sorted(found)
+
+
+def _labels_from_subfolders(files: Sequence[Path], base: Path) -> tuple[np.ndarray, tuple[str, ...]]:
+    parts = [f.relative_to(base).parts for f in files]
+    if not parts or any(len(p) < 2 for p in parts):
+        return np.full(len(files), -1), ()  # some images sit at the top: no classes
+    names = tuple(sorted({p[0] for p in parts}))
+    index = {name: i for i, name in enumerate(names)}
+    return np.array([index[p[0]] for p in parts]), names
+
+
+def build_table(root: Path, test_fraction: float) -> FileTable:
+    files = scan_images(root)
+    if not files:
+        others = [p.name for p in root.rglob("*") if p.is_file() and not any(x.startswith(".") for x in p.parts)]
+        what = f"; it holds {len(others)} other files (e.g. {', '.join(others[:3])})" if others else " (it is empty)"
+        raise DataError(
+            f"dataset=image_folder found no images under {root}{what}. Supported files: "
+            f"{', '.join(IMAGE_SUFFIXES)} (any case). Put your images there (optionally one sub-folder per class), "
+            f"or point dataset.root at the folder that holds them."
+        )
+    top = {f.relative_to(root).parts[0].lower() for f in files}
+    if top == {"train", "test"} and all(len(f.relative_to(root).parts) >= 2 for f in files):
+        split_dir = {f: f.relative_to(root).parts[0] for f in files}
+        is_test = np.array([split_dir[f].lower() == "test" for f in files])
+        # Class folders inside train/ and test/: label by the second path component, shared class list.
+        inner = [Path(*f.relative_to(root).parts[1:]) for f in files]
+        labels, names = _labels_from_subfolders([Path("x") / p for p in inner], Path("x"))
+        return FileTable(files, labels, is_test, names)
+    labels, names = _labels_from_subfolders(files, root)
+    perm = np.random.default_rng(TEST_SPLIT_SEED).permutation(len(files))
+    n_test = max(1, round(test_fraction * len(files))) if len(files) > 1 else 0
+    is_test = np.zeros(len(files), dtype=bool)
+    is_test[perm[:n_test]] = True
+    return FileTable(files, labels, is_test, names)
+
+
+def load_image_folder(cfg: DatasetConfig) -> RawSplits:
+    root = Path(cfg.root).expanduser().resolve()
+    if not root.is_dir():
+        raise DataError(
+            f"dataset=image_folder needs dataset.root to be a folder of images, but {root} "
+            f"{'is a file' if root.exists() else 'does not exist'}. Set dataset.root=/path/to/your/images "
+            f"(relative paths start from the directory vae-train is run in)."
+        )
+    return decode_table(cfg, root, build_table(root, cfg.test_fraction), decode_spec(cfg))
