@@ -76,7 +76,11 @@ def fit_size(img: Image.Image, spec: DecodeSpec) -> Image.Image:
     if mode == ResizeMode.pad:
         fill = spec.background if img.mode == "L" else (spec.background,) * 3
         return ImageOps.pad(img, (s, s), Image.Resampling.BICUBIC, color=fill)
-    return ImageOps.fit(img, (s, s), Image.Resampling.BICUBIC, reducing_gap=3.0)
+    # center_crop: the largest centred square, resized in one step (resize's box= crops while resampling).
+    w, h = img.size
+    c = min(w, h)
+    box = ((w - c) / 2, (h - c) / 2, (w + c) / 2, (h + c) / 2)
+    return img.resize((s, s), Image.Resampling.BICUBIC, box=box, reducing_gap=3.0)
 
 
 def decode_image(path: Path, spec: DecodeSpec) -> np.ndarray:
@@ -114,7 +118,7 @@ def decode_files(
     def work(i: int) -> None:
         try:
             out[i] = decode_image(paths[i], spec)
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+        except Exception as e:  # PIL raises many types on broken files (OSError, SyntaxError, struct.error, ...)
             ok[i] = False
             errors.append((paths[i], f"{type(e).__name__}: {e}"))
 
