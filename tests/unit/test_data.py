@@ -72,7 +72,7 @@ def test_files_that_disagree_with_the_configured_shape_are_a_clear_error(monkeyp
 
 
 def test_unknown_dataset_name_lists_the_choices():
-    with pytest.raises(DataError, match="cifar10.*image_folder.*svhn"):
+    with pytest.raises(DataError, match=r"cifar10.*image_folder.*svhn"):
         load_dataset(DatasetConfig(name="imagenet"), seed=0)
 
 

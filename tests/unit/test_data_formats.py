@@ -89,7 +89,7 @@ def test_cifar10_truncated_or_malicious_batch_is_refused_by_name(tmp_path):
 def test_cifar10_missing_files_are_listed(tmp_path):
     base = write_cifar10(tmp_path)
     (base / "test_batch").unlink()
-    with pytest.raises(DataError, match="missing: test_batch.*cifar-10-python.tar.gz"):
+    with pytest.raises(DataError, match=r"missing: test_batch.*cifar-10-python\.tar\.gz"):
         load_dataset(cfg("cifar10", tmp_path, channels=3, image_size=32), seed=0)
 
 
@@ -124,7 +124,7 @@ def test_svhn_truncated_v73_and_wrong_content_are_named(tmp_path):
     with pytest.raises(DataError, match=r"train_32x32\.mat could not be read.*truncated or corrupt"):
         load_dataset(cfg("svhn", tmp_path, channels=3, image_size=32), seed=0)
     (base / "train_32x32.mat").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(200))
-    with pytest.raises(DataError, match="v7.3 files are HDF5"):
+    with pytest.raises(DataError, match=r"v7\.3 files are HDF5"):
         load_dataset(cfg("svhn", tmp_path, channels=3, image_size=32), seed=0)
     write_mat(base / "train_32x32.mat", {"images": np.zeros((4, 4), dtype=np.uint8)})
     with pytest.raises(DataError, match=r"holds \{'images': \(4, 4\)\}.*not an SVHN"):
@@ -149,7 +149,7 @@ def test_celeba_partitions_crop_and_attribute_labels(tmp_path):
     smiling = {line.split()[0]: line.split()[1 + CELEBA_ATTRS.index("Smiling")] == "1" for line in attr}
     test_files = sorted(f for f in smiling if int(f[:6]) % 8 == 7)
     assert labelled.test_labels.tolist() == [int(smiling[f]) for f in test_files]
-    with pytest.raises(DataError, match="not a column.*Smiling"):
+    with pytest.raises(DataError, match=r"not a column.*Smiling"):
         load_dataset(cfg("celeba", tmp_path, channels=3, image_size=64, val_size=8, label_attribute="Smile"), seed=0)
 
 
@@ -159,7 +159,7 @@ def test_celeba_missing_files_give_the_manual_download_layout(tmp_path):
     assert str(tmp_path / "celeba" / "img_align_celeba") in str(info.value) and "by hand" in str(info.value)
     base = write_celeba(tmp_path, n=16)
     (base / "img_align_celeba" / "000003.jpg").unlink()
-    with pytest.raises(DataError, match="1 of the 16 images.*000003.jpg.*skip_bad_files"):
+    with pytest.raises(DataError, match=r"1 of the 16 images.*000003\.jpg.*skip_bad_files"):
         load_dataset(cfg("celeba", tmp_path, channels=3, image_size=64, val_size=2), seed=0)
     data = load_dataset(cfg("celeba", tmp_path, channels=3, image_size=64, val_size=2, skip_bad_files=True), seed=0)
     assert data.train.shape[0] + data.val.shape[0] + data.test.shape[0] == 15

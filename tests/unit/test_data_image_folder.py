@@ -137,7 +137,9 @@ def test_cache_second_load_decodes_nothing_and_edits_invalidate_it(tmp_path, mon
     os.utime(tmp_path / "003.png", (later, later))
     third = load_dataset(folder_cfg(tmp_path), seed=0)
     assert len(calls) == 10 and len(list((tmp_path / ".vae-cli-cache").iterdir())) == 2
-    assert not torch.equal(torch.cat([first.train, first.val, first.test]), torch.cat([third.train, third.val, third.test]))
+    assert not torch.equal(
+        torch.cat([first.train, first.val, first.test]), torch.cat([third.train, third.val, third.test])
+    )
     load_dataset(folder_cfg(tmp_path, image_size=4), seed=0)  # other preprocessing: another entry
     assert len(list((tmp_path / ".vae-cli-cache").iterdir())) == 3
 
@@ -159,7 +161,9 @@ def test_corrupt_and_truncated_images_are_named_or_skipped(tmp_path):
     with pytest.raises(DataError) as info:
         load_dataset(folder_cfg(tmp_path, cache=False), seed=0)
     message = str(info.value)
-    assert "2 image file(s)" in message and str(tmp_path / "bad.jpg") in message and str(tmp_path / "cut.png") in message
+    assert (
+        "2 image file(s)" in message and str(tmp_path / "bad.jpg") in message and str(tmp_path / "cut.png") in message
+    )
     assert "skip_bad_files=true" in message and "\n" not in message
     data = load_dataset(folder_cfg(tmp_path, cache=False, skip_bad_files=True), seed=0)
     assert data.train.shape[0] + data.val.shape[0] + data.test.shape[0] == 8

@@ -62,7 +62,7 @@ def test_dequantization_noise_is_one_grey_level_around_the_pixel():
     x = pre(images, epoch=0, batch_index=0)
     exact = images.float() / 255
     assert (x - exact).abs().max() <= 0.5 / 255 + 1e-6 and (x != exact).float().mean() > 0.9
-    assert 0 <= x.min() and x.max() <= 1
+    assert x.min() >= 0 and x.max() <= 1
     assert abs((x - exact).mean().item()) < 0.05 / 255
     assert torch.equal(pre(images, 0, 0), x) and not torch.equal(pre(images, 0, 1), x)
 
