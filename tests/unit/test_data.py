@@ -2,6 +2,7 @@
 
 import gzip
 import shutil
+import time
 from unittest import mock
 
 import numpy as np
@@ -129,7 +130,29 @@ def test_real_fashion_mnist_from_the_debian_install(tmp_path):
     assert torch.bincount(data.test_labels).tolist() == [1000] * 10
     assert 0.2 < data.train[:5000].float().div(255).mean().item() < 0.4
     assert data.class_names[9] == "Ankle boot"
-    assert not any(tmp_path.iterdir())  # read in place: nothing copied or unpacked into the root
+    # The first run keeps uncompressed copies in the root (torchvision's layout); the next run reads those.
+    raw = tmp_path / "FashionMNIST" / "raw"
+    with gzip.open(DEBIAN_FASHION / "t10k-labels-idx1-ubyte.gz") as f:
+        assert (raw / "t10k-labels-idx1-ubyte").read_bytes() == f.read()
+    again = load_dataset(DatasetConfig(name="fashion_mnist", root=str(tmp_path), val_size=5000), seed=0)
+    assert torch.equal(again.train, data.train) and torch.equal(again.test_labels, data.test_labels)
+
+
+def test_a_replaced_gz_wins_over_its_stale_uncompressed_copy_and_read_only_roots_work(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    write_mnist_like(raw, n_train=50, n_test=20)
+    first = load_dataset(DatasetConfig(name="mnist", root=str(tmp_path), val_size=0), seed=0)
+    assert (raw / "t10k-labels-idx1-ubyte").is_file() and not [p for p in raw.iterdir() if p.name.startswith(".")]
+    time.sleep(0.01)
+    write_idx(raw / "t10k-labels-idx1-ubyte", np.full(20, 3, dtype=np.uint8))  # newer .gz
+    second = load_dataset(DatasetConfig(name="mnist", root=str(tmp_path), val_size=0), seed=0)
+    assert second.test_labels.tolist() == [3] * 20 and not torch.equal(first.test_labels, second.test_labels)
+    # Where the uncompressed copy cannot be written (here MNIST is a file, not a folder), the .gz is read as is.
+    fresh = tmp_path / "ro"
+    write_mnist_like(fresh, n_train=50, n_test=20)
+    (fresh / "MNIST").write_text("in the way")
+    data = load_dataset(DatasetConfig(name="mnist", root=str(fresh), val_size=0), seed=0)
+    assert data.train.shape == (50, 1, 28, 28) and not list(fresh.glob("*-ubyte"))
 
 
 def test_missing_dataset_is_one_paragraph_naming_the_place_and_the_fix(tmp_path):

@@ -31,12 +31,14 @@ log = logging.getLogger(__name__)
 CACHE_FORMAT = 1  # bump when the decoding code changes what pixels it produces
 
 
-def cache_key(name: str, root: Path, files: Sequence[Path], spec: DecodeSpec) -> str:
+def cache_key(name: str, root: Path, files: Sequence[str], spec: DecodeSpec) -> str:
+    """Hash of the decoding settings and of every file's relative path, size and modification time."""
     h = hashlib.sha256()
     h.update(json.dumps({"format": CACHE_FORMAT, "name": name, "spec": dataclasses.asdict(spec)}).encode())
+    top = str(root)
     for f in files:
-        st = f.stat()
-        h.update(f"{f.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        st = os.stat(os.path.join(top, f))
+        h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return f"{name}-{h.hexdigest()[:24]}"
 
 

@@ -9,8 +9,11 @@ only checks that the files exist). ``dataset.download=true`` still downloads thr
 from __future__ import annotations
 
 import gzip
+import logging
+import os
 import string
 import struct
+import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +26,8 @@ from vae_cli.datasets.download import torchvision_download
 from vae_cli.datasets.splits import RawSplits
 from vae_cli.errors import DataError
 
+log = logging.getLogger(__name__)
+
 # Type codes of the IDX format: the third byte of the magic number.
 IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(np.uint8),
@@ -34,29 +39,38 @@ IDX_DTYPES: dict[int, np.dtype] = {
 }
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """Parse one IDX file (``.gz`` is decompressed on the fly); every defect is a DataError naming the file."""
+def read_bytes(path: Path) -> np.ndarray:
+    """The bytes of ``path`` (decompressed if ``.gz``) as a writable uint8 array that owns its memory."""
     try:
         if path.suffix == ".gz":
             with gzip.open(path, "rb") as f:
-                blob = f.read()
-        else:
-            blob = path.read_bytes()
+                return np.frombuffer(bytearray(f.read()), dtype=np.uint8)
+        return np.fromfile(path, dtype=np.uint8)
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(
             f"Could not read {path}: {exc}. The file is corrupt or truncated (an interrupted download?); delete it "
             f"and download it again (dataset.download=true where there is internet) or copy a good copy there."
         ) from exc
-    if len(blob) < 4 or blob[0] != 0 or blob[1] != 0 or blob[2] not in IDX_DTYPES or blob[3] == 0:
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Parse one IDX file (``.gz`` is decompressed on the fly); every defect is a DataError naming the file."""
+    return parse_idx(read_bytes(path), path)
+
+
+def parse_idx(blob: np.ndarray, path: Path) -> np.ndarray:
+    """The array in the IDX bytes ``blob`` (uint8); ``path`` only names the file in errors."""
+    head = blob[:4].tobytes()
+    if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in IDX_DTYPES or head[3] == 0:
         raise DataError(
-            f"{path} is not an IDX file (its first bytes are {blob[:4].hex() or 'missing'}, not 0000xxnn). It was "
+            f"{path} is not an IDX file (its first bytes are {head.hex() or 'missing'}, not 0000xxnn). It was "
             f"probably saved as an HTML error page or another format; replace it with the original IDX file."
         )
-    dtype, ndim = IDX_DTYPES[blob[2]], blob[3]
+    dtype, ndim = IDX_DTYPES[head[2]], head[3]
     header = 4 + 4 * ndim
     if len(blob) < header:
         raise DataError(f"{path} is truncated inside its header; delete it and download it again.")
-    dims = struct.unpack(f">{ndim}I", blob[4:header])
+    dims = struct.unpack(f">{ndim}I", blob[4:header].tobytes())
     expected = int(np.prod(dims)) * dtype.itemsize
     actual = len(blob) - header
     if actual != expected:
@@ -65,7 +79,34 @@ def read_idx(path: Path) -> np.ndarray:
             f"({expected} bytes) but {actual} bytes follow. Delete it and download it again "
             f"(dataset.download=true), or copy a complete file there."
         )
-    return np.frombuffer(blob, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+    values = blob[header:].view(dtype).reshape(dims)
+    return values if dtype.itemsize == 1 else values.astype(dtype.newbyteorder("="))
+
+
+def stage_uncompressed(source: Path, raw_dir: Path, blob: np.ndarray) -> None:
+    """Keep an uncompressed copy of a ``.gz`` IDX file in ``raw_dir`` (torchvision's layout), so later runs skip
+    the decompression (the slowest part of loading MNIST). Written atomically; skipped if not writable."""
+    target = raw_dir / source.name.removesuffix(".gz")
+    tmp: str | None = None
+    try:
+        raw_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=raw_dir, prefix=f".{target.name}.")
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob.tobytes())
+        os.replace(tmp, target)
+    except OSError as exc:
+        log.info("not keeping an uncompressed copy of %s (%s)", source, exc)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def read_idx_staged(path: Path, raw_dir: Path) -> np.ndarray:
+    """``read_idx``; a ``.gz`` is validated, then also kept uncompressed in ``raw_dir`` for the next run."""
+    blob = read_bytes(path)
+    array = parse_idx(blob, path)
+    if path.suffix == ".gz":
+        stage_uncompressed(path, raw_dir, blob)
+    return array
 
 
 @dataclass(frozen=True)
@@ -127,9 +168,11 @@ def find_file(name: str, dirs: list[Path]) -> Path | None:
     spellings = (name, name.replace("-idx", ".idx"))
     for folder in dirs:
         for spelling in spellings:
-            for candidate in (folder / spelling, folder / f"{spelling}.gz"):
-                if candidate.is_file():
-                    return candidate
+            plain, packed = folder / spelling, folder / f"{spelling}.gz"
+            if plain.is_file() and not (packed.is_file() and packed.stat().st_mtime > plain.stat().st_mtime):
+                return plain  # an uncompressed copy older than its .gz is stale (the .gz was replaced)
+            if packed.is_file():
+                return packed
     return None
 
 
@@ -154,7 +197,7 @@ def load_idx_dataset(cfg: DatasetConfig) -> RawSplits:
             f"there yourself, or set dataset.root to the folder that holds {spec.torchvision_class}/raw/ "
             f"(docs/datasets.md)."
         )
-    arrays = {key: read_idx(path) for key, path in found.items()}  # type: ignore[arg-type]
+    arrays = {key: read_idx_staged(path, raw_dir) for key, path in found.items()}  # type: ignore[arg-type]
     class_names = emnist_classes(split) if cfg.name == "emnist" else spec.class_names
     out = {}
     for part in ("train", "test"):
@@ -175,7 +218,7 @@ def load_idx_dataset(cfg: DatasetConfig) -> RawSplits:
                 f"{lbl_path} has labels from {labels.min()} to {labels.max()}, but '{cfg.name}' has "
                 f"{len(class_names)} classes; it belongs to another dataset or split (dataset.split?)."
             )
-        tensor = torch.from_numpy(images).unsqueeze(1)  # read_idx already returned a writable copy
+        tensor = torch.from_numpy(images).unsqueeze(1)  # read_idx returns arrays that own writable memory
         if cfg.name == "emnist":
             # EMNIST's IDX files store each image transposed; turn them upright like MNIST.
             tensor = tensor.transpose(2, 3)

@@ -51,11 +51,16 @@ def carve_indices(n: int, cfg: DatasetConfig, seed: int) -> tuple[torch.Tensor, 
         train_idx, val_idx = torch.arange(n), torch.arange(0)
     else:
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-        val_idx, train_idx = perm[: cfg.val_size].sort().values, perm[cfg.val_size :].sort().values
+        # Both splits in file order. A mask instead of sort(): sorting 60k indices costs ~0.3 s on a busy CPU.
+        is_val = torch.zeros(n, dtype=torch.bool)
+        is_val[perm[: cfg.val_size]] = True
+        val_idx, train_idx = is_val.nonzero().flatten(), (~is_val).nonzero().flatten()
     if cfg.subset is not None and cfg.subset < len(train_idx):
         if SubsetMode(cfg.subset_mode) == SubsetMode.random:
             g = torch.Generator().manual_seed(mix_seed(seed, 7))
-            train_idx = train_idx[torch.randperm(len(train_idx), generator=g)[: cfg.subset]].sort().values
+            keep = torch.zeros(len(train_idx), dtype=torch.bool)
+            keep[torch.randperm(len(train_idx), generator=g)[: cfg.subset]] = True
+            train_idx = train_idx[keep]
         else:
             train_idx = train_idx[: cfg.subset]
     return train_idx, val_idx
@@ -75,7 +80,8 @@ def load_dataset(cfg: DatasetConfig, seed: int) -> ImageSplits:
             f"{expected} (dataset.channels, dataset.image_size); fix those two keys to match the files."
         )
     train_idx, val_idx = carve_indices(raw.train.shape[0], cfg, seed)
-    train = take(raw.train, train_idx)
+    everything = len(train_idx) == raw.train.shape[0]  # val_size=0, no subset: the rows in order, no copy
+    train = raw.train if everything else take(raw.train, train_idx)
     train_bytes = int(torch.Size(train.shape).numel())
     stream = isinstance(train, MappedImages) and train_bytes > cfg.memory_budget_mb * 2**20
     if stream:

@@ -35,10 +35,10 @@ def bernoulli_uint8(images: torch.Tensor, seed: int, chunk: int = 8192) -> torch
     """One Bernoulli sample per pixel (p = grey level / 255), as uint8 0/255, reproducible for ``seed``."""
     g = torch.Generator(device="cpu").manual_seed(seed)
     out = torch.empty_like(images)
-    for start in range(0, images.shape[0], chunk):  # in chunks: a float copy of all of CelebA would not fit
+    for start in range(0, images.shape[0], chunk):  # in chunks: bounded temporary memory for large datasets
         part = images[start : start + chunk].cpu()
-        u = torch.rand(part.shape, generator=g)
-        out[start : start + chunk] = ((u * 255.0) < part.float()).to(torch.uint8).mul_(255).to(out.device)
+        r = torch.randint(0, 255, part.shape, generator=g, dtype=torch.uint8)  # P(r < pixel) = pixel / 255
+        out[start : start + chunk] = (r < part).to(torch.uint8).mul_(255).to(out.device)
     return out
 
 
@@ -78,19 +78,25 @@ class BatchPreprocess:
         return not (self.dynamic_binarize or self.dequantize or self.hflip)
 
     def __call__(self, batch: torch.Tensor, epoch: int, batch_index: int) -> torch.Tensor:
-        x = to_unit_float(batch)
+        """uint8 batch -> float batch in [0, 1]; flips and binarization work on the uint8 pixels (cheaper)."""
+        if self.is_identity and self.threshold is None:
+            return to_unit_float(batch)
         if self.threshold is not None:
-            x = (x > self.threshold).to(torch.float32)
+            batch = (batch.float() > self.threshold * 255).to(torch.uint8).mul_(255)
         if self.is_identity:
-            return x
-        g = torch.Generator(device=x.device).manual_seed(mix_seed(BATCH_DOMAIN, self.seed, epoch, batch_index))
+            return to_unit_float(batch)
+        device = batch.device
+        g = torch.Generator(device=device).manual_seed(mix_seed(BATCH_DOMAIN, self.seed, epoch, batch_index))
         if self.hflip:
-            flip = torch.rand(x.shape[0], generator=g, device=x.device) < 0.5
-            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+            flip = torch.rand(batch.shape[0], generator=g, device=device) < 0.5
+            batch = torch.where(flip.view(-1, 1, 1, 1), batch.flip(-1), batch)
         if self.dynamic_binarize:
-            x = (torch.rand(x.shape, generator=g, device=x.device) < x).to(torch.float32)
-        elif self.dequantize:
+            # r uniform on {0, ..., 254}: P(r < pixel) = pixel / 255 exactly, with no float random numbers.
+            r = torch.randint(0, 255, batch.shape, generator=g, device=device, dtype=torch.uint8)
+            return (r < batch).to(torch.float32)
+        x = to_unit_float(batch)
+        if self.dequantize:
             # One grey level of uniform noise centred on the pixel, so the mean stays at the evaluated value x/255.
-            noise = torch.rand(x.shape, generator=g, device=x.device).sub_(0.5).div_(255.0)
+            noise = torch.rand(x.shape, generator=g, device=device).sub_(0.5).div_(255.0)
             x = x.add_(noise).clamp_(0.0, 1.0)
         return x

@@ -75,7 +75,9 @@ Images = torch.Tensor | MappedImages
 
 def take(images: Images, idx: torch.Tensor) -> Images:
     """Rows ``idx`` of a tensor (a copy) or of mapped images (a view)."""
-    return images.select(idx) if isinstance(images, MappedImages) else images[idx]
+    if isinstance(images, MappedImages):
+        return images.select(idx)
+    return images.index_select(0, idx.to(images.device))  # several times faster than images[idx] on CPU
 
 
 def materialize(images: Images) -> torch.Tensor:
