@@ -39,6 +39,12 @@ class Schedule(str, Enum):
     cosine = "cosine"
 
 
+class NanPolicy(str, Enum):
+    stop = "stop"  # stop the run, keep the last good checkpoint
+    skip = "skip"  # drop the batch's update and go on
+    rollback = "rollback"  # reload the last checkpoint and go on with a lower learning rate
+
+
 class DeviceName(str, Enum):
     auto = "auto"
     cpu = "cpu"
@@ -188,6 +194,16 @@ class TrainerConfig:
     eval_batch_size: int = 1000
     # Progress bar: auto = only on a terminal.
     progress: str = "auto"
+    # Also write checkpoints/last.pt every N optimizer steps inside an epoch; null = only at epoch ends.
+    checkpoint_every_steps: int | None = None
+    # What a NaN/Inf loss or gradient does: stop | skip (the batch) | rollback (to last.pt, lr * factor).
+    nan_policy: NanPolicy = NanPolicy.stop
+    # skip: give up after this many bad batches in a row. rollback: at most this many rollbacks.
+    max_nan_skips: int = 10
+    max_rollbacks: int = 3
+    rollback_lr_factor: float = 0.5
+    # Strict determinism (torch.use_deterministic_algorithms): slower on GPU; CPU runs are deterministic anyway.
+    deterministic: bool = False
 
 
 @dataclass
@@ -220,6 +236,33 @@ def to_plain_dict(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
     plain = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     assert isinstance(plain, dict)
     return plain  # type: ignore[return-value]
+
+
+# Training-split sizes of datasets whose size is known before reading them (for checks that run before loading).
+# Official training-split sizes (images), for checks before any file is read. EMNIST depends on dataset.split.
+OFFICIAL_TRAIN_SIZES = {"mnist": 60_000, "fashion_mnist": 60_000, "kmnist": 60_000, "cifar10": 50_000, "svhn": 73_257}
+EMNIST_TRAIN_SIZES = {
+    "byclass": 697_932,
+    "bymerge": 697_932,
+    "balanced": 112_800,
+    "letters": 124_800,
+    "digits": 240_000,
+    "mnist": 60_000,
+}
+
+
+def known_train_size(d: DictConfig) -> int | None:
+    """Images left for training after the val split and subset, when that is known without reading files."""
+    if d.name == "synthetic":
+        total = d.num_train
+    elif d.name == "emnist":
+        total = EMNIST_TRAIN_SIZES.get(EmnistSplit(d.split).value)
+    else:
+        total = OFFICIAL_TRAIN_SIZES.get(d.name)
+    if total is None:
+        return None
+    n = max(0, total - d.val_size)
+    return min(n, d.subset) if d.subset is not None else n
 
 
 def validate(cfg: DictConfig) -> None:
@@ -274,6 +317,12 @@ def validate(cfg: DictConfig) -> None:
     need(0 < d.test_fraction < 1, f"dataset.test_fraction must be in (0, 1) (got {d.test_fraction}).")
     need(d.memory_budget_mb >= 0, f"dataset.memory_budget_mb must be >= 0 (got {d.memory_budget_mb}).")
     need(d.num_workers >= 0, f"dataset.num_workers must be >= 0 (got {d.num_workers}).")
+    n_train = known_train_size(d)
+    if n_train is not None and t.batch_size > n_train:
+        problems.append(
+            f"trainer.batch_size={t.batch_size} is larger than the training set ({n_train} images of "
+            f"'{d.name}' after dataset.val_size/subset); use a smaller trainer.batch_size."
+        )
     if m.arch == Arch.conv and len(m.conv_channels) >= 1:
         factor = 2 ** len(m.conv_channels)
         need(
