@@ -89,3 +89,11 @@ def test_contradictory_or_out_of_range_preprocessing_is_refused_at_start():
     with pytest.raises(ConfigError) as info:
         validate(cfg)
     assert "dataset.dequantize=true" in str(info.value) and "dataset.threshold must be in [0, 1]" in str(info.value)
+
+
+def test_uint8_threshold_matches_the_grey_level_rule_for_every_pixel_value():
+    from vae_cli.datasets.preprocess import threshold_uint8
+
+    pixels = torch.arange(256, dtype=torch.uint8)
+    for t in (0.0, 0.3, 0.5, 128 / 255, 0.999, 1.0):
+        assert torch.equal(threshold_uint8(pixels, t) == 255, pixels.double() / 255 > t), t

@@ -8,6 +8,7 @@ per batch. Per-batch randomness (dynamic binarization, dequantization, flips) dr
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 
 import torch
@@ -42,6 +43,12 @@ def bernoulli_uint8(images: torch.Tensor, seed: int, chunk: int = 8192) -> torch
     return out
 
 
+def threshold_uint8(images: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Pixels whose grey level x/255 is above ``threshold`` -> 255, others 0; compared in uint8 (no float copy:
+    for an integer x, x > 255 t exactly when x > floor(255 t))."""
+    return (images > math.floor(threshold * 255)).to(torch.uint8).mul_(255)
+
+
 def binarize_static(images: torch.Tensor, cfg: DatasetConfig, seed: int, for_training: bool) -> torch.Tensor:
     """Apply the static part of dataset.binarize to a uint8 split; returns 0/255 pixels, or the input unchanged.
 
@@ -50,7 +57,7 @@ def binarize_static(images: torch.Tensor, cfg: DatasetConfig, seed: int, for_tra
     """
     mode = Binarize(cfg.binarize)
     if mode == Binarize.static_threshold:
-        return (images.float() > cfg.threshold * 255).to(torch.uint8).mul_(255)
+        return threshold_uint8(images, cfg.threshold)
     if mode == Binarize.static_sample or (mode == Binarize.dynamic and not for_training):
         return bernoulli_uint8(images, seed)
     return images
@@ -82,7 +89,7 @@ class BatchPreprocess:
         if self.is_identity and self.threshold is None:
             return to_unit_float(batch)
         if self.threshold is not None:
-            batch = (batch.float() > self.threshold * 255).to(torch.uint8).mul_(255)
+            batch = threshold_uint8(batch, self.threshold)
         if self.is_identity:
             return to_unit_float(batch)
         device = batch.device
