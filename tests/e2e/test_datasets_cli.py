@@ -80,8 +80,10 @@ def test_image_folder_names_a_bad_file_then_trains_and_reuses_its_cache(tmp_path
     (images / "red" / "broken.png").unlink()
     first = run_vae_train([*args, "hydra.run.dir=run1"], cwd=tmp_path)
     assert "decoded 60 images into the cache" in first.stdout + first.stderr
-    second = run_vae_train([*args, "hydra.run.dir=run2"], cwd=tmp_path)
+    # Second run: from the cache, and (budget 0 MiB) streaming the training split through DataLoader workers.
+    second = run_vae_train([*args, "dataset.memory_budget_mb=0", "hydra.run.dir=run2"], cwd=tmp_path)
     assert "decoded images from the cache" in second.stdout + second.stderr
+    assert "(training split streamed from disk)" in second.stdout + second.stderr
     for run in ("run1", "run2"):
         metrics = json.loads((tmp_path / run / "metrics.json").read_text())
         assert metrics["dataset"] == "image_folder" and math.isfinite(metrics["test/elbo"])
