@@ -111,6 +111,9 @@ class StreamingBatches:
             num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda",
             prefetch_factor=4 if self.num_workers > 0 else None,
+            # Its own generator: a DataLoader otherwise draws its worker seed from the global RNG, which would
+            # shift the model's sampling noise whenever an epoch's iterator is (re)created, e.g. on resume.
+            generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch),
         )
         for i, batch in enumerate(loader, start=start_batch):
             yield self.preprocess(batch.to(self.device, non_blocking=True), epoch, i)
