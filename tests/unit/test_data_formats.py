@@ -1,6 +1,7 @@
 """KMNIST, EMNIST, CIFAR-10, SVHN and CelebA readers on small files written in each real on-disk format."""
 
 import pickle
+from pathlib import Path
 from unittest import mock
 
 import numpy as np
@@ -167,3 +168,30 @@ def test_celeba_missing_files_give_the_manual_download_layout(tmp_path):
     (base / "list_eval_partition.txt").write_text("000001.jpg train\n")
     with pytest.raises(DataError, match=r"list_eval_partition\.txt line 1"):
         load_dataset(cfg("celeba", tmp_path, channels=3, image_size=64), seed=0)
+
+
+def test_download_true_asks_torchvision_then_reads_what_it_wrote(tmp_path, monkeypatch):
+    import torchvision.datasets as tvd
+
+    calls = []
+
+    class FakeKMNIST:  # stands in for the network: writes the files where torchvision's KMNIST would
+        def __init__(self, root, download=False, **kwargs):
+            calls.append((root, download, kwargs))
+            write_mnist_like(Path(root) / "KMNIST" / "raw", n_train=60, n_test=20)
+
+    monkeypatch.setattr(tvd, "KMNIST", FakeKMNIST)
+    data = load_dataset(cfg("kmnist", tmp_path, download=True, val_size=10), seed=0)
+    assert calls == [(str(tmp_path.resolve()), True, {})] and data.train.shape[0] == 50
+    load_dataset(cfg("kmnist", tmp_path, download=True, val_size=10), seed=0)
+    assert len(calls) == 1  # files present: no second download
+
+    class Offline:
+        def __init__(self, root, download=False, **kwargs):
+            raise OSError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(tvd, "CIFAR10", Offline)
+    with pytest.raises(DataError) as info:
+        load_dataset(cfg("cifar10", tmp_path / "c", download=True, channels=3, image_size=32), seed=0)
+    assert "Downloading 'cifar10' through torchvision" in str(info.value) and "name resolution" in str(info.value)
+    assert "docs/datasets.md" in str(info.value) and "Traceback" not in str(info.value)
