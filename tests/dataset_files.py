@@ -103,21 +103,23 @@ def _mat_element(mi_type: int, data: bytes) -> bytes:
     return struct.pack("<II", mi_type, len(data)) + data + b"\0" * (-len(data) % 8)
 
 
-def _mat_matrix(name: str, array: np.ndarray) -> bytes:
+def _mat_matrix(name: str, array: np.ndarray, stored_as_uint8: bool = False) -> bytes:
     classes = {np.dtype(np.uint8): (9, 2), np.dtype(np.float64): (6, 9)}  # mxCLASS, miTYPE
     mx_class, mi_type = classes[array.dtype]
     body = _mat_element(6, struct.pack("<II", mx_class, 0))  # array flags (miUINT32)
     body += _mat_element(5, struct.pack(f"<{array.ndim}i", *array.shape))  # dimensions (miINT32)
     body += _mat_element(1, name.encode())  # name (miINT8)
+    if stored_as_uint8:  # MATLAB stores small whole numbers of a double array as miUINT8 to save space
+        mi_type, array = 2, array.astype(np.uint8)
     body += _mat_element(mi_type, array.astype(array.dtype.newbyteorder("<")).tobytes(order="F"))  # column-major
     return _mat_element(14, body)  # miMATRIX
 
 
-def write_mat(path: Path, arrays: dict[str, np.ndarray], compress: bool = True) -> Path:
+def write_mat(path: Path, arrays: dict[str, np.ndarray], compress: bool = True, small_storage: bool = False) -> Path:
     text = b"MATLAB 5.0 MAT-file, Platform: GLNXA64, Created on: test writer"
     out = text.ljust(116, b" ") + b"\0" * 8 + struct.pack("<H", 0x0100) + b"IM"
     for name, array in arrays.items():
-        element = _mat_matrix(name, array)
+        element = _mat_matrix(name, array, small_storage and array.dtype == np.float64)
         if compress:
             packed = zlib.compress(element)
             out += struct.pack("<II", 15, len(packed)) + packed  # miCOMPRESSED (not padded)

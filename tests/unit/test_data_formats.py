@@ -105,6 +105,14 @@ def test_svhn_mat_files_read_with_zero_relabelled(tmp_path, compress):
     assert (data.test_labels == 0).any()
 
 
+def test_matlab_reader_casts_small_storage_to_the_array_class(tmp_path):
+    y = np.array([[1.0], [10.0], [7.0]])
+    write_mat(tmp_path / "y.mat", {"y": y}, compress=False, small_storage=True)
+    assert b"\x02\x00\x00\x00\x03\x00\x00\x00\x01\x0a\x07" in (tmp_path / "y.mat").read_bytes()  # miUINT8, 3 bytes
+    arrays = read_mat(tmp_path / "y.mat")
+    assert arrays["y"].dtype == np.float64 and np.array_equal(arrays["y"], y)
+
+
 def test_matlab_reader_agrees_with_scipy_when_scipy_is_installed(tmp_path):
     sio = pytest.importorskip("scipy.io")
     x = np.random.default_rng(0).integers(0, 255, (32, 32, 3, 5), dtype=np.uint8)
