@@ -193,3 +193,19 @@ def test_over_the_memory_budget_the_training_split_streams_the_same_batches(tmp_
         got = list(StreamingBatches(streamed.train, 7, 3, torch.device("cpu"), num_workers=workers).epoch(1, 2))
         assert len(got) == len(expected) == 3
         assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
+
+
+def test_a_full_disk_while_caching_is_a_clear_error_and_leaves_no_partial_entry(tmp_path, monkeypatch):
+    import errno
+
+    from vae_cli.datasets import cache
+
+    write_pngs(tmp_path, 6)
+
+    def no_space(path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cache, "_reserve", no_space)
+    with pytest.raises(DataError, match=r"No space left on device.*dataset\.cache_dir=.*dataset\.cache=false"):
+        load_dataset(folder_cfg(tmp_path), seed=0)
+    assert list((tmp_path / ".vae-cli-cache").iterdir()) == []

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
 import logging
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from vae_cli.datasets.decode import DecodeSpec
+from vae_cli.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -68,18 +70,17 @@ def cached_decode(
     if entry is None or not _writable(cache_dir):  # type: ignore[arg-type]
         if entry is not None:
             log.warning("cache folder %s is not writable: decoding without a cache (set dataset.cache_dir)", cache_dir)
-        if in_memory:
-            images = np.empty(shape, dtype=np.uint8)
-        else:
-            # The map must outlive this function (it is the training data); the file vanishes when it is closed.
-            backing = tempfile.TemporaryFile()  # noqa: SIM115
-            images = np.memmap(backing, dtype=np.uint8, mode="w+", shape=shape)
-        return images, decode(images)
+        return _decode_uncached(shape, decode, in_memory)
+    try:
+        tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".{key}.tmp-"))
+    except OSError as exc:  # e.g. a read-only file system, which os.access does not see for root
+        log.warning("cannot write in the cache folder %s (%s): decoding without a cache", cache_dir, exc)
+        return _decode_uncached(shape, decode, in_memory)
 
     started = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".{key}.tmp-"))
     try:
         images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8, shape=shape)
+        _reserve(tmp / "images.npy")
         ok = decode(images)
         images.flush()
         del images
@@ -90,8 +91,37 @@ def cached_decode(
                 os.fsync(fh.fileno())
         # An OSError here means another run finished the same entry first; both hold the same pixels.
         with contextlib.suppress(OSError):
-            os.rename(tmp, entry)
+            os.rename(tmp, entry)  # type: ignore[arg-type]
+    except OSError as exc:
+        raise DataError(
+            f"Could not write the decoded images ({np.prod(shape) / 2**20:.0f} MiB) into the cache folder "
+            f"{cache_dir}: {exc}. Free some space there, move the cache with dataset.cache_dir=/a/bigger/disk, or "
+            f"turn it off with dataset.cache=false."
+        ) from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("decoded %d images into the cache %s in %.1f s", shape[0], entry, time.perf_counter() - started)
     return np.load(entry / "images.npy", mmap_mode="r"), np.load(entry / "ok.npy")
+
+
+def _reserve(path: Path) -> None:
+    """Allocate the whole file now: a full disk then fails here with ENOSPC, instead of killing the process with
+    SIGBUS when a page of the memory map is first written."""
+    with open(path, "r+b") as f:
+        try:
+            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise
+
+
+def _decode_uncached(
+    shape: tuple[int, int, int, int], decode: Decoder, in_memory: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    if in_memory:
+        images = np.empty(shape, dtype=np.uint8)
+    else:
+        # The map must outlive this function (it is the training data); the file vanishes when it is closed.
+        backing = tempfile.TemporaryFile()  # noqa: SIM115
+        images = np.memmap(backing, dtype=np.uint8, mode="w+", shape=shape)
+    return images, decode(images)
