@@ -47,7 +47,11 @@ def test_mid_epoch_resume_replays_the_same_random_pixels(tmp_path, monkeypatch, 
 
     original = loss_module.ELBOLoss.__call__
 
+    seen: list[torch.Tensor] = []
+
     def interrupt_at_step_5(self, x, out, step=None):
+        if step is not None:
+            seen.append(x.detach().clone())
         if step == 5:
             os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: the handler sets a flag, the trainer checkpoints
         return original(self, x, out, step)
@@ -57,6 +61,13 @@ def test_mid_epoch_resume_replays_the_same_random_pixels(tmp_path, monkeypatch, 
         train(compose_config(args), tmp_path / "run")
     monkeypatch.setattr(loss_module.ELBOLoss, "__call__", original)
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["batch_in_epoch"] == 6  # mid-epoch
+    # The preprocessing really reached the model: binary pixels, or grey levels off the 1/255 grid.
+    pixels = torch.cat(seen)
+    if where == "in_memory":
+        assert set(pixels.unique().tolist()) == {0.0, 1.0}
+    else:
+        off_grid = ((pixels * 255) - (pixels * 255).round()).abs() > 1e-3
+        assert off_grid.float().mean() > 0.5
 
     resume = f"trainer.resume={tmp_path / 'run'}"
     train(compose_config([resume]), tmp_path / "run", overrides=[resume])
