@@ -223,3 +223,18 @@ def test_read_idx_parses_other_types(tmp_path):
     values = np.arange(-6, 6, dtype=">i4").reshape(3, 4)
     path = write_idx(tmp_path / "x-idx2", values, gz=False)
     assert np.array_equal(read_idx(path), values) and read_idx(path).dtype == np.int32
+
+
+def test_batch_size_above_a_known_training_split_is_refused_before_any_file_is_read():
+    from tests.conftest import compose_config
+    from vae_cli.config import validate
+    from vae_cli.errors import ConfigError
+
+    for overrides, n in (
+        (["dataset=emnist", "dataset.split=digits", "dataset.val_size=0", "trainer.batch_size=240001"], 240_000),
+        (["dataset=cifar10", "trainer.batch_size=45001"], 45_000),
+        (["dataset=svhn", "dataset.val_size=257", "trainer.batch_size=73001"], 73_000),
+    ):
+        with pytest.raises(ConfigError, match=f"\\({n} images of"):
+            validate(compose_config(overrides))
+    validate(compose_config(["dataset=cifar10", "trainer.batch_size=45000"]))
