@@ -23,8 +23,8 @@ def mix_seed(*parts: int) -> int:
 
 
 def to_unit_float(batch: torch.Tensor) -> torch.Tensor:
-    """uint8 pixels -> float32 in [0, 1]."""
-    return batch.to(torch.float32).div_(255.0)
+    """uint8 pixels -> float32 in [0, 1]; one kernel (uint8 / float promotes), bit-identical to float(x) / 255."""
+    return torch.div(batch, 255.0)
 
 
 # Seed domains, so the fixed eval sample and the per-batch draws never share a stream.
