@@ -209,3 +209,17 @@ def test_a_full_disk_while_caching_is_a_clear_error_and_leaves_no_partial_entry(
     with pytest.raises(DataError, match=r"No space left on device.*dataset\.cache_dir=.*dataset\.cache=false"):
         load_dataset(folder_cfg(tmp_path), seed=0)
     assert list((tmp_path / ".vae-cli-cache").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "resize, crop", [("center_crop", None), ("center_crop", 148), ("pad", None), ("stretch", None), ("stretch", 100)]
+)
+def test_reduced_scale_jpeg_decoding_gives_the_same_picture(tmp_path, monkeypatch, resize, crop):
+    yy, xx = np.mgrid[0:218, 0:178]
+    pixels = np.stack([xx * 255 // 177, yy * 255 // 217, (xx + yy) * 255 // 394], axis=-1).astype(np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "g.jpg", quality=95)
+    spec = DecodeSpec(image_size=16, channels=3, resize=resize, crop_size=crop)
+    reduced = decode_image(tmp_path / "g.jpg", spec).astype(int)
+    monkeypatch.setattr(decode, "_draft_size", lambda size, spec: size)  # full-resolution decode
+    full = decode_image(tmp_path / "g.jpg", spec).astype(int)
+    assert np.abs(reduced - full).mean() < 2.0

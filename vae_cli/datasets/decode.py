@@ -85,17 +85,24 @@ def fit_size(img: Image.Image, spec: DecodeSpec) -> Image.Image:
 
 
 def _draft_size(size: tuple[int, int], spec: DecodeSpec) -> tuple[int, int]:
-    """The smallest (width, height) a JPEG may be decoded at without losing pixels the resize would use."""
+    """The size to ask ``Image.draft`` for: a JPEG decoded at 1/8, 1/4 or 1/2 scale when that still leaves every
+    pixel the resize uses, and only when the scale divides both sides (libjpeg rounds sizes up, which would stretch
+    the picture by up to a few percent); otherwise the full size."""
     w, h, s = size[0], size[1], spec.image_size
     if ResizeMode(spec.resize) == ResizeMode.stretch and spec.crop_size is None:
-        return (s, s)
-    if spec.crop_size is not None:
-        scale = s / min(spec.crop_size, w, h)
-    elif ResizeMode(spec.resize) == ResizeMode.pad:
-        scale = s / max(w, h)
+        need = (s, s)
     else:
-        scale = s / min(w, h)
-    return (math.ceil(w * scale), math.ceil(h * scale))
+        if spec.crop_size is not None:
+            scale = s / min(spec.crop_size, w, h)
+        elif ResizeMode(spec.resize) == ResizeMode.pad:
+            scale = s / max(w, h)
+        else:
+            scale = s / min(w, h)
+        need = (math.ceil(w * scale), math.ceil(h * scale))
+    for k in (8, 4, 2):
+        if w % k == 0 and h % k == 0 and w // k >= need[0] and h // k >= need[1]:
+            return (w // k, h // k)
+    return (w, h)
 
 
 def decode_image(path: Path, spec: DecodeSpec) -> np.ndarray:
