@@ -96,7 +96,8 @@ class TrainStep:
             model.to(memory_format=torch.channels_last)
         if self.bf16 and device.type == "cpu":
             keep_convolutions_fp32(model, device.type)
-        self.fast_forward = torch.compile(self.forward_loss) if cfg.compile else self.forward_loss
+        self.compiled = bool(cfg.compile)
+        self.fast_forward = torch.compile(self.forward_loss) if self.compiled else self.forward_loss
         # A tensor KL weight lets a compiled function or a captured graph follow a warm-up without retracing.
         self.kl_weight = torch.zeros((), device=device)
         self.graph_steps = 0  # full-size steps taken on the CUDA-graph path (warm-up included)
@@ -110,12 +111,15 @@ class TrainStep:
             self.device.type, dtype=torch.bfloat16, enabled=self.bf16, cache_enabled=not self.use_graphs
         )
 
-    def forward_loss(self, x: torch.Tensor, kl_weight: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_loss(
+        self, x: torch.Tensor, step: int | None = None, kl_weight: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The objective to minimize and the detached ``[4]`` terms. Only the model runs under autocast: the loss
-        takes fp32 logits (sums over 784+ pixels need fp32)."""
+        takes fp32 logits (sums over 784+ pixels need fp32). Eagerly the loss gets the step (``ELBOLoss.__call__``);
+        a compiled or captured step passes the KL weight as a device tensor instead."""
         with self.autocast():
             out = self.model(x)
-        t = self.loss_fn.weighted(x, out, kl_weight)
+        t = self.loss_fn(x, out, step) if kl_weight is None else self.loss_fn.weighted(x, out, kl_weight)
         return t.loss, torch.stack([t.loss, t.recon, t.kl, t.elbo]).detach()
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
@@ -131,13 +135,12 @@ class TrainStep:
         """Zero the gradients, run forward + loss + backward; returns ``(loss, terms)``. The caller clips,
         checks and applies the update."""
         x = self._prepare(x)
-        kl_weight = self.loss_fn.kl_weight(step)
         self.optimizer.zero_grad(set_to_none=True)
-        if x.shape[0] == self.batch_size and self.fast_forward is not self.forward_loss:
-            self.kl_weight.fill_(kl_weight)
-            loss, terms = self.fast_forward(x, self.kl_weight)
+        if x.shape[0] == self.batch_size and self.compiled:
+            self.kl_weight.fill_(self.loss_fn.kl_weight(step))
+            loss, terms = self.fast_forward(x, kl_weight=self.kl_weight)
         else:
-            loss, terms = self.forward_loss(x, kl_weight)
+            loss, terms = self.forward_loss(x, step)
         loss.backward()
         return loss, terms
 
@@ -193,7 +196,7 @@ class TrainStep:
         self.optimizer.zero_grad(set_to_none=True)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            loss, terms = self.fast_forward(self.static_x, self.kl_weight)
+            loss, terms = self.fast_forward(self.static_x, kl_weight=self.kl_weight)
             loss.backward()
             self._clip_and_update()
         self.static_terms = terms
