@@ -21,6 +21,7 @@ from vae_cli.checkpoint import rng_state, save_checkpoint, set_rng_state
 from vae_cli.config import TrainerConfig
 from vae_cli.data import ImageSplits, eval_batches, to_unit_float
 from vae_cli.errors import TrainingError
+from vae_cli.latent_monitor import LatentMonitor
 from vae_cli.loss import ELBOLoss
 from vae_cli.model import VAE
 from vae_cli.tracking import Tracker
@@ -98,6 +99,7 @@ class Trainer:
         self.fixed_z = torch.randn(
             cfg.num_images, model.latent_dim, generator=torch.Generator().manual_seed(cfg.seed + 1)
         ).to(data.train.device)
+        self.latent_monitor = LatentMonitor(model, loss_fn, data, cfg, tracker)
 
     # ----- checkpoints -----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -238,7 +240,9 @@ class Trainer:
             self.tracker.scalars(scalars, self.state.step)
             if (epoch + 1) % self.cfg.image_every_epochs == 0 or epoch + 1 == self.cfg.epochs:
                 self._log_images(epoch)
+            latent_scalars = self.latent_monitor.on_epoch_end(epoch + 1, self.state.step, epoch + 1 == self.cfg.epochs)
             record = {"epoch": epoch + 1, "step": self.state.step, "images_per_sec": throughput, "lr": lr}
+            record.update(latent_scalars)
             record.update({f"train/{k}": v for k, v in train_means.items()})
             record.update({f"val/{k}": v for k, v in val.items()})
             self.state.history.append(record)
@@ -261,4 +265,5 @@ class Trainer:
                 throughput,
                 "  *best" if improved else "",
             )
+        self.latent_monitor.on_fit_end(self.state.step)
         return self.state
