@@ -80,12 +80,15 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
 class _Axes:
     """Maps data coordinates into a square-ish plotting area and draws the frame, ticks and labels."""
 
-    def __init__(self, size: tuple[int, int], xs: Sequence[float], ys: Sequence[float], title: str) -> None:
+    def __init__(
+        self, size: tuple[int, int], xs: Sequence[float], ys: Sequence[float], title: str, legend_width: int = 0
+    ) -> None:
+        size = (size[0] + legend_width, size[1])
         self.image = Image.new("RGB", size, "white")
         self.draw = ImageDraw.Draw(self.image)
         self.font = ImageFont.load_default()
         w, h = size
-        self.box = (MARGIN + 16, MARGIN // 2 + 12, w - MARGIN // 2, h - MARGIN)
+        self.box = (MARGIN + 16, MARGIN // 2 + 12, w - MARGIN // 2 - legend_width, h - MARGIN)
         self.x0, self.x1 = self._span(xs)
         self.y0, self.y1 = self._span(ys)
         self.title = title
@@ -121,11 +124,12 @@ class _Axes:
         d.text(((left + right) / 2, 4), self.title, fill=(0, 0, 0), font=f, anchor="ma")
 
     def legend(self, names: Sequence[str]) -> None:
-        left, top, _, _ = self.box
+        """Coloured keys to the right of the plotting area (never over the data)."""
+        _, top, right, _ = self.box
         for i, name in enumerate(names):
             y = top + 6 + 12 * i
-            self.draw.rectangle([left + 6, y, left + 14, y + 8], fill=color(i))
-            self.draw.text((left + 18, y - 1), name, fill=(0, 0, 0), font=self.font)
+            self.draw.rectangle([right + 10, y, right + 18, y + 8], fill=color(i))
+            self.draw.text((right + 22, y - 1), name, fill=(0, 0, 0), font=self.font)
 
 
 def scatter_plot(
@@ -138,7 +142,9 @@ def scatter_plot(
 ) -> Image.Image:
     """2-D points ``[N, 2]``, one colour per integer label (0-9 keep distinct colours), with a legend."""
     pts = points.detach().double().cpu()
-    ax = _Axes((size, size), pts[:, 0].tolist(), pts[:, 1].tolist(), title)
+    ax = _Axes(
+        (size, size), pts[:, 0].tolist(), pts[:, 1].tolist(), title, legend_width=40 if labels is not None else 0
+    )
     ax.frame(xlabel, ylabel)
     lab = labels.cpu().tolist() if labels is not None else [0] * pts.shape[0]
     for (x, y), c in zip(pts.tolist(), lab, strict=True):
@@ -170,7 +176,9 @@ def line_plot(
     """One coloured line with markers per named series of (x, y) points, sorted by x."""
     xs = [x for pts in series.values() for x, _ in pts]
     ys = [y for pts in series.values() for _, y in pts]
-    ax = _Axes(size, xs, ys, title)
+    named = len(series) > 1 or bool(next(iter(series), ""))
+    legend_width = 24 + 6 * max((len(name) for name in series), default=0) if named else 0
+    ax = _Axes(size, xs, ys, title, legend_width=legend_width)
     ax.frame(xlabel, ylabel)
     for i, pts in enumerate(series.values()):
         coords = [ax.px(x, y) for x, y in sorted(pts) if math.isfinite(y)]
@@ -178,6 +186,6 @@ def line_plot(
             ax.draw.line(coords, fill=color(i), width=2)
         for u, v in coords:
             ax.draw.ellipse([u - 3, v - 3, u + 3, v + 3], fill=color(i))
-    if len(series) > 1 or next(iter(series), ""):
+    if named:
         ax.legend(list(series))
     return ax.image
