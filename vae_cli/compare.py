@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
 
             evaluate_jobs(sweep_dir, args.k, args.data_root)
             write_summary(sweep_dir)
-        ranked, metric, files = compare(sweep_dir, args.metric, args.x)
+        _, _, files = compare(sweep_dir, args.metric, args.x)
     except VaeCliError as exc:
         print(f"vae-compare: error: {exc}", file=sys.stderr)
         sys.exit(2)
