@@ -123,12 +123,12 @@ class _Axes:
         d.text((4, top - 14), ylabel, fill=(0, 0, 0), font=f)
         d.text(((left + right) / 2, 4), self.title, fill=(0, 0, 0), font=f, anchor="ma")
 
-    def legend(self, names: Sequence[str]) -> None:
+    def legend(self, names: Sequence[str], colors: Sequence[tuple[int, int, int]] | None = None) -> None:
         """Coloured keys to the right of the plotting area (never over the data)."""
         _, top, right, _ = self.box
         for i, name in enumerate(names):
             y = top + 6 + 12 * i
-            self.draw.rectangle([right + 10, y, right + 18, y + 8], fill=color(i))
+            self.draw.rectangle([right + 10, y, right + 18, y + 8], fill=colors[i] if colors else color(i))
             self.draw.text((right + 22, y - 1), name, fill=(0, 0, 0), font=self.font)
 
 
@@ -151,7 +151,8 @@ def scatter_plot(
         u, v = ax.px(x, y)
         ax.draw.ellipse([u - 1.5, v - 1.5, u + 1.5, v + 1.5], fill=color(int(c)))
     if labels is not None:
-        ax.legend([str(c) for c in sorted(set(lab))][:10])
+        classes = sorted(set(lab))[:20]
+        ax.legend([str(c) for c in classes], [color(int(c)) for c in classes])
     return ax.image
 
 
