@@ -65,10 +65,18 @@ def test_tiny_run_writes_a_complete_run_directory(tmp_path):
         scalar_values(acc, "val/elbo")[-1] == metrics["val/elbo"]
         or abs(scalar_values(acc, "val/elbo")[-1] - metrics["val/elbo"]) < 1e-3
     )
-    assert set(acc.Tags()["images"]) == {"images/reconstructions", "images/samples"}
+    assert set(acc.Tags()["images"]) == {
+        "images/reconstructions",
+        "images/samples",
+        "latent/traversals",
+        "latent/scatter",
+    }
     assert len(acc.Images("images/samples")) == 2
-    # hparams written into this run (no sub-run directory).
-    assert [p for p in run.iterdir() if p.is_dir() and p.name not in (".hydra", "checkpoints", "images")] == []
+    # hparams written into this run (no sub-run directory); only the embedding projector's data folder (00016/).
+    assert [p for p in run.iterdir() if p.is_dir() and p.name not in (".hydra", "checkpoints", "images")] == [
+        run / "00016"
+    ]
+    assert not list((run / "00016").rglob("events.out.tfevents.*"))
     assert any(t.startswith("_hparams_") for t in acc.Tags()["tensors"]) or "_hparams_/experiment" in str(
         acc.summary_metadata
     )
