@@ -41,6 +41,10 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except RuntimeError as exc:
+        # torch's zip writer reports a failed write (disk full, file size limit) as RuntimeError.
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(f"write failed: {str(exc).splitlines()[0]}") from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -50,6 +54,12 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def remove_stale_temp_files(folder: Path) -> None:
+    """Delete temporary files left by a writer that was killed mid-write (SIGKILL gives it no chance to)."""
+    for stale in folder.glob(".*.pt.*.tmp"):
+        stale.unlink(missing_ok=True)
 
 
 def resolve_checkpoint_path(path_or_run_dir: str | Path) -> Path:

@@ -99,17 +99,60 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         metrics = train(cfg, run_dir, overrides=list(hc.overrides.task))
     except VaeCliError as exc:
         print(f"vae-train: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(getattr(exc, "exit_code", 2))
     # The returned value lets Hydra sweepers (e.g. Optuna) optimize the final validation loss.
     value = metrics.get("val/loss")
     return float(value) if value is not None else None
+
+
+def _fail(message: str) -> None:
+    print(f"vae-train: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _preflight(argv: list[str]) -> None:
+    """Report bad overrides and an unwritable output folder before Hydra composes anything or data loads."""
+    from vae_cli.preflight import check_overrides
+
+    if any(a in ("--help", "-h", "--hydra-help", "--version", "--info", "-i") or a.startswith("--info") for a in argv):
+        return
+    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
+    problems = check_overrides(overrides, Path(config_dir()))
+    if problems:
+        _fail("Invalid overrides on the command line:\n  - " + "\n  - ".join(problems))
+    if any(a in ("--cfg", "-c") for a in argv):
+        return
+    explicit = next((a.split("=", 1)[1] for a in argv if a.startswith(("hydra.run.dir=", "hydra.sweep.dir="))), None)
+    base = Path(explicit).parent if explicit else Path("outputs")
+    problem = writable_problem(base)
+    if problem:
+        _fail(
+            f"Cannot write run directories under {base.resolve()}: {problem}. Start vae-train from a folder you "
+            f"can write to, or choose the run directory with hydra.run.dir=/writable/path "
+            f"(hydra.sweep.dir=... for -m)."
+        )
+
+
+def writable_problem(folder: Path) -> str | None:
+    """Why nothing can be written in ``folder`` (created if missing), or None if a file can be created there."""
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
 
 
 def main() -> None:
     register_configs()
     if not OmegaConf.has_resolver("unique_dir"):
         OmegaConf.register_new_resolver("unique_dir", unique_dir)
-    sys.argv = [sys.argv[0], *_resume_argv(sys.argv[1:])]
+    argv = _resume_argv(sys.argv[1:])
+    _preflight(argv)
+    sys.argv = [sys.argv[0], *argv]
     _hydra_main()
 
 

@@ -39,6 +39,12 @@ class Schedule(str, Enum):
     cosine = "cosine"
 
 
+class NanPolicy(str, Enum):
+    stop = "stop"  # stop the run, keep the last good checkpoint
+    skip = "skip"  # drop the batch's update and go on
+    rollback = "rollback"  # reload the last checkpoint and go on with a lower learning rate
+
+
 class DeviceName(str, Enum):
     auto = "auto"
     cpu = "cpu"
@@ -120,6 +126,16 @@ class TrainerConfig:
     eval_batch_size: int = 1000
     # Progress bar: auto = only on a terminal.
     progress: str = "auto"
+    # Also write checkpoints/last.pt every N optimizer steps inside an epoch; null = only at epoch ends.
+    checkpoint_every_steps: int | None = None
+    # What a NaN/Inf loss or gradient does: stop | skip (the batch) | rollback (to last.pt, lr * factor).
+    nan_policy: NanPolicy = NanPolicy.stop
+    # skip: give up after this many bad batches in a row. rollback: at most this many rollbacks.
+    max_nan_skips: int = 10
+    max_rollbacks: int = 3
+    rollback_lr_factor: float = 0.5
+    # Strict determinism (torch.use_deterministic_algorithms): slower on GPU; CPU runs are deterministic anyway.
+    deterministic: bool = False
     # Latent views in TensorBoard (vae_cli/latent_monitor.py), all on the first latent_images val images:
     # histograms of mu and log sigma^2 every epoch; traversals and the 2-D scatter every latent_every_epochs
     # epochs and after the last one.
@@ -162,6 +178,19 @@ def to_plain_dict(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
     plain = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     assert isinstance(plain, dict)
     return plain  # type: ignore[return-value]
+
+
+# Training-split sizes of datasets whose size is known before reading them (for checks that run before loading).
+OFFICIAL_TRAIN_SIZES = {"mnist": 60_000, "fashion_mnist": 60_000}
+
+
+def known_train_size(d: DictConfig) -> int | None:
+    """Images left for training after the val split and subset, when that is known without reading files."""
+    total = d.num_train if d.name == "synthetic" else OFFICIAL_TRAIN_SIZES.get(d.name)
+    if total is None:
+        return None
+    n = max(0, total - d.val_size)
+    return min(n, d.subset) if d.subset is not None else n
 
 
 def validate(cfg: DictConfig) -> None:
@@ -212,6 +241,12 @@ def validate(cfg: DictConfig) -> None:
     need(d.subset is None or d.subset >= 1, f"dataset.subset must be >= 1 or null (got {d.subset}).")
     need(d.channels in (1, 3), f"dataset.channels must be 1 or 3 (got {d.channels}).")
     need(d.image_size >= 1, f"dataset.image_size must be >= 1 (got {d.image_size}).")
+    n_train = known_train_size(d)
+    if n_train is not None and t.batch_size > n_train:
+        problems.append(
+            f"trainer.batch_size={t.batch_size} is larger than the training set ({n_train} images of "
+            f"'{d.name}' after dataset.val_size/subset); use a smaller trainer.batch_size."
+        )
     if m.arch == Arch.conv and len(m.conv_channels) >= 1:
         factor = 2 ** len(m.conv_channels)
         need(

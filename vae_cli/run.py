@@ -19,10 +19,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from vae_cli import __version__
-from vae_cli.checkpoint import load_checkpoint, resolve_checkpoint_path
+from vae_cli.checkpoint import load_checkpoint, remove_stale_temp_files, resolve_checkpoint_path
 from vae_cli.config import DeviceName, TrainConfig, to_plain_dict, validate
 from vae_cli.data import IndexBatches, eval_batches, load_dataset, splits_to
 from vae_cli.errors import ConfigError
+from vae_cli.interrupt import StopSignal
 from vae_cli.loss import ELBOLoss
 from vae_cli.model import build_model
 from vae_cli.optim import build_optimizer, build_scheduler
@@ -107,6 +108,11 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
         log.info("resuming from %s (epoch %d, step %d)", ckpt_path, resume_ckpt["epoch"], resume_ckpt["step"])
     validate(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.trainer.deterministic:
+        # cuBLAS needs this set before its first use to be deterministic; harmless on CPU.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
     config_dict = to_plain_dict(cfg)
 
     device = pick_device(cfg.trainer.device)
@@ -136,13 +142,28 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
     purge_step = resume_ckpt["step"] + 1 if resume_ckpt is not None else None
     tracker = Tracker(run_dir, enabled=cfg.logger.tensorboard, save_png=cfg.logger.save_png, purge_step=purge_step)
     train_batches = IndexBatches(data.train, cfg.trainer.batch_size, seed=cfg.trainer.seed)
+    stop = StopSignal()
     trainer = Trainer(
-        model, loss_fn, optimizer, scheduler, data, train_batches, cfg.trainer, run_dir, tracker, config_dict
+        model,
+        loss_fn,
+        optimizer,
+        scheduler,
+        data,
+        train_batches,
+        cfg.trainer,
+        run_dir,
+        tracker,
+        config_dict,
+        stop_requested=lambda: stop.received,
     )
     if resume_ckpt is not None:
         trainer.load_state_dict(resume_ckpt)
+        remove_stale_temp_files(run_dir / "checkpoints")
+        if cfg.optim.lr != resume_ckpt["config"]["optim"]["lr"]:
+            trainer.set_base_lr(cfg.optim.lr)  # the restored optimizer state would otherwise keep the old lr
     try:
-        state = trainer.fit()
+        with stop:
+            state = trainer.fit()
         final = state.history[-1] if state.history else {}
         # The test split is touched once, at the end, with the model selected on validation loss.
         best_path = run_dir / "checkpoints" / "best.pt"

@@ -7,9 +7,10 @@ tensor and are read back (one host sync) only every ``log_every_steps`` steps an
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -17,10 +18,10 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from vae_cli.checkpoint import rng_state, save_checkpoint, set_rng_state
-from vae_cli.config import TrainerConfig
+from vae_cli.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from vae_cli.config import NanPolicy, TrainerConfig
 from vae_cli.data import ImageSplits, eval_batches, to_unit_float
-from vae_cli.errors import TrainingError
+from vae_cli.errors import CheckpointError, TrainingError
 from vae_cli.latent_monitor import LatentMonitor
 from vae_cli.loss import ELBOLoss
 from vae_cli.model import VAE
@@ -33,14 +34,39 @@ TERMS = ("loss", "recon", "kl", "elbo")
 
 @dataclass
 class TrainState:
-    """Where training stands; everything here goes into the checkpoint."""
+    """Where training stands, down to the batch; everything here goes into the checkpoint, so a run stopped
+    mid-epoch resumes with nothing lost (the epoch's running sums included)."""
 
     epoch: int = 0  # completed epochs
-    batch_in_epoch: int = 0  # completed batches of the current epoch (0 at an epoch boundary)
+    batch_in_epoch: int = 0  # batches of the current epoch already consumed (0 at an epoch boundary)
     step: int = 0  # optimizer steps so far
     best_val: float = float("inf")
     best_epoch: int = -1
     history: list[dict[str, float]] = field(default_factory=list)
+    # Running sums of the current epoch and logging interval: [loss, recon, kl, elbo] * batch size.
+    epoch_sums: list[float] = field(default_factory=lambda: [0.0] * len(TERMS))
+    epoch_count: int = 0
+    epoch_seconds: float = 0.0
+    interval_sums: list[float] = field(default_factory=lambda: [0.0] * len(TERMS))
+    interval_count: int = 0
+    skipped_batches: int = 0
+    rollbacks: int = 0
+
+
+class NonFinite(Exception):
+    """A NaN/Inf loss or gradient at a known position (internal: the policy decides what the user sees)."""
+
+    def __init__(self, what: str, epoch: int, batch: int, step: int) -> None:
+        super().__init__(f"{what} at step {step}")
+        self.what, self.epoch, self.batch, self.step = what, epoch, batch, step
+
+
+class TrainingInterrupted(TrainingError):
+    """Ctrl-C / SIGTERM: the state was checkpointed; the message carries the resume command."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 class BatchSource(Protocol):
@@ -80,6 +106,7 @@ class Trainer:
         run_dir: Path,
         tracker: Tracker,
         config_dict: dict[str, Any],
+        stop_requested: Callable[[], int | None] = lambda: None,
     ) -> None:
         self.model = model
         self.loss_fn = loss_fn
@@ -90,15 +117,21 @@ class Trainer:
         self.run_dir = run_dir
         self.tracker = tracker
         self.config_dict = config_dict
+        self.stop_requested = stop_requested
         self.state = TrainState()
         self.batches = train_batches
+        self.device = data.train.device
+        # A host sync per step costs nothing on CPU; on a GPU only the skip/rollback policies pay for it (they
+        # must see a bad step before the optimizer applies it), while "stop" checks at log points and before
+        # every checkpoint write, so a bad state is never saved.
+        self.check_each_step = self.device.type != "cuda" or cfg.nan_policy != NanPolicy.stop
         # Fixed inputs for the image grids, so epochs compare: the first val images and one prior draw.
         shown = data.val if data.val.shape[0] > 0 else data.train
         n_shown = max(8, (min(cfg.num_images, shown.shape[0]) // 8) * 8) if shown.shape[0] >= 8 else shown.shape[0]
         self.fixed_images = shown[:n_shown]
         self.fixed_z = torch.randn(
             cfg.num_images, model.latent_dim, generator=torch.Generator().manual_seed(cfg.seed + 1)
-        ).to(data.train.device)
+        ).to(self.device)
         self.latent_monitor = LatentMonitor(model, loss_fn, data, cfg, tracker)
 
     # ----- checkpoints -----------------------------------------------------------------------------------
@@ -111,30 +144,47 @@ class Trainer:
             "epoch": s.epoch,
             "batch_in_epoch": s.batch_in_epoch,
             "step": s.step,
-            "best_val": s.best_val,
-            "best_epoch": s.best_epoch,
-            "history": s.history,
+            "train_state": {k: v for k, v in vars(s).items() if k not in ("epoch", "batch_in_epoch", "step")},
             "rng": rng_state(),
             "config": self.config_dict,
         }
 
     def load_state_dict(self, ckpt: dict[str, Any]) -> None:
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+        try:
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise CheckpointError(
+                f"The checkpoint's weights do not fit the model its config describes ({str(exc).splitlines()[0]}). "
+                f"The file was edited or comes from another architecture; resume from an unmodified vae-train "
+                f"checkpoint, or start a new run."
+            ) from exc
         self.scheduler.load_state_dict(ckpt["scheduler"])
+        extra = dict(ckpt.get("train_state", {}))
         self.state = TrainState(
-            epoch=ckpt["epoch"],
-            batch_in_epoch=ckpt.get("batch_in_epoch", 0),
-            step=ckpt["step"],
-            best_val=ckpt.get("best_val", float("inf")),
-            best_epoch=ckpt.get("best_epoch", -1),
-            history=list(ckpt.get("history", [])),
+            epoch=ckpt["epoch"], batch_in_epoch=ckpt.get("batch_in_epoch", 0), step=ckpt["step"], **extra
         )
         set_rng_state(ckpt["rng"])
 
+    def set_base_lr(self, lr: float) -> None:
+        """Change the peak learning rate (the schedule keeps its shape), e.g. an ``optim.lr=`` given on resume."""
+        self.scheduler.base_lrs = [lr] * len(self.optimizer.param_groups)
+        factor = self.scheduler.lr_lambdas[0](self.scheduler.last_epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr * factor
+
     def save(self, name: str, metrics: dict[str, float] | None = None) -> Path:
+        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+            raise NonFinite("non-finite weights", self.state.epoch, self.state.batch_in_epoch, self.state.step)
         path = self.run_dir / "checkpoints" / name
-        save_checkpoint({**self.state_dict(), "metrics": metrics or {}}, path)
+        try:
+            save_checkpoint({**self.state_dict(), "metrics": metrics or {}}, path)
+        except OSError as exc:
+            raise TrainingError(
+                f"Could not write checkpoint {path}: {exc.strerror or exc}. The previous checkpoint there is intact "
+                f"(writes go to a temporary file that replaces it only when complete). Free disk space or fix the "
+                f"folder's permissions, then resume with: vae-train trainer.resume={self.run_dir}"
+            ) from exc
         return path
 
     # ----- the loop --------------------------------------------------------------------------------------
@@ -146,59 +196,136 @@ class Trainer:
             return tqdm(iterable, total=total, desc=f"epoch {epoch + 1}/{self.cfg.epochs}", leave=False)
         return iterable
 
+    def _step_is_bad(self, loss: torch.Tensor) -> str | None:
+        """What is non-finite in this step (loss, gradient), or None. Grad clipping happens here too."""
+        if self.check_each_step and not torch.isfinite(loss).item():
+            return "NaN/Inf loss"
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        if self.cfg.grad_clip is not None:
+            norm = nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+        elif self.cfg.nan_policy != NanPolicy.stop:
+            norm = nn.utils.get_total_norm([p.grad for p in params])
+        else:
+            return None  # a bad gradient shows up as a bad loss one step later, before anything is saved
+        if self.check_each_step and not torch.isfinite(norm).item():
+            return "NaN/Inf gradient"
+        return None
+
     def _train_epoch(self, epoch: int) -> tuple[dict[str, float], float]:
-        device = self.data.train.device
-        epoch_sums = torch.zeros(len(TERMS), device=device)
-        interval_sums = torch.zeros(len(TERMS), device=device)
-        interval_count = 0
-        n_seen = 0
-        start_batch = self.state.batch_in_epoch
-        total = len(self.batches) - start_batch
-        t0 = time.perf_counter()
-        for x in self._progress(self.batches.epoch(epoch, start_batch), total, epoch):
+        s = self.state
+        epoch_sums = torch.tensor(s.epoch_sums, device=self.device)
+        interval_sums = torch.tensor(s.interval_sums, device=self.device)
+        consecutive_skips = 0
+        total = len(self.batches) - s.batch_in_epoch
+        t0 = time.perf_counter() - s.epoch_seconds
+        for x in self._progress(self.batches.epoch(epoch, s.batch_in_epoch), total, epoch):
             out = self.model(x)
-            terms = self.loss_fn(x, out, self.state.step)
+            terms = self.loss_fn(x, out, s.step)
             self.optimizer.zero_grad(set_to_none=True)
             terms.loss.backward()
-            if self.cfg.grad_clip is not None:
-                nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            bad = self._step_is_bad(terms.loss)
+            s.batch_in_epoch += 1
+            if bad is not None:
+                if self.cfg.nan_policy != NanPolicy.skip or consecutive_skips + 1 >= self.cfg.max_nan_skips:
+                    raise NonFinite(bad, epoch, s.batch_in_epoch, s.step)
+                consecutive_skips += 1
+                s.skipped_batches += 1
+                log.warning("skipped batch %d of epoch %d: %s (step %d)", s.batch_in_epoch, epoch + 1, bad, s.step)
+                continue
+            consecutive_skips = 0
             self.optimizer.step()
             self.scheduler.step()
-            self.state.step += 1
-            self.state.batch_in_epoch += 1
+            s.step += 1
             with torch.no_grad():
                 batch_terms = torch.stack([terms.loss, terms.recon, terms.kl, terms.elbo]).detach() * x.shape[0]
                 epoch_sums += batch_terms
                 interval_sums += batch_terms
-            n_seen += x.shape[0]
-            interval_count += x.shape[0]
-            if self.state.step % self.cfg.log_every_steps == 0:
-                means = (interval_sums / interval_count).tolist()
-                self._check_finite(means, epoch)
-                self.tracker.scalars({f"train/{k}": v for k, v in zip(TERMS, means, strict=True)}, self.state.step)
-                self.tracker.scalars({"train/kl_weight": self.loss_fn.kl_weight(self.state.step - 1)}, self.state.step)
-                interval_sums.zero_()
-                interval_count = 0
-        if device.type == "cuda":
+            s.epoch_count += x.shape[0]
+            s.interval_count += x.shape[0]
+            if s.step % self.cfg.log_every_steps == 0:
+                self._log_interval(interval_sums, epoch)
+            every = self.cfg.checkpoint_every_steps
+            signum = self.stop_requested()
+            if signum or (every and s.step % every == 0):
+                s.epoch_sums, s.interval_sums = epoch_sums.tolist(), interval_sums.tolist()
+                s.epoch_seconds = time.perf_counter() - t0
+                self.save("last.pt")
+                if signum:
+                    raise self._interrupted(signum, epoch)
+        if self.device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
-        means = (epoch_sums / max(1, n_seen)).tolist()
-        self._check_finite(means, epoch)
-        if interval_count > 0 and self.state.step % self.cfg.log_every_steps != 0:
-            tail = (interval_sums / interval_count).tolist()
-            self.tracker.scalars({f"train/{k}": v for k, v in zip(TERMS, tail, strict=True)}, self.state.step)
-        throughput = n_seen / seconds if seconds > 0 else float("nan")
+        means = (epoch_sums / max(1, s.epoch_count)).tolist()
+        if not all(map(math.isfinite, means)):
+            raise NonFinite("NaN/Inf loss", epoch, s.batch_in_epoch, s.step)
+        if s.interval_count > 0:
+            self._log_interval(interval_sums, epoch)
+        throughput = s.epoch_count / seconds if seconds > 0 else float("nan")
         return dict(zip(TERMS, means, strict=True)), throughput
 
-    def _check_finite(self, means: list[float], epoch: int) -> None:
-        if not all(torch.isfinite(torch.tensor(means)).tolist()):
-            raise TrainingError(
-                f"The loss became NaN or infinite in epoch {epoch + 1} (by step {self.state.step}). Usual causes: "
-                f"a learning rate too high (try optim.lr={self.optimizer.param_groups[0]['lr'] / 10:g}), "
-                f"a likelihood that does not fit the data range (bernoulli needs pixels in [0, 1]), or no gradient "
-                f"clipping (trainer.grad_clip=1.0). The last good checkpoint is kept in "
-                f"{self.run_dir / 'checkpoints'}."
+    def _log_interval(self, interval_sums: torch.Tensor, epoch: int) -> None:
+        s = self.state
+        means = (interval_sums / s.interval_count).tolist()  # the one host sync per logging interval
+        if not all(map(math.isfinite, means)):
+            raise NonFinite("NaN/Inf loss", epoch, s.batch_in_epoch, s.step)
+        scalars = {f"train/{k}": v for k, v in zip(TERMS, means, strict=True)}
+        scalars["train/kl_weight"] = self.loss_fn.kl_weight(s.step - 1)
+        self.tracker.scalars(scalars, s.step)
+        interval_sums.zero_()
+        s.interval_count = 0
+
+    def _interrupted(self, signum: int, epoch: int) -> TrainingInterrupted:
+        import signal
+
+        name = signal.Signals(signum).name
+        s = self.state
+        self.tracker.flush()
+        return TrainingInterrupted(
+            f"Stopped by {name} at step {s.step} (epoch {epoch + 1}, batch {s.batch_in_epoch} of "
+            f"{len(self.batches)}). The full state, mid-epoch position included, is saved in "
+            f"{self.run_dir / 'checkpoints' / 'last.pt'} and TensorBoard is flushed. Resume with: "
+            f"vae-train trainer.resume={self.run_dir}",
+            exit_code=128 + signum,
+        )
+
+    def _nonfinite_error(self, bad: NonFinite) -> TrainingError:
+        lr = self.optimizer.param_groups[0]["lr"]
+        kept = self.run_dir / "checkpoints" / "last.pt"
+        return TrainingError(
+            f"Training stopped: {bad.what} at step {bad.step} (epoch {bad.epoch + 1}, batch {bad.batch}). Likely "
+            f"causes: a learning rate too high (now {lr:g}; try optim.lr={lr / 10:g}), a likelihood that does not fit "
+            f"the data (bernoulli needs pixels in [0, 1]; gaussian with a tiny loss.gaussian_std explodes), or "
+            f"exploding gradients (try trainer.grad_clip=1.0). "
+            + (
+                f"The last good checkpoint is kept: {kept} (resume with trainer.resume={self.run_dir}). "
+                if kept.is_file()
+                else "No checkpoint had been written yet. "
             )
+            + "trainer.nan_policy=skip drops bad batches; trainer.nan_policy=rollback reloads the last checkpoint "
+            "with a lower learning rate."
+        )
+
+    def _rollback(self, bad: NonFinite) -> None:
+        path = self.run_dir / "checkpoints" / "last.pt"
+        if not path.is_file() or self.state.rollbacks >= self.cfg.max_rollbacks:
+            raise self._nonfinite_error(bad)
+        rollbacks = self.state.rollbacks + 1
+        diverged_lr = self.scheduler.base_lrs[0]  # the checkpoint may hold an older lr (e.g. before a resume)
+        self.load_state_dict(load_checkpoint(path, map_location=self.device))
+        self.state.rollbacks = rollbacks
+        factor = self.cfg.rollback_lr_factor
+        self.set_base_lr(diverged_lr * factor)
+        log.warning(
+            "%s at step %d: rolled back to step %d (epoch %d, batch %d) with the learning rate times %g (%d/%d)",
+            bad.what,
+            bad.step,
+            self.state.step,
+            self.state.epoch + 1,
+            self.state.batch_in_epoch,
+            factor,
+            rollbacks,
+            self.cfg.max_rollbacks,
+        )
 
     @torch.no_grad()
     def _log_images(self, epoch: int) -> None:
@@ -220,50 +347,61 @@ class Trainer:
         self.tracker.images("images/samples", samples, self.state.step, epoch + 1)
         self.model.train(was_training)
 
-    def fit(self) -> TrainState:
-        """Train from the current state to ``cfg.epochs``; checkpoint ``last.pt`` every epoch, ``best.pt`` on
-        a new best validation loss."""
-        self.model.train()
+    def _end_epoch(self, epoch: int, train_means: dict[str, float], throughput: float) -> None:
+        s = self.state
         has_val = self.data.val.shape[0] > 0
-        for epoch in range(self.state.epoch, self.cfg.epochs):
-            train_means, throughput = self._train_epoch(epoch)
-            val = (
-                evaluate(self.model, self.loss_fn, eval_batches(self.data.val, self.cfg.eval_batch_size))
-                if has_val
-                else dict(train_means)
-            )
-            self.state.epoch = epoch + 1
-            self.state.batch_in_epoch = 0
-            lr = self.optimizer.param_groups[0]["lr"]
-            scalars = {f"val/{k}": v for k, v in val.items()}
-            scalars.update({"lr": lr, "train/images_per_sec": throughput, "epoch": float(epoch + 1)})
-            self.tracker.scalars(scalars, self.state.step)
-            if (epoch + 1) % self.cfg.image_every_epochs == 0 or epoch + 1 == self.cfg.epochs:
-                self._log_images(epoch)
-            latent_scalars = self.latent_monitor.on_epoch_end(epoch + 1, self.state.step, epoch + 1 == self.cfg.epochs)
-            record = {"epoch": epoch + 1, "step": self.state.step, "images_per_sec": throughput, "lr": lr}
-            record.update(latent_scalars)
-            record.update({f"train/{k}": v for k, v in train_means.items()})
-            record.update({f"val/{k}": v for k, v in val.items()})
-            self.state.history.append(record)
-            improved = val["loss"] < self.state.best_val
-            if improved:
-                self.state.best_val = val["loss"]
-                self.state.best_epoch = epoch + 1
-            self.save("last.pt", metrics=record)
-            if improved:
-                self.save("best.pt", metrics=record)
-            self.tracker.flush()
-            log.info(
-                "epoch %d/%d  train loss %.2f (recon %.2f, kl %.2f)  val elbo %.2f  %.0f img/s%s",
-                epoch + 1,
-                self.cfg.epochs,
-                train_means["loss"],
-                train_means["recon"],
-                train_means["kl"],
-                val["elbo"],
-                throughput,
-                "  *best" if improved else "",
-            )
+        val = (
+            evaluate(self.model, self.loss_fn, eval_batches(self.data.val, self.cfg.eval_batch_size))
+            if has_val
+            else dict(train_means)
+        )
+        s.epoch, s.batch_in_epoch = epoch + 1, 0
+        s.epoch_sums, s.epoch_count, s.epoch_seconds = [0.0] * len(TERMS), 0, 0.0
+        s.interval_sums, s.interval_count = [0.0] * len(TERMS), 0
+        lr = self.optimizer.param_groups[0]["lr"]
+        scalars = {f"val/{k}": v for k, v in val.items()}
+        scalars.update({"lr": lr, "train/images_per_sec": throughput, "epoch": float(epoch + 1)})
+        self.tracker.scalars(scalars, s.step)
+        if (epoch + 1) % self.cfg.image_every_epochs == 0 or epoch + 1 == self.cfg.epochs:
+            self._log_images(epoch)
+        latent_scalars = self.latent_monitor.on_epoch_end(epoch + 1, s.step, last=epoch + 1 == self.cfg.epochs)
+        record = {"epoch": epoch + 1, "step": s.step, "images_per_sec": throughput, "lr": lr}
+        record.update(latent_scalars)
+        record.update({f"train/{k}": v for k, v in train_means.items()})
+        record.update({f"val/{k}": v for k, v in val.items()})
+        s.history.append(record)
+        improved = val["loss"] < s.best_val
+        if improved:
+            s.best_val, s.best_epoch = val["loss"], epoch + 1
+        self.save("last.pt", metrics=record)
+        if improved:
+            self.save("best.pt", metrics=record)
+        self.tracker.flush()
+        log.info(
+            "epoch %d/%d  train loss %.2f (recon %.2f, kl %.2f)  val elbo %.2f  %.0f img/s%s",
+            epoch + 1,
+            self.cfg.epochs,
+            train_means["loss"],
+            train_means["recon"],
+            train_means["kl"],
+            val["elbo"],
+            throughput,
+            "  *best" if improved else "",
+        )
+
+    def fit(self) -> TrainState:
+        """Train from the current state to ``cfg.epochs``; checkpoint ``last.pt`` every epoch (and every
+        ``checkpoint_every_steps``), ``best.pt`` on a new best validation loss."""
+        self.model.train()
+        while self.state.epoch < self.cfg.epochs:
+            epoch = self.state.epoch
+            try:
+                train_means, throughput = self._train_epoch(epoch)
+                self._end_epoch(epoch, train_means, throughput)
+            except NonFinite as bad:
+                if self.cfg.nan_policy == NanPolicy.rollback:
+                    self._rollback(bad)
+                    continue
+                raise self._nonfinite_error(bad) from None
         self.latent_monitor.on_fit_end(self.state.step)
         return self.state

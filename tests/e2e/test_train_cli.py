@@ -9,9 +9,11 @@ import signal
 import subprocess
 import time
 
+import pytest
 import torch
 import yaml
 from PIL import Image
+from tensorboard.plugins.hparams import plugin_data_pb2
 
 from tests.conftest import DEBIAN_FASHION, TINY, need_path, run_vae_train, single_run_dir, vae_train_executable
 from tests.e2e.events import load_events, scalar_steps, scalar_values
@@ -72,14 +74,55 @@ def test_tiny_run_writes_a_complete_run_directory(tmp_path):
         "latent/scatter",
     }
     assert len(acc.Images("images/samples")) == 2
-    # hparams written into this run (no sub-run directory); only the embedding projector's data folder (00016/).
+    # hparams written into this run (no sub-run directory), with the final metrics; the only extra folder is the
+    # embedding projector's data (00016/, no event file in it).
     assert [p for p in run.iterdir() if p.is_dir() and p.name not in (".hydra", "checkpoints", "images")] == [
         run / "00016"
     ]
     assert not list((run / "00016").rglob("events.out.tfevents.*"))
-    assert any(t.startswith("_hparams_") for t in acc.Tags()["tensors"]) or "_hparams_/experiment" in str(
-        acc.summary_metadata
+    hparams = acc.PluginTagToContent("hparams")
+    start = plugin_data_pb2.HParamsPluginData.FromString(hparams["_hparams_/session_start_info"])
+    assert start.session_start_info.hparams["model.latent_dim"].number_value == 4
+    assert start.session_start_info.hparams["dataset.name"].string_value == "synthetic"
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(hparams["_hparams_/experiment"])
+    assert "final/test_elbo" in [m.name.tag for m in experiment.experiment.metric_infos]
+    assert scalar_values(acc, "final/test_elbo") == [pytest.approx(metrics["test/elbo"], rel=1e-6)]
+
+
+def test_progress_bar_on_a_terminal(tmp_path):
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    # A real terminal has a size; tqdm draws nothing in a 0-column one.
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    proc = subprocess.Popen(
+        [vae_train_executable(), *TINY, "trainer.epochs=1"],
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=follower,
     )
+    chunks = []
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        ready, _, _ = select.select([leader], [], [], 0.1)
+        if ready:
+            try:
+                chunks.append(os.read(leader, 65536))  # keep the pty drained so the child never blocks
+                continue
+            except OSError:  # EIO: nothing to read right now
+                pass
+        if proc.poll() is not None:
+            break
+    os.close(follower)
+    os.close(leader)
+    text = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0
+    assert "epoch 1/1:" in text and "it/s" in text  # tqdm's bar, only because stderr is a terminal
 
 
 def test_cfg_job_prints_the_composed_config(tmp_path):

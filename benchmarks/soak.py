@@ -1,0 +1,174 @@
+"""Soak test: many short `vae-train` runs, sequential and concurrent, some killed (SIGKILL / SIGTERM) at random
+moments and resumed; then every run directory is checked for completeness and every checkpoint is loaded.
+
+Every run uses the same config and seed, so every run, killed or not, must end with weights bit-identical to an
+uninterrupted reference run: a strong check that no kill ever lost or corrupted state.
+
+    python benchmarks/soak.py --runs 12 --concurrency 3 --kill-fraction 0.5
+
+Not part of the default test run (it takes minutes). Exit status 1 if any check fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from vae_cli.checkpoint import load_checkpoint
+
+CONFIG = [
+    "dataset=synthetic",
+    "dataset.num_train=1152",
+    "dataset.num_test=128",
+    "dataset.val_size=128",
+    "model.hidden_dims=[64]",
+    "model.latent_dim=4",
+    "trainer.epochs=3",
+    "trainer.batch_size=64",
+    "trainer.log_every_steps=4",
+    "trainer.num_images=16",
+    "trainer.checkpoint_every_steps=1",  # a checkpoint write every step, so kills often land mid-write
+]
+
+
+@dataclass
+class RunReport:
+    name: str
+    mode: str
+    kills: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+
+def vae_train() -> str:
+    local = Path(sys.executable).parent / "vae-train"
+    return str(local) if local.exists() else "vae-train"
+
+
+def start(args: list[str], cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([vae_train(), *args], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def one_run(root: Path, name: str, mode: str, kill: bool, rng: random.Random) -> RunReport:
+    report = RunReport(name, mode)
+    run_dir = root / name
+    t0 = time.perf_counter()
+    proc = start([*CONFIG, f"hydra.run.dir={run_dir}"], root)
+    if kill:
+        for _ in range(rng.randint(1, 3)):
+            deadline = time.time() + 120
+            while not (run_dir / "checkpoints" / "last.pt").exists() and proc.poll() is None and time.time() < deadline:
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 1.0))
+            if proc.poll() is not None:
+                break
+            sig = rng.choice([signal.SIGKILL, signal.SIGTERM])
+            proc.send_signal(sig)
+            proc.wait()
+            report.kills.append(sig.name)
+            try:
+                load_checkpoint(run_dir / "checkpoints" / "last.pt")
+            except Exception as exc:
+                report.problems.append(f"after {sig.name}: last.pt does not load: {exc}")
+            proc = start([f"trainer.resume={run_dir}"], root)
+    _, err = proc.communicate(timeout=600)
+    if proc.returncode != 0:
+        report.problems.append(f"exit {proc.returncode}: {err.strip().splitlines()[-1] if err.strip() else ''}")
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def check_run_dir(run_dir: Path, reference: dict[str, torch.Tensor] | None) -> list[str]:
+    problems = []
+    for rel in (".hydra/config.yaml", "metrics.json", "checkpoints/last.pt", "checkpoints/best.pt"):
+        if not (run_dir / rel).is_file():
+            problems.append(f"missing {rel}")
+    if not list(run_dir.glob("events.out.tfevents.*")):
+        problems.append("no TensorBoard events")
+    if not list((run_dir / "images").glob("*.png")):
+        problems.append("no PNG grids")
+    if list((run_dir / "checkpoints").glob(".*.tmp")):
+        problems.append("stale temporary checkpoint files")
+    for name in ("last.pt", "best.pt"):
+        try:
+            load_checkpoint(run_dir / "checkpoints" / name)
+        except Exception as exc:
+            problems.append(f"{name} does not load: {exc}")
+    if (run_dir / "metrics.json").is_file() and json.loads((run_dir / "metrics.json").read_text())["epochs"] != 3:
+        problems.append("metrics.json does not report 3 epochs")
+    if reference is not None and (run_dir / "checkpoints" / "last.pt").is_file():
+        weights = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["model"]
+        if any(not torch.equal(weights[k], reference[k]) for k in reference):
+            problems.append("final weights differ from the uninterrupted reference run")
+    return problems
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=12, help="runs in all (half sequential, half concurrent)")
+    parser.add_argument("--concurrency", type=int, default=3, help="runs at a time in the concurrent half")
+    parser.add_argument("--kill-fraction", type=float, default=0.5, help="share of runs killed and resumed")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep", action="store_true", help="keep the run directories")
+    args = parser.parse_args()
+
+    rng = random.Random(args.seed)
+    root = Path(tempfile.mkdtemp(prefix="vae-soak-"))
+    t_start = time.perf_counter()
+    reference = one_run(root, "reference", "reference", False, rng)
+    ref_weights = torch.load(root / "reference" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    n_seq = args.runs // 2
+    plans = [
+        (f"run{i:02d}", "sequential" if i < n_seq else "concurrent", rng.random() < args.kill_fraction)
+        for i in range(args.runs)
+    ]
+    seeds = {name: random.Random(rng.random()) for name, _, _ in plans}
+    reports = [one_run(root, name, mode, kill, seeds[name]) for name, mode, kill in plans if mode == "sequential"]
+    with ThreadPoolExecutor(args.concurrency) as pool:
+        futures = [
+            pool.submit(one_run, root, name, mode, kill, seeds[name])
+            for name, mode, kill in plans
+            if mode == "concurrent"
+        ]
+        reports += [f.result() for f in futures]
+    for report in [reference, *reports]:
+        report.problems += check_run_dir(root / report.name, ref_weights)
+    total = time.perf_counter() - t_start
+
+    print(f"{'run':<10} {'mode':<11} {'kills':<28} {'seconds':>8}  result")
+    for r in [reference, *reports]:
+        print(
+            f"{r.name:<10} {r.mode:<11} {','.join(r.kills) or '-':<28} {r.seconds:8.1f}  {'; '.join(r.problems) or 'ok'}"
+        )
+    killed = [r for r in reports if r.kills]
+    failed = [r for r in [reference, *reports] if r.problems]
+    verdict = (
+        "every run directory complete, every checkpoint loading, all final weights identical to the reference"
+        if not failed
+        else f"{len(failed)} run(s) FAILED the checks above"
+    )
+    print(
+        f"\n{len(reports)} runs ({n_seq} sequential, {len(reports) - n_seq} concurrent x{args.concurrency}), "
+        f"{len(killed)} killed {sum(len(r.kills) for r in killed)} times and resumed: {verdict}; {total:.0f} s in all."
+    )
+    if not args.keep and not failed:
+        shutil.rmtree(root)
+    else:
+        print(f"run directories kept in {root}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
