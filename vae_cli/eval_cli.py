@@ -100,6 +100,8 @@ def evaluate_run(
     run = load_run(path, which=which, device=dev)
     images, _ = load_split(run.cfg, split, data_root=data_root, dataset=dataset)
     images = images.to(dev)
+    # Another dataset gets its own entry (e.g. "test_mnist"), so the run's own test numbers are kept.
+    entry = split if dataset in (None, run.cfg.dataset.name) else f"{split}_{dataset}"
     bs = batch_size or default_batch_size(k)
     result = evaluate_images(
         run.model,
@@ -107,7 +109,7 @@ def evaluate_run(
         eval_batches(images, bs),
         k=k,
         seed=seed,
-        split=split,
+        split=entry,
         progress=_progress(-(-images.shape[0] // bs), f"vae-eval {split} K={k}"),
     )
     if write:
@@ -122,13 +124,13 @@ def evaluate_run(
             "device": str(dev),
             "bits_per_dim_note": BITS_PER_DIM_NOTE[str(run.cfg.loss.likelihood.value)],
         }
-        write_eval_json(run.run_dir / "eval.json", split, record)
+        write_eval_json(run.run_dir / "eval.json", entry, record)
         log_to_tensorboard(run, result)
     return result, run
 
 
 def write_eval_json(path: Path, split: str, record: dict[str, Any]) -> None:
-    """Merge ``record`` under ``split`` into eval.json, keeping the other splits' entries; atomic."""
+    """Merge ``record`` under ``split`` into eval.json, keeping the other entries; atomic."""
     from vae_cli.run import write_json_atomic
 
     existing: dict[str, Any] = {}
