@@ -141,7 +141,8 @@ class TrainerConfig:
     # epochs and after the last one.
     latent_every_epochs: int = 1
     latent_images: int = 1000
-    # val/nll_iw: importance-weighted -log p(x) with nll_iw_k samples every N epochs and after the last; 0 = off.
+    # val/nll_iw: importance-weighted -log p(x) of the val split, nll_iw_k samples, every N epochs and after the
+    # last; 0 = off.
     nll_iw_every_epochs: int = 5
     nll_iw_k: int = 64
     # Embedding projector (mu, labels, thumbnails) at the end of training.

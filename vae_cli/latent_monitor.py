@@ -3,7 +3,7 @@
 Every epoch: histograms of mu and log sigma^2 over a fixed probe set of validation images. Every
 ``latent_every_epochs`` epochs (and after the last): latent traversals (dimensions sorted by KL) and the 2-D
 scatter of mu coloured by class (PCA when latent_dim > 2). Every ``nll_iw_every_epochs`` epochs (and after the
-last): ``val/nll_iw``, the importance-weighted -log p(x) with a small K on the probe set. At the end of training:
+last): ``val/nll_iw``, the importance-weighted -log p(x) with a small K on the validation split. At the end of training:
 the embedding projector (mu with label metadata and thumbnails).
 
 Nothing here draws from the global RNG (the IW noise has its own seeded generator), so a resumed run stays
@@ -38,6 +38,8 @@ class LatentMonitor:
         n = min(cfg.latent_images, images.shape[0])
         # A fixed probe set (the first validation images), so pictures of different epochs compare.
         self.images, self.labels = images[:n], labels[:n]
+        # val/nll_iw uses the whole validation split, so it sits on the same chart as val/elbo (same images).
+        self.iw_images = data.val if has_val else self.images
         self.split = "val" if has_val else "train"
         self.epochs_seen = 0
 
@@ -80,7 +82,7 @@ class LatentMonitor:
             result = evaluate_images(
                 self.model,
                 self.loss_fn.likelihood.log_prob,
-                eval_batches(self.images, default_batch_size(k)),
+                eval_batches(self.iw_images, default_batch_size(k)),
                 k=k,
                 seed=self.cfg.seed,
                 split=self.split,
