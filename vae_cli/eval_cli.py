@@ -92,11 +92,17 @@ def evaluate_run(
     """Evaluate one run on one split; unless ``write`` is False, merge the result into ``RUN/eval.json`` and
     log it to the run's TensorBoard."""
     from vae_cli.data import eval_batches
+    from vae_cli.errors import ConfigError
     from vae_cli.evaluate import default_batch_size, evaluate_images
     from vae_cli.run import pick_device
     from vae_cli.run_loader import load_run, load_split
 
-    dev = pick_device(device)
+    try:
+        dev = pick_device(device)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"--device {device} is not available here (torch sees no such device); use --device auto or cpu."
+        ) from exc
     run = load_run(path, which=which, device=dev)
     images, _ = load_split(run.cfg, split, data_root=data_root, dataset=dataset)
     images = images.to(dev)
