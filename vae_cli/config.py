@@ -144,7 +144,7 @@ class TrainerConfig:
     # val/nll_iw: importance-weighted -log p(x) of the val split, nll_iw_k samples, every N epochs and after the
     # last; 0 = off.
     nll_iw_every_epochs: int = 5
-    nll_iw_k: int = 64
+    nll_iw_k: int = 16
     # Embedding projector (mu, labels, thumbnails) at the end of training.
     embedding: bool = True
 
