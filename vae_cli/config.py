@@ -52,21 +52,89 @@ class DeviceName(str, Enum):
     mps = "mps"
 
 
+class Binarize(str, Enum):
+    # none: grey levels in [0, 1]. dynamic: a fresh Bernoulli sample of every training pixel each epoch (val/test
+    # get one fixed seeded sample). static_threshold: pixel > dataset.threshold, once. static_sample: one seeded
+    # Bernoulli sample of every image, fixed for the whole run.
+    none = "none"
+    dynamic = "dynamic"
+    static_threshold = "static_threshold"
+    static_sample = "static_sample"
+
+
+class ResizeMode(str, Enum):
+    # How an image of another shape becomes image_size x image_size (image_folder, celeba).
+    center_crop = "center_crop"  # scale the shorter side to image_size, crop the centre (keeps aspect ratio)
+    stretch = "stretch"  # scale both sides to image_size (distorts the aspect ratio, keeps everything)
+    pad = "pad"  # scale the longer side to image_size, pad with dataset.background (letterbox)
+
+
+class SubsetMode(str, Enum):
+    first = "first"
+    random = "random"
+
+
+class EmnistSplit(str, Enum):
+    byclass = "byclass"
+    bymerge = "bymerge"
+    balanced = "balanced"
+    letters = "letters"
+    digits = "digits"
+    mnist = "mnist"
+
+
 @dataclass
 class DatasetConfig:
-    # Which builder in vae_cli/data.py reads the files: mnist | fashion_mnist | synthetic.
+    # Which builder in vae_cli/datasets/ reads the files: mnist | fashion_mnist | kmnist | emnist | cifar10 |
+    # svhn | celeba | image_folder | synthetic. docs/datasets.md gives the on-disk layout of each.
     name: str = MISSING
-    # Where the files live (torchvision layout: <root>/<ClassName>/raw/...). Relative paths are taken from
-    # the directory vae-train is started in, not the run directory.
+    # Where the files live (e.g. <root>/MNIST/raw/...; for image_folder the folder of images itself). Relative
+    # paths are taken from the directory vae-train is started in, not the run directory.
     root: str = "data"
+    # true: fetch missing files through torchvision (needs internet). Offline, files already under root are read.
     download: bool = False
+    # EMNIST only: which of the six EMNIST splits.
+    split: EmnistSplit = EmnistSplit.balanced
     # Images carved from the training split (seeded) for validation and model selection; 0 disables.
     val_size: int = 5000
-    # Train on the first N training images only (after the val split); null = all. For quick runs.
+    # Train on N training images only (after the val split); null = all. For quick runs.
     subset: int | None = None
-    # Shape of one image; filled by each dataset's YAML, checked against the files at load time.
+    # first: the first N in file order; random: N drawn with the trainer seed.
+    subset_mode: SubsetMode = SubsetMode.first
+    # Shape of one image. Fixed datasets (mnist, cifar10, ...) check it against the files; image_folder and
+    # celeba decode every image to this shape.
     channels: int = 1
     image_size: int = 28
+    # --- preprocessing (pixels always end up as floats in [0, 1]) ---
+    binarize: Binarize = Binarize.none
+    # static_threshold: a pixel is 1 when its grey level in [0, 1] is above this.
+    threshold: float = 0.5
+    # Uniform noise of one grey level added to training pixels (continuous likelihoods, e.g. loss=gaussian).
+    dequantize: bool = False
+    # Random horizontal flips of training images (opt-in: wrong for digits and letters).
+    hflip: bool = False
+    # --- decoding of image files (image_folder, celeba) ---
+    resize: ResizeMode = ResizeMode.center_crop
+    # Centre-crop a square of this many pixels before resizing; null = none (celeba: 148, the usual 64x64 crop).
+    crop_size: int | None = None
+    # Grey level (0-255) that transparent pixels are composited onto, and that pads resize=pad.
+    background: int = 255
+    # image_folder without train/ and test/ sub-folders: fraction held out (fixed seed) as the test split.
+    test_fraction: float = 0.1
+    # Skip unreadable image files with a warning instead of stopping (the default names them and stops).
+    skip_bad_files: bool = False
+    # CelebA only: an attribute of list_attr_celeba.txt (e.g. Smiling) used as a two-class label; null = none.
+    label_attribute: str | None = None
+    # --- speed ---
+    # Decoded training data above this size (MiB) is not kept in memory but streamed from the on-disk cache
+    # through a DataLoader with workers; below it, everything sits on the training device as uint8.
+    memory_budget_mb: int = 4096
+    # Threads that decode image files, and DataLoader worker processes when streaming.
+    num_workers: int = 2
+    # Keep decoded image folders (and celeba) as uint8 arrays on disk, so the next run starts in seconds.
+    cache: bool = True
+    # Where that cache goes; null = <root>/.vae-cli-cache.
+    cache_dir: str | None = None
     # Only for name=synthetic: how many train/test images to generate.
     num_train: int = 2048
     num_test: int = 512
@@ -182,12 +250,26 @@ def to_plain_dict(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
 
 
 # Training-split sizes of datasets whose size is known before reading them (for checks that run before loading).
-OFFICIAL_TRAIN_SIZES = {"mnist": 60_000, "fashion_mnist": 60_000}
+# Official training-split sizes (images), for checks before any file is read. EMNIST depends on dataset.split.
+OFFICIAL_TRAIN_SIZES = {"mnist": 60_000, "fashion_mnist": 60_000, "kmnist": 60_000, "cifar10": 50_000, "svhn": 73_257}
+EMNIST_TRAIN_SIZES = {
+    "byclass": 697_932,
+    "bymerge": 697_932,
+    "balanced": 112_800,
+    "letters": 124_800,
+    "digits": 240_000,
+    "mnist": 60_000,
+}
 
 
 def known_train_size(d: DictConfig) -> int | None:
     """Images left for training after the val split and subset, when that is known without reading files."""
-    total = d.num_train if d.name == "synthetic" else OFFICIAL_TRAIN_SIZES.get(d.name)
+    if d.name == "synthetic":
+        total = d.num_train
+    elif d.name == "emnist":
+        total = EMNIST_TRAIN_SIZES.get(EmnistSplit(d.split).value)
+    else:
+        total = OFFICIAL_TRAIN_SIZES.get(d.name)
     if total is None:
         return None
     n = max(0, total - d.val_size)
@@ -242,6 +324,17 @@ def validate(cfg: DictConfig) -> None:
     need(d.subset is None or d.subset >= 1, f"dataset.subset must be >= 1 or null (got {d.subset}).")
     need(d.channels in (1, 3), f"dataset.channels must be 1 or 3 (got {d.channels}).")
     need(d.image_size >= 1, f"dataset.image_size must be >= 1 (got {d.image_size}).")
+    need(0 <= d.threshold <= 1, f"dataset.threshold must be in [0, 1] (got {d.threshold}).")
+    need(
+        not (d.dequantize and d.binarize != Binarize.none),
+        f"dataset.dequantize=true adds grey-level noise, which makes no sense on binarized pixels "
+        f"(dataset.binarize={Binarize(d.binarize).value}); use one or the other.",
+    )
+    need(d.crop_size is None or d.crop_size >= 1, f"dataset.crop_size must be >= 1 or null (got {d.crop_size}).")
+    need(0 <= d.background <= 255, f"dataset.background must be a grey level 0-255 (got {d.background}).")
+    need(0 < d.test_fraction < 1, f"dataset.test_fraction must be in (0, 1) (got {d.test_fraction}).")
+    need(d.memory_budget_mb >= 0, f"dataset.memory_budget_mb must be >= 0 (got {d.memory_budget_mb}).")
+    need(d.num_workers >= 0, f"dataset.num_workers must be >= 0 (got {d.num_workers}).")
     n_train = known_train_size(d)
     if n_train is not None and t.batch_size > n_train:
         problems.append(

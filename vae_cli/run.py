@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from vae_cli import __version__
 from vae_cli.checkpoint import load_checkpoint, remove_stale_temp_files, resolve_checkpoint_path
 from vae_cli.config import DeviceName, TrainConfig, to_plain_dict, validate
-from vae_cli.data import IndexBatches, eval_batches, load_dataset, splits_to
+from vae_cli.data import BatchPreprocess, eval_batches, load_dataset, make_train_batches, splits_to
 from vae_cli.errors import ConfigError
 from vae_cli.interrupt import StopSignal
 from vae_cli.loss import ELBOLoss
@@ -125,13 +125,14 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
         )
     data = splits_to(data, device)
     log.info(
-        "data %s: %d train / %d val / %d test images of shape %s on %s",
+        "data %s: %d train / %d val / %d test images of shape %s on %s%s",
         data.name,
         data.train.shape[0],
         data.val.shape[0],
         data.test.shape[0],
         data.image_shape,
         device,
+        " (training split streamed from disk)" if data.streamed else "",
     )
 
     model = build_model(cfg.model, data.image_shape).to(device)
@@ -141,7 +142,11 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
     scheduler = build_scheduler(cfg.optim, optimizer, total_steps=cfg.trainer.epochs * steps_per_epoch)
     purge_step = resume_ckpt["step"] + 1 if resume_ckpt is not None else None
     tracker = Tracker(run_dir, enabled=cfg.logger.tensorboard, save_png=cfg.logger.save_png, purge_step=purge_step)
-    train_batches = IndexBatches(data.train, cfg.trainer.batch_size, seed=cfg.trainer.seed)
+    # In-memory data: index batches on the device; data over dataset.memory_budget_mb: streamed from disk.
+    preprocess = BatchPreprocess.from_config(cfg.dataset, cfg.trainer.seed, streamed=data.streamed)
+    train_batches = make_train_batches(
+        data, cfg.trainer.batch_size, cfg.trainer.seed, device, preprocess, cfg.dataset.num_workers
+    )
     stop = StopSignal()
     trainer = Trainer(
         model,

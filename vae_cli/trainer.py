@@ -120,7 +120,8 @@ class Trainer:
         self.stop_requested = stop_requested
         self.state = TrainState()
         self.batches = train_batches
-        self.device = data.train.device
+        # The model's device, not data.train's: a streamed training split stays on the host.
+        self.device = next(model.parameters()).device
         # A host sync per step costs nothing on CPU; on a GPU only the skip/rollback policies pay for it (they
         # must see a bad step before the optimizer applies it), while "stop" checks at log points and before
         # every checkpoint write, so a bad state is never saved.
@@ -128,7 +129,7 @@ class Trainer:
         # Fixed inputs for the image grids, so epochs compare: the first val images and one prior draw.
         shown = data.val if data.val.shape[0] > 0 else data.train
         n_shown = max(8, (min(cfg.num_images, shown.shape[0]) // 8) * 8) if shown.shape[0] >= 8 else shown.shape[0]
-        self.fixed_images = shown[:n_shown]
+        self.fixed_images = shown[:n_shown].to(self.device)
         self.fixed_z = torch.randn(
             cfg.num_images, model.latent_dim, generator=torch.Generator().manual_seed(cfg.seed + 1)
         ).to(self.device)

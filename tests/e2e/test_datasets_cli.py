@@ -1,0 +1,90 @@
+"""Every dataset option trains end to end through the installed `vae-train`, on files in the real formats."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from PIL import Image
+
+from tests.conftest import SHARED_MNIST, real_data_required, run_vae_train
+from tests.dataset_files import (
+    arrange_shared_mnist,
+    write_celeba,
+    write_cifar10,
+    write_mnist_like,
+    write_svhn,
+)
+
+SMALL = [
+    "dataset.val_size=16",
+    "dataset.subset=64",
+    "trainer.epochs=1",
+    "trainer.batch_size=16",
+    "trainer.num_images=8",
+    "trainer.eval_batch_size=256",
+    "model.hidden_dims=[32]",
+    "model.conv_channels=[8,16]",
+    "model.latent_dim=4",
+]
+
+
+def test_each_dataset_option_trains_end_to_end_with_a_model_that_fits(tmp_path):
+    root = tmp_path / "data"
+    write_mnist_like(root / "KMNIST" / "raw", n_train=120, n_test=40)
+    write_mnist_like(root / "EMNIST" / "raw", n_train=120, n_test=40, prefix="emnist-balanced-")
+    write_cifar10(root, per_batch=24, n_test=40)
+    write_svhn(root, n_train=120, n_test=40)
+    write_celeba(root, n=64)
+    names = ["kmnist", "emnist", "cifar10", "svhn", "celeba"]
+    if (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").is_file():
+        arrange_shared_mnist(root)  # the real MNIST test split (it stands in for the train split too)
+        names.insert(0, "mnist")
+    elif real_data_required():
+        pytest.fail(f"the real MNIST test split is required here but missing: {SHARED_MNIST}")
+    run_vae_train(["-m", f"dataset={','.join(names)}", f"dataset.root={root}", *SMALL], cwd=tmp_path)
+    sweep = next((tmp_path / "outputs" / "multirun").glob("*/*"))
+    shapes = {"cifar10": (3, 32, 32), "svhn": (3, 32, 32), "celeba": (3, 64, 64)}
+    for job, name in enumerate(names):
+        run = sweep / str(job)
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert metrics["dataset"] == name and math.isfinite(metrics["test/elbo"]) and metrics["test/kl"] >= 0
+        ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+        channels, size, _ = shapes.get(name, (1, 28, 28))
+        assert ckpt["config"]["model"]["arch"] == ("conv" if channels == 3 else "mlp"), name
+        assert ckpt["config"]["dataset"]["channels"] == channels and ckpt["config"]["dataset"]["image_size"] == size
+        grid = Image.open(run / "images" / "images_samples_epoch001.png")
+        assert grid.size == (3 * (size + 2) + 2, 3 * (size + 2) + 2), (name, grid.size)  # 8 samples, 3 per row
+        log = (run / "vae-train.log").read_text()
+        assert f"of shape ({channels}, {size}, {size})" in log
+
+
+def test_image_folder_names_a_bad_file_then_trains_and_reuses_its_cache(tmp_path):
+    images = tmp_path / "my images"
+    for cls, colour in (("red", (220, 20, 20)), ("blue", (20, 20, 220))):
+        (images / cls).mkdir(parents=True)
+        for i in range(30):
+            size = (20 + i, 24)  # mixed sizes
+            mode = ["RGB", "RGBA", "L", "P"][i % 4]
+            img = Image.new("RGB", size, colour).convert(mode)
+            img.save(images / cls / f"{i}.png")
+    (images / "red" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    args = ["dataset=image_folder", f"dataset.root={images}", "dataset.image_size=16", *SMALL]
+
+    failed = run_vae_train(args, cwd=tmp_path, check=False)
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr
+    assert str(images / "red" / "broken.png") in failed.stderr and "skip_bad_files=true" in failed.stderr
+
+    (images / "red" / "broken.png").unlink()
+    first = run_vae_train([*args, "hydra.run.dir=run1"], cwd=tmp_path)
+    assert "decoded 60 images into the cache" in first.stdout + first.stderr
+    # Second run: from the cache, and (budget 0 MiB) streaming the training split through DataLoader workers.
+    second = run_vae_train([*args, "dataset.memory_budget_mb=0", "hydra.run.dir=run2"], cwd=tmp_path)
+    assert "decoded images from the cache" in second.stdout + second.stderr
+    assert "(training split streamed from disk)" in second.stdout + second.stderr
+    for run in ("run1", "run2"):
+        metrics = json.loads((tmp_path / run / "metrics.json").read_text())
+        assert metrics["dataset"] == "image_folder" and math.isfinite(metrics["test/elbo"])
+    assert len(list((images / ".vae-cli-cache").glob("image_folder-*/images.npy"))) == 1

@@ -1,0 +1,28 @@
+"""Datasets: files -> uint8 tensors (decoded once) -> batches on the training device.
+
+Modules, one job each: ``idx`` (MNIST family), ``cifar``, ``svhn`` + ``matlab``, ``celeba``, ``image_folder``
++ ``decode`` + ``cache`` (image files), ``synthetic``, ``download`` (torchvision downloads), ``splits`` (the
+data types), ``loader`` (config -> splits), ``preprocess`` (binarization, dequantization, flips) and ``batches``
+(what the trainer iterates). docs/datasets.md has the on-disk layout of every dataset.
+"""
+
+from vae_cli.datasets.batches import IndexBatches, StreamingBatches, eval_batches, make_train_batches
+from vae_cli.datasets.loader import BUILDERS, load_dataset
+from vae_cli.datasets.preprocess import BatchPreprocess, to_unit_float
+from vae_cli.datasets.splits import DatasetInfo, ImageSplits, MappedImages, RawSplits, splits_to
+
+__all__ = [
+    "BUILDERS",
+    "BatchPreprocess",
+    "DatasetInfo",
+    "ImageSplits",
+    "IndexBatches",
+    "MappedImages",
+    "RawSplits",
+    "StreamingBatches",
+    "eval_batches",
+    "load_dataset",
+    "make_train_batches",
+    "splits_to",
+    "to_unit_float",
+]

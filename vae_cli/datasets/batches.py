@@ -1,0 +1,128 @@
+"""Batch sources the trainer iterates: index batches of an in-memory tensor, or a DataLoader stream from disk.
+
+Both follow the trainer's ``BatchSource`` contract: ``len()`` batches per epoch, and ``epoch(e, start_batch)``
+yielding float batches in [0, 1] on the training device, the same for the same ``(seed, e)`` so a run resumed
+mid-epoch replays exactly the remaining batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from vae_cli.datasets.preprocess import BatchPreprocess, to_unit_float
+from vae_cli.datasets.splits import ImageSplits, MappedImages
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The shuffled order of epoch ``epoch``: a function of ``(seed, epoch)`` only, so no state to checkpoint."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g)
+
+
+def eval_batches(images: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
+    """Float batches in [0, 1] of a uint8 tensor, in order (evaluation: no shuffling, no augmentation)."""
+    for start in range(0, images.shape[0], batch_size):
+        yield to_unit_float(images[start : start + batch_size])
+
+
+class IndexBatches:
+    """Batches of a uint8 tensor kept on the training device, drawn by index: no per-sample Python work."""
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        batch_size: int,
+        seed: int,
+        shuffle: bool = True,
+        preprocess: BatchPreprocess | None = None,
+    ) -> None:
+        self.images = images
+        self.batch_size = batch_size
+        self.seed = seed
+        self.shuffle = shuffle
+        self.preprocess = preprocess or BatchPreprocess(seed)
+
+    def __len__(self) -> int:
+        return -(-self.images.shape[0] // self.batch_size)
+
+    def order(self, epoch: int) -> torch.Tensor:
+        n = self.images.shape[0]
+        if not self.shuffle:
+            return torch.arange(n, device=self.images.device)
+        return epoch_order(n, self.seed, epoch).to(self.images.device)
+
+    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[torch.Tensor]:
+        """Yield float batches in [0, 1] for one epoch, starting at batch ``start_batch``."""
+        order = self.order(epoch)
+        for i in range(start_batch, len(self)):
+            idx = order[i * self.batch_size : (i + 1) * self.batch_size]
+            # index_select, not images[idx]: the same gather without advanced indexing's overhead (~6x on CPU).
+            yield self.preprocess(self.images.index_select(0, idx), epoch, i)
+
+
+class _BatchReader(Dataset):
+    """Item ``i`` is the whole uint8 batch ``i`` of an epoch, read from the memory-mapped cache in a worker."""
+
+    def __init__(self, images: MappedImages, order: torch.Tensor, batch_size: int, start_batch: int) -> None:
+        self.images, self.order, self.batch_size, self.start_batch = images, order, batch_size, start_batch
+
+    def __len__(self) -> int:
+        return -(-len(self.order) // self.batch_size) - self.start_batch
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        b = self.start_batch + i
+        return self.images.read(self.order[b * self.batch_size : (b + 1) * self.batch_size])
+
+
+class StreamingBatches:
+    """Batches of a dataset too large for memory: worker processes read whole batches from the on-disk cache
+    (pinned memory when the device is a GPU), and the random preprocessing runs on the device."""
+
+    def __init__(
+        self,
+        images: MappedImages,
+        batch_size: int,
+        seed: int,
+        device: torch.device,
+        num_workers: int = 2,
+        preprocess: BatchPreprocess | None = None,
+    ) -> None:
+        self.images = images
+        self.batch_size = batch_size
+        self.seed = seed
+        self.device = device
+        self.num_workers = num_workers
+        self.preprocess = preprocess or BatchPreprocess(seed)
+
+    def __len__(self) -> int:
+        return -(-self.images.shape[0] // self.batch_size)
+
+    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[torch.Tensor]:
+        reader = _BatchReader(
+            self.images, epoch_order(self.images.shape[0], self.seed, epoch), self.batch_size, start_batch
+        )
+        loader = DataLoader(
+            reader,
+            batch_size=None,  # items are already batches
+            shuffle=False,  # the order is the seeded permutation above
+            num_workers=self.num_workers,
+            pin_memory=self.device.type == "cuda",
+            prefetch_factor=4 if self.num_workers > 0 else None,
+            # Its own generator: a DataLoader otherwise draws its worker seed from the global RNG, which would
+            # shift the model's sampling noise whenever an epoch's iterator is (re)created, e.g. on resume.
+            generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch),
+        )
+        for i, batch in enumerate(loader, start=start_batch):
+            yield self.preprocess(batch.to(self.device, non_blocking=True), epoch, i)
+
+
+def make_train_batches(
+    data: ImageSplits, batch_size: int, seed: int, device: torch.device, preprocess: BatchPreprocess, num_workers: int
+) -> IndexBatches | StreamingBatches:
+    """The batch source for ``data.train``: streamed when it stayed on disk, index batches otherwise."""
+    if isinstance(data.train, MappedImages):
+        return StreamingBatches(data.train, batch_size, seed, device, num_workers, preprocess)
+    return IndexBatches(data.train, batch_size, seed, preprocess=preprocess)

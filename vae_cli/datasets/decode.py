@@ -1,0 +1,158 @@
+"""Image files -> uint8 ``[C, H, W]`` arrays of one fixed shape, whatever their mode or size.
+
+Every PIL mode is brought to L or RGB explicitly, because ``Image.convert`` alone gets some wrong: 16-bit
+greyscale (``I;16``, ``I``) would be clipped to white instead of scaled, and transparent pixels (RGBA, LA, P with
+a transparent colour) would keep whatever colour they happen to hold. Sizes are unified by ``dataset.resize``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from vae_cli.config import ResizeMode
+from vae_cli.errors import DataError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+@dataclass(frozen=True)
+class DecodeSpec:
+    """Everything that decides the decoded pixels (and so is part of the cache key)."""
+
+    image_size: int
+    channels: int  # 1 (L) or 3 (RGB)
+    resize: str = ResizeMode.center_crop.value
+    crop_size: int | None = None  # centre square cropped before resizing
+    background: int = 255  # grey level under transparent pixels and in the padding
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """Integer and float modes scaled (not clipped) to 8-bit grey."""
+    arr = np.asarray(img)
+    if img.mode.startswith("I;16") or (img.mode == "I" and arr.max(initial=0) > 255):
+        arr = arr.astype(np.float64) / 257.0  # 0..65535 -> 0..255
+    elif img.mode == "F" and arr.size and np.nanmax(arr) <= 1.0:
+        arr = arr * 255.0  # float images in [0, 1]
+    return Image.fromarray(np.clip(np.nan_to_num(arr), 0, 255).round().astype(np.uint8), mode="L")
+
+
+def normalize_mode(img: Image.Image, channels: int, background: int) -> Image.Image:
+    """Any PIL mode -> 'L' (channels=1) or 'RGB' (channels=3), compositing transparency onto ``background``."""
+    if img.mode in ("I", "F") or img.mode.startswith("I;16"):
+        img = _to_8bit(img)
+    if img.mode == "P" or (img.mode in ("L", "RGB") and "transparency" in img.info):
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "RGBa", "La", "PA"):
+        rgba = img.convert("RGBA")
+        base = Image.new("RGBA", rgba.size, (background, background, background, 255))
+        img = Image.alpha_composite(base, rgba)
+    target = "L" if channels == 1 else "RGB"
+    return img if img.mode == target else img.convert(target)  # CMYK, YCbCr, 1, LAB, HSV, ...
+
+
+def fit_size(img: Image.Image, spec: DecodeSpec) -> Image.Image:
+    """Crop/resize to ``image_size`` x ``image_size`` as ``spec.resize`` says."""
+    s = spec.image_size
+    if spec.crop_size is not None:
+        w, h = img.size
+        c = min(spec.crop_size, w, h)
+        left, top = (w - c) // 2, (h - c) // 2
+        img = img.crop((left, top, left + c, top + c))
+    if img.size == (s, s):
+        return img
+    mode = ResizeMode(spec.resize)
+    if mode == ResizeMode.stretch:
+        return img.resize((s, s), Image.Resampling.BICUBIC, reducing_gap=3.0)
+    if mode == ResizeMode.pad:
+        fill = spec.background if img.mode == "L" else (spec.background,) * 3
+        return ImageOps.pad(img, (s, s), Image.Resampling.BICUBIC, color=fill)
+    # center_crop: the largest centred square, resized in one step (resize's box= crops while resampling).
+    w, h = img.size
+    c = min(w, h)
+    box = ((w - c) / 2, (h - c) / 2, (w + c) / 2, (h + c) / 2)
+    return img.resize((s, s), Image.Resampling.BICUBIC, box=box, reducing_gap=3.0)
+
+
+def _draft_size(size: tuple[int, int], spec: DecodeSpec) -> tuple[int, int]:
+    """The size to ask ``Image.draft`` for: a JPEG decoded at 1/8, 1/4 or 1/2 scale when that still leaves every
+    pixel the resize uses, and only when the scale divides both sides (libjpeg rounds sizes up, which would stretch
+    the picture by up to a few percent); otherwise the full size."""
+    w, h, s = size[0], size[1], spec.image_size
+    if ResizeMode(spec.resize) == ResizeMode.stretch and spec.crop_size is None:
+        need = (s, s)
+    else:
+        if spec.crop_size is not None:
+            scale = s / min(spec.crop_size, w, h)
+        elif ResizeMode(spec.resize) == ResizeMode.pad:
+            scale = s / max(w, h)
+        else:
+            scale = s / min(w, h)
+        need = (math.ceil(w * scale), math.ceil(h * scale))
+    for k in (8, 4, 2):
+        if w % k == 0 and h % k == 0 and w // k >= need[0] and h // k >= need[1]:
+            return (w // k, h // k)
+    return (w, h)
+
+
+def decode_image(path: Path, spec: DecodeSpec) -> np.ndarray:
+    """One file -> uint8 ``[C, H, W]``. Raises OSError/ValueError for unreadable files (caller names them)."""
+    with warnings.catch_warnings():
+        # A huge image gets its own clear message below, not PIL's warning.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(path) as img:
+            full_width = img.size[0]
+            if img.format == "JPEG":
+                # Let libjpeg decode at a reduced scale (1/2, 1/4, 1/8) that still leaves enough pixels.
+                img.draft("RGB" if spec.channels == 3 else "L", _draft_size(img.size, spec))
+            img.load()
+            if spec.crop_size is not None and img.size[0] != full_width:
+                # The crop is given in full-resolution pixels; draft decoding shrank the image.
+                spec = replace(spec, crop_size=max(1, round(spec.crop_size * img.size[0] / full_width)))
+            img = ImageOps.exif_transpose(img)  # phone photos store their rotation in EXIF
+            img = fit_size(normalize_mode(img, spec.channels, spec.background), spec)
+    arr = np.asarray(img, dtype=np.uint8)
+    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+
+def decode_files(
+    paths: Sequence[Path], spec: DecodeSpec, out: np.ndarray, workers: int, skip_bad: bool, root: Path
+) -> np.ndarray:
+    """Decode ``paths`` into rows of ``out`` (uint8 ``[N, C, H, W]``, may be a memmap) with a thread pool.
+
+    PIL releases the GIL while decoding and resizing, so threads use every core without pickling pixels between
+    processes. Returns a boolean mask of the rows that decoded; bad files stop the run unless ``skip_bad``.
+    """
+    ok = np.ones(len(paths), dtype=bool)
+    errors: list[tuple[Path, str]] = []
+
+    def work(i: int) -> None:
+        try:
+            out[i] = decode_image(paths[i], spec)
+        except Exception as e:  # PIL raises many types on broken files (OSError, SyntaxError, struct.error, ...)
+            ok[i] = False
+            errors.append((paths[i], f"{type(e).__name__}: {e}"))
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        list(pool.map(work, range(len(paths)), chunksize=64))
+    if errors and not skip_bad:
+        errors.sort()
+        listed = "; ".join(f"{p} ({why})" for p, why in errors[:5])
+        more = f" and {len(errors) - 5} more" if len(errors) > 5 else ""
+        raise DataError(
+            f"{len(errors)} image file(s) under {root} could not be read: {listed}{more}. They are truncated, "
+            f"corrupt or not images. Delete or replace them, or set dataset.skip_bad_files=true to train without them."
+        )
+    for p, why in errors:
+        log.warning("skipping unreadable image %s (%s)", p, why)
+    return ok
