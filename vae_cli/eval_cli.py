@@ -32,6 +32,17 @@ BITS_PER_DIM_NOTE = {
 }
 
 
+def bits_per_dim_note(run: LoadedRun) -> str:
+    likelihood = str(run.cfg.loss.likelihood.value)
+    binarize = str(getattr(run.cfg.dataset, "binarize", "none")).split(".")[-1]
+    if likelihood == "bernoulli" and binarize != "none":
+        return (
+            f"Bernoulli likelihood on binarized pixels (dataset.binarize={binarize}): a proper discrete "
+            f"likelihood, comparable with binarized-data results that binarize the same way."
+        )
+    return BITS_PER_DIM_NOTE[likelihood]
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -104,8 +115,7 @@ def evaluate_run(
             f"--device {device} is not available here (torch sees no such device); use --device auto or cpu."
         ) from exc
     run = load_run(path, which=which, device=dev)
-    images, _ = load_split(run.cfg, split, data_root=data_root, dataset=dataset)
-    images = images.to(dev)
+    images = load_split(run.cfg, split, data_root=data_root, dataset=dataset).images.to(dev)
     # Another dataset gets its own entry (e.g. "test_mnist"), so the run's own test numbers are kept.
     entry = split if dataset in (None, run.cfg.dataset.name) else f"{split}_{dataset}"
     bs = batch_size or default_batch_size(k)
@@ -128,7 +138,7 @@ def evaluate_run(
             "seed": seed,
             "batch_size": bs,
             "device": str(dev),
-            "bits_per_dim_note": BITS_PER_DIM_NOTE[str(run.cfg.loss.likelihood.value)],
+            "bits_per_dim_note": bits_per_dim_note(run),
         }
         write_eval_json(run.run_dir / "eval.json", entry, record)
         log_to_tensorboard(run, result)

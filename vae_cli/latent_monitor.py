@@ -36,8 +36,11 @@ class LatentMonitor:
         has_val = data.val.shape[0] > 0
         images, labels = (data.val, data.val_labels) if has_val else (data.train, data.train_labels)
         n = min(cfg.latent_images, images.shape[0])
-        # A fixed probe set (the first validation images), so pictures of different epochs compare.
-        self.images, self.labels = images[:n], labels[:n]
+        device = next(model.parameters()).device
+        # A fixed probe set (the first validation images), so pictures of different epochs compare. (A streamed
+        # training split slices to a CPU tensor, hence the move.)
+        self.images, self.labels = images[:n].to(device), labels[:n]
+        self.class_names = tuple(getattr(data, "class_names", ()))
         # val/nll_iw uses the whole validation split, so it sits on the same chart as val/elbo (same images).
         self.iw_images = data.val if has_val else self.images
         self.split = "val" if has_val else "train"
@@ -74,7 +77,7 @@ class LatentMonitor:
             decode = MeanDecoder(self.model, self.loss_fn.likelihood)
             grid = decode(traversal_latents(mu[0], dims, TRAVERSAL_VALUES))
             self.tracker.images("latent/traversals", grid, step, epoch, nrow=len(TRAVERSAL_VALUES))
-            scatter = latent_scatter(mu, self.labels, f"{self.split} mu, epoch {epoch}")
+            scatter = latent_scatter(mu, self.labels, f"{self.split} mu, epoch {epoch}", class_names=self.class_names)
             self.tracker.images("latent/scatter", to_tensor(scatter)[None], step, epoch, nrow=1)
         every = self.cfg.nll_iw_every_epochs
         if every > 0 and (epoch % every == 0 or last):
@@ -101,4 +104,6 @@ class LatentMonitor:
         mu, _ = self._encode()
         self.model.train(was_training)
         thumbnails = to_unit_float(self.images.cpu())
-        self.tracker.embedding(mu, [str(c) for c in self.labels.tolist()], thumbnails, step, tag="latent_mu")
+        names = self.class_names
+        metadata = [names[c] if 0 <= c < len(names) else str(c) for c in self.labels.tolist()]
+        self.tracker.embedding(mu, metadata, thumbnails, step, tag="latent_mu")

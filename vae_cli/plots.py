@@ -139,12 +139,14 @@ def scatter_plot(
     xlabel: str = "z1",
     ylabel: str = "z2",
     size: int = 480,
+    class_names: Sequence[str] = (),
 ) -> Image.Image:
-    """2-D points ``[N, 2]``, one colour per integer label (0-9 keep distinct colours), with a legend."""
+    """2-D points ``[N, 2]``, one colour per integer label (0-9 keep distinct colours), with a legend that
+    names the classes when ``class_names`` are given (label i is ``class_names[i]``)."""
     pts = points.detach().double().cpu()
-    ax = _Axes(
-        (size, size), pts[:, 0].tolist(), pts[:, 1].tolist(), title, legend_width=40 if labels is not None else 0
-    )
+    names = list(class_names)
+    legend_width = (24 + 6 * max((len(n) for n in names), default=2)) if labels is not None else 0
+    ax = _Axes((size, size), pts[:, 0].tolist(), pts[:, 1].tolist(), title, legend_width=max(40, legend_width))
     ax.frame(xlabel, ylabel)
     lab = labels.cpu().tolist() if labels is not None else [0] * pts.shape[0]
     for (x, y), c in zip(pts.tolist(), lab, strict=True):
@@ -152,7 +154,8 @@ def scatter_plot(
         ax.draw.ellipse([u - 1.5, v - 1.5, u + 1.5, v + 1.5], fill=color(int(c)))
     if labels is not None:
         classes = sorted(set(lab))[:20]
-        ax.legend([str(c) for c in classes], [color(int(c)) for c in classes])
+        text = [names[c] if 0 <= c < len(names) else str(c) for c in classes]
+        ax.legend(text, [color(int(c)) for c in classes])
     return ax.image
 
 

@@ -85,10 +85,15 @@ def load_run(path: str | Path, which: str = "best", device: torch.device | str =
     )
 
 
-def load_split(
-    cfg: DictConfig, split: str, data_root: str | None = None, dataset: str | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 images ``[N, C, H, W]`` and labels of one split, as the run saw them (same seed, same val split).
+@dataclass
+class Split:
+    images: torch.Tensor  # uint8 [N, C, H, W], preprocessed as the run evaluated them (e.g. binarized)
+    labels: torch.Tensor  # int64 [N]; -1 = unlabelled
+    class_names: tuple[str, ...]
+
+
+def load_split(cfg: DictConfig, split: str, data_root: str | None = None, dataset: str | None = None) -> Split:
+    """Images and labels of one split, as the run saw them (same seed, same val split, same binarization).
 
     ``data_root`` replaces ``dataset.root`` (the run may have been trained on another machine); ``dataset``
     evaluates on another dataset of the same image shape (e.g. a Fashion-MNIST model on MNIST).
@@ -107,4 +112,4 @@ def load_split(
             f"The {split} split of '{data.name}' is empty for this run (dataset.val_size="
             f"{data_cfg.val_size}); use --split test."
         )
-    return images, labels
+    return Split(images, labels, tuple(getattr(data, "class_names", ())))

@@ -81,7 +81,8 @@ def write_pictures(args: argparse.Namespace) -> list[Path]:
 
         raise VaeCliError(f"--out {out} is a file, not a folder; pass a folder for the PNG files.")
     run = load_run(args.path, which=args.checkpoint, device="cpu")
-    images, labels = load_split(run.cfg, args.split, data_root=args.data_root)
+    split = load_split(run.cfg, args.split, data_root=args.data_root)
+    images, labels = split.images, split.labels
     model, decode = run.model, MeanDecoder(run.model, run.loss_fn.likelihood)
     gen = torch.Generator().manual_seed(args.seed)
     written: list[Path] = []
@@ -127,7 +128,9 @@ def write_pictures(args: argparse.Namespace) -> list[Path]:
     values = torch.linspace(-TRAVERSAL_RANGE, TRAVERSAL_RANGE, 11)
     save("traversals.png", decode(traversal_latents(mu_chosen[0], dims, values)), nrow=len(values))
     shown = min(SCATTER_MAX_POINTS, n_img)
-    scatter = latent_scatter(mu_all[:shown], labels[:shown], f"{args.split} split: posterior means")
+    scatter = latent_scatter(
+        mu_all[:shown], labels[:shown], f"{args.split} split: posterior means", class_names=split.class_names
+    )
     written.append(save_png(scatter, out / "latent_scatter.png"))
     if model.latent_dim == 2:
         side = 20

@@ -126,10 +126,21 @@ def pca_2d(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return proj, explained
 
 
-def latent_scatter(mu: torch.Tensor, labels: torch.Tensor | None, title: str, size: int = 480) -> Image.Image:
-    """Posterior means coloured by class: the latents themselves when 2-D, else their first two principal axes."""
+def latent_scatter(
+    mu: torch.Tensor,
+    labels: torch.Tensor | None,
+    title: str,
+    size: int = 480,
+    class_names: tuple[str, ...] | list[str] = (),
+) -> Image.Image:
+    """Posterior means coloured by class: the latents themselves when 2-D, else their first two principal axes.
+
+    Unlabelled data (labels all -1) is drawn in one colour without a legend.
+    """
+    if labels is not None and bool((labels < 0).all()):
+        labels = None
     if mu.shape[1] == 2:
-        return scatter_plot(mu, labels, title, "z1", "z2", size=size)
+        return scatter_plot(mu, labels, title, "z1", "z2", size=size, class_names=class_names)
     proj, explained = pca_2d(mu)
     return scatter_plot(
         proj,
@@ -138,4 +149,5 @@ def latent_scatter(mu: torch.Tensor, labels: torch.Tensor | None, title: str, si
         f"PC1 ({100 * explained[0]:.0f}% var)",
         f"PC2 ({100 * explained[1]:.0f}% var)",
         size=size,
+        class_names=class_names,
     )

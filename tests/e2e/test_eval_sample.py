@@ -135,8 +135,10 @@ def test_training_logged_latent_views_and_the_projector(sweep):
         assert {"latent/traversals", "latent/scatter"} <= set(acc.Tags()["images"])
         traversal = acc.Images("latent/traversals")[-1]
         assert (traversal.width, traversal.height) == (9 * TILE + 2, latent_dim * TILE + 2)
-        assert (acc.Images("latent/scatter")[-1].width, acc.Images("latent/scatter")[-1].height) == (520, 480)
-        assert Image.open(run / "images" / "latent_scatter_epoch002.png").size == (520, 480)
+        # 480 x 480 plot plus a legend naming the classes ("pattern 0" .. "pattern 9": 24 + 6 * 9 pixels).
+        scatter = acc.Images("latent/scatter")[-1]
+        assert (scatter.width, scatter.height) == (480 + 78, 480)
+        assert Image.open(run / "images" / "latent_scatter_epoch002.png").size == (480 + 78, 480)
         # val/nll_iw after the last epoch (every 5 epochs by default), kept in metrics.json; IW above the ELBO.
         metrics = json.loads((run / "metrics.json").read_text())
         assert scalar_steps(acc, "val/nll_iw") == [16]
@@ -151,8 +153,8 @@ def test_training_logged_latent_views_and_the_projector(sweep):
         folder = run / "00016" / "latent_mu"
         points = torch.tensor([[float(v) for v in line.split("\t")] for line in (folder / "tensors.tsv").open()])
         torch.testing.assert_close(points, mu, atol=1e-4, rtol=1e-4)
-        labels = [int(v) for v in (folder / "metadata.tsv").read_text().split()]
-        assert labels == data.val_labels.tolist()
+        labels = (folder / "metadata.tsv").read_text().splitlines()
+        assert labels == [data.class_names[c] for c in data.val_labels.tolist()] and labels[0].startswith("pattern")
         assert Image.open(folder / "sprite.png").size == (12 * 28, 12 * 28)  # ceil(sqrt(128)) thumbnails a side
 
 
