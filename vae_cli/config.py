@@ -230,6 +230,17 @@ class TrainerConfig:
     rollback_lr_factor: float = 0.5
     # Strict determinism (torch.use_deterministic_algorithms): slower on GPU; CPU runs are deterministic anyway.
     deterministic: bool = False
+    # Latent views in TensorBoard (vae_cli/latent_monitor.py), all on the first latent_images val images:
+    # histograms of mu and log sigma^2 every epoch; traversals and the 2-D scatter every latent_every_epochs
+    # epochs and after the last one.
+    latent_every_epochs: int = 1
+    latent_images: int = 1000
+    # val/nll_iw: importance-weighted -log p(x) of the val split, nll_iw_k samples, every N epochs and after the
+    # last; 0 = off.
+    nll_iw_every_epochs: int = 5
+    nll_iw_k: int = 16
+    # Embedding projector (mu, labels, thumbnails) at the end of training.
+    embedding: bool = True
 
 
 @dataclass
@@ -306,6 +317,13 @@ def validate(cfg: DictConfig) -> None:
     need(t.log_every_steps >= 1, f"trainer.log_every_steps must be >= 1 (got {t.log_every_steps}).")
     need(t.image_every_epochs >= 1, f"trainer.image_every_epochs must be >= 1 (got {t.image_every_epochs}).")
     need(t.num_images >= 1, f"trainer.num_images must be >= 1 (got {t.num_images}).")
+    need(t.latent_every_epochs >= 1, f"trainer.latent_every_epochs must be >= 1 (got {t.latent_every_epochs}).")
+    need(t.latent_images >= 1, f"trainer.latent_images must be >= 1 (got {t.latent_images}).")
+    need(
+        t.nll_iw_every_epochs >= 0,
+        f"trainer.nll_iw_every_epochs must be >= 0, 0 = off (got {t.nll_iw_every_epochs}).",
+    )
+    need(t.nll_iw_k >= 1, f"trainer.nll_iw_k must be >= 1 (got {t.nll_iw_k}).")
     need(t.grad_clip is None or t.grad_clip > 0, f"trainer.grad_clip must be > 0 or null (got {t.grad_clip}).")
     need(
         t.progress in ("auto", "bar", "none"),

@@ -176,6 +176,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
             model.load_state_dict(load_checkpoint(best_path, map_location=device)["model"])
         test = evaluate(model, loss_fn, eval_batches(data.test, cfg.trainer.eval_batch_size))
         metrics: dict[str, Any] = {f"val/{k}": final.get(f"val/{k}") for k in ("loss", "recon", "kl", "elbo")}
+        if final.get("val/nll_iw") is not None:  # logged by the latent monitor after the last epoch
+            metrics["val/nll_iw"] = final["val/nll_iw"]
         metrics.update({f"train/{k}": final.get(f"train/{k}") for k in ("loss", "recon", "kl", "elbo")})
         metrics.update({f"test/{k}": v for k, v in test.items()})
         metrics.update(

@@ -1,5 +1,8 @@
 """Sweep summary: after ``vae-train -m ...``, one table of every run's overrides and final metrics.
 
+It also lists the importance-weighted estimates: ``val/nll_iw`` from training and, for jobs evaluated with
+``vae-eval`` (or ``vae-compare --eval``, which rewrites this summary), the ``eval/test/*`` numbers of eval.json.
+
 A Hydra callback (``hydra.callbacks.sweep_summary`` in train.yaml), so it works with any launcher that runs the
 jobs and leaves their directories under the sweep directory (basic, joblib, submitit).
 """
@@ -7,8 +10,11 @@ jobs and leaves their directories under the sweep directory (basic, joblib, subm
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +35,34 @@ METRIC_COLUMNS = (
     "epochs",
     "wall_time_s",
 )
+# Shown when at least one job has them: val/nll_iw from training (metrics.json), the rest from vae-eval (eval.json).
+EVAL_COLUMNS = (
+    "val/nll_iw",
+    "eval/test/elbo",
+    "eval/test/nll_iw",
+    "eval/test/bits_per_dim",
+    "eval/test/active_units",
+    "eval/test/k",
+)
+EVAL_KEYS = ("elbo", "recon", "kl", "nll_iw", "log_px_iw", "bits_per_dim", "active_units", "k")
+
+
+def read_eval(job_dir: Path) -> dict[str, Any]:
+    """``eval.json`` (written by vae-eval, one entry per split) flattened to ``eval/<split>/<metric>``."""
+    path = job_dir / "eval.json"
+    try:
+        entries = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+    if not isinstance(entries, dict):
+        return {}
+    return {
+        f"eval/{split}/{key}": entry[key]
+        for split, entry in entries.items()
+        if isinstance(entry, dict)
+        for key in EVAL_KEYS
+        if key in entry
+    }
 
 
 def collect_runs(sweep_dir: Path) -> list[dict[str, Any]]:
@@ -41,7 +75,7 @@ def collect_runs(sweep_dir: Path) -> list[dict[str, Any]]:
         overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
         metrics_file = job_dir / "metrics.json"
         metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-        rows.append({"job": int(job_dir.name), "overrides": " ".join(overrides or []), **metrics})
+        rows.append({"job": int(job_dir.name), "overrides": " ".join(overrides or []), **metrics, **read_eval(job_dir)})
     return rows
 
 
@@ -73,18 +107,36 @@ def write_summary(sweep_dir: Path) -> tuple[Path, Path]:
     for row in rows:
         row["status"] = "ok" if "test/elbo" in row else "failed"
         row.update({k: v for k, v in _as_dict(row).items() if k in axes})
-    columns = ["job", *axes, *METRIC_COLUMNS, "status"]
+    extra = [c for c in EVAL_COLUMNS if any(row.get(c) is not None for row in rows)]
+    columns = ["job", *axes, *METRIC_COLUMNS, *extra, "status"]
     csv_path = sweep_dir / "summary.csv"
-    with csv_path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=[*columns, "overrides"], extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({c: row.get(c, "") for c in [*columns, "overrides"]})
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=[*columns, "overrides"], extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({c: row.get(c, "") for c in [*columns, "overrides"]})
+    write_text_atomic(csv_path, buffer.getvalue())
     md_path = sweep_dir / "summary.md"
+    write_text_atomic(md_path, markdown_table(rows, columns))
+    return csv_path, md_path
+
+
+def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_fmt(row.get(c)) for c in columns) + " |" for row in rows]
-    md_path.write_text("\n".join(lines) + "\n")
-    return csv_path, md_path
+    return "\n".join(lines) + "\n"
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Temp file in the same folder, then rename: a reader never sees half a table (vae-compare rewrites it)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 class SweepSummary(Callback):

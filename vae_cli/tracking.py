@@ -65,3 +65,21 @@ class Tracker:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+    def histogram(self, tag: str, values: torch.Tensor, step: int) -> None:
+        if self.writer is not None:
+            self.writer.add_histogram(tag, values.detach().float().flatten().cpu(), step)
+
+    def embedding(
+        self, features: torch.Tensor, labels: list[str], thumbnails: torch.Tensor, step: int, tag: str
+    ) -> None:
+        """The embedding projector: points, label metadata and image thumbnails. ``add_embedding`` writes them
+        into ``<run dir>/<step>/<tag>/`` and ``projector_config.pbtxt`` into the run dir (no extra event run)."""
+        if self.writer is not None:
+            self.writer.add_embedding(
+                features.detach().float().cpu(),
+                metadata=labels,
+                label_img=thumbnails.detach().float().cpu(),
+                global_step=step,
+                tag=tag,
+            )

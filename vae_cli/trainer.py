@@ -22,6 +22,7 @@ from vae_cli.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_
 from vae_cli.config import NanPolicy, TrainerConfig
 from vae_cli.data import ImageSplits, eval_batches, to_unit_float
 from vae_cli.errors import CheckpointError, TrainingError
+from vae_cli.latent_monitor import LatentMonitor
 from vae_cli.loss import ELBOLoss
 from vae_cli.model import VAE
 from vae_cli.step import TrainStep, portable_optimizer_state
@@ -136,6 +137,7 @@ class Trainer:
         self.fixed_z = torch.randn(
             cfg.num_images, model.latent_dim, generator=torch.Generator().manual_seed(cfg.seed + 1)
         ).to(self.device)
+        self.latent_monitor = LatentMonitor(model, loss_fn, data, cfg, tracker)
 
     # ----- checkpoints -----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -373,7 +375,9 @@ class Trainer:
         self.tracker.scalars(scalars, s.step)
         if (epoch + 1) % self.cfg.image_every_epochs == 0 or epoch + 1 == self.cfg.epochs:
             self._log_images(epoch)
+        latent_scalars = self.latent_monitor.on_epoch_end(epoch + 1, s.step, last=epoch + 1 == self.cfg.epochs)
         record = {"epoch": epoch + 1, "step": s.step, "images_per_sec": throughput, "lr": lr}
+        record.update(latent_scalars)
         record.update({f"train/{k}": v for k, v in train_means.items()})
         record.update({f"val/{k}": v for k, v in val.items()})
         s.history.append(record)
@@ -410,4 +414,5 @@ class Trainer:
                     self._rollback(bad)
                     continue
                 raise self._nonfinite_error(bad) from None
+        self.latent_monitor.on_fit_end(self.state.step)
         return self.state

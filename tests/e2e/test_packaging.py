@@ -53,6 +53,11 @@ def test_built_wheel_works_in_a_fresh_environment_from_an_unrelated_directory(tm
     _run([str(venv / "bin" / "vae-train"), *TINY, "trainer.epochs=1"], cwd=elsewhere)
     runs = list((elsewhere / "outputs").glob("*/*/metrics.json"))
     assert len(runs) == 1 and json.loads(runs[0].read_text())["epochs"] == 1
+    # The other console scripts are installed too and work on that run.
+    _run([str(venv / "bin" / "vae-eval"), str(runs[0].parent), "--k", "2"], cwd=elsewhere)
+    assert json.loads((runs[0].parent / "eval.json").read_text())["test"]["k"] == 2
+    for tool in ("vae-sample", "vae-compare"):
+        assert "usage:" in _run([str(venv / "bin" / tool), "--help"], cwd=elsewhere).stdout
 
 
 def test_source_checkout_finds_the_top_level_configs(tmp_path):

@@ -67,10 +67,19 @@ def test_tiny_run_writes_a_complete_run_directory(tmp_path):
         scalar_values(acc, "val/elbo")[-1] == metrics["val/elbo"]
         or abs(scalar_values(acc, "val/elbo")[-1] - metrics["val/elbo"]) < 1e-3
     )
-    assert set(acc.Tags()["images"]) == {"images/reconstructions", "images/samples"}
+    assert set(acc.Tags()["images"]) == {
+        "images/reconstructions",
+        "images/samples",
+        "latent/traversals",
+        "latent/scatter",
+    }
     assert len(acc.Images("images/samples")) == 2
-    # hparams written into this run (no sub-run directory), with the final metrics.
-    assert [p for p in run.iterdir() if p.is_dir() and p.name not in (".hydra", "checkpoints", "images")] == []
+    # hparams written into this run (no sub-run directory), with the final metrics; the only extra folder is the
+    # embedding projector's data (00016/, no event file in it).
+    assert [p for p in run.iterdir() if p.is_dir() and p.name not in (".hydra", "checkpoints", "images")] == [
+        run / "00016"
+    ]
+    assert not list((run / "00016").rglob("events.out.tfevents.*"))
     hparams = acc.PluginTagToContent("hparams")
     start = plugin_data_pb2.HParamsPluginData.FromString(hparams["_hparams_/session_start_info"])
     assert start.session_start_info.hparams["model.latent_dim"].number_value == 4

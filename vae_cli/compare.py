@@ -1,0 +1,183 @@
+"""``vae-compare``: rank the runs of a sweep by one metric, as a table and a plot.
+
+Usage::
+
+    vae-compare outputs/multirun/2026-11-24/09-00-00                 # rank by the best metric available
+    vae-compare SWEEP --eval --k 200                                 # first vae-eval every job (test split)
+    vae-compare SWEEP --metric val/elbo --x loss.beta
+
+Writes ``compare.csv``, ``compare.md`` and ``compare.png`` (the metric against one swept key, one line per value
+of the other swept keys) into the sweep folder, and prints the ranked table. With ``--eval`` it also evaluates
+every job that has no test entry in its eval.json yet and rewrites the sweep's ``summary.csv``/``summary.md``
+with the new columns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+from pathlib import Path
+from typing import Any
+
+from vae_cli.eval_cli import positive_int
+
+# Default ranking metric: the first one every finished job has.
+PREFERRED_METRICS = ("eval/test/nll_iw", "val/nll_iw", "val/elbo", "val/loss")
+HIGHER_IS_BETTER_WORDS = ("elbo", "log_px", "active_units")
+
+
+def higher_is_better(metric: str) -> bool:
+    return any(word in metric for word in HIGHER_IS_BETTER_WORDS)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vae-compare",
+        description="Rank the runs of a vae-train sweep (vae-train -m ...) by one metric; write a table and a plot.",
+    )
+    p.add_argument("sweep_dir", help="a sweep folder, e.g. outputs/multirun/2026-11-24/09-00-00")
+    p.add_argument("--metric", help=f"column to rank by (default: first of {', '.join(PREFERRED_METRICS)} present)")
+    p.add_argument("--x", help="swept key on the plot's x axis (default: the first numeric one)")
+    p.add_argument("--eval", action="store_true", help="run vae-eval (test split) on jobs not evaluated yet")
+    p.add_argument("--k", type=positive_int, default=100, help="importance samples for --eval (default 100)")
+    p.add_argument("--data-root", help="for --eval: folder holding the dataset")
+    return p
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def choose_metric(rows: list[dict[str, Any]], requested: str | None) -> str:
+    from vae_cli.errors import VaeCliError
+
+    done = [r for r in rows if r["status"] == "ok"]
+    if requested is not None:
+        if not any(_float(r.get(requested)) is not None for r in done):
+            known = sorted({k for r in done for k, v in r.items() if _float(v) is not None and k != "job"})
+            raise VaeCliError(
+                f"No finished job has the metric '{requested}'. Choose one of: {', '.join(known) or '(none)'}; "
+                f"eval/test/* columns appear after vae-eval (or vae-compare --eval)."
+            )
+        return requested
+    for metric in PREFERRED_METRICS:
+        if done and all(_float(r.get(metric)) is not None for r in done):
+            return metric
+    return "val/elbo"
+
+
+def rank(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    """Rows best first (ties keep job order); rows without the metric (failed jobs) last, unranked."""
+    sign = -1.0 if higher_is_better(metric) else 1.0
+    scored = sorted((r for r in rows if _float(r.get(metric)) is not None), key=lambda r: sign * _float(r[metric]))
+    for i, row in enumerate(scored, start=1):
+        row["rank"] = i
+    return scored + [r for r in rows if _float(r.get(metric)) is None]
+
+
+def plot_series(
+    rows: list[dict[str, Any]], axes: list[str], metric: str, x_key: str | None
+) -> tuple[str, dict[str, list[tuple[float, float]]]]:
+    """(x label, {series name: [(x, metric)]}): x is a numeric swept key, series are the other keys' values."""
+    numeric = [a for a in axes if all(_float(r.get(a)) is not None for r in rows)]
+    x = x_key if x_key is not None else (numeric[0] if numeric else None)
+    series: dict[str, list[tuple[float, float]]] = {}
+    for row in rows:
+        y = _float(row.get(metric))
+        if y is None:
+            continue
+        others = " ".join(f"{a}={row.get(a)}" for a in axes if a != x)
+        xv = _float(row.get(x)) if x is not None else float(row["job"])
+        if xv is None:
+            continue
+        series.setdefault(others, []).append((xv, y))
+    return (x or "job"), series
+
+
+def compare(
+    sweep_dir: Path, metric: str | None = None, x_key: str | None = None
+) -> tuple[list[dict[str, Any]], str, list[Path]]:
+    """Rank the jobs of ``sweep_dir``; write compare.csv/.md/.png; return (ranked rows, metric, files)."""
+    from vae_cli.errors import VaeCliError
+    from vae_cli.plots import line_plot, save_png
+    from vae_cli.sweep import _as_dict, collect_runs, markdown_table, swept_keys, write_text_atomic
+
+    rows = collect_runs(sweep_dir)
+    axes = swept_keys(rows)
+    if x_key is not None and x_key not in axes:
+        raise VaeCliError(f"--x {x_key} is not a swept key of this sweep; swept keys: {', '.join(axes) or '(none)'}.")
+    for row in rows:
+        row["status"] = "ok" if "test/elbo" in row else "failed"
+        row.update({k: v for k, v in _as_dict(row).items() if k in axes})
+    metric = choose_metric(rows, metric)
+    ranked = rank(rows, metric)
+    shown = [c for c in ("val/elbo", "val/nll_iw", "test/elbo", "eval/test/nll_iw", "eval/test/active_units")]
+    shown = [c for c in shown if c != metric and any(r.get(c) is not None for r in rows)]
+    columns = ["rank", "job", *axes, metric, *shown, "status"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    for row in ranked:
+        writer.writerow({c: row.get(c, "") for c in columns})
+    files = [sweep_dir / "compare.csv", sweep_dir / "compare.md", sweep_dir / "compare.png"]
+    write_text_atomic(files[0], buffer.getvalue())
+    direction = "higher is better" if higher_is_better(metric) else "lower is better"
+    write_text_atomic(files[1], f"Ranked by {metric} ({direction}).\n\n" + markdown_table(ranked, columns))
+    x_label, series = plot_series(rows, axes, metric, x_key)
+    save_png(line_plot(series, f"{metric} ({direction})", x_label, metric), files[2])
+    return ranked, metric, files
+
+
+def evaluate_jobs(sweep_dir: Path, k: int, data_root: str | None) -> None:
+    """vae-eval on the test split for every finished job without a test entry in its eval.json."""
+    from vae_cli.errors import VaeCliError
+    from vae_cli.eval_cli import evaluate_run
+    from vae_cli.sweep import read_eval
+
+    for job_dir in sorted(
+        (p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name)
+    ):
+        if "eval/test/nll_iw" in read_eval(job_dir) or not (job_dir / "checkpoints").is_dir():
+            continue
+        try:
+            result, _ = evaluate_run(job_dir, split="test", k=k, data_root=data_root)
+        except VaeCliError as exc:
+            print(f"vae-compare: job {job_dir.name} not evaluated: {exc}", file=sys.stderr)
+            continue
+        print(f"job {job_dir.name}: test nll_iw {result.nll_iw:.3f} (K={k}, {result.seconds:.1f} s)", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    from vae_cli.errors import VaeCliError
+
+    sweep_dir = Path(args.sweep_dir).expanduser()
+    try:
+        if not sweep_dir.is_dir() or not any(p.is_dir() and p.name.isdigit() for p in sweep_dir.iterdir()):
+            raise VaeCliError(
+                f"{sweep_dir} is not a sweep folder: expected numbered job folders (0/, 1/, ...) as written by "
+                f"vae-train -m (e.g. outputs/multirun/<date>/<time>). For a single run use vae-eval."
+            )
+        if args.eval:
+            from vae_cli.sweep import write_summary
+
+            evaluate_jobs(sweep_dir, args.k, args.data_root)
+            write_summary(sweep_dir)
+        _, _, files = compare(sweep_dir, args.metric, args.x)
+    except VaeCliError as exc:
+        print(f"vae-compare: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("vae-compare: interrupted; every file already written is complete.", file=sys.stderr)
+        sys.exit(130)
+    print(files[1].read_text())
+    print("wrote " + ", ".join(str(f) for f in files))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,242 @@
+"""``vae-eval``: how good is a trained VAE on a data split.
+
+Usage::
+
+    vae-eval outputs/2026-11-24/08-14-43                 # test split, K = 1000, best checkpoint
+    vae-eval RUN --split val --k 5000                    # paper-grade IW estimate on the validation split
+    vae-eval RUN/checkpoints/last.pt --data-root ~/data  # another checkpoint; data moved elsewhere
+
+Reports ELBO, reconstruction and KL per image, the importance-weighted log-likelihood (IW-K), bits/dim, the
+number of active latent units and the KL of each latent dimension; merges them into ``RUN/eval.json`` (one entry
+per split), prints a table and logs them to the run's TensorBoard (``eval/<split>/...`` at the checkpoint's step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # torch loads only when a command really runs (fast --help)
+    from vae_cli.evaluate import EvalResult
+    from vae_cli.run_loader import LoadedRun
+
+BITS_PER_DIM_NOTE = {
+    "bernoulli": (
+        "Bernoulli likelihood on [0, 1] grey levels: a cross-entropy against soft targets, comparable only with "
+        "models evaluated the same way, not with 8-bit discrete bits/dim."
+    ),
+    "gaussian": "Gaussian density on [0, 1]-scaled pixels (can be negative); add 8 for the 0-255 scale.",
+}
+
+
+def bits_per_dim_note(run: LoadedRun) -> str:
+    likelihood = str(run.cfg.loss.likelihood.value)
+    binarize = str(getattr(run.cfg.dataset, "binarize", "none")).split(".")[-1]
+    if likelihood == "bernoulli" and binarize != "none":
+        return (
+            f"Bernoulli likelihood on binarized pixels (dataset.binarize={binarize}): a proper discrete "
+            f"likelihood, comparable with binarized-data results that binarize the same way."
+        )
+    return BITS_PER_DIM_NOTE[likelihood]
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vae-eval",
+        description="Evaluate a trained VAE: ELBO, importance-weighted log p(x), bits/dim, active units, KL per "
+        "latent dimension. Writes RUN/eval.json and logs to the run's TensorBoard.",
+    )
+    p.add_argument("path", help="a run directory (uses checkpoints/best.pt, else last.pt) or a checkpoint file")
+    p.add_argument("--split", choices=("test", "val"), default="test", help="data split to evaluate (default test)")
+    p.add_argument(
+        "--k",
+        type=positive_int,
+        default=1000,
+        help="importance samples per image (default 1000; 5000 for paper-grade numbers)",
+    )
+    p.add_argument("--data-root", help="folder holding the dataset, replacing the run's dataset.root")
+    p.add_argument("--dataset", help="evaluate on another dataset of the same image shape (e.g. mnist)")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best", help="for a run directory: which one")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    p.add_argument("--seed", type=int, default=0, help="seed of the importance samples (default 0)")
+    p.add_argument("--batch-size", type=positive_int, help="images per batch (default: about 16k decodes per batch)")
+    p.add_argument("--no-write", action="store_true", help="print only: no eval.json, no TensorBoard")
+    return p
+
+
+def _progress(total: int, desc: str):
+    def wrap(iterable):
+        if not sys.stderr.isatty():
+            return iterable
+        from tqdm import tqdm
+
+        return tqdm(iterable, total=total, desc=desc, unit="batch", leave=False)
+
+    return wrap
+
+
+def evaluate_run(
+    path: str | Path,
+    split: str = "test",
+    k: int = 1000,
+    data_root: str | None = None,
+    dataset: str | None = None,
+    which: str = "best",
+    device: str = "auto",
+    seed: int = 0,
+    batch_size: int | None = None,
+    write: bool = True,
+) -> tuple[EvalResult, LoadedRun]:
+    """Evaluate one run on one split; unless ``write`` is False, merge the result into ``RUN/eval.json`` and
+    log it to the run's TensorBoard."""
+    from vae_cli.data import eval_batches
+    from vae_cli.errors import ConfigError
+    from vae_cli.evaluate import default_batch_size, evaluate_images
+    from vae_cli.run import pick_device
+    from vae_cli.run_loader import load_run, load_split
+
+    try:
+        dev = pick_device(device)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"--device {device} is not available here (torch sees no such device); use --device auto or cpu."
+        ) from exc
+    run = load_run(path, which=which, device=dev)
+    images = load_split(run.cfg, split, data_root=data_root, dataset=dataset).images.to(dev)
+    # Another dataset gets its own entry (e.g. "test_mnist"), so the run's own test numbers are kept.
+    entry = split if dataset in (None, run.cfg.dataset.name) else f"{split}_{dataset}"
+    bs = batch_size or default_batch_size(k)
+    result = evaluate_images(
+        run.model,
+        run.loss_fn.likelihood.log_prob,
+        eval_batches(images, bs),
+        k=k,
+        seed=seed,
+        split=entry,
+        progress=_progress(-(-images.shape[0] // bs), f"vae-eval {split} K={k}"),
+    )
+    if write:
+        record = {
+            **result.to_dict(),
+            "checkpoint": str(run.checkpoint_path),
+            "epoch": run.epoch,
+            "step": run.step,
+            "dataset": dataset or run.cfg.dataset.name,
+            "seed": seed,
+            "batch_size": bs,
+            "device": str(dev),
+            "bits_per_dim_note": bits_per_dim_note(run),
+        }
+        write_eval_json(run.run_dir / "eval.json", entry, record)
+        log_to_tensorboard(run, result)
+    return result, run
+
+
+def write_eval_json(path: Path, split: str, record: dict[str, Any]) -> None:
+    """Merge ``record`` under ``split`` into eval.json, keeping the other entries; atomic."""
+    from vae_cli.run import write_json_atomic
+
+    existing: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            loaded = json.loads(path.read_text())
+            existing = loaded if isinstance(loaded, dict) else {}
+        except (OSError, json.JSONDecodeError):
+            existing = {}  # unreadable: replaced whole (the write itself is atomic)
+    existing[split] = record
+    write_json_atomic(path, existing)
+
+
+def log_to_tensorboard(run: LoadedRun, result: EvalResult) -> None:
+    from vae_cli.plots import bar_chart, to_tensor
+    from vae_cli.tracking import Tracker
+
+    logger = run.cfg.logger
+    tracker = Tracker(run.run_dir, enabled=logger.tensorboard, save_png=logger.save_png)
+    try:
+        prefix = f"eval/{result.split}"
+        tracker.scalars(
+            {
+                f"{prefix}/elbo": result.elbo,
+                f"{prefix}/recon": result.recon,
+                f"{prefix}/kl": result.kl,
+                f"{prefix}/nll_iw": result.nll_iw,
+                f"{prefix}/bits_per_dim": result.bits_per_dim,
+                f"{prefix}/active_units": float(result.active_units),
+            },
+            run.step,
+        )
+        chart = bar_chart(
+            result.kl_per_dim, f"KL per latent dimension ({result.split})", "latent dimension", "KL (nats)"
+        )
+        tracker.images(f"{prefix}/kl_per_dim", to_tensor(chart)[None], run.step, run.epoch, nrow=1)
+    finally:
+        tracker.close()
+
+
+def format_table(result: EvalResult, run: LoadedRun) -> str:
+    from vae_cli.visuals import dims_by_kl
+
+    latent_dim = len(result.kl_per_dim)
+    order = dims_by_kl(result.kl_per_dim)
+    per_dim = ", ".join(f"z{d}: {result.kl_per_dim[d]:.2f}" for d in order)
+    lines = [
+        f"{run.checkpoint_path} (epoch {run.epoch}, step {run.step})",
+        f"{result.split} split: {result.num_images} images, K={result.k}, {result.seconds:.1f} s",
+        "",
+        f"  {'metric (per image)':<26}{'value':>12}",
+        f"  {'ELBO (nats)':<26}{result.elbo:>12.3f}",
+        f"  {'reconstruction (nats)':<26}{result.recon:>12.3f}",
+        f"  {'KL (nats)':<26}{result.kl:>12.3f}",
+        f"  {f'log p(x), IW-{result.k} (nats)':<26}{result.log_px_iw:>12.3f}",
+        f"  {'-log p(x) (bits/dim)':<26}{result.bits_per_dim:>12.4f}",
+        f"  {'active units':<26}{f'{result.active_units} / {latent_dim}':>12}",
+        "",
+        f"KL per dimension, largest first: {per_dim}",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    from vae_cli.errors import VaeCliError
+
+    try:
+        result, run = evaluate_run(
+            args.path,
+            split=args.split,
+            k=args.k,
+            data_root=args.data_root,
+            dataset=args.dataset,
+            which=args.checkpoint,
+            device=args.device,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            write=not args.no_write,
+        )
+    except VaeCliError as exc:
+        print(f"vae-eval: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("vae-eval: interrupted; nothing was written.", file=sys.stderr)
+        sys.exit(130)
+    print(format_table(result, run))
+    if not args.no_write:
+        print(f"\nwrote {run.run_dir / 'eval.json'} and TensorBoard scalars eval/{result.split}/* in {run.run_dir}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""What TensorBoard shows about the latent space while a model trains.
+
+Every epoch: histograms of mu and log sigma^2 over a fixed probe set of validation images. Every
+``latent_every_epochs`` epochs (and after the last): latent traversals (dimensions sorted by KL) and the 2-D
+scatter of mu coloured by class (PCA when latent_dim > 2). Every ``nll_iw_every_epochs`` epochs (and after the
+last): ``val/nll_iw``, the importance-weighted -log p(x) with a small K on the validation split. At the end of training:
+the embedding projector (mu with label metadata and thumbnails).
+
+Nothing here draws from the global RNG (the IW noise has its own seeded generator), so a resumed run stays
+bit-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from vae_cli.config import TrainerConfig
+from vae_cli.data import ImageSplits, eval_batches, to_unit_float
+from vae_cli.evaluate import default_batch_size, evaluate_images, kl_per_dimension
+from vae_cli.loss import ELBOLoss
+from vae_cli.model import VAE
+from vae_cli.plots import to_tensor
+from vae_cli.tracking import Tracker
+from vae_cli.visuals import MeanDecoder, dims_by_kl, latent_scatter, traversal_latents
+
+TRAVERSAL_VALUES = torch.linspace(-3, 3, 9)
+TRAVERSAL_MAX_DIMS = 10
+
+
+class LatentMonitor:
+    def __init__(self, model: VAE, loss_fn: ELBOLoss, data: ImageSplits, cfg: TrainerConfig, tracker: Tracker):
+        self.model = model
+        self.loss_fn = loss_fn
+        self.cfg = cfg
+        self.tracker = tracker
+        has_val = data.val.shape[0] > 0
+        images, labels = (data.val, data.val_labels) if has_val else (data.train, data.train_labels)
+        n = min(cfg.latent_images, images.shape[0])
+        device = next(model.parameters()).device
+        # A fixed probe set (the first validation images), so pictures of different epochs compare. (A streamed
+        # training split slices to a CPU tensor, hence the move.)
+        self.images, self.labels = images[:n].to(device), labels[:n]
+        self.class_names = tuple(getattr(data, "class_names", ()))
+        # val/nll_iw uses the whole validation split, so it sits on the same chart as val/elbo (same images).
+        self.iw_images = data.val if has_val else self.images
+        self.split = "val" if has_val else "train"
+        self.epochs_seen = 0
+
+    @torch.no_grad()
+    def _encode(self) -> tuple[torch.Tensor, torch.Tensor]:
+        mus, logvars = [], []
+        for x in eval_batches(self.images, self.cfg.eval_batch_size):
+            mu, logvar = self.model.encode(x)
+            mus.append(mu.float())
+            logvars.append(logvar.float())
+        return torch.cat(mus), torch.cat(logvars)
+
+    def on_epoch_end(self, epoch: int, step: int, last: bool) -> dict[str, float]:
+        """Log this epoch's latent views (``epoch`` counts from 1); returns scalars worth keeping in the history."""
+        if self.images.shape[0] == 0:
+            return {}
+        self.epochs_seen += 1
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return self._log(epoch, step, last)
+        finally:
+            self.model.train(was_training)
+
+    def _log(self, epoch: int, step: int, last: bool) -> dict[str, float]:
+        mu, logvar = self._encode()
+        self.tracker.histogram("latent/mu", mu, step)
+        self.tracker.histogram("latent/logvar", logvar, step)
+        if epoch % self.cfg.latent_every_epochs == 0 or last:
+            kl = kl_per_dimension(mu, logvar).mean(dim=0)
+            dims = dims_by_kl(kl)[:TRAVERSAL_MAX_DIMS]
+            decode = MeanDecoder(self.model, self.loss_fn.likelihood)
+            grid = decode(traversal_latents(mu[0], dims, TRAVERSAL_VALUES))
+            self.tracker.images("latent/traversals", grid, step, epoch, nrow=len(TRAVERSAL_VALUES))
+            scatter = latent_scatter(mu, self.labels, f"{self.split} mu, epoch {epoch}", class_names=self.class_names)
+            self.tracker.images("latent/scatter", to_tensor(scatter)[None], step, epoch, nrow=1)
+        every = self.cfg.nll_iw_every_epochs
+        if every > 0 and (epoch % every == 0 or last):
+            k = self.cfg.nll_iw_k
+            result = evaluate_images(
+                self.model,
+                self.loss_fn.likelihood.log_prob,
+                eval_batches(self.iw_images, default_batch_size(k)),
+                k=k,
+                seed=self.cfg.seed,
+                split=self.split,
+            )
+            self.tracker.scalars({f"{self.split}/nll_iw": result.nll_iw}, step)
+            return {f"{self.split}/nll_iw": result.nll_iw}
+        return {}
+
+    @torch.no_grad()
+    def on_fit_end(self, step: int) -> None:
+        """The embedding projector, once, for the final model (skipped when no epoch ran in this call)."""
+        if not self.cfg.embedding or self.epochs_seen == 0 or self.images.shape[0] == 0:
+            return
+        was_training = self.model.training
+        self.model.eval()
+        mu, _ = self._encode()
+        self.model.train(was_training)
+        thumbnails = to_unit_float(self.images.cpu())
+        names = self.class_names
+        metadata = [names[c] if 0 <= c < len(names) else str(c) for c in self.labels.tolist()]
+        self.tracker.embedding(mu, metadata, thumbnails, step, tag="latent_mu")
