@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from vae_cli.config import DatasetConfig
-from vae_cli.data import BatchPreprocess, IndexBatches, load_dataset
+from vae_cli.datasets import BatchPreprocess, IndexBatches, load_dataset
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 

@@ -102,7 +102,7 @@ def evaluate_run(
 ) -> tuple[EvalResult, LoadedRun]:
     """Evaluate one run on one split; unless ``write`` is False, merge the result into ``RUN/eval.json`` and
     log it to the run's TensorBoard."""
-    from vae_cli.data import eval_batches
+    from vae_cli.datasets import eval_batches
     from vae_cli.errors import ConfigError
     from vae_cli.evaluate import default_batch_size, evaluate_images
     from vae_cli.run import pick_device

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from vae_cli.config import TrainerConfig
-from vae_cli.data import ImageSplits, eval_batches, to_unit_float
+from vae_cli.datasets import ImageSplits, eval_batches, to_unit_float
 from vae_cli.evaluate import default_batch_size, evaluate_images, kl_per_dimension
 from vae_cli.loss import ELBOLoss
 from vae_cli.model import VAE

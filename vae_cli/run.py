@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from vae_cli import __version__
 from vae_cli.checkpoint import load_checkpoint, remove_stale_temp_files, resolve_checkpoint_path
 from vae_cli.config import DeviceName, TrainConfig, to_plain_dict, validate
-from vae_cli.data import BatchPreprocess, eval_batches, load_dataset, make_train_batches, splits_to
+from vae_cli.datasets import BatchPreprocess, eval_batches, load_dataset, make_train_batches, splits_to
 from vae_cli.errors import ConfigError
 from vae_cli.interrupt import StopSignal
 from vae_cli.loss import ELBOLoss

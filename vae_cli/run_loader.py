@@ -98,7 +98,7 @@ def load_split(cfg: DictConfig, split: str, data_root: str | None = None, datase
     ``data_root`` replaces ``dataset.root`` (the run may have been trained on another machine); ``dataset``
     evaluates on another dataset of the same image shape (e.g. a Fashion-MNIST model on MNIST).
     """
-    from vae_cli.data import load_dataset
+    from vae_cli.datasets import load_dataset
 
     data_cfg = OmegaConf.merge(cfg.dataset, {})
     if data_root is not None:

@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 def write_pictures(args: argparse.Namespace) -> list[Path]:
     import torch
 
-    from vae_cli.data import eval_batches, to_unit_float
+    from vae_cli.datasets import eval_batches, to_unit_float
     from vae_cli.evaluate import kl_per_dimension
     from vae_cli.plots import grid_image, save_png
     from vae_cli.run_loader import load_run, load_split

@@ -20,7 +20,7 @@ from torch import nn
 
 from vae_cli.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from vae_cli.config import NanPolicy, TrainerConfig
-from vae_cli.data import ImageSplits, eval_batches, to_unit_float
+from vae_cli.datasets import ImageSplits, eval_batches, to_unit_float
 from vae_cli.errors import CheckpointError, TrainingError
 from vae_cli.latent_monitor import LatentMonitor
 from vae_cli.loss import ELBOLoss

@@ -25,7 +25,7 @@ from tests.conftest import TINY, run_vae_train
 from tests.e2e.events import scalar_steps, scalar_values
 from vae_cli import compare, eval_cli, sample_cli
 from vae_cli.config import TrainConfig
-from vae_cli.data import load_dataset, to_unit_float
+from vae_cli.datasets import load_dataset, to_unit_float
 from vae_cli.model import build_model
 
 TILE = 30  # 28-pixel images + 2 pixels of grid padding

@@ -12,8 +12,7 @@ import torch
 from tests.conftest import DEBIAN_FASHION, SHARED_MNIST, need_path
 from tests.dataset_files import arrange_shared_mnist, write_idx, write_mnist_like
 from vae_cli.config import DatasetConfig
-from vae_cli.data import IndexBatches, load_dataset
-from vae_cli.datasets import loader
+from vae_cli.datasets import IndexBatches, load_dataset, loader
 from vae_cli.datasets.idx import read_idx
 from vae_cli.datasets.splits import RawSplits
 from vae_cli.errors import DataError

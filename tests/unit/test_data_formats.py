@@ -20,7 +20,7 @@ from tests.dataset_files import (
     write_svhn,
 )
 from vae_cli.config import DatasetConfig
-from vae_cli.data import load_dataset
+from vae_cli.datasets import load_dataset
 from vae_cli.datasets.matlab import read_mat
 from vae_cli.errors import DataError
 

@@ -9,8 +9,7 @@ import torch
 from PIL import Image
 
 from vae_cli.config import DatasetConfig
-from vae_cli.data import IndexBatches, StreamingBatches, load_dataset
-from vae_cli.datasets import decode
+from vae_cli.datasets import IndexBatches, StreamingBatches, decode, load_dataset
 from vae_cli.datasets.decode import DecodeSpec, decode_image
 from vae_cli.errors import DataError
 

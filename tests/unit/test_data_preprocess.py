@@ -5,7 +5,7 @@ import torch
 
 from tests.conftest import compose_config
 from vae_cli.config import DatasetConfig, validate
-from vae_cli.data import BatchPreprocess, IndexBatches, load_dataset
+from vae_cli.datasets import BatchPreprocess, IndexBatches, load_dataset
 from vae_cli.errors import ConfigError
 
 
