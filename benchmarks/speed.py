@@ -15,6 +15,10 @@ contenders measured in the same run. Suites:
 - ``ablation``: the bare loop with one speed feature added at a time: what each gives.
 - ``startup``: ``vae-train --help``, ``import torch``, and launch -> first optimizer step of ``vae-train``.
 - ``scaling``: ``vae-train`` epoch time and peak RSS versus training-set size and batch size.
+- ``folder`` (not in the default list: it writes 200k files and a 2.4 GB cache under ``--folder-root``): a
+  generated folder of 64x64 RGB JPEGs at each of ``--folder-sizes``; first load (decode + cache) and second load
+  (cache hit), then one epoch of ``dataset=image_folder`` in memory and streamed (``dataset.memory_budget_mb``
+  below the decoded size), with the peak memory of the whole process tree (DataLoader workers included).
 
 Results are printed as Markdown tables and written as JSON (``--out``).
 """
@@ -31,10 +35,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
+from multiprocessing import Pool
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from vae_cli.config import CpuWait
@@ -65,22 +72,93 @@ def vae_train_exe() -> str:
 ENV: dict[str, str] = dict(os.environ)
 
 
+class TreeMemory:
+    """Peak memory of a process and all its descendants (DataLoader workers), sampled from /proc every
+    ``interval`` seconds while it runs (a spike shorter than that can be missed).
+
+    ``rss_mb``: the peak of the sum of every process's RSS (pages two processes share count in each, and pages of
+    a memory-mapped file count while they are mapped and resident). ``anon_mb``: the peak of the sum of anonymous
+    PSS (``Pss_Anon`` of smaps_rollup): the memory only the tree holds (heap, tensors), each shared page split
+    between its sharers, without the page cache of mapped files, which the kernel can drop under pressure.
+    """
+
+    def __init__(self, pid: int, interval: float = 0.2) -> None:
+        self.pid, self.interval = pid, interval
+        self.rss_mb = self.anon_mb = 0.0
+        self.max_procs = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            rss = anon = 0
+            pids = _process_tree(self.pid)
+            for pid in pids:
+                fields = _rollup_kb(pid)
+                rss += fields.get("Rss", 0)
+                anon += fields.get("Pss_Anon", 0)
+            self.rss_mb, self.anon_mb = max(self.rss_mb, rss / 1024), max(self.anon_mb, anon / 1024)
+            self.max_procs = max(self.max_procs, len(pids))
+            self._stop.wait(self.interval)
+
+
+def _process_tree(root: int) -> list[int]:
+    """``root`` and its descendants, from the parent pid in every /proc/<pid>/stat."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo += children.get(pid, [])
+    return tree
+
+
+def _rollup_kb(pid: int) -> dict[str, int]:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            lines = f.read().splitlines()[1:]
+    except OSError:  # gone since the listing
+        return {}
+    return {k.rstrip(":"): int(v) for k, v, *_ in (line.split() for line in lines)}
+
+
 def run_process(
-    cmd: list[str], cwd: Path, timeout: float, env: dict[str, str] | None = None
+    cmd: list[str], cwd: Path, timeout: float, env: dict[str, str] | None = None, tree: list | None = None
 ) -> tuple[str, float, float, float]:
-    """Run ``cmd``; returns (stdout, wall seconds, peak RSS in MB of that process alone, launch Unix time)."""
+    """Run ``cmd``; returns (stdout, wall seconds, peak RSS in MB, launch Unix time). The peak RSS is wait4's: that
+    of the process, or of its largest descendant (e.g. a DataLoader worker) if that one was larger.
+    With ``tree`` (a list), the :class:`TreeMemory` of the process tree is appended to it."""
     with tempfile.TemporaryFile("w+") as out:
         launched = time.time()
         t0 = time.perf_counter()
         proc = subprocess.Popen(
             cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, text=True, env={**ENV, **(env or {})}
         )
+        sampler = TreeMemory(proc.pid) if tree is not None else None
         try:
             # wait4 gives this child's own rusage (ru_maxrss in KiB on Linux).
             _, status, usage = os.wait4(proc.pid, 0)
         except BaseException:
             proc.kill()
             raise
+        finally:
+            if sampler is not None:
+                sampler.stop()
+                tree.append(sampler)
         proc.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - t0
         out.seek(0)
@@ -120,22 +198,26 @@ def run_contender(
     return Run(r["epoch_times"], r["test_loss"], r["n_train"], rss, wall, first, r)
 
 
-def run_vae_train(args: argparse.Namespace, overrides: list[str], seed: int = 0) -> Run:
-    n_train = _n_train(args, overrides)
-    if not any(o.startswith("dataset.subset=") for o in overrides) and args.subset:
-        overrides = [*overrides, f"dataset.subset={args.subset}"]
+def run_vae_train(
+    args: argparse.Namespace,
+    overrides: list[str],
+    seed: int = 0,
+    dataset: list[str] | None = None,
+    n_train: int = 0,
+    tree: list | None = None,
+) -> Run:
+    """One ``vae-train`` run on Fashion-MNIST, or on ``dataset`` (overrides; then ``n_train`` training images).
+    ``tree``: see :func:`run_process`."""
+    if dataset is None:
+        n_train = _n_train(args, overrides)
+        if not any(o.startswith("dataset.subset=") for o in overrides) and args.subset:
+            overrides = [*overrides, f"dataset.subset={args.subset}"]
+        # all 60k images train, as in the other contenders
+        dataset = ["dataset=fashion_mnist", f"dataset.root={args.data_root}", "dataset.val_size=0"]
     with tempfile.TemporaryDirectory(prefix="vae-bench-") as tmp:
         run_dir = Path(tmp) / "run"
-        cmd = [
-            vae_train_exe(),
-            "dataset=fashion_mnist",
-            f"dataset.root={args.data_root}",
-            "dataset.val_size=0",  # all 60k images train, as in the other contenders
-            f"hydra.run.dir={run_dir}",
-            f"trainer.seed={seed}",
-            *overrides,
-        ]
-        _, wall, rss, launched = run_process(cmd, Path(tmp), args.timeout)
+        cmd = [vae_train_exe(), *dataset, f"hydra.run.dir={run_dir}", f"trainer.seed={seed}", *overrides]
+        _, wall, rss, launched = run_process(cmd, Path(tmp), args.timeout, tree=tree)
         metrics = json.loads((run_dir / "metrics.json").read_text())
         ckpt = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
         history = ckpt.get("train_state", ckpt)["history"]
@@ -293,6 +375,158 @@ def suite_scaling(args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+# ----- folder of images ----------------------------------------------------------------------------------------
+FOLDER_CLASSES = 10
+FOLDER_CHUNK = 1000  # images per generation task; the noise seed is the chunk's number, so any pool size agrees
+FOLDER_DONE = ".complete"  # hidden: the image_folder scan skips it
+_Y, _X = np.mgrid[-1:1:64j, -1:1:64j]
+PATTERNS = (  # class c draws pattern c % 5, in warm (c < 5) or cool colours
+    lambda f, p: np.sin(f * _Y + p),  # horizontal stripes
+    lambda f, p: np.sin(f * _X + p),  # vertical stripes
+    lambda f, p: np.sin(f * (_X + _Y) + p),  # diagonal stripes
+    lambda f, p: np.sign(np.sin(f * _X + p) * np.sin(f * _Y + p)),  # checkers
+    lambda f, p: np.sin(f * np.hypot(_X - 0.3 * np.cos(p), _Y - 0.3 * np.sin(p))),  # rings
+)
+
+
+def folder_image_path(split: str, i: int) -> str:
+    return f"{split}/c{i % FOLDER_CLASSES}/{i:07d}.jpg"
+
+
+def _write_folder_chunk(job: tuple[str, str, int, int]) -> None:
+    """Images ``start..stop`` of ``split``: a procedural pattern of the image's class plus noise, as JPEG."""
+    from PIL import Image
+
+    root, split, start, stop = job
+    rng = np.random.default_rng([start, split == "test"])
+    for i in range(start, stop):
+        c = i % FOLDER_CLASSES
+        v = 0.5 + 0.5 * PATTERNS[c % 5](rng.uniform(3, 12), rng.uniform(0, 2 * np.pi))
+        low, high = rng.uniform(0, 90, 3), rng.uniform(150, 255, 3)
+        if c >= 5:
+            low, high = low[::-1], high[::-1]  # cool colours
+        rgb = low + v[..., None] * (high - low) + rng.normal(0, 12, (64, 64, 3))
+        img = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), "RGB")
+        img.save(os.path.join(root, folder_image_path(split, i)), quality=90)
+
+
+def make_folder(root: Path, n_train: int, n_test: int) -> float:
+    """``root/train/c<k>/*.jpg`` (``n_train`` images) and ``root/test/c<k>/*.jpg`` (``n_test``), deterministic;
+    kept if a previous run finished it. Returns the seconds spent writing (0 when reused)."""
+    if (root / FOLDER_DONE).is_file():
+        return 0.0
+    t0 = time.perf_counter()
+    shutil.rmtree(root, ignore_errors=True)
+    for split in ("train", "test"):
+        for c in range(FOLDER_CLASSES):
+            (root / split / f"c{c}").mkdir(parents=True)
+    jobs = [
+        (str(root), split, a, min(a + FOLDER_CHUNK, n))
+        for split, n in (("train", n_train), ("test", n_test))
+        for a in range(0, n, FOLDER_CHUNK)
+    ]
+    with Pool(os.cpu_count()) as pool:
+        pool.map(_write_folder_chunk, jobs, chunksize=1)
+    (root / FOLDER_DONE).write_text(f"{n_train} train, {n_test} test\n")
+    return time.perf_counter() - t0
+
+
+def link_folder(big: Path, root: Path, n_train: int, n_test: int) -> None:
+    """``root`` holds the first ``n_train`` training images of ``big`` (hard links: no copy) and all its test ones."""
+    if (root / FOLDER_DONE).is_file():
+        return
+    shutil.rmtree(root, ignore_errors=True)
+    for split in ("train", "test"):
+        for c in range(FOLDER_CLASSES):
+            (root / split / f"c{c}").mkdir(parents=True)
+    for split, n in (("train", n_train), ("test", n_test)):
+        for i in range(n):
+            os.link(big / folder_image_path(split, i), root / folder_image_path(split, i))
+    (root / FOLDER_DONE).write_text(f"{n_train} train, {n_test} test\n")
+
+
+TIME_LOAD = """
+import sys, time
+from vae_cli.config import DatasetConfig
+from vae_cli.datasets.loader import load_dataset
+cfg = DatasetConfig(name="image_folder", root=sys.argv[1], cache_dir=sys.argv[2], image_size=64, channels=3,
+                    val_size=0)
+t0 = time.perf_counter()
+data = load_dataset(cfg, seed=0)
+print("LOAD", time.perf_counter() - t0, data.train.shape[0], data.streamed)
+"""
+
+
+def time_load(args: argparse.Namespace, root: Path, cache: Path) -> float:
+    """Seconds of ``load_dataset`` (files or cache -> training split in memory) in a fresh process."""
+    text, *_ = run_process([sys.executable, "-c", TIME_LOAD, str(root), str(cache)], REPO, args.timeout)
+    return float(next(ln for ln in text.splitlines() if ln.startswith("LOAD ")).split()[1])
+
+
+def suite_folder(args: argparse.Namespace) -> str:
+    sizes = sorted(args.folder_sizes)
+    base = Path(args.folder_root)
+    base.mkdir(parents=True, exist_ok=True)
+    big = base / f"n{sizes[-1]}"
+    made = make_folder(big, sizes[-1], args.folder_test)
+    made_note = f"written in {made:.0f} s ({os.cpu_count()} processes)" if made else "reused from a previous run"
+    print(f"suite folder: {big} {made_note}", file=sys.stderr, flush=True)
+    model = args.folder_model
+    loads = [
+        f"### Image folder: loading (64×64 RGB JPEGs, {args.folder_test:,} test images, fresh process per load)",
+        "",
+        "| train images | decoded MiB | first load s (scan + decode + cache) | second load s (cache hit) | "
+        "images/s decoded |",
+        "|---|---|---|---|---|",
+    ]
+    train = [
+        f"### Image folder: one epoch of `vae-train model={model}`, in memory vs streamed "
+        f"(budget {args.stream_budget_mb} MiB, {args.folder_workers} workers)",
+        "",
+        "| train images | mode | s/epoch | images/s | peak RSS MB, process tree (sum) | peak anonymous PSS MB, "
+        "process tree | processes | peak RSS MB, largest single process |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for n in sizes:
+        root = base / f"n{n}"
+        link_folder(big, root, n, args.folder_test)
+        cache = base / "cache" / f"n{n}"
+        shutil.rmtree(cache, ignore_errors=True)  # a genuine first load
+        first = time_load(args, root, cache)
+        second = time_load(args, root, cache)
+        mib = n * 3 * 64 * 64 / 2**20
+        loads.append(f"| {n:,} | {mib:,.0f} | {first:.1f} | {second:.2f} | {n / first:,.0f} |")
+        print(f"  folder n={n}: first load {first:.1f} s, second {second:.2f} s", file=sys.stderr, flush=True)
+        dataset = [
+            "dataset=image_folder",
+            f"dataset.root={root}",
+            f"dataset.cache_dir={cache}",
+            "dataset.image_size=64",
+            "dataset.channels=3",
+            "dataset.val_size=0",
+            f"dataset.num_workers={args.folder_workers}",
+        ]
+        for mode, budget in (("in memory", max(4096, int(mib) + 1)), ("streamed", args.stream_budget_mb)):
+            tree: list[TreeMemory] = []
+            overrides = [f"model={model}", "trainer.epochs=1", f"dataset.memory_budget_mb={budget}"]
+            r = run_vae_train(args, overrides, dataset=dataset, n_train=n, tree=tree)
+            # The tree's sum is never below the largest process's peak, which wait4 gives exactly.
+            ep, mem = r.epoch_times[0], tree[0]
+            mem.rss_mb = max(mem.rss_mb, r.peak_rss_mb)
+            train.append(
+                f"| {n:,} | {mode} | {ep:.1f} | {n / ep:,.0f} | {mem.rss_mb:,.0f} | {mem.anon_mb:,.0f} | "
+                f"{mem.max_procs} | {r.peak_rss_mb:,.0f} |"
+            )
+            print(
+                f"  folder n={n} {mode}: {ep:.1f} s/epoch, tree RSS {mem.rss_mb:.0f} MB, anon {mem.anon_mb:.0f} MB "
+                f"({r.wall_s:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
+    note = f"Images generated by the benchmark into {base} ({made_note})."
+    return "\n".join(loads) + "\n\n" + "\n".join(train) + "\n\n" + note
+
+
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 SYSTEM_FASHION = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
 
@@ -321,7 +555,7 @@ def main() -> None:
         "--suite",
         nargs="+",
         default=["mlp", "conv", "ablation", "startup", "scaling"],
-        choices=["mlp", "conv", "ablation", "startup", "scaling"],
+        choices=["mlp", "conv", "ablation", "startup", "scaling", "folder"],
     )
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--epochs", type=int, default=10, help="MLP epochs per run (the classic budget)")
@@ -338,11 +572,21 @@ def main() -> None:
         help="one OpenMP wait policy for every contender: spin (ACTIVE), sleep (PASSIVE), or auto: chosen once "
         "from the machine's load, as vae-train's trainer.cpu_wait=auto does",
     )
+    p.add_argument("--folder-sizes", type=int, nargs="+", default=[50_000, 200_000], help="folder suite: train images")
+    p.add_argument("--folder-test", type=int, default=2000, help="folder suite: test images (the same at every size)")
+    p.add_argument(
+        "--folder-root", default="/tmp/vae-cli-bench-folder", help="folder suite: images and caches (reused)"
+    )
+    p.add_argument("--folder-model", default="mlp", choices=["mlp", "conv"])
+    p.add_argument("--folder-workers", type=int, default=2, help="folder suite: dataset.num_workers")
+    p.add_argument("--stream-budget-mb", type=int, default=256, help="folder suite: memory budget of the streamed runs")
     p.add_argument("--out", default="", help="also write the tables and raw runs as JSON here")
     p.add_argument("--smoke", action="store_true", help="tiny: 1 rep, 1 epoch, 1280 images; proves it runs")
     args = p.parse_args()
     if args.smoke:
         args.reps, args.epochs, args.conv_epochs, args.ablation_epochs, args.subset = 1, 1, 1, 1, 1280
+        args.folder_sizes, args.folder_test, args.stream_budget_mb = [300, 600], 100, 1
+        args.folder_root = str(Path(args.folder_root) / "smoke")
     args.data_root = str(Path(args.data_root).resolve())
     load = os.getloadavg()[0]
     policy = choose_wait_policy(CpuWait(args.cpu_wait), load, os.cpu_count() or 1)
@@ -367,6 +611,8 @@ def main() -> None:
             sections.append(suite_startup(args))
         elif suite == "scaling":
             sections.append(suite_scaling(args))
+        elif suite == "folder":
+            sections.append(suite_folder(args))
         print("\n\n".join(sections[-1:]), flush=True)
         print(flush=True)
     if args.out:
