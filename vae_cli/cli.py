@@ -20,7 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from vae_cli.config import register_configs
-from vae_cli.errors import VaeCliError
+from vae_cli.errors import reported_errors
 
 log = logging.getLogger("vae_cli")
 
@@ -101,11 +101,8 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
-    try:
+    with reported_errors("vae-train", f"stopped at once (second Ctrl-C); the last checkpoint in {run_dir} is intact."):
         metrics = train(cfg, run_dir, overrides=list(hc.overrides.task))
-    except VaeCliError as exc:
-        print(f"vae-train: error: {exc}", file=sys.stderr)
-        sys.exit(getattr(exc, "exit_code", 2))
     # The returned value lets Hydra sweepers (e.g. Optuna) optimize the final validation loss.
     value = metrics.get("val/loss")
     return float(value) if value is not None else None

@@ -154,10 +154,10 @@ def evaluate_jobs(sweep_dir: Path, k: int, data_root: str | None) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    from vae_cli.errors import VaeCliError
+    from vae_cli.errors import VaeCliError, reported_errors
 
     sweep_dir = Path(args.sweep_dir).expanduser()
-    try:
+    with reported_errors("vae-compare", "interrupted; every file already written is complete."):
         if not sweep_dir.is_dir() or not any(p.is_dir() and p.name.isdigit() for p in sweep_dir.iterdir()):
             raise VaeCliError(
                 f"{sweep_dir} is not a sweep folder: expected numbered job folders (0/, 1/, ...) as written by "
@@ -169,12 +169,6 @@ def main(argv: list[str] | None = None) -> None:
             evaluate_jobs(sweep_dir, args.k, args.data_root)
             write_summary(sweep_dir)
         _, _, files = compare(sweep_dir, args.metric, args.x)
-    except VaeCliError as exc:
-        print(f"vae-compare: error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("vae-compare: interrupted; every file already written is complete.", file=sys.stderr)
-        sys.exit(130)
     print(files[1].read_text())
     print("wrote " + ", ".join(str(f) for f in files))
 

@@ -4,6 +4,10 @@ Each message is a short paragraph that names the problem and the fix. ``vae_cli.
 with status 2; anything else is a bug and keeps its traceback.
 """
 
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class VaeCliError(Exception):
     """A problem the user can fix (bad config, missing data, unusable checkpoint)."""
@@ -23,3 +27,17 @@ class CheckpointError(VaeCliError):
 
 class TrainingError(VaeCliError):
     pass
+
+
+@contextmanager
+def reported_errors(prog: str, on_interrupt: str) -> Iterator[None]:
+    """For the command-line tools: a VaeCliError becomes ``prog: error: message`` and exit status 2 (or the
+    error's own ``exit_code``); Ctrl-C becomes ``on_interrupt`` and status 130, with no traceback either way."""
+    try:
+        yield
+    except VaeCliError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        sys.exit(getattr(exc, "exit_code", 2))
+    except KeyboardInterrupt:
+        print(f"{prog}: {on_interrupt}", file=sys.stderr)
+        sys.exit(130)

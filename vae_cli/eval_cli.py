@@ -212,9 +212,9 @@ def format_table(result: EvalResult, run: LoadedRun) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    from vae_cli.errors import VaeCliError
+    from vae_cli.errors import reported_errors
 
-    try:
+    with reported_errors("vae-eval", "interrupted; nothing was written."):
         result, run = evaluate_run(
             args.path,
             split=args.split,
@@ -227,12 +227,6 @@ def main(argv: list[str] | None = None) -> None:
             batch_size=args.batch_size,
             write=not args.no_write,
         )
-    except VaeCliError as exc:
-        print(f"vae-eval: error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("vae-eval: interrupted; nothing was written.", file=sys.stderr)
-        sys.exit(130)
     print(format_table(result, run))
     if not args.no_write:
         print(f"\nwrote {run.run_dir / 'eval.json'} and TensorBoard scalars eval/{result.split}/* in {run.run_dir}")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from pathlib import Path
 
 from vae_cli.eval_cli import positive_int
@@ -140,16 +139,10 @@ def write_pictures(args: argparse.Namespace) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    from vae_cli.errors import VaeCliError
+    from vae_cli.errors import reported_errors
 
-    try:
+    with reported_errors("vae-sample", "interrupted; every file already written is complete."):
         written = write_pictures(args)
-    except VaeCliError as exc:
-        print(f"vae-sample: error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("vae-sample: interrupted; every file already written is complete.", file=sys.stderr)
-        sys.exit(130)
     for path in written:
         print(path)
 
