@@ -15,6 +15,8 @@ contenders measured in the same run. Suites:
 - ``ablation``: the bare loop with one speed feature added at a time: what each gives.
 - ``startup``: ``vae-train --help``, ``import torch``, and launch -> first optimizer step of ``vae-train``.
 - ``scaling``: ``vae-train`` epoch time and peak RSS versus training-set size and batch size.
+- ``waits`` (not in the default list: the collapse it shows takes minutes): the ``vae-train`` step under each
+  OpenMP wait policy, alone and as two runs at once; why ``trainer.cpu_wait=auto`` does what it does.
 - ``folder`` (not in the default list: it writes 200k files and a 2.4 GB cache under ``--folder-root``): a
   generated folder of 64x64 RGB JPEGs at each of ``--folder-sizes``; first load (decode + cache) and second load
   (cache hit), then one epoch of ``dataset=image_folder`` in memory and streamed (``dataset.memory_budget_mb``
@@ -45,7 +47,7 @@ import numpy as np
 import torch
 
 from vae_cli.config import CpuWait
-from vae_cli.cpu_threads import choose_wait_policy
+from vae_cli.cpu_threads import BOUNDED_SPINS, choose_wait_env, describe, read_machine_load
 
 REPO = Path(__file__).resolve().parents[1]
 CONTENDERS = REPO / "benchmarks" / "contenders.py"
@@ -137,17 +139,17 @@ def _rollup_kb(pid: int) -> dict[str, int]:
 
 
 def run_process(
-    cmd: list[str], cwd: Path, timeout: float, env: dict[str, str] | None = None, tree: list | None = None
+    cmd: list[str], cwd: Path, timeout: float, env: dict[str, str | None] | None = None, tree: list | None = None
 ) -> tuple[str, float, float, float]:
     """Run ``cmd``; returns (stdout, wall seconds, peak RSS in MB, launch Unix time). The peak RSS is wait4's: that
     of the process, or of its largest descendant (e.g. a DataLoader worker) if that one was larger.
-    With ``tree`` (a list), the :class:`TreeMemory` of the process tree is appended to it."""
+    With ``tree`` (a list), the :class:`TreeMemory` of the process tree is appended to it. ``env`` is laid over
+    the benchmark's environment; a value of None removes that variable."""
+    full_env = {k: v for k, v in {**ENV, **(env or {})}.items() if v is not None}
     with tempfile.TemporaryFile("w+") as out:
         launched = time.time()
         t0 = time.perf_counter()
-        proc = subprocess.Popen(
-            cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, text=True, env={**ENV, **(env or {})}
-        )
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, text=True, env=full_env)
         sampler = TreeMemory(proc.pid) if tree is not None else None
         try:
             # wait4 gives this child's own rusage (ru_maxrss in KiB on Linux).
@@ -176,7 +178,7 @@ def run_contender(
     model: str,
     device: str,
     extra: list[str],
-    env: dict[str, str] | None = None,
+    env: dict[str, str | None] | None = None,
     seed: int = 0,
 ) -> Run:
     cmd = [
@@ -322,9 +324,10 @@ def suite_ablation(args: argparse.Namespace) -> str:
         "+ bf16 autocast (= vae-train bf16 step)": ["--fused-adam", "--fast-bce", "--bf16"],
         "bf16 without the fused Adam / fast BCE": ["--bf16"],
     }
-    other = "ACTIVE" if ENV["OMP_WAIT_POLICY"] == "PASSIVE" else "PASSIVE"
-    flipped = {"OMP_WAIT_POLICY": other}
-    active = f"textbook with OMP_WAIT_POLICY={other} (the other CPU wait policy)"
+    # The other CPU wait policy (GOMP_SPINCOUNT, when set, overrides the spin count OMP_WAIT_POLICY implies).
+    sleeping = ENV.get("OMP_WAIT_POLICY") == "PASSIVE"
+    flipped = {"GOMP_SPINCOUNT": "1000"} if sleeping else {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "0"}
+    active = f"textbook with {describe(flipped)} (the other CPU wait policy)"
     if args.with_compile:
         steps["+ torch.compile (bf16)"] = ["--fused-adam", "--fast-bce", "--bf16", "--compile"]
     sub = argparse.Namespace(**{**vars(args), "epochs": args.ablation_epochs})
@@ -334,6 +337,60 @@ def suite_ablation(args: argparse.Namespace) -> str:
     res = interleaved(runs, args.reps)
     first = next(iter(steps))
     return table(f"What each step feature gives (MLP, CPU, {args.ablation_epochs} epochs)", res, first, None)
+
+
+WAIT_POLICIES: dict[str, dict[str, str | None]] = {
+    "OpenMP default (300k spins)": {"OMP_WAIT_POLICY": None, "GOMP_SPINCOUNT": None},
+    f"GOMP_SPINCOUNT={BOUNDED_SPINS} (auto, idle machine)": {
+        "OMP_WAIT_POLICY": None,
+        "GOMP_SPINCOUNT": str(BOUNDED_SPINS),
+    },
+    "OMP_WAIT_POLICY=PASSIVE (sleep; auto, busy machine)": {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": None},
+}
+
+
+def suite_waits(args: argparse.Namespace) -> str:
+    """The vae-train fp32 step (the bare loop with its fused Adam and fast BCE) under each OpenMP wait policy, run
+    alone and as two runs at once (each with torch's 2 threads: what a parallel sweep does to a 2-core machine)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sub = argparse.Namespace(**{**vars(args), "epochs": args.ablation_epochs})
+    flags = ["--fused-adam", "--fast-bce"]
+    print(f"suite waits: {sub.epochs} epochs, {args.reps} reps", file=sys.stderr)
+    alone: dict[str, list[float]] = {k: [] for k in WAIT_POLICIES}
+    paired: dict[str, list[float]] = {k: [] for k in WAIT_POLICIES}
+    for rep in range(args.reps):
+        names = list(WAIT_POLICIES)
+        for name in names[rep % len(names) :] + names[: rep % len(names)]:
+            env = WAIT_POLICIES[name]
+            alone[name] += run_contender("bare", sub, "mlp", "cpu", flags, env, seed=rep).epoch_times
+            with ThreadPoolExecutor(2) as pool:
+                pair = [pool.submit(run_contender, "bare", sub, "mlp", "cpu", flags, env, rep + k) for k in (0, 1)]
+                paired[name] += [t for f in pair for t in f.result().epoch_times]
+            print(
+                f"  rep {rep + 1} {name}: alone {alone[name][-1]:.2f} s, two at once {paired[name][-1]:.2f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+    first = next(iter(WAIT_POLICIES))
+    lines = [
+        f"### CPU thread waits (vae-train fp32 step, MLP, {sub.epochs} epochs, median s/epoch)",
+        "",
+        "| wait policy | alone | two runs at once | two at once ÷ alone |",
+        "|---|---|---|---|",
+    ]
+    for name in WAIT_POLICIES:
+        a, p = statistics.median(alone[name]), statistics.median(paired[name])
+        lines.append(f"| {name} | {a:.2f} | {p:.2f} | {p / a:.1f}× |")
+    lines.append(
+        f"\n(alone, versus {first}: "
+        + ", ".join(
+            f"{name.split(' ')[0]} {statistics.median(alone[name]) / statistics.median(alone[first]):.2f}×"
+            for name in WAIT_POLICIES
+        )
+        + ")"
+    )
+    return "\n".join(lines)
 
 
 def suite_startup(args: argparse.Namespace) -> str:
@@ -555,7 +612,7 @@ def main() -> None:
         "--suite",
         nargs="+",
         default=["mlp", "conv", "ablation", "startup", "scaling"],
-        choices=["mlp", "conv", "ablation", "startup", "scaling", "folder"],
+        choices=["mlp", "conv", "ablation", "startup", "scaling", "folder", "waits"],
     )
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--epochs", type=int, default=10, help="MLP epochs per run (the classic budget)")
@@ -588,16 +645,18 @@ def main() -> None:
         args.folder_sizes, args.folder_test, args.stream_budget_mb = [300, 600], 100, 1
         args.folder_root = str(Path(args.folder_root) / "smoke")
     args.data_root = str(Path(args.data_root).resolve())
-    load = os.getloadavg()[0]
-    policy = choose_wait_policy(CpuWait(args.cpu_wait), load, os.cpu_count() or 1)
-    ENV["OMP_WAIT_POLICY"] = policy or "ACTIVE"  # explicit, so every contender (vae-train too) gets the same
-    ENV.pop("GOMP_SPINCOUNT", None)
+    load = read_machine_load()
+    wait_env = choose_wait_env(CpuWait(args.cpu_wait), load)
+    for key in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):  # explicit, so every contender (vae-train too) gets the same
+        ENV.pop(key, None)
+    ENV.update(wait_env)
     stage_data(Path(args.data_root))
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     info = (
         f"torch {torch.__version__}, {os.cpu_count()} CPU threads, devices: {', '.join(devices)}, "
-        f"OMP_WAIT_POLICY={ENV['OMP_WAIT_POLICY']} (--cpu-wait={args.cpu_wait}, load {load:.1f}); "
+        f"{describe(wait_env)} (--cpu-wait={args.cpu_wait}, load {load.load_1min:.1f}, "
+        f"{load.runnable_others} other tasks runnable); "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
     )
     print(info, file=sys.stderr)
@@ -613,6 +672,8 @@ def main() -> None:
             sections.append(suite_scaling(args))
         elif suite == "folder":
             sections.append(suite_folder(args))
+        elif suite == "waits":
+            sections.append(suite_waits(args))
         print("\n\n".join(sections[-1:]), flush=True)
         print(flush=True)
     if args.out:

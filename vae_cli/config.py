@@ -45,8 +45,8 @@ class Precision(str, Enum):
 
 
 class CpuWait(str, Enum):
-    auto = "auto"  # sleep if the machine is already busy when the run starts, else spin
-    spin = "spin"  # OpenMP's default: fastest on an idle machine
+    auto = "auto"  # sleep if the machine is already busy when the run starts, else spin briefly (bounded)
+    spin = "spin"  # OMP_WAIT_POLICY=ACTIVE: fastest on an idle machine that stays idle
     sleep = "sleep"  # OMP_WAIT_POLICY=PASSIVE: no collapse when cores are oversubscribed
 
 

@@ -74,3 +74,21 @@ def test_speed_benchmark_smoke_mode_prints_the_side_by_side_table(tmp_path):
         seconds, test_loss, rss = float(cells[0]), float(cells[2].split()[0]), float(cells[3])
         assert seconds > 0 and 200 < test_loss < 600 and rss > 100
     assert json.loads(out.read_text())["tables"]
+
+
+def test_wait_policy_benchmark_smoke_mode_runs_every_policy_alone_and_paired(tmp_path):
+    need_path(DEBIAN_FASHION / "train-images-idx3-ubyte.gz", "Debian's dataset-fashion-mnist")
+    data = str(tmp_path / "data")
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "speed.py"), "--smoke", "--suite", "waits", "--data-root", data],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and not line.startswith("| wait")]
+    policies = [line.split("|")[1].strip() for line in rows]
+    assert [p.split(" ")[0] for p in policies] == ["OpenMP", "GOMP_SPINCOUNT=1000", "OMP_WAIT_POLICY=PASSIVE"]
+    for line in rows:
+        alone, paired = (float(c) for c in line.split("|")[2:4])
+        assert alone > 0 and paired > 0

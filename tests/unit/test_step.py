@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -140,14 +142,31 @@ def test_checkpointed_optimizer_state_loads_anywhere_after_cuda_graphs_changed_i
 
 
 @pytest.mark.parametrize(
-    "setting, load, policy",
-    [("auto", 0.2, None), ("auto", 3.0, "PASSIVE"), ("spin", 9.0, "ACTIVE"), ("sleep", 0.0, "PASSIVE")],
+    "setting, load_1min, runnable_others, env",
+    [
+        ("auto", 0.2, 0, {"GOMP_SPINCOUNT": "1000"}),  # idle: bounded spin
+        ("auto", 3.0, 2, {"OMP_WAIT_POLICY": "PASSIVE"}),  # busy now and over the last minute: sleep
+        ("auto", 3.0, 0, {"GOMP_SPINCOUNT": "1000"}),  # the average still shows a job that has just ended
+        ("auto", 3.0, None, {"OMP_WAIT_POLICY": "PASSIVE"}),  # no /proc: the average alone decides
+        ("auto", 0.1, 5, {"GOMP_SPINCOUNT": "1000"}),  # a momentary burst alone does not make the machine busy
+        ("spin", 9.0, 9, {"OMP_WAIT_POLICY": "ACTIVE"}),
+        ("sleep", 0.0, 0, {"OMP_WAIT_POLICY": "PASSIVE"}),
+    ],
 )
-def test_cpu_wait_policy_sleeps_only_when_asked_or_the_machine_is_busy(setting, load, policy):
+def test_cpu_wait_policy_sleeps_only_when_asked_or_the_machine_is_busy(setting, load_1min, runnable_others, env):
     from vae_cli.config import CpuWait
-    from vae_cli.cpu_threads import choose_wait_policy
+    from vae_cli.cpu_threads import MachineLoad, choose_wait_env
 
-    assert choose_wait_policy(CpuWait(setting), load, cpus=2) == policy
+    assert choose_wait_env(CpuWait(setting), MachineLoad(load_1min, runnable_others, cpus=2)) == env
+
+
+def test_machine_load_is_read_from_the_kernel():
+    from vae_cli.cpu_threads import read_machine_load
+
+    load = read_machine_load()
+    assert load.cpus >= 1 and load.load_1min >= 0.0
+    if Path("/proc/loadavg").exists():
+        assert load.runnable_others is not None and load.runnable_others >= 0
 
 
 def test_cpu_wait_policy_leaves_the_users_environment_and_a_started_runtime_alone(monkeypatch):
