@@ -10,8 +10,12 @@ Usage::
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import shutil
 import sys
+import tempfile
 from datetime import datetime
 from pathlib import Path
 
@@ -149,12 +153,35 @@ def writable_problem(folder: Path) -> str | None:
     return None
 
 
+def _torchrun_argv(argv: list[str]) -> list[str]:
+    """Under torchrun (``WORLD_SIZE`` > 1) every process parses the same command line; only rank 0 may create the
+    run directory. The others get a scratch directory (removed at exit) for what they write: their own
+    checkpoints, which ``nan_policy=rollback`` reloads."""
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    rank = int(os.environ.get("RANK", "0") or 0)
+    if world <= 1:
+        return argv
+    if "-m" in argv or "--multirun" in argv:
+        _fail(
+            "-m/--multirun cannot run under torchrun: every process would start the whole sweep. Run the sweep "
+            "without torchrun (each job in one process), or start one torchrun per configuration."
+        )
+    if rank == 0:
+        return argv
+    scratch = tempfile.mkdtemp(prefix=f"vae-train-rank{rank}-")
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+    kept = [a for a in argv if not a.startswith(("hydra.run.dir=", "hydra.output_subdir="))]
+    # Quiet: rank 0 logs for the job (its console and vae-train.log); errors still reach stderr.
+    return [*kept, f"hydra.run.dir={scratch}", "hydra.output_subdir=null", "hydra/job_logging=disabled"]
+
+
 def main() -> None:
     register_configs()
     if not OmegaConf.has_resolver("unique_dir"):
         OmegaConf.register_new_resolver("unique_dir", unique_dir)
     argv = _resume_argv(sys.argv[1:])
     _preflight(argv)
+    argv = _torchrun_argv(argv)
     sys.argv = [sys.argv[0], *argv]
     _hydra_main()
 

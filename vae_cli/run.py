@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import platform
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +23,10 @@ from vae_cli import __version__
 from vae_cli.checkpoint import load_checkpoint, remove_stale_temp_files, resolve_checkpoint_path
 from vae_cli.config import DeviceName, TrainConfig, to_plain_dict, validate
 from vae_cli.datasets import BatchPreprocess, eval_batches, load_dataset, make_train_batches, splits_to
-from vae_cli.errors import ConfigError
+from vae_cli.distributed import Distributed, any_rank, from_environment
+from vae_cli.distributed import start as start_distributed
+from vae_cli.distributed import stop as stop_distributed
+from vae_cli.errors import ConfigError, TrainingError
 from vae_cli.interrupt import StopSignal
 from vae_cli.loss import ELBOLoss
 from vae_cli.model import build_model
@@ -33,6 +37,8 @@ from vae_cli.trainer import Trainer, evaluate
 log = logging.getLogger(__name__)
 
 CONFIG_GROUPS = ("dataset", "model", "loss", "optim", "trainer", "logger", "experiment")
+# Under torchrun, rank r draws its noise from seed + r * this (rank 0: the single-process seed).
+RANK_SEED_STRIDE = 1_000_003
 
 
 def pick_device(name: DeviceName | str) -> torch.device:
@@ -78,6 +84,13 @@ def merge_resume_config(composed: DictConfig, saved: dict[str, Any], overrides: 
     return merged  # type: ignore[return-value]
 
 
+def agreed_stop(stop: StopSignal, dist: Distributed, device: torch.device) -> int | None:
+    """Under torchrun: a stop signal any rank received, so all ranks checkpoint and stop at the same step."""
+    if any_rank(stop.received is not None, dist, device):
+        return stop.received or signal.SIGTERM
+    return None
+
+
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w") as f:
@@ -97,16 +110,43 @@ def flat_hparams(cfg: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Train one VAE as ``cfg`` says, writing everything into ``run_dir``; returns the final metrics."""
+def train(
+    cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None, dist: Distributed | None = None
+) -> dict[str, Any]:
+    """Train one VAE as ``cfg`` says, writing everything into ``run_dir``; returns the final metrics.
+
+    Under torchrun (``dist``, default: from the environment) every rank calls this; only rank 0 evaluates on the
+    test split and returns metrics (the others return ``{}``), and ``run_dir`` of the others is scratch."""
+    dist = dist or from_environment()
+    try:
+        return _train(cfg, run_dir, overrides or [], dist)
+    except TrainingError as exc:
+        if dist.is_main:
+            raise
+        # Stops and NaN failures are agreed by all ranks; rank 0 reports them, naming the run's own files (the
+        # other ranks' checkpoints are scratch).
+        quiet = TrainingError(
+            f"process {dist.rank} of {dist.world_size} stopped together with rank 0, which reports why above or "
+            "below and keeps the run's checkpoints."
+        )
+        quiet.exit_code = getattr(exc, "exit_code", 2)  # type: ignore[attr-defined]
+        raise quiet from None
+    finally:
+        stop_distributed(dist)
+
+
+def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], dist: Distributed) -> dict[str, Any]:
     started = time.perf_counter()
     resume_ckpt = None
     if cfg.trainer.resume:
         ckpt_path = resolve_checkpoint_path(cfg.trainer.resume)
         resume_ckpt = load_checkpoint(ckpt_path)
-        cfg = merge_resume_config(cfg, resume_ckpt["config"], overrides or [])
+        cfg = merge_resume_config(cfg, resume_ckpt["config"], overrides)
         log.info("resuming from %s (epoch %d, step %d)", ckpt_path, resume_ckpt["epoch"], resume_ckpt["step"])
     validate(cfg)
+    if not dist.is_main:
+        # Nothing of what these would compute is shown: rank 0 writes the run's TensorBoard views.
+        cfg.trainer.nll_iw_every_epochs, cfg.trainer.embedding = 0, False
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.trainer.deterministic:
         # cuBLAS needs this set before its first use to be deterministic; harmless on CPU.
@@ -115,7 +155,9 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
         torch.backends.cudnn.benchmark = False
     config_dict = to_plain_dict(cfg)
 
-    device = pick_device(cfg.trainer.device)
+    device = start_distributed(dist, pick_device(cfg.trainer.device))
+    if dist.enabled:
+        log.info("process %d of %d (torchrun), device %s", dist.rank, dist.world_size, device)
     torch.manual_seed(cfg.trainer.seed)
     data = load_dataset(cfg.dataset, seed=cfg.trainer.seed)
     if cfg.trainer.batch_size > data.train.shape[0]:
@@ -138,14 +180,24 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
     model = build_model(cfg.model, data.image_shape).to(device)
     loss_fn = ELBOLoss(cfg.loss)
     optimizer = build_optimizer(cfg.optim, model.parameters(), fused=device.type in ("cpu", "cuda"))
-    steps_per_epoch = -(-data.train.shape[0] // cfg.trainer.batch_size)
-    scheduler = build_scheduler(cfg.optim, optimizer, total_steps=cfg.trainer.epochs * steps_per_epoch)
-    purge_step = resume_ckpt["step"] + 1 if resume_ckpt is not None else None
-    tracker = Tracker(run_dir, enabled=cfg.logger.tensorboard, save_png=cfg.logger.save_png, purge_step=purge_step)
+    if dist.enabled:
+        # The same initial weights everywhere (DDP also broadcasts rank 0's), then each rank its own sampling
+        # noise and augmentation draws: ranks see different images, their noise should not be the same either.
+        torch.manual_seed(cfg.trainer.seed + RANK_SEED_STRIDE * dist.rank)
     # In-memory data: index batches on the device; data over dataset.memory_budget_mb: streamed from disk.
-    preprocess = BatchPreprocess.from_config(cfg.dataset, cfg.trainer.seed, streamed=data.streamed)
+    noise_seed = cfg.trainer.seed + RANK_SEED_STRIDE * dist.rank
+    preprocess = BatchPreprocess.from_config(cfg.dataset, noise_seed, streamed=data.streamed)
+    # The shuffling seed is the same on every rank: each takes its shard of one global order.
     train_batches = make_train_batches(
-        data, cfg.trainer.batch_size, cfg.trainer.seed, device, preprocess, cfg.dataset.num_workers
+        data, cfg.trainer.batch_size, cfg.trainer.seed, device, preprocess, cfg.dataset.num_workers, dist
+    )
+    scheduler = build_scheduler(cfg.optim, optimizer, total_steps=cfg.trainer.epochs * len(train_batches))
+    purge_step = resume_ckpt["step"] + 1 if resume_ckpt is not None else None
+    tracker = Tracker(
+        run_dir,
+        enabled=cfg.logger.tensorboard and dist.is_main,
+        save_png=cfg.logger.save_png and dist.is_main,
+        purge_step=purge_step,
     )
     stop = StopSignal()
     trainer = Trainer(
@@ -159,7 +211,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
         run_dir,
         tracker,
         config_dict,
-        stop_requested=lambda: stop.received,
+        stop_requested=(lambda: agreed_stop(stop, dist, device)) if dist.enabled else (lambda: stop.received),
+        dist=dist,
     )
     if resume_ckpt is not None:
         trainer.load_state_dict(resume_ckpt)
@@ -169,6 +222,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
     try:
         with stop:
             state = trainer.fit()
+        if not dist.is_main:
+            return {}  # rank 0 evaluates on the test split and writes metrics.json
         final = state.history[-1] if state.history else {}
         # The test split is touched once, at the end, with the model selected on validation loss.
         best_path = run_dir / "checkpoints" / "best.pt"

@@ -23,8 +23,10 @@ from contextlib import AbstractContextManager
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from vae_cli.config import Precision, TrainerConfig
+from vae_cli.distributed import Distributed
 from vae_cli.errors import ConfigError
 from vae_cli.loss import ELBOLoss
 from vae_cli.model import VAE
@@ -79,10 +81,17 @@ class TrainStep:
         optimizer: torch.optim.Optimizer,
         cfg: TrainerConfig,
         device: torch.device,
+        dist: Distributed | None = None,
     ) -> None:
+        dist = dist or Distributed()
         if cfg.cuda_graphs and device.type != "cuda":
             raise ConfigError(f"trainer.cuda_graphs=true needs a CUDA device; this run trains on {device}.")
-        self.model = model
+        if cfg.cuda_graphs and dist.enabled:
+            raise ConfigError(
+                "trainer.cuda_graphs=true is not supported with several processes (torchrun): DDP's gradient "
+                "all-reduce runs outside the captured step. Drop trainer.cuda_graphs, or train in one process."
+            )
+        self.model: nn.Module = model
         self.loss_fn = loss_fn
         self.optimizer = optimizer
         self.grad_clip = cfg.grad_clip
@@ -96,6 +105,10 @@ class TrainStep:
             model.to(memory_format=torch.channels_last)
         if self.bf16 and device.type == "cpu":
             keep_convolutions_fp32(model, device.type)
+        if dist.enabled:
+            # The step runs through DDP (its backward all-reduces the gradients); everything else (checkpoints,
+            # evaluation, images) uses the plain model, whose parameters DDP shares.
+            self.model = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
         self.compiled = bool(cfg.compile)
         self.fast_forward = torch.compile(self.forward_loss) if self.compiled else self.forward_loss
         # A tensor KL weight lets a compiled function or a captured graph follow a warm-up without retracing.

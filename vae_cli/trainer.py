@@ -21,6 +21,7 @@ from torch import nn
 from vae_cli.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from vae_cli.config import NanPolicy, TrainerConfig
 from vae_cli.datasets import ImageSplits, eval_batches, to_unit_float
+from vae_cli.distributed import Distributed, any_rank, sum_over_ranks
 from vae_cli.errors import CheckpointError, TrainingError
 from vae_cli.latent_monitor import LatentMonitor
 from vae_cli.loss import ELBOLoss
@@ -108,8 +109,11 @@ class Trainer:
         tracker: Tracker,
         config_dict: dict[str, Any],
         stop_requested: Callable[[], int | None] = lambda: None,
+        dist: Distributed | None = None,
     ) -> None:
         self.model = model
+        # Under torchrun: this process's place; collectives below keep the ranks in step (vae_cli/distributed.py).
+        self.dist = dist or Distributed()
         self.loss_fn = loss_fn
         self.optimizer = optimizer
         self.scheduler = scheduler
@@ -128,7 +132,7 @@ class Trainer:
         # every checkpoint write, so a bad state is never saved.
         self.check_each_step = self.device.type != "cuda" or cfg.nan_policy != NanPolicy.stop
         # Forward, loss, backward and update of one batch, with the speed options (bf16, compile, CUDA graphs).
-        self.train_step = TrainStep(model, loss_fn, optimizer, cfg, self.device)
+        self.train_step = TrainStep(model, loss_fn, optimizer, cfg, self.device, self.dist)
         self.first_step_at: float | None = None  # wall-clock time of the first optimizer step (start-up metric)
         # Fixed inputs for the image grids, so epochs compare: the first val images and one prior draw.
         shown = data.val if data.val.shape[0] > 0 else data.train
@@ -195,6 +199,8 @@ class Trainer:
     # ----- the loop --------------------------------------------------------------------------------------
     def _progress(self, iterable, total: int, epoch: int):
         mode = self.cfg.progress
+        if not self.dist.is_main:
+            return iterable  # one bar per job: rank 0's
         if mode == "bar" or (mode == "auto" and sys.stderr.isatty()):
             from tqdm import tqdm
 
@@ -203,7 +209,8 @@ class Trainer:
 
     def _step_is_bad(self, loss: torch.Tensor) -> str | None:
         """What is non-finite in this step (loss, gradient), or None. Grad clipping happens here too."""
-        if self.check_each_step and not torch.isfinite(loss).item():
+        # Under torchrun each rank sees only its own loss; they agree, or one would skip/stop while the others wait.
+        if self.check_each_step and any_rank(not torch.isfinite(loss).item(), self.dist, self.device):
             return "NaN/Inf loss"
         params = [p for p in self.model.parameters() if p.grad is not None]
         if self.cfg.grad_clip is not None:
@@ -266,17 +273,19 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
-        means = (epoch_sums / max(1, s.epoch_count)).tolist()
+        # Every rank's shard has the same size, so the mean over ranks is the mean over the whole epoch.
+        means = (sum_over_ranks(epoch_sums, self.dist) / max(1, s.epoch_count * self.dist.world_size)).tolist()
         if not all(map(math.isfinite, means)):
             raise NonFinite("NaN/Inf loss", epoch, s.batch_in_epoch, s.step)
         if s.interval_count > 0:
             self._log_interval(interval_sums, epoch)
-        throughput = s.epoch_count / seconds if seconds > 0 else float("nan")
+        throughput = s.epoch_count * self.dist.world_size / seconds if seconds > 0 else float("nan")
         return dict(zip(TERMS, means, strict=True)), throughput
 
     def _log_interval(self, interval_sums: torch.Tensor, epoch: int) -> None:
         s = self.state
-        means = (interval_sums / s.interval_count).tolist()  # the one host sync per logging interval
+        # The one host sync per logging interval (and, under torchrun, a sum over the ranks).
+        means = (sum_over_ranks(interval_sums, self.dist) / (s.interval_count * self.dist.world_size)).tolist()
         if not all(map(math.isfinite, means)):
             raise NonFinite("NaN/Inf loss", epoch, s.batch_in_epoch, s.step)
         scalars = {f"train/{k}": v for k, v in zip(TERMS, means, strict=True)}
@@ -291,11 +300,12 @@ class Trainer:
         name = signal.Signals(signum).name
         s = self.state
         self.tracker.flush()
+        launcher = f"torchrun --nproc_per_node={self.dist.world_size} $(which vae-train)" if self.dist.enabled else ""
         return TrainingInterrupted(
             f"Stopped by {name} at step {s.step} (epoch {epoch + 1}, batch {s.batch_in_epoch} of "
             f"{len(self.batches)}). The full state, mid-epoch position included, is saved in "
             f"{self.run_dir / 'checkpoints' / 'last.pt'} and TensorBoard is flushed. Resume with: "
-            f"vae-train trainer.resume={self.run_dir}",
+            f"{launcher or 'vae-train'} trainer.resume={self.run_dir}",
             exit_code=128 + signum,
         )
 

@@ -2,7 +2,7 @@
 
 Both follow the trainer's ``BatchSource`` contract: ``len()`` batches per epoch, and ``epoch(e, start_batch)``
 yielding float batches in [0, 1] on the training device, the same for the same ``(seed, e)`` so a run resumed
-mid-epoch replays exactly the remaining batches.
+mid-epoch replays exactly the remaining batches. Under torchrun each process takes its shard of that order.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from vae_cli.datasets.preprocess import BatchPreprocess, to_unit_float
 from vae_cli.datasets.splits import ImageSplits, MappedImages
+from vae_cli.distributed import Distributed, shard_order, shard_size
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -38,21 +39,22 @@ class IndexBatches:
         seed: int,
         shuffle: bool = True,
         preprocess: BatchPreprocess | None = None,
+        dist: Distributed | None = None,
     ) -> None:
         self.images = images
         self.batch_size = batch_size
         self.seed = seed
         self.shuffle = shuffle
         self.preprocess = preprocess or BatchPreprocess(seed)
+        self.dist = dist or Distributed()
 
     def __len__(self) -> int:
-        return -(-self.images.shape[0] // self.batch_size)
+        return -(-shard_size(self.images.shape[0], self.dist) // self.batch_size)
 
     def order(self, epoch: int) -> torch.Tensor:
         n = self.images.shape[0]
-        if not self.shuffle:
-            return torch.arange(n, device=self.images.device)
-        return epoch_order(n, self.seed, epoch).to(self.images.device)
+        order = epoch_order(n, self.seed, epoch) if self.shuffle else torch.arange(n)
+        return shard_order(order, self.dist).to(self.images.device)
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[torch.Tensor]:
         """Yield float batches in [0, 1] for one epoch, starting at batch ``start_batch``."""
@@ -89,6 +91,7 @@ class StreamingBatches:
         device: torch.device,
         num_workers: int = 2,
         preprocess: BatchPreprocess | None = None,
+        dist: Distributed | None = None,
     ) -> None:
         self.images = images
         self.batch_size = batch_size
@@ -96,14 +99,14 @@ class StreamingBatches:
         self.device = device
         self.num_workers = num_workers
         self.preprocess = preprocess or BatchPreprocess(seed)
+        self.dist = dist or Distributed()
 
     def __len__(self) -> int:
-        return -(-self.images.shape[0] // self.batch_size)
+        return -(-shard_size(self.images.shape[0], self.dist) // self.batch_size)
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[torch.Tensor]:
-        reader = _BatchReader(
-            self.images, epoch_order(self.images.shape[0], self.seed, epoch), self.batch_size, start_batch
-        )
+        order = shard_order(epoch_order(self.images.shape[0], self.seed, epoch), self.dist)
+        reader = _BatchReader(self.images, order, self.batch_size, start_batch)
         loader = DataLoader(
             reader,
             batch_size=None,  # items are already batches
@@ -120,9 +123,16 @@ class StreamingBatches:
 
 
 def make_train_batches(
-    data: ImageSplits, batch_size: int, seed: int, device: torch.device, preprocess: BatchPreprocess, num_workers: int
+    data: ImageSplits,
+    batch_size: int,
+    seed: int,
+    device: torch.device,
+    preprocess: BatchPreprocess,
+    num_workers: int,
+    dist: Distributed | None = None,
 ) -> IndexBatches | StreamingBatches:
-    """The batch source for ``data.train``: streamed when it stayed on disk, index batches otherwise."""
+    """The batch source for ``data.train`` (this rank's shard under torchrun): streamed when it stayed on disk,
+    index batches otherwise."""
     if isinstance(data.train, MappedImages):
-        return StreamingBatches(data.train, batch_size, seed, device, num_workers, preprocess)
-    return IndexBatches(data.train, batch_size, seed, preprocess=preprocess)
+        return StreamingBatches(data.train, batch_size, seed, device, num_workers, preprocess, dist)
+    return IndexBatches(data.train, batch_size, seed, preprocess=preprocess, dist=dist)
