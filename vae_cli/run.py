@@ -84,11 +84,28 @@ def merge_resume_config(composed: DictConfig, saved: dict[str, Any], overrides: 
     return merged  # type: ignore[return-value]
 
 
-def agreed_stop(stop: StopSignal, dist: Distributed, device: torch.device) -> int | None:
-    """Under torchrun: a stop signal any rank received, so all ranks checkpoint and stop at the same step."""
-    if any_rank(stop.received is not None, dist, device):
-        return stop.received or signal.SIGTERM
-    return None
+class AgreedStop:
+    """Under torchrun: a stop signal any rank received, so all ranks checkpoint and stop at the same step.
+
+    Called once per step by every rank. The agreement is an all-reduce read back to the host: on CPU that costs
+    nothing, on GPUs it would stall the pipeline every step, so there it runs every ``every`` steps (the same steps
+    on every rank, so they still agree)."""
+
+    def __init__(self, stop: StopSignal, dist: Distributed, device: torch.device, every: int = 1) -> None:
+        self.stop, self.dist, self.device, self.every = stop, dist, device, every
+        self.calls = 0
+
+    def __call__(self) -> int | None:
+        self.calls += 1
+        if self.calls % self.every:
+            return None
+        if any_rank(self.stop.received is not None, self.dist, self.device):
+            return self.stop.received or signal.SIGTERM
+        return None
+
+
+# Steps between stop agreements of torchrun ranks on a GPU (AgreedStop).
+GPU_STOP_AGREEMENT_STEPS = 20
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
@@ -211,7 +228,11 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], dist: Distribut
         run_dir,
         tracker,
         config_dict,
-        stop_requested=(lambda: agreed_stop(stop, dist, device)) if dist.enabled else (lambda: stop.received),
+        stop_requested=(
+            AgreedStop(stop, dist, device, GPU_STOP_AGREEMENT_STEPS if device.type == "cuda" else 1)
+            if dist.enabled
+            else (lambda: stop.received)
+        ),
         dist=dist,
     )
     if resume_ckpt is not None:

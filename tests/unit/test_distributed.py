@@ -42,7 +42,7 @@ COLLECTIVES = """
 import signal, sys, torch
 from vae_cli.distributed import Distributed, any_rank, from_environment, start, stop, sum_over_ranks
 from vae_cli.interrupt import StopSignal
-from vae_cli.run import agreed_stop
+from vae_cli.run import AgreedStop
 
 dist = from_environment()
 device = start(dist, torch.device("cpu"))
@@ -51,10 +51,13 @@ print("RANK", dist.rank, "any_true", any_rank(dist.rank == 1, dist, device))
 print("RANK", dist.rank, "any_false", any_rank(False, dist, device))
 print("RANK", dist.rank, "sum", sum_over_ranks(torch.tensor([1.0, dist.rank]), dist).tolist())
 flag = StopSignal()
-print("RANK", dist.rank, "stop_none", agreed_stop(flag, dist, device))
+agreed = AgreedStop(flag, dist, device)
+print("RANK", dist.rank, "stop_none", agreed())
 if dist.rank == 1:
     flag.received = signal.SIGINT
-print("RANK", dist.rank, "stop_one", agreed_stop(flag, dist, device) is not None)
+print("RANK", dist.rank, "stop_one", agreed() is not None)
+every_third = AgreedStop(flag, dist, device, every=3)
+print("RANK", dist.rank, "stop_every_third", [every_third() is not None for _ in range(6)])
 stop(dist)
 sys.stdout.close()
 """
@@ -77,3 +80,4 @@ def test_ranks_agree_on_what_only_one_of_them_saw(tmp_path):
         assert f"RANK {rank} any_true True" in lines and f"RANK {rank} any_false False" in lines
         assert f"RANK {rank} sum [2.0, 1.0]" in lines
         assert f"RANK {rank} stop_none None" in lines and f"RANK {rank} stop_one True" in lines
+        assert f"RANK {rank} stop_every_third [False, False, True, False, False, True]" in lines
