@@ -3,16 +3,16 @@
 GNU OpenMP, torch's CPU thread pool, spins at every barrier (by default for ~300k iterations, then sleeps). On an
 idle machine spinning is the fastest choice. When more threads are runnable than there are cores (parallel sweep
 jobs, a machine shared with other work), a spinning thread burns the time slice the thread it waits for needs.
-Measured on this project's 2-core machine, one MLP epoch of the classic configuration (docs: README "CPU thread
-waits"; two jobs at once is the contended case):
+Measured on this project's 2-core machine (``benchmarks/speed.py --suite waits``; README "CPU thread waits"), one
+epoch of the classic MLP configuration, alone and as two runs at once:
 
-=====================================  ==========  ===================
-wait policy                            idle        two jobs at once
-=====================================  ==========  ===================
-OpenMP default (300k spins)            2.0 s       75 s (collapse)
-``GOMP_SPINCOUNT=1000`` (bounded)      2.2 s       5.2 s
-``OMP_WAIT_POLICY=PASSIVE`` (sleep)    3.4 s       3.9 s
-=====================================  ==========  ===================
+=====================================  ==========  =====================
+wait policy                            alone       two runs at once
+=====================================  ==========  =====================
+OpenMP default (300k spins)            1.9 s       11-191 s (collapse)
+``GOMP_SPINCOUNT=1000`` (bounded)      2.0 s       5.0 s
+``OMP_WAIT_POLICY=PASSIVE`` (sleep)    3.2 s       3.7 s
+=====================================  ==========  =====================
 
 So ``trainer.cpu_wait=auto`` sleeps when the machine is already busy when the run starts, and otherwise spins
 briefly: almost all of the idle speed, and no collapse if other jobs start later (the jobs of a parallel sweep all
