@@ -8,7 +8,8 @@
   with ``F.binary_cross_entropy(reduction='sum')`` + KL, ``loss.item()`` every step, default Adam.
 - ``bare``: the floor of eager PyTorch: the same model as ``vae-train`` (``vae_cli.model``) on preloaded float
   tensors, sliced by a ``randperm``, no per-step host sync. Flags switch on one speed feature at a time
-  (``--fused-adam``, ``--fast-bce``, ``--bf16``, ``--compile``), so the ablation says what each gives.
+  (``--fused-adam``, ``--fast-bce``, ``--bf16``, ``--compile``, ``--malloc``), so the ablation says what each
+  gives.
 
 Both read the same files as ``vae-train`` (``<data-root>/FashionMNIST/raw``, staged by the benchmark).
 """
@@ -197,7 +198,12 @@ def main() -> None:
     p.add_argument("--fast-bce", action="store_true", help="vae-cli's loss (hand-written BCE backward)")
     p.add_argument("--bf16", action="store_true")
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--malloc", action="store_true", help="vae-train's malloc thresholds (vae_cli/allocator.py)")
     args = p.parse_args()
+    if args.malloc:
+        from vae_cli.allocator import keep_freed_memory_for_reuse
+
+        keep_freed_memory_for_reuse()
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
     result = (run_classic if args.kind == "classic" else run_bare)(args, device)

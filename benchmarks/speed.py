@@ -323,6 +323,7 @@ def suite_ablation(args: argparse.Namespace) -> str:
         "+ fused Adam + fast BCE (= vae-train fp32 step)": ["--fused-adam", "--fast-bce"],
         "+ bf16 autocast (= vae-train bf16 step)": ["--fused-adam", "--fast-bce", "--bf16"],
         "bf16 without the fused Adam / fast BCE": ["--bf16"],
+        "+ malloc thresholds (= vae-train bf16 process)": ["--fused-adam", "--fast-bce", "--bf16", "--malloc"],
     }
     # The other CPU wait policy (GOMP_SPINCOUNT, when set, overrides the spin count OMP_WAIT_POLICY implies).
     sleeping = ENV.get("OMP_WAIT_POLICY") == "PASSIVE"

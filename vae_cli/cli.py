@@ -99,9 +99,11 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
     # Before torch is imported: the OpenMP runtime reads its wait policy once.
     wait_policy = apply_wait_policy(cfg.trainer.cpu_wait)
+    from vae_cli.allocator import keep_freed_memory_for_reuse
     from vae_cli.run import train  # torch and friends load only when a run really starts (fast --help)
 
     log.info("CPU thread waits: %s", wait_policy)
+    log.info("CPU memory: %s", keep_freed_memory_for_reuse())
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
