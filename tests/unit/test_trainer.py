@@ -67,8 +67,15 @@ def test_interrupt_saves_the_mid_epoch_position_and_running_sums(tmp_path, monke
         return original(self, x, out, step)
 
     monkeypatch.setattr(loss_module.ELBOLoss, "__call__", interrupt_at_step_5)
-    with pytest.raises(TrainingInterrupted) as info:
-        train(compose_config(TINY), tmp_path / "run")
+    # Python's handler, or SIG_IGN where the test process was started in the background by a shell.
+    before = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(TrainingInterrupted) as info:
+            train(compose_config(TINY), tmp_path / "run")
+        after = signal.getsignal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert info.value.exit_code == 130 and "Resume with: vae-train trainer.resume=" in str(info.value)
     ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     assert (ckpt["epoch"], ckpt["batch_in_epoch"], ckpt["step"]) == (0, 6, 6)
@@ -77,4 +84,4 @@ def test_interrupt_saves_the_mid_epoch_position_and_running_sums(tmp_path, monke
     loss_sum, recon_sum, kl_sum, elbo_sum = state["epoch_sums"]
     assert loss_sum > 0 and abs(elbo_sum + recon_sum + kl_sum) < 1e-3 * loss_sum
     # The handler was removed again: a later Ctrl-C would behave normally.
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert after is signal.default_int_handler

@@ -23,6 +23,11 @@ def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=g)
 
 
+def batches_per_epoch(n: int, batch_size: int, dist: Distributed) -> int:
+    """Batches in one epoch of ``n`` images for this process (its shard under torchrun), the last one partial."""
+    return -(-shard_size(n, dist) // batch_size)
+
+
 def eval_batches(images: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
     """Float batches in [0, 1] of a uint8 tensor, in order (evaluation: no shuffling, no augmentation)."""
     for start in range(0, images.shape[0], batch_size):
@@ -49,7 +54,7 @@ class IndexBatches:
         self.dist = dist or Distributed()
 
     def __len__(self) -> int:
-        return -(-shard_size(self.images.shape[0], self.dist) // self.batch_size)
+        return batches_per_epoch(self.images.shape[0], self.batch_size, self.dist)
 
     def order(self, epoch: int) -> torch.Tensor:
         n = self.images.shape[0]
@@ -102,7 +107,7 @@ class StreamingBatches:
         self.dist = dist or Distributed()
 
     def __len__(self) -> int:
-        return -(-shard_size(self.images.shape[0], self.dist) // self.batch_size)
+        return batches_per_epoch(self.images.shape[0], self.batch_size, self.dist)
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[torch.Tensor]:
         order = shard_order(epoch_order(self.images.shape[0], self.seed, epoch), self.dist)
