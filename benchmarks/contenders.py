@@ -6,7 +6,7 @@
 - ``classic``: the PyTorch VAE example's design, kept as it is: torchvision ``FashionMNIST`` +
   ``transforms.ToTensor()`` + ``DataLoader(batch_size=128, shuffle=True)`` (per-sample PIL), a sigmoid decoder
   with ``F.binary_cross_entropy(reduction='sum')`` + KL, ``loss.item()`` every step, default Adam.
-- ``bare``: the floor of eager PyTorch: the same model as ``vae-train`` (``vae_cli.model``) on preloaded float
+- ``bare``: the floor of eager PyTorch: the same model as ``vae-train`` (``vae_cli.models.vae``) on preloaded float
   tensors, sliced by a ``randperm``, no per-step host sync. Flags switch on one speed feature at a time
   (``--fused-adam``, ``--fast-bce``, ``--bf16``, ``--compile``, ``--malloc``), so the ablation says what each
   gives.
@@ -125,8 +125,8 @@ def load_uint8(root: str, train: bool) -> torch.Tensor:
 
 def run_bare(args: argparse.Namespace, device: torch.device) -> dict:
     from vae_cli.config import Arch, LossConfig, ModelConfig
-    from vae_cli.loss import ELBOLoss
-    from vae_cli.model import build_model
+    from vae_cli.losses.elbo import ELBOLoss
+    from vae_cli.models.vae import build_model
 
     train = load_uint8(args.data_root, True)
     if args.subset:
@@ -201,7 +201,7 @@ def main() -> None:
     p.add_argument("--malloc", action="store_true", help="vae-train's malloc thresholds (vae_cli/allocator.py)")
     args = p.parse_args()
     if args.malloc:
-        from vae_cli.allocator import keep_freed_memory_for_reuse
+        from vae_cli.training.allocator import keep_freed_memory_for_reuse
 
         keep_freed_memory_for_reuse()
     torch.manual_seed(args.seed)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from vae_cli.checkpoint import load_checkpoint
+from vae_cli.training.checkpoint import load_checkpoint
 
 CONFIG = [
     "dataset=synthetic",

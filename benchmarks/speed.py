@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from vae_cli.config import CpuWait
-from vae_cli.cpu_threads import BOUNDED_SPINS, choose_wait_env, describe, read_machine_load
+from vae_cli.training.cpu_threads import BOUNDED_SPINS, choose_wait_env, describe, read_machine_load
 
 REPO = Path(__file__).resolve().parents[1]
 CONTENDERS = REPO / "benchmarks" / "contenders.py"

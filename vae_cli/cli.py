@@ -95,12 +95,12 @@ def _resume_argv(argv: list[str]) -> list[str]:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
-    from vae_cli.cpu_threads import apply_wait_policy
+    from vae_cli.training.cpu_threads import apply_wait_policy
 
     # Before torch is imported: the OpenMP runtime reads its wait policy once.
     wait_policy = apply_wait_policy(cfg.trainer.cpu_wait)
-    from vae_cli.allocator import keep_freed_memory_for_reuse
-    from vae_cli.run import train  # torch and friends load only when a run really starts (fast --help)
+    from vae_cli.training.allocator import keep_freed_memory_for_reuse
+    from vae_cli.training.run import train  # torch and friends load only when a run really starts (fast --help)
 
     log.info("CPU thread waits: %s", wait_policy)
     log.info("CPU memory: %s", keep_freed_memory_for_reuse())
@@ -121,7 +121,7 @@ def _fail(message: str) -> None:
 
 def _preflight(argv: list[str]) -> None:
     """Report bad overrides and an unwritable output folder before Hydra composes anything or data loads."""
-    from vae_cli.preflight import check_overrides
+    from vae_cli.config.preflight import check_overrides
 
     if any(a in ("--help", "-h", "--hydra-help", "--version", "--info", "-i") or a.startswith("--info") for a in argv):
         return

@@ -1,7 +1,7 @@
 """End to end: vae-eval, vae-sample, vae-compare and the training-time latent views, on one tiny trained sweep.
 
 One ``vae-train -m`` (latent_dim 2 and 4) per module; every number the commands write is checked against a
-computation done here, from the checkpoint, independently of vae_cli.evaluate.
+computation done here, from the checkpoint, independently of vae_cli.tools.evaluate.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from tests.conftest import TINY, run_vae_train
 from tests.e2e.events import scalar_steps, scalar_values
-from vae_cli import compare, eval_cli, sample_cli
 from vae_cli.config import TrainConfig
 from vae_cli.datasets import load_dataset, to_unit_float
-from vae_cli.model import build_model
+from vae_cli.models.vae import build_model
+from vae_cli.tools import compare, eval_cli, sample_cli
 
 TILE = 30  # 28-pixel images + 2 pixels of grid padding
 

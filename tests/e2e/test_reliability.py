@@ -19,7 +19,7 @@ import torch
 
 from tests.conftest import TINY, run_vae_train, vae_train_executable
 from tests.e2e.events import load_events, scalar_steps
-from vae_cli.checkpoint import load_checkpoint
+from vae_cli.training.checkpoint import load_checkpoint
 
 # Long enough (~16 steps an epoch, 4 epochs) that a signal lands mid-run; still seconds.
 LONGER = [*TINY, "trainer.epochs=4", "dataset.num_train=1152"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tests.conftest import TINY, single_run_dir, vae_train_executable
 from tests.e2e.events import load_events
-from vae_cli.checkpoint import load_checkpoint
+from vae_cli.training.checkpoint import load_checkpoint
 
 
 def torchrun(args: list[str], cwd: Path, scratch: Path, **kw) -> subprocess.Popen:

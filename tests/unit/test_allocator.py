@@ -8,11 +8,11 @@ import pytest
 FAULTS = """
 import resource, sys, torch
 from vae_cli.config import Arch, LossConfig, ModelConfig
-from vae_cli.loss import ELBOLoss
-from vae_cli.model import build_model
+from vae_cli.losses.elbo import ELBOLoss
+from vae_cli.models.vae import build_model
 
 if sys.argv[1] == "tuned":
-    from vae_cli.allocator import keep_freed_memory_for_reuse
+    from vae_cli.training.allocator import keep_freed_memory_for_reuse
     print(keep_freed_memory_for_reuse(), file=sys.stderr)
 torch.manual_seed(0)
 model = build_model(ModelConfig(arch=Arch.conv), (1, 28, 28))

@@ -4,8 +4,8 @@ import pickle
 import pytest
 import torch
 
-from vae_cli.checkpoint import FORMAT_VERSION, load_checkpoint, resolve_checkpoint_path, save_checkpoint
 from vae_cli.errors import CheckpointError
+from vae_cli.training.checkpoint import FORMAT_VERSION, load_checkpoint, resolve_checkpoint_path, save_checkpoint
 
 
 def _state():

@@ -11,10 +11,10 @@ import torch
 from PIL import Image
 
 from tests.conftest import TINY, compose_config
-from vae_cli import loss as loss_module
-from vae_cli.checkpoint import load_checkpoint
-from vae_cli.run import train
-from vae_cli.trainer import TrainingInterrupted
+from vae_cli.losses import elbo as loss_module
+from vae_cli.training.checkpoint import load_checkpoint
+from vae_cli.training.run import train
+from vae_cli.training.trainer import TrainingInterrupted
 
 
 def _image_folder(root):

@@ -9,14 +9,14 @@ import pytest
 import torch
 from torch import nn
 
-from vae_cli.evaluate import (
+from vae_cli.losses.elbo import BernoulliLikelihood, GaussianLikelihood
+from vae_cli.models.vae import VAE
+from vae_cli.tools.evaluate import (
     ACTIVE_UNIT_THRESHOLD,
     bits_per_dim,
     evaluate_images,
     importance_weighted_batch,
 )
-from vae_cli.loss import BernoulliLikelihood, GaussianLikelihood
-from vae_cli.model import VAE
 
 SHAPE = (1, 2, 3)  # 6 "pixels"
 D, LATENT, SIGMA = 6, 2, 0.3

@@ -5,8 +5,8 @@ import torch
 from torch.distributions import Bernoulli, Normal, kl_divergence
 
 from vae_cli.config import Likelihood, LossConfig
-from vae_cli.loss import BernoulliLikelihood, ELBOLoss, GaussianLikelihood, kl_standard_normal
-from vae_cli.model import VAE, VAEOutput
+from vae_cli.losses.elbo import BernoulliLikelihood, ELBOLoss, GaussianLikelihood, kl_standard_normal
+from vae_cli.models.vae import VAE, VAEOutput
 
 
 def test_kl_matches_torch_distributions():

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from vae_cli.config import Arch, ModelConfig
-from vae_cli.model import VAE, build_model
+from vae_cli.models.vae import VAE, build_model
 
 
 @pytest.mark.parametrize("arch", [Arch.mlp, Arch.conv])

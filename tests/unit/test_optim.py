@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from vae_cli.config import OptimConfig, OptimizerName, Schedule
-from vae_cli.optim import build_optimizer, build_scheduler, lr_factor
+from vae_cli.training.optim import build_optimizer, build_scheduler, lr_factor
 
 
 def test_constant_schedule():

@@ -10,10 +10,10 @@ import torch.nn.functional as F
 
 from vae_cli.config import Arch, LossConfig, ModelConfig, OptimConfig, Precision, TrainerConfig
 from vae_cli.errors import ConfigError
-from vae_cli.loss import BernoulliLikelihood, ELBOLoss, _BCEWithLogitsPerSample
-from vae_cli.model import build_model
-from vae_cli.optim import build_optimizer
-from vae_cli.step import TrainStep
+from vae_cli.losses.elbo import BernoulliLikelihood, ELBOLoss, _BCEWithLogitsPerSample
+from vae_cli.models.vae import build_model
+from vae_cli.training.optim import build_optimizer
+from vae_cli.training.step import TrainStep
 
 
 def _reference_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -124,7 +124,7 @@ def test_bf16_on_cpu_keeps_convolutions_fp32_and_linear_layers_bf16():
 
 
 def test_checkpointed_optimizer_state_loads_anywhere_after_cuda_graphs_changed_it():
-    from vae_cli.step import portable_optimizer_state
+    from vae_cli.training.step import portable_optimizer_state
 
     p = torch.nn.Parameter(torch.zeros(3))
     opt = build_optimizer(OptimConfig(lr=0.01), [p], fused=True)
@@ -155,13 +155,13 @@ def test_checkpointed_optimizer_state_loads_anywhere_after_cuda_graphs_changed_i
 )
 def test_cpu_wait_policy_sleeps_only_when_asked_or_the_machine_is_busy(setting, load_1min, runnable_others, env):
     from vae_cli.config import CpuWait
-    from vae_cli.cpu_threads import MachineLoad, choose_wait_env
+    from vae_cli.training.cpu_threads import MachineLoad, choose_wait_env
 
     assert choose_wait_env(CpuWait(setting), MachineLoad(load_1min, runnable_others, cpus=2)) == env
 
 
 def test_machine_load_is_read_from_the_kernel():
-    from vae_cli.cpu_threads import read_machine_load
+    from vae_cli.training.cpu_threads import read_machine_load
 
     load = read_machine_load()
     assert load.cpus >= 1 and load.load_1min >= 0.0
@@ -171,7 +171,7 @@ def test_machine_load_is_read_from_the_kernel():
 
 def test_cpu_wait_policy_leaves_the_users_environment_and_a_started_runtime_alone(monkeypatch):
     from vae_cli.config import CpuWait
-    from vae_cli.cpu_threads import apply_wait_policy
+    from vae_cli.training.cpu_threads import apply_wait_policy
 
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     assert "set by the environment" in apply_wait_policy(CpuWait.sleep)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 from tests.conftest import TINY, compose_config
-from vae_cli import loss as loss_module
-from vae_cli.checkpoint import load_checkpoint
-from vae_cli.run import train
+from vae_cli.losses import elbo as loss_module
+from vae_cli.training.checkpoint import load_checkpoint
+from vae_cli.training.run import train
 
 
 def _nan_at(monkeypatch, bad_steps: set[int]) -> list[int]:
@@ -57,7 +57,7 @@ def test_interrupt_saves_the_mid_epoch_position_and_running_sums(tmp_path, monke
 
     import pytest
 
-    from vae_cli.trainer import TrainingInterrupted
+    from vae_cli.training.trainer import TrainingInterrupted
 
     original = loss_module.ELBOLoss.__call__
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from vae_cli.plots import PALETTE, bar_chart, grid_image, line_plot, save_png, scatter_plot, to_tensor
-from vae_cli.visuals import (
+from vae_cli.tools.plots import PALETTE, bar_chart, grid_image, line_plot, save_png, scatter_plot, to_tensor
+from vae_cli.tools.visuals import (
     dims_by_kl,
     interpolation_grid,
     latent_scatter,

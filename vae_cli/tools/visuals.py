@@ -1,6 +1,6 @@
 """Pictures of the latent space: traversals, interpolations (linear and spherical), the 2-D manifold, scatter plots.
 
-Used by ``vae-sample`` (PNG files) and by training (TensorBoard images through ``vae_cli.latent_monitor``).
+Used by ``vae-sample`` (PNG files) and by training (TensorBoard images through ``vae_cli.training.latent_monitor``).
 Functions take latents and return latents, image tensors ``[N, C, H, W]`` in [0, 1], or PIL images; none of them
 draws random numbers, so callers control every seed.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
-from vae_cli.model import VAE
-from vae_cli.plots import scatter_plot
+from vae_cli.models.vae import VAE
+from vae_cli.tools.plots import scatter_plot
 
 
 class MeanDecoder:

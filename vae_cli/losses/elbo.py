@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from vae_cli.config import Likelihood, LossConfig
-from vae_cli.model import VAEOutput
+from vae_cli.models.vae import VAEOutput
 
 
 def kl_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

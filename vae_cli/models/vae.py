@@ -1,6 +1,6 @@
 """The VAE: encode to q(z|x) = N(mu, sigma^2), reparameterize, decode to the parameters of p(x|z).
 
-The model returns named outputs and no loss: the likelihood and the ELBO weights live in ``vae_cli.loss``, so a
+The model returns named outputs and no loss: the likelihood and the ELBO weights live in ``vae_cli.losses.elbo``, so a
 beta-VAE is this same model with another loss weight.
 """
 
@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from vae_cli.config import ModelConfig
-from vae_cli.nets import build_networks
+from vae_cli.models.networks import build_networks
 
 
 @dataclass

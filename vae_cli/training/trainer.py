@@ -18,16 +18,16 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from vae_cli.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from vae_cli.config import NanPolicy, TrainerConfig
 from vae_cli.datasets import ImageSplits, eval_batches, to_unit_float
-from vae_cli.distributed import Distributed, any_rank, sum_over_ranks
 from vae_cli.errors import CheckpointError, TrainingError
-from vae_cli.latent_monitor import LatentMonitor
-from vae_cli.loss import ELBOLoss
-from vae_cli.model import VAE
-from vae_cli.step import TrainStep, portable_optimizer_state
-from vae_cli.tracking import Tracker
+from vae_cli.losses.elbo import ELBOLoss
+from vae_cli.models.vae import VAE
+from vae_cli.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from vae_cli.training.distributed import Distributed, any_rank, sum_over_ranks
+from vae_cli.training.latent_monitor import LatentMonitor
+from vae_cli.training.step import TrainStep, portable_optimizer_state
+from vae_cli.training.tracking import Tracker
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vae_cli.eval_cli import positive_int
+from vae_cli.tools.eval_cli import positive_int
 
 # Default ranking metric: the first one every finished job has.
 PREFERRED_METRICS = ("eval/test/nll_iw", "val/nll_iw", "val/elbo", "val/loss")
@@ -104,8 +104,8 @@ def compare(
 ) -> tuple[list[dict[str, Any]], str, list[Path]]:
     """Rank the jobs of ``sweep_dir``; write compare.csv/.md/.png; return (ranked rows, metric, files)."""
     from vae_cli.errors import VaeCliError
-    from vae_cli.plots import line_plot, save_png
-    from vae_cli.sweep import _as_dict, collect_runs, markdown_table, swept_keys, write_text_atomic
+    from vae_cli.sweeps.summary import _as_dict, collect_runs, markdown_table, swept_keys, write_text_atomic
+    from vae_cli.tools.plots import line_plot, save_png
 
     rows = collect_runs(sweep_dir)
     axes = swept_keys(rows)
@@ -136,8 +136,8 @@ def compare(
 def evaluate_jobs(sweep_dir: Path, k: int, data_root: str | None) -> None:
     """vae-eval on the test split for every finished job without a test entry in its eval.json."""
     from vae_cli.errors import VaeCliError
-    from vae_cli.eval_cli import evaluate_run
-    from vae_cli.sweep import read_eval
+    from vae_cli.sweeps.summary import read_eval
+    from vae_cli.tools.eval_cli import evaluate_run
 
     for job_dir in sorted(
         (p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name)
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"vae-train -m (e.g. outputs/multirun/<date>/<time>). For a single run use vae-eval."
             )
         if args.eval:
-            from vae_cli.sweep import write_summary
+            from vae_cli.sweeps.summary import write_summary
 
             evaluate_jobs(sweep_dir, args.k, args.data_root)
             write_summary(sweep_dir)

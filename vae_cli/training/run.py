@@ -20,19 +20,19 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from vae_cli import __version__
-from vae_cli.checkpoint import load_checkpoint, remove_stale_temp_files, resolve_checkpoint_path
 from vae_cli.config import DeviceName, TrainConfig, to_plain_dict, validate
 from vae_cli.datasets import BatchPreprocess, eval_batches, load_dataset, make_train_batches, splits_to
-from vae_cli.distributed import Distributed, any_rank, from_environment
-from vae_cli.distributed import start as start_distributed
-from vae_cli.distributed import stop as stop_distributed
 from vae_cli.errors import ConfigError, TrainingError
-from vae_cli.interrupt import StopSignal
-from vae_cli.loss import ELBOLoss
-from vae_cli.model import build_model
-from vae_cli.optim import build_optimizer, build_scheduler
-from vae_cli.tracking import Tracker
-from vae_cli.trainer import Trainer, evaluate
+from vae_cli.losses.elbo import ELBOLoss
+from vae_cli.models.vae import build_model
+from vae_cli.training.checkpoint import load_checkpoint, remove_stale_temp_files, resolve_checkpoint_path
+from vae_cli.training.distributed import Distributed, any_rank, from_environment
+from vae_cli.training.distributed import start as start_distributed
+from vae_cli.training.distributed import stop as stop_distributed
+from vae_cli.training.optim import build_optimizer, build_scheduler
+from vae_cli.training.signals import StopSignal
+from vae_cli.training.tracking import Tracker
+from vae_cli.training.trainer import Trainer, evaluate
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """A trained run, back in memory: checkpoint -> config -> model and loss; plus one split of its dataset.
 
 Shared by ``vae-eval``, ``vae-sample`` and ``vae-compare``. The checkpoint is read with ``weights_only=True``
-(``vae_cli.checkpoint``) and the model is rebuilt from the checkpoint's own plain-dict config, so a run directory
+(``vae_cli.training.checkpoint``) and the model is rebuilt from the checkpoint's own plain-dict config, so a run directory
 whose YAML was edited afterwards still loads the weights it was trained with.
 """
 
@@ -13,11 +13,11 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from vae_cli.checkpoint import load_checkpoint, resolve_checkpoint_path
 from vae_cli.config import TrainConfig
 from vae_cli.errors import CheckpointError, DataError
-from vae_cli.loss import ELBOLoss
-from vae_cli.model import VAE, build_model
+from vae_cli.losses.elbo import ELBOLoss
+from vae_cli.models.vae import VAE, build_model
+from vae_cli.training.checkpoint import load_checkpoint, resolve_checkpoint_path
 
 SPLITS = ("test", "val", "train")
 

@@ -26,10 +26,10 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from vae_cli.config import Precision, TrainerConfig
-from vae_cli.distributed import Distributed
 from vae_cli.errors import ConfigError
-from vae_cli.loss import ELBOLoss
-from vae_cli.model import VAE
+from vae_cli.losses.elbo import ELBOLoss
+from vae_cli.models.vae import VAE
+from vae_cli.training.distributed import Distributed
 
 # Eager steps before a CUDA graph is captured: cuBLAS/cuDNN handles, the optimizer's state and (with compile)
 # the compiled kernels must all exist before capture. They are ordinary training steps on real batches.

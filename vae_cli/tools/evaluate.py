@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from vae_cli.model import VAE
+from vae_cli.models.vae import VAE
 
 # Burda et al. (2016): a latent unit is active when the variance over the data of its posterior mean exceeds this.
 ACTIVE_UNIT_THRESHOLD = 1e-2

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # torch loads only when a command really runs (fast --help)
-    from vae_cli.evaluate import EvalResult
-    from vae_cli.run_loader import LoadedRun
+    from vae_cli.tools.evaluate import EvalResult
+    from vae_cli.tools.run_loader import LoadedRun
 
 BITS_PER_DIM_NOTE = {
     "bernoulli": (
@@ -104,9 +104,9 @@ def evaluate_run(
     log it to the run's TensorBoard."""
     from vae_cli.datasets import eval_batches
     from vae_cli.errors import ConfigError
-    from vae_cli.evaluate import default_batch_size, evaluate_images
-    from vae_cli.run import pick_device
-    from vae_cli.run_loader import load_run, load_split
+    from vae_cli.tools.evaluate import default_batch_size, evaluate_images
+    from vae_cli.tools.run_loader import load_run, load_split
+    from vae_cli.training.run import pick_device
 
     try:
         dev = pick_device(device)
@@ -147,7 +147,7 @@ def evaluate_run(
 
 def write_eval_json(path: Path, split: str, record: dict[str, Any]) -> None:
     """Merge ``record`` under ``split`` into eval.json, keeping the other entries; atomic."""
-    from vae_cli.run import write_json_atomic
+    from vae_cli.training.run import write_json_atomic
 
     existing: dict[str, Any] = {}
     if path.is_file():
@@ -161,8 +161,8 @@ def write_eval_json(path: Path, split: str, record: dict[str, Any]) -> None:
 
 
 def log_to_tensorboard(run: LoadedRun, result: EvalResult) -> None:
-    from vae_cli.plots import bar_chart, to_tensor
-    from vae_cli.tracking import Tracker
+    from vae_cli.tools.plots import bar_chart, to_tensor
+    from vae_cli.training.tracking import Tracker
 
     logger = run.cfg.logger
     tracker = Tracker(run.run_dir, enabled=logger.tensorboard, save_png=logger.save_png)
@@ -188,7 +188,7 @@ def log_to_tensorboard(run: LoadedRun, result: EvalResult) -> None:
 
 
 def format_table(result: EvalResult, run: LoadedRun) -> str:
-    from vae_cli.visuals import dims_by_kl
+    from vae_cli.tools.visuals import dims_by_kl
 
     latent_dim = len(result.kl_per_dim)
     order = dims_by_kl(result.kl_per_dim)

@@ -21,7 +21,7 @@ import argparse
 import math
 from pathlib import Path
 
-from vae_cli.eval_cli import positive_int
+from vae_cli.tools.eval_cli import positive_int
 
 TRAVERSAL_RANGE = 3.0
 SCATTER_MAX_POINTS = 2000
@@ -62,10 +62,10 @@ def write_pictures(args: argparse.Namespace) -> list[Path]:
     import torch
 
     from vae_cli.datasets import eval_batches, to_unit_float
-    from vae_cli.evaluate import kl_per_dimension
-    from vae_cli.plots import grid_image, save_png
-    from vae_cli.run_loader import load_run, load_split
-    from vae_cli.visuals import (
+    from vae_cli.tools.evaluate import kl_per_dimension
+    from vae_cli.tools.plots import grid_image, save_png
+    from vae_cli.tools.run_loader import load_run, load_split
+    from vae_cli.tools.visuals import (
         MeanDecoder,
         dims_by_kl,
         interpolation_grid,

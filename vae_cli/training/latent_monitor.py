@@ -16,12 +16,12 @@ import torch
 
 from vae_cli.config import TrainerConfig
 from vae_cli.datasets import ImageSplits, eval_batches, to_unit_float
-from vae_cli.evaluate import default_batch_size, evaluate_images, kl_per_dimension
-from vae_cli.loss import ELBOLoss
-from vae_cli.model import VAE
-from vae_cli.plots import to_tensor
-from vae_cli.tracking import Tracker
-from vae_cli.visuals import MeanDecoder, dims_by_kl, latent_scatter, traversal_latents
+from vae_cli.losses.elbo import ELBOLoss
+from vae_cli.models.vae import VAE
+from vae_cli.tools.evaluate import default_batch_size, evaluate_images, kl_per_dimension
+from vae_cli.tools.plots import to_tensor
+from vae_cli.tools.visuals import MeanDecoder, dims_by_kl, latent_scatter, traversal_latents
+from vae_cli.training.tracking import Tracker
 
 TRAVERSAL_VALUES = torch.linspace(-3, 3, 9)
 TRAVERSAL_MAX_DIMS = 10

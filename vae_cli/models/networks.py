@@ -2,7 +2,7 @@
 
 - an encoder maps images ``[B, C, H, W]`` to ``(mu, logvar)``, each ``[B, latent_dim]``;
 - a decoder maps ``z`` ``[B, latent_dim]`` to the likelihood's parameters, shaped like the images
-  (Bernoulli logits or Gaussian means; ``vae_cli.loss`` knows which).
+  (Bernoulli logits or Gaussian means; ``vae_cli.losses.elbo`` knows which).
 """
 
 from __future__ import annotations
