@@ -2,9 +2,19 @@
 moments and resumed; then every run directory is checked for completeness and every checkpoint is loaded.
 
 Every run uses the same config and seed, so every run, killed or not, must end with weights bit-identical to an
-uninterrupted reference run: a strong check that no kill ever lost or corrupted state.
+uninterrupted reference run: a strong check that no kill ever lost or corrupted state. Three more scenarios hit
+run-directory ownership (vae_cli/runs/ownership.py):
+
+- ``writers``: several processes started at once into one run directory: exactly one trains, every other one is
+  refused (exit 2), and the run ends identical to the reference;
+- ``resume-while-running``: ``trainer.resume=`` of a run, again and again while it trains: each refused, the run
+  unharmed;
+- ``sweep-kills``: a sweep killed with SIGKILL at random moments and started again with the same command each time:
+  finished jobs are never retrained or rewritten, and every job ends identical to the same job of an uninterrupted
+  sweep.
 
     python benchmarks/soak.py --runs 12 --concurrency 3 --kill-fraction 0.5
+    python benchmarks/soak.py --scenarios writers resume-while-running sweep-kills
 
 Not part of the default test run (it takes minutes). Exit status 1 if any check fails.
 """
@@ -115,11 +125,105 @@ def check_run_dir(run_dir: Path, reference: dict[str, torch.Tensor] | None) -> l
     return problems
 
 
+def weights_of(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["model"]
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    import hashlib
+
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
+
+
+def writers(root: Path, reference: dict[str, torch.Tensor], n: int) -> list[str]:
+    """``n`` processes into one run directory at once: one trains, the rest are refused."""
+    run_dir = root / "shared"
+    procs = [start([*CONFIG, f"hydra.run.dir={run_dir}"], root) for _ in range(n)]
+    results = [(p.wait(timeout=600), p.stderr.read() if p.stderr else "") for p in procs]
+    codes = [code for code, _ in results]
+    problems = []
+    if codes.count(0) != 1 or any(c not in (0, 2) for c in codes):
+        problems.append(f"exit codes {codes}: exactly one 0, the rest 2 expected")
+    refused = [err for code, err in results if code == 2]
+    if not all("in use by" in err or "already holds" in err for err in refused):
+        problems.append("a refused writer did not say why")
+    if len(list(run_dir.glob("events.out.tfevents.*"))) != 1:
+        problems.append("more than one writer's TensorBoard events in the run directory")
+    problems += check_run_dir(run_dir, reference)
+    return problems
+
+
+def resume_while_running(root: Path, reference: dict[str, torch.Tensor], attempts: int) -> list[str]:
+    run_dir = root / "busy"
+    proc = start([*CONFIG, f"hydra.run.dir={run_dir}"], root)
+    while not (run_dir / "checkpoints" / "last.pt").exists() and proc.poll() is None:
+        time.sleep(0.01)
+    problems, tried = [], 0
+    while proc.poll() is None and tried < attempts:
+        attempt = subprocess.run([vae_train(), f"trainer.resume={run_dir}"], cwd=root, capture_output=True, text=True)
+        tried += 1
+        if attempt.returncode == 0 and proc.poll() is None:
+            problems.append("a resume ran while the run was still training")
+        elif attempt.returncode not in (0, 2):
+            problems.append(f"a resume attempt ended with exit {attempt.returncode}")
+    proc.wait(timeout=600)
+    if proc.returncode != 0:
+        problems.append(f"the run itself ended with exit {proc.returncode}")
+    return problems + check_run_dir(run_dir, reference) + ([] if tried else ["no attempt was made while it trained"])
+
+
+def sweep_kills(root: Path, kills: int, rng: random.Random) -> list[str]:
+    """A sweep SIGKILLed ``kills`` times and restarted with the same command; compared with an unkilled one."""
+    axis = "trainer.seed=0,1,2,3"
+    ref_dir, dir_ = root / "sweep_ref", root / "sweep"
+    subprocess.run([vae_train(), "-m", *CONFIG, axis, f"hydra.sweep.dir={ref_dir}"], cwd=root, capture_output=True)
+    command = [vae_train(), "-m", *CONFIG, axis, f"hydra.sweep.dir={dir_}"]
+    problems: list[str] = []
+    finished_digests: dict[str, dict[str, str]] = {}
+    for _ in range(kills):
+        proc = subprocess.Popen(command, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(3.0, 9.0))
+        proc.kill()
+        proc.wait()
+        for job in sorted(p for p in dir_.glob("[0-9]*") if (p / "metrics.json").is_file()):
+            digest = tree_digest(job)
+            if job.name in finished_digests and finished_digests[job.name] != digest:
+                problems.append(f"finished job {job.name} was rewritten by a restart")
+            finished_digests.setdefault(job.name, digest)
+    final = subprocess.run(command, cwd=root, capture_output=True, text=True)
+    if final.returncode != 0:
+        problems.append(f"the last restart ended with exit {final.returncode}: {final.stderr[-400:]}")
+    for name, digest in finished_digests.items():
+        if tree_digest(dir_ / name) != digest:
+            problems.append(f"finished job {name} was rewritten by the last restart")
+    for job in sorted(ref_dir.glob("[0-9]*")):
+        mine = dir_ / job.name
+        if not (mine / "metrics.json").is_file():
+            problems.append(f"job {job.name} never finished")
+            continue
+        a, b = weights_of(job), weights_of(mine)
+        if any(not torch.equal(a[k], b[k]) for k in a):
+            problems.append(f"job {job.name}'s final weights differ from the unkilled sweep's")
+    return problems
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=12, help="runs in all (half sequential, half concurrent)")
     parser.add_argument("--concurrency", type=int, default=3, help="runs at a time in the concurrent half")
     parser.add_argument("--kill-fraction", type=float, default=0.5, help="share of runs killed and resumed")
+    parser.add_argument(
+        "--scenarios",
+        nargs="+",
+        default=["runs", "writers", "resume-while-running", "sweep-kills"],
+        choices=["runs", "writers", "resume-while-running", "sweep-kills"],
+    )
+    parser.add_argument("--writers", type=int, default=4, help="processes started at once into one run directory")
+    parser.add_argument("--sweep-kills", type=int, default=4, help="SIGKILLs of the sweep before its last restart")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep the run directories")
     args = parser.parse_args()
@@ -128,7 +232,26 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="vae-soak-"))
     t_start = time.perf_counter()
     reference = one_run(root, "reference", "reference", False, rng)
-    ref_weights = torch.load(root / "reference" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    ref_weights = weights_of(root / "reference")
+    ownership: dict[str, list[str]] = {}
+    if "writers" in args.scenarios:
+        ownership[f"{args.writers} writers into one run directory"] = writers(root, ref_weights, args.writers)
+    if "resume-while-running" in args.scenarios:
+        ownership["trainer.resume of a run while it trains"] = resume_while_running(root, ref_weights, 5)
+    if "sweep-kills" in args.scenarios:
+        ownership[f"a 4-job sweep SIGKILLed {args.sweep_kills} times, restarted"] = sweep_kills(
+            root, args.sweep_kills, rng
+        )
+    for scenario, problems in ownership.items():
+        print(f"{scenario:<55} {'; '.join(problems) or 'ok'}")
+    if "runs" not in args.scenarios:
+        failed = [p for p in ownership.values() if p]
+        print(
+            f"\n{len(ownership)} ownership scenarios: {len(ownership) - len(failed)} ok; {time.perf_counter() - t_start:.0f} s"
+        )
+        if not failed and not args.keep:
+            shutil.rmtree(root)
+        return 1 if failed else 0
     n_seq = args.runs // 2
     plans = [
         (f"run{i:02d}", "sequential" if i < n_seq else "concurrent", rng.random() < args.kill_fraction)
@@ -163,6 +286,7 @@ def main() -> int:
         f"\n{len(reports)} runs ({n_seq} sequential, {len(reports) - n_seq} concurrent x{args.concurrency}), "
         f"{len(killed)} killed {sum(len(r.kills) for r in killed)} times and resumed: {verdict}; {total:.0f} s in all."
     )
+    failed = failed or [p for p in ownership.values() if p]
     if not args.keep and not failed:
         shutil.rmtree(root)
     else:

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from vae_cli.cli import config_dir
-from vae_cli.config import register_configs
+from vae_cli.config import LikelihoodConfig, ModelConfig, PriorConfig, register_configs
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = REPO.parent / "shared" / "datasets" / "mnist"
@@ -80,6 +80,21 @@ def single_run_dir(cwd: Path) -> Path:
     runs = [p for p in (cwd / "outputs").glob("*/*") if p.is_dir() and p.parent.name != "multirun"]
     assert len(runs) == 1, f"expected one run directory, found {runs}"
     return runs[0]
+
+
+def model_config(
+    model: ModelConfig | None = None,
+    prior: PriorConfig | None = None,
+    likelihood: LikelihoodConfig | None = None,
+) -> DictConfig:
+    """The model-defining part of a config (``model``, ``prior``, ``likelihood``), for ``build_model`` in unit tests."""
+    return OmegaConf.create(
+        {
+            "model": OmegaConf.structured(model or ModelConfig()),
+            "prior": OmegaConf.structured(prior or PriorConfig()),
+            "likelihood": OmegaConf.structured(likelihood or LikelihoodConfig()),
+        }
+    )
 
 
 def compose_config(overrides: list[str] | None = None) -> DictConfig:

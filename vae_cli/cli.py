@@ -6,27 +6,38 @@ Usage::
     vae-train -m model.latent_dim=2,16 loss.beta=1,4
     vae-train trainer.resume=outputs/2026-01-31/12-00-00 trainer.epochs=20
     vae-train --cfg job
+
+``main`` takes over Ctrl-C and SIGTERM before anything else (``vae_cli.training.signals``), checks the command line
+(``vae_cli.config.preflight``), points a resume at its own run directory, then hands over to Hydra, whose task
+function is ``vae_cli.runs.job.run_job``.
 """
 
 from __future__ import annotations
 
 import atexit
-import logging
 import os
 import shutil
 import sys
 import tempfile
-from datetime import datetime
 from pathlib import Path
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
-
-from vae_cli.config import register_configs
-from vae_cli.errors import reported_errors
-
-log = logging.getLogger("vae_cli")
+# Hydra's own flags, and which of them take a value (the next argument): the rest of argv are overrides.
+HYDRA_FLAGS_WITH_VALUE = {
+    "--cfg",
+    "-c",
+    "--package",
+    "-p",
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+    "--experimental-rerun",
+    "--shell-completion",
+    "-sc",
+}
+INFO_FLAGS = ("--help", "-h", "--hydra-help", "--version", "--info", "-i")
 
 
 def config_dir() -> str:
@@ -56,6 +67,8 @@ def unique_dir(path: str) -> str:
     The directory is created here (``mkdir`` fails if it exists, so two processes cannot both get it); the
     answer is remembered, because Hydra resolves ``hydra.run.dir`` more than once.
     """
+    from vae_cli.runs.job import CREATED_BY_RESOLVER
+
     if path in _reserved:
         return _reserved[path]
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -68,71 +81,105 @@ def unique_dir(path: str) -> str:
             n += 1
             candidate = f"{path}_{n}"
     _reserved[path] = candidate
+    CREATED_BY_RESOLVER.add(str(Path(candidate).absolute()))
+    CREATED_BY_RESOLVER.add(candidate)
     return candidate
 
 
-def _resume_argv(argv: list[str]) -> list[str]:
-    """A resumed run continues in its own run directory (so TensorBoard shows one purged, continuous curve).
+def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``(Hydra's flags with their values, the overrides)`` of a vae-train command line."""
+    flags, overrides = [], []
+    it = iter(argv)
+    for arg in it:
+        if arg.startswith("-"):
+            flags.append(arg)
+            if arg in HYDRA_FLAGS_WITH_VALUE:
+                value = next(it, None)
+                if value is not None:
+                    flags.append(value)
+        else:
+            overrides.append(arg)
+    return flags, overrides
 
-    Hydra's record of the resume command goes into ``.hydra/resume-<time>/`` so the original ``.hydra/`` files
-    are kept.
-    """
-    resume = next((a.split("=", 1)[1] for a in argv if a.startswith("trainer.resume=")), None)
-    if not resume or resume in ("null", "None") or any(a.startswith("hydra.run.dir=") for a in argv):
-        return argv
-    if "-m" in argv or "--multirun" in argv:
-        return argv
+
+def hydra_quote(value: str) -> str:
+    """A value as one quoted Hydra string, whatever it holds (spaces, commas, quotes, non-ASCII)."""
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{escaped}'"
+
+
+def _override_value(overrides: list[str], key: str) -> str | None:
+    """The parsed value of ``key=...`` (Hydra's parser: quotes and escapes handled), or None."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    found = None
+    for text in overrides:
+        if not text.lstrip("+~").startswith(f"{key}="):
+            continue
+        try:
+            (override,) = parser.parse_overrides([text])
+        except Exception:
+            continue  # the preflight reports it
+        if override.key_or_group == key and not override.is_sweep_override():
+            value = override.value()
+            found = None if value is None else str(value)
+    return found
+
+
+def resume_run_dir(overrides: list[str]) -> Path | None:
+    """The run directory a ``trainer.resume=`` points at (a run directory, or a checkpoint inside one)."""
+    resume = _override_value(overrides, "trainer.resume")
+    if not resume or resume in ("null", "None"):
+        return None
     path = Path(resume).expanduser()
     if path.is_file() and path.parent.name == "checkpoints":
-        run_dir = path.parent.parent
-    elif path.is_dir():
-        run_dir = path
-    else:
-        return argv  # run.train reports the missing path with a clear message
-    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    return [*argv, f"hydra.run.dir={run_dir.resolve()}", f"hydra.output_subdir=.hydra/resume-{stamp}"]
+        return path.parent.parent
+    if path.is_dir():
+        return path
+    return None  # run.train reports a missing or foreign path with a clear message
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
-def _hydra_main(cfg: DictConfig) -> float | None:
-    from vae_cli.training.cpu_threads import apply_wait_policy
-
-    # Before torch is imported: the OpenMP runtime reads its wait policy once.
-    wait_policy = apply_wait_policy(cfg.trainer.cpu_wait)
-    from vae_cli.training.allocator import keep_freed_memory_for_reuse
-    from vae_cli.training.run import train  # torch and friends load only when a run really starts (fast --help)
-
-    log.info("CPU thread waits: %s", wait_policy)
-    log.info("CPU memory: %s", keep_freed_memory_for_reuse())
-
-    hc = HydraConfig.get()
-    run_dir = Path(hc.runtime.output_dir)
-    with reported_errors("vae-train", f"stopped at once (second Ctrl-C); the last checkpoint in {run_dir} is intact."):
-        metrics = train(cfg, run_dir, overrides=list(hc.overrides.task))
-    # The returned value lets Hydra sweepers (e.g. Optuna) optimize the final validation loss.
-    value = metrics.get("val/loss")
-    return float(value) if value is not None else None
+def _resume_argv(argv: list[str]) -> list[str]:
+    """A resumed run continues in its own run directory (so TensorBoard shows one purged, continuous curve)."""
+    flags, overrides = split_argv(argv)
+    if "-m" in flags or "--multirun" in flags or _override_value(overrides, "hydra.run.dir") is not None:
+        return argv
+    run_dir = resume_run_dir(overrides)
+    if run_dir is None:
+        return argv
+    return [*argv, f"hydra.run.dir={hydra_quote(str(run_dir.resolve()))}"]
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int = 2) -> None:
     print(f"vae-train: error: {message}", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(code)
 
 
 def _preflight(argv: list[str]) -> None:
     """Report bad overrides and an unwritable output folder before Hydra composes anything or data loads."""
     from vae_cli.config.preflight import check_overrides
 
-    if any(a in ("--help", "-h", "--hydra-help", "--version", "--info", "-i") or a.startswith("--info") for a in argv):
+    if any(a in INFO_FLAGS or a.startswith("--info") for a in argv):
         return
-    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
+    flags, overrides = split_argv(argv)
     problems = check_overrides(overrides, Path(config_dir()))
     if problems:
         _fail("Invalid overrides on the command line:\n  - " + "\n  - ".join(problems))
-    if any(a in ("--cfg", "-c") for a in argv):
+    if any(a in ("--cfg", "-c") for a in flags):
         return
-    explicit = next((a.split("=", 1)[1] for a in argv if a.startswith(("hydra.run.dir=", "hydra.sweep.dir="))), None)
-    base = Path(explicit).parent if explicit else Path("outputs")
+    multirun = "-m" in flags or "--multirun" in flags
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    explicit = _override_value(overrides, key)
+    if explicit is not None and not Path(explicit).expanduser().exists():
+        from vae_cli.runs.job import CREATED_BY_RESOLVER
+
+        CREATED_BY_RESOLVER.add(str(Path(explicit).expanduser().absolute()))  # made for this run: removable again
+    if explicit is not None and Path(explicit).expanduser().exists() and not Path(explicit).expanduser().is_dir():
+        _fail(
+            f"{key}={explicit} is a file, not a folder. Choose a folder (new or empty) for the run, or move the file."
+        )
+    base = Path(explicit).expanduser().parent if explicit else Path("outputs")
     problem = writable_problem(base)
     if problem:
         _fail(
@@ -140,12 +187,33 @@ def _preflight(argv: list[str]) -> None:
             f"can write to, or choose the run directory with hydra.run.dir=/writable/path "
             f"(hydra.sweep.dir=... for -m)."
         )
+    if multirun and explicit is not None:
+        _check_sweep_dir(Path(explicit).expanduser(), overrides)
+
+
+def _check_sweep_dir(sweep_dir: Path, overrides: list[str]) -> None:
+    """A sweep directory that holds another sweep is refused before any job runs (rerunning the same sweep
+    continues it: finished jobs are kept, interrupted ones resumed)."""
+    import yaml
+
+    record = sweep_dir / "multirun.yaml"
+    if not record.is_file():
+        return
+    try:
+        recorded = yaml.safe_load(record.read_text())["hydra"]["overrides"]["task"]
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        return
+    mine = sorted(o for o in overrides if not o.lstrip("+~").startswith("hydra"))
+    if sorted(recorded or []) != mine:
+        _fail(
+            f"hydra.sweep.dir={sweep_dir} holds another sweep ({' '.join(recorded or []) or 'no overrides'}), not "
+            f"this one ({' '.join(mine) or 'no overrides'}); nothing was written there. Rerun that sweep's own command "
+            f"to continue it, or choose another hydra.sweep.dir for this one."
+        )
 
 
 def writable_problem(folder: Path) -> str | None:
     """Why nothing can be written in ``folder`` (created if missing), or None if a file can be created there."""
-    import tempfile
-
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
@@ -174,18 +242,101 @@ def _torchrun_argv(argv: list[str]) -> list[str]:
     atexit.register(shutil.rmtree, scratch, ignore_errors=True)
     kept = [a for a in argv if not a.startswith(("hydra.run.dir=", "hydra.output_subdir="))]
     # Quiet: rank 0 logs for the job (its console and vae-train.log); errors still reach stderr.
-    return [*kept, f"hydra.run.dir={scratch}", "hydra.output_subdir=null", "hydra/job_logging=disabled"]
+    return [*kept, f"hydra.run.dir={scratch}", "hydra/job_logging=disabled"]
+
+
+def print_version() -> None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from vae_cli import __version__
+
+    def of(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    print(
+        f"vae-train (vae-cli) {__version__}; torch {of('torch')}, torchvision {of('torchvision')}, hydra-core "
+        f"{of('hydra-core')}, Python {sys.version.split()[0]}"
+    )
+
+
+def print_resumed_config(argv: list[str]) -> None:
+    """``vae-train --cfg job trainer.resume=RUN ...``: the config the resume will really use (the checkpoint's,
+    with this command line's keys on top), not the defaults."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from vae_cli.errors import reported_errors
+    from vae_cli.training.checkpoint import load_with_fallback
+    from vae_cli.training.resume import merge_resume_config
+
+    _, overrides = split_argv(argv)
+    task = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
+    with reported_errors("vae-train", "interrupted."):
+        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+            composed = compose(config_name="train", overrides=task)
+        _, ckpt, warning = load_with_fallback(str(composed.trainer.resume))
+        if warning:
+            print(f"vae-train: warning: {warning}", file=sys.stderr)
+        merged = merge_resume_config(composed, ckpt["config"], task, ckpt.get("batch_in_epoch", 0))
+    print(OmegaConf.to_yaml(merged), end="")
 
 
 def main() -> None:
+    from vae_cli.training.signals import STOP, StopRequested
+
+    STOP.install()  # first: Ctrl-C and SIGTERM get an answer from the first instant
+    try:
+        _main()
+    except StopRequested as exc:
+        from vae_cli.training.signals import describe_stop
+
+        print(
+            f"vae-train: {describe_stop(exc, getattr(exc, 'run_dir', None), getattr(exc, 'cleaned', True))}",
+            file=sys.stderr,
+        )
+        sys.exit(exc.exit_code)
+
+
+def _main() -> None:
+    from vae_cli.training.signals import STOP
+
+    argv = sys.argv[1:]
+    if "--version" in argv:
+        print_version()
+        return
+    from omegaconf import OmegaConf
+
+    from vae_cli.config import register_configs
+
     register_configs()
     if not OmegaConf.has_resolver("unique_dir"):
         OmegaConf.register_new_resolver("unique_dir", unique_dir)
-    argv = _resume_argv(sys.argv[1:])
+    STOP.check()
+    flags, overrides = split_argv(argv)
+    if any(f in ("--cfg", "-c") for f in flags) and "job" in flags and resume_run_dir(overrides) is not None:
+        _preflight(argv)
+        print_resumed_config(argv)
+        return
+    argv = _resume_argv(argv)
     _preflight(argv)
     argv = _torchrun_argv(argv)
+    STOP.check()
     sys.argv = [sys.argv[0], *argv]
-    _hydra_main()
+    from vae_cli.runs.hydra_app import hydra_main
+
+    hydra_main()
+    from vae_cli.runs.job import FAILED_JOBS
+
+    if FAILED_JOBS:
+        print(
+            f"vae-train: {len(FAILED_JOBS)} job(s) of the sweep failed: {', '.join(FAILED_JOBS)}; each one's "
+            f"run.json and vae-train.log say why. The sweep summary lists them as failed.",
+            file=sys.stderr,
+        )
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,12 @@ class TrainingError(VaeCliError):
     pass
 
 
+class NothingToDo(VaeCliError):
+    """The request is already fulfilled (exit status 0, reported as information)."""
+
+    exit_code = 0
+
+
 @contextmanager
 def reported_errors(prog: str, on_interrupt: str) -> Iterator[None]:
     """For the command-line tools: a VaeCliError becomes ``prog: error: message`` and exit status 2 (or the
@@ -36,8 +42,12 @@ def reported_errors(prog: str, on_interrupt: str) -> Iterator[None]:
     try:
         yield
     except VaeCliError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        sys.exit(getattr(exc, "exit_code", 2))
+        code = getattr(exc, "exit_code", 2)
+        if code == 0:  # not an error: e.g. a resume of a run that has nothing left to do
+            print(f"{prog}: {exc}")
+        else:
+            print(f"{prog}: error: {exc}", file=sys.stderr)
+        sys.exit(code)
     except KeyboardInterrupt:
         print(f"{prog}: {on_interrupt}", file=sys.stderr)
         sys.exit(130)

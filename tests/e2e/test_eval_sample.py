@@ -17,16 +17,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.conftest import TINY, run_vae_train
 from tests.e2e.events import scalar_steps, scalar_values
-from vae_cli.config import TrainConfig
+from vae_cli.config import structured
 from vae_cli.datasets import load_dataset, to_unit_float
-from vae_cli.models.vae import build_model
+from vae_cli.models import build_model
 from vae_cli.tools import compare, eval_cli, sample_cli
+from vae_cli.training.checkpoint import save_checkpoint
 
 TILE = 30  # 28-pixel images + 2 pixels of grid padding
 
@@ -57,9 +57,9 @@ def sweep(tmp_path_factory) -> Path:
 def restore(run: Path, name: str = "best.pt"):
     """Model, config and data of a run, rebuilt here from the checkpoint (weights_only)."""
     ckpt = torch.load(run / "checkpoints" / name, weights_only=True)
-    cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig), ckpt["config"])
+    cfg = structured(ckpt["config"])
     data = load_dataset(cfg.dataset, seed=cfg.trainer.seed)
-    model = build_model(cfg.model, data.image_shape)
+    model = build_model(cfg, data.image_shape)
     model.load_state_dict(ckpt["model"])
     return model.eval(), cfg, data, ckpt
 
@@ -259,7 +259,8 @@ def test_bad_paths_and_missing_data_are_one_clear_message(sweep, tmp_path, capsy
     ckpt["config"]["dataset"].update(name="mnist", root=str(tmp_path / "elsewhere"))
     moved = tmp_path / "moved_run"
     (moved / "checkpoints").mkdir(parents=True)
-    torch.save(ckpt, moved / "checkpoints" / "best.pt")
+    # Re-saved as vae-train saves (a fresh content digest): a run moved here from another machine, not a damaged file.
+    save_checkpoint({k: v for k, v in ckpt.items() if k != "integrity"}, moved / "checkpoints" / "best.pt")
     fails(eval_cli.main, [moved, "--data-root", tmp_path / "no_data"], "Dataset 'mnist' was not found", "no_data")
     fails(sample_cli.main, [moved, "--out", tmp_path / "o"], "Dataset 'mnist' was not found")
     assert not (moved / "eval.json").exists() and not (tmp_path / "o").exists()

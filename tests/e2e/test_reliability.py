@@ -63,6 +63,10 @@ def test_signal_checkpoints_mid_epoch_and_prints_the_resume_command(tmp_path, re
     run = tmp_path / "run"
     proc = _start([*LONGER, f"hydra.run.dir={run}"], cwd=tmp_path)
     _wait_for(run / "checkpoints" / "last.pt", proc)
+    # Past the end of epoch 1 (its checkpoints and log line): the signal lands inside epoch 2.
+    deadline = time.time() + 60
+    while "epoch 1/4" not in (run / "vae-train.log").read_text() and time.time() < deadline:
+        time.sleep(0.01)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == code, err
@@ -244,26 +248,31 @@ def test_malicious_checkpoint_is_refused_without_running_it(tmp_path):
 
 @pytest.mark.parametrize("damage", ["truncate", "wrong_architecture", "not_a_checkpoint", "newer_format"])
 def test_damaged_checkpoints_give_a_clear_error(tmp_path, damage):
+    """Both checkpoints damaged alike: one clear error. (One damaged: the resume falls back to the other one,
+    tests/e2e/test_hostile.py.)"""
+    from vae_cli.training.checkpoint import save_checkpoint
+
     run = tmp_path / "run"
     run_vae_train([*TINY, "trainer.epochs=1", f"hydra.run.dir={run}"], cwd=tmp_path)
-    path = run / "checkpoints" / "last.pt"
-    state = torch.load(path, weights_only=True)
     expected = {
         "truncate": "truncated or corrupt",
         "wrong_architecture": "do not fit the model",
         "not_a_checkpoint": "not a vae-cli checkpoint",
         "newer_format": "Upgrade vae-cli",
     }[damage]
-    if damage == "truncate":
-        path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
-    elif damage == "wrong_architecture":
-        state["config"]["model"]["hidden_dims"] = [32]
-        torch.save(state, path)
-    elif damage == "not_a_checkpoint":
-        torch.save({"weights": state["model"]}, path)
-    else:
-        state["format_version"] = 99
-        torch.save(state, path)
+    for name in ("last.pt", "best.pt"):
+        path = run / "checkpoints" / name
+        state = torch.load(path, weights_only=True)
+        if damage == "truncate":
+            path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+        elif damage == "wrong_architecture":  # a consistent file (fresh digest) whose config lies about the weights
+            state["config"]["model"]["hidden_dims"] = [32]
+            save_checkpoint({k: v for k, v in state.items() if k != "integrity"}, path)
+        elif damage == "not_a_checkpoint":
+            torch.save({"weights": state["model"]}, path)
+        else:
+            state["format_version"] = 99
+            torch.save(state, path)
     proc = run_vae_train([f"trainer.resume={run}", "trainer.epochs=2"], cwd=tmp_path, check=False)
     assert proc.returncode == 2, proc.stderr
     assert expected in proc.stderr and "Traceback" not in proc.stderr
@@ -282,7 +291,10 @@ def test_damaged_checkpoints_give_a_clear_error(tmp_path, damage):
         ("model=transformer", "Valid options for model: "),
         ("model.lattent_dim=3", "Did you mean 'latent_dim'?"),
         ("trainer.epochs=ten", "trainer.epochs must be an integer"),
-        ("loss.likelihood=poisson", "must be one of bernoulli, gaussian"),
+        ("likelihood.name=poisson", "must be one of bernoulli, gaussian"),
+        ("loss.likelihood=gaussian", "loss.likelihood has moved: use likelihood="),
+        ("loss.k=5", "loss.k is a key of loss=iwae"),
+        ("loss=iwae loss.kk=5", "Did you mean 'k'?"),
         ("optim.weight_decay=0.1", "use optim=adamw"),
         ("trainer.device=tpu", "must be one of auto, cpu, cuda, mps"),
     ],

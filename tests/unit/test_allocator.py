@@ -7,20 +7,24 @@ import pytest
 
 FAULTS = """
 import resource, sys, torch
-from vae_cli.config import Arch, LossConfig, ModelConfig
-from vae_cli.losses.elbo import ELBOLoss
-from vae_cli.models.vae import build_model
+from omegaconf import OmegaConf
+from vae_cli.config import Arch, ELBOConfig, LikelihoodConfig, ModelConfig, PriorConfig
+from vae_cli.losses import ObjectiveContext
+from vae_cli.losses.elbo import ELBO
+from vae_cli.models import build_model
 
 if sys.argv[1] == "tuned":
     from vae_cli.training.allocator import keep_freed_memory_for_reuse
     print(keep_freed_memory_for_reuse(), file=sys.stderr)
 torch.manual_seed(0)
-model = build_model(ModelConfig(arch=Arch.conv), (1, 28, 28))
-optimizer, elbo, x = torch.optim.Adam(model.parameters()), ELBOLoss(LossConfig()), torch.rand(128, 1, 28, 28)
+cfg = OmegaConf.create({"model": ModelConfig(arch=Arch.conv), "prior": PriorConfig(), "likelihood": LikelihoodConfig()})
+model = build_model(cfg, (1, 28, 28))
+elbo = ELBO(ELBOConfig(), ObjectiveContext(train_size=128, latent_dim=20))
+optimizer, x = torch.optim.Adam(model.parameters()), torch.rand(128, 1, 28, 28)
 
 def step():
     optimizer.zero_grad(set_to_none=True)
-    elbo(x, model(x)).loss.backward()
+    elbo(model, x, None, None)["loss"].backward()
     optimizer.step()
 
 for _ in range(3):  # warm: kernels loaded, optimizer state allocated

@@ -11,7 +11,8 @@ def test_defaults_are_the_classic_vae():
     cfg = compose_config()
     assert cfg.dataset.name == "fashion_mnist"
     assert cfg.model.arch.value == "mlp" and list(cfg.model.hidden_dims) == [400] and cfg.model.latent_dim == 20
-    assert cfg.loss.likelihood.value == "bernoulli" and cfg.loss.beta == 1.0
+    assert cfg.likelihood.name.value == "bernoulli" and cfg.loss.name == "elbo" and cfg.loss.beta == 1.0
+    assert cfg.prior.name == "normal" and cfg.model.conditional is False
     assert cfg.optim.name.value == "adam" and cfg.optim.lr == 1e-3
     assert cfg.trainer.batch_size == 128 and cfg.trainer.epochs == 10
     validate(cfg)
@@ -22,7 +23,8 @@ def test_defaults_are_the_classic_vae():
     [
         ("model.lattent_dim=3", "lattent_dim"),
         ("trainer.epochs=ten", "epochs"),
-        ("loss.likelihood=poisson", "likelihood"),
+        ("likelihood.name=poisson", "name"),
+        ("loss.k=5", "loss.k"),  # a key of loss=iwae only
         ("optim.schedule=linear", "schedule"),
     ],
 )
@@ -69,4 +71,4 @@ def test_experiment_overlays_apply():
 def test_config_round_trips_to_plain_yaml():
     cfg = compose_config()
     plain = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    assert plain["loss"]["likelihood"] == "bernoulli"
+    assert plain["likelihood"]["name"] == "bernoulli"

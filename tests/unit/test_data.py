@@ -61,7 +61,7 @@ def test_val_size_too_large_is_a_clear_error():
 
 
 def test_files_that_disagree_with_the_configured_shape_are_a_clear_error(monkeypatch):
-    def rgb_files(cfg):
+    def rgb_files(cfg, parts):
         x = torch.zeros(100, 3, 32, 32, dtype=torch.uint8)
         y = torch.zeros(100, dtype=torch.long)
         return RawSplits(x, y, x[:10], y[:10])
@@ -80,15 +80,15 @@ def test_index_batches_cover_every_image_once_and_are_reproducible():
     images = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1)
     batches = IndexBatches(images, batch_size=4, seed=3)
     assert len(batches) == 3
-    epoch0 = torch.cat(list(batches.epoch(0))).flatten() * 255
+    epoch0 = torch.cat([x for x, _ in batches.epoch(0)]).flatten() * 255
     assert sorted(epoch0.round().long().tolist()) == list(range(10))
-    again = torch.cat(list(batches.epoch(0))).flatten() * 255
+    again = torch.cat([x for x, _ in batches.epoch(0)]).flatten() * 255
     assert torch.equal(epoch0, again)
-    assert not torch.equal(epoch0, torch.cat(list(batches.epoch(1))).flatten() * 255)
+    assert not torch.equal(epoch0, torch.cat([x for x, _ in batches.epoch(1)]).flatten() * 255)
     # Starting mid-epoch yields exactly the remaining batches of that epoch.
-    tail = torch.cat(list(batches.epoch(0, start_batch=1))).flatten() * 255
+    tail = torch.cat([x for x, _ in batches.epoch(0, start_batch=1)]).flatten() * 255
     assert torch.equal(tail, epoch0[4:])
-    assert next(iter(batches.epoch(0))).dtype == torch.float32
+    assert next(iter(batches.epoch(0)))[0].dtype == torch.float32
 
 
 # ----- the MNIST family on real files -------------------------------------------------------------------------

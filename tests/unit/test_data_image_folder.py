@@ -187,9 +187,11 @@ def test_over_the_memory_budget_the_training_split_streams_the_same_batches(tmp_
     streamed = load_dataset(folder_cfg(tmp_path, channels=1, val_size=4, memory_budget_mb=0), seed=0)
     assert streamed.streamed and not in_memory.streamed
     assert streamed.train.shape == in_memory.train.shape and torch.equal(streamed.val, in_memory.val)
-    expected = list(IndexBatches(in_memory.train, 7, seed=3).epoch(1, start_batch=2))  # 32 images: 5 batches
+    expected = [x for x, _ in IndexBatches(in_memory.train, 7, seed=3).epoch(1, start_batch=2)]  # 32 images: 5 batches
     for workers in (0, 1):
-        got = list(StreamingBatches(streamed.train, 7, 3, torch.device("cpu"), num_workers=workers).epoch(1, 2))
+        got = [
+            x for x, _ in StreamingBatches(streamed.train, 7, 3, torch.device("cpu"), num_workers=workers).epoch(1, 2)
+        ]
         assert len(got) == len(expected) == 3
         assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
 

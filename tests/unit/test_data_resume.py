@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from tests.conftest import TINY, compose_config
-from vae_cli.losses import elbo as loss_module
+from vae_cli.losses.elbo import ELBO
 from vae_cli.training.checkpoint import load_checkpoint
 from vae_cli.training.run import train
 from vae_cli.training.trainer import TrainingInterrupted
@@ -45,21 +45,21 @@ def test_mid_epoch_resume_replays_the_same_random_pixels(tmp_path, monkeypatch, 
     args.append("trainer.epochs=1")  # 8 batches; the interrupt lands in the middle
     train(compose_config(args), tmp_path / "straight")
 
-    original = loss_module.ELBOLoss.__call__
+    original = ELBO.forward
 
     seen: list[torch.Tensor] = []
 
-    def interrupt_at_step_5(self, x, out, step=None):
+    def interrupt_at_step_5(self, model, x, y, step=None):
         if step is not None:
             seen.append(x.detach().clone())
-        if step == 5:
+        if step is not None and int(step) == 5:
             os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: the handler sets a flag, the trainer checkpoints
-        return original(self, x, out, step)
+        return original(self, model, x, y, step)
 
-    monkeypatch.setattr(loss_module.ELBOLoss, "__call__", interrupt_at_step_5)
+    monkeypatch.setattr(ELBO, "forward", interrupt_at_step_5)
     with pytest.raises(TrainingInterrupted):
         train(compose_config(args), tmp_path / "run")
-    monkeypatch.setattr(loss_module.ELBOLoss, "__call__", original)
+    monkeypatch.setattr(ELBO, "forward", original)
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["batch_in_epoch"] == 6  # mid-epoch
     # The preprocessing really reached the model: binary pixels, or grey levels off the 1/255 grid.
     pixels = torch.cat(seen)

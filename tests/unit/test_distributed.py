@@ -32,9 +32,9 @@ def test_index_batches_of_two_ranks_together_make_one_epoch():
     images = torch.arange(50, dtype=torch.uint8).view(50, 1, 1, 1)
     ranks = [IndexBatches(images, 8, seed=5, dist=Distributed(r, 2)) for r in range(2)]
     assert len(ranks[0]) == len(ranks[1]) == 4  # 25 images per rank -> 4 batches each
-    seen = [int(v * 255 + 0.5) for b in ranks for x in b.epoch(1) for v in x.flatten().tolist()]
+    seen = [int(v * 255 + 0.5) for b in ranks for x, _ in b.epoch(1) for v in x.flatten().tolist()]
     assert sorted(seen) == list(range(50))
-    again = [int(v * 255 + 0.5) for b in ranks for x in b.epoch(1) for v in x.flatten().tolist()]
+    again = [int(v * 255 + 0.5) for b in ranks for x, _ in b.epoch(1) for v in x.flatten().tolist()]
     assert again == seen  # the same (seed, epoch) gives every rank the same shard again (exact resume)
 
 

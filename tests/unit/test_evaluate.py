@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from vae_cli.losses.elbo import BernoulliLikelihood, GaussianLikelihood
+from vae_cli.models.likelihoods import BernoulliLikelihood, GaussianLikelihood
+from vae_cli.models.priors import StandardNormal
 from vae_cli.models.vae import VAE
 from vae_cli.tools.evaluate import (
     ACTIVE_UNIT_THRESHOLD,
@@ -53,7 +54,7 @@ def linear_gaussian(mean_scale: float = 1.0, var_scale: float = 1.0):
     post_var = SIGMA**2 / (s**2 + SIGMA**2)
     a = (s / (s**2 + SIGMA**2))[:, None] * q.T  # posterior mean = A (x - b)
     enc = LinearEncoder((mean_scale * a).float(), b.float(), torch.log(var_scale * post_var).float())
-    model = VAE(enc, LinearDecoder(w.float(), b.float()), LATENT)
+    model = VAE(enc, LinearDecoder(w.float(), b.float()), LATENT, StandardNormal(LATENT), GaussianLikelihood(SIGMA))
     return model, w, b, a * mean_scale, post_var * var_scale
 
 
@@ -70,14 +71,15 @@ def data(n: int, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return x.float().view(n, *SHAPE)
 
 
-LOG_PROB = GaussianLikelihood(SIGMA).log_prob
+def labelled(*batches: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [(x, torch.full((x.shape[0],), -1)) for x in batches]
 
 
 @pytest.mark.parametrize("k", [1, 7, 64])
 def test_with_the_exact_posterior_every_k_gives_the_exact_log_likelihood(k):
     model, w, b, _, _ = linear_gaussian()
     x = data(50, w, b)
-    out = importance_weighted_batch(model, LOG_PROB, x, k, torch.Generator().manual_seed(2))
+    out = importance_weighted_batch(model, x, k, torch.Generator().manual_seed(2))
     torch.testing.assert_close(out.log_px.double(), exact_log_px(x, w, b), atol=2e-4, rtol=0)
 
 
@@ -86,7 +88,7 @@ def test_with_a_worse_posterior_iw_k_rises_with_k_towards_log_px_and_stays_above
     x = data(400, w, b)
     truth = exact_log_px(x, w, b).mean().item()
     batches = [x[:200], x[200:]]
-    results = {k: evaluate_images(model, LOG_PROB, batches, k=k, seed=3) for k in (1, 10, 100, 1000)}
+    results = {k: evaluate_images(model, labelled(*batches), k=k, seed=3) for k in (1, 10, 100, 1000)}
     iw = [results[k].log_px_iw for k in (1, 10, 100, 1000)]
     assert all(a < b_ for a, b_ in itertools.pairwise(iw)), iw
     assert iw[-1] <= truth + 1e-3 and truth - iw[-1] < 0.1 * (truth - iw[0]), (iw, truth)
@@ -98,7 +100,7 @@ def test_elbo_terms_match_their_closed_forms():
     """E_q[log p(x|z)] of a linear-Gaussian decoder has a closed form; the K-sample recon must approach it."""
     model, w, b, a, post_var = linear_gaussian(mean_scale=0.8, var_scale=1.5)
     x = data(300, w, b)
-    res = evaluate_images(model, LOG_PROB, [x], k=2000, seed=4)
+    res = evaluate_images(model, labelled(x), k=2000, seed=4)
     xf = x.flatten(1).double()
     m = (xf - b) @ a.T  # posterior means [N, d]
     resid = xf - b - m @ w.T
@@ -119,7 +121,7 @@ def test_active_units_follow_burdas_variance_criterion():
     with torch.no_grad():
         model.encoder.a[1] *= 1e-3  # dimension 1's mean barely moves with x: inactive
     x = data(200, w, b)
-    res = evaluate_images(model, LOG_PROB, [x], k=2, seed=0)
+    res = evaluate_images(model, labelled(x), k=2, seed=0)
     assert res.mu_variance[0] > ACTIVE_UNIT_THRESHOLD > res.mu_variance[1]
     assert res.active_units == 1
 
@@ -127,8 +129,8 @@ def test_active_units_follow_burdas_variance_criterion():
 def test_result_does_not_depend_on_decode_chunking():
     model, w, b, _, _ = linear_gaussian(mean_scale=0.5)
     x = data(30, w, b)
-    whole = importance_weighted_batch(model, LOG_PROB, x, 50, torch.Generator().manual_seed(5), max_decode=10_000)
-    chunked = importance_weighted_batch(model, LOG_PROB, x, 50, torch.Generator().manual_seed(5), max_decode=40)
+    whole = importance_weighted_batch(model, x, 50, torch.Generator().manual_seed(5), max_decode=10_000)
+    chunked = importance_weighted_batch(model, x, 50, torch.Generator().manual_seed(5), max_decode=40)
     torch.testing.assert_close(whole.log_px, chunked.log_px)
     torch.testing.assert_close(whole.log_px_given_z, chunked.log_px_given_z)
 
@@ -139,9 +141,10 @@ def test_tiny_weights_do_not_underflow_and_match_a_float64_reference():
     with torch.no_grad():
         model.decoder.w.mul_(500.0)
         model.decoder.b.fill_(-500.0)
+    model.likelihood = BernoulliLikelihood()
     x = torch.ones(8, *SHAPE)
     k = 100
-    out = importance_weighted_batch(model, BernoulliLikelihood().log_prob, x, k, torch.Generator().manual_seed(0))
+    out = importance_weighted_batch(model, x, k, torch.Generator().manual_seed(0))
     assert torch.isfinite(out.log_px).all() and (out.log_px < -1000).all()
     # Reference: the same noise, every term in float64, written out from the definitions.
     eps = torch.randn((k, 8, LATENT), generator=torch.Generator().manual_seed(0)).double()

@@ -1,12 +1,19 @@
+"""Likelihoods and the closed-form KL against torch.distributions; the ELBO's weights (beta, recon weight, KL
+warm-up) against their definitions."""
+
 import math
 
 import pytest
 import torch
 from torch.distributions import Bernoulli, Normal, kl_divergence
 
-from vae_cli.config import Likelihood, LossConfig
-from vae_cli.losses.elbo import BernoulliLikelihood, ELBOLoss, GaussianLikelihood, kl_standard_normal
-from vae_cli.models.vae import VAE, VAEOutput
+from tests.conftest import model_config
+from vae_cli.config import ELBOConfig, ModelConfig
+from vae_cli.losses import ObjectiveContext
+from vae_cli.losses.elbo import ELBO
+from vae_cli.models import VAE, build_model
+from vae_cli.models.likelihoods import BernoulliLikelihood, GaussianLikelihood
+from vae_cli.models.priors import StandardNormal
 
 
 def test_kl_matches_torch_distributions():
@@ -16,13 +23,14 @@ def test_kl_matches_torch_distributions():
     q = Normal(mu, torch.exp(0.5 * logvar))
     p = Normal(torch.zeros_like(mu), torch.ones_like(mu))
     expected = kl_divergence(q, p).sum(dim=1)
-    torch.testing.assert_close(kl_standard_normal(mu, logvar), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(StandardNormal(8).kl(mu, logvar), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_kl_is_zero_at_the_prior_and_positive_elsewhere():
     zeros = torch.zeros(3, 5)
-    torch.testing.assert_close(kl_standard_normal(zeros, zeros), torch.zeros(3))
-    assert (kl_standard_normal(torch.ones(3, 5), zeros) > 0).all()
+    prior = StandardNormal(5)
+    torch.testing.assert_close(prior.kl(zeros, zeros), torch.zeros(3))
+    assert (prior.kl(torch.ones(3, 5), zeros) > 0).all()
 
 
 def test_bernoulli_log_prob_matches_torch_distributions():
@@ -71,49 +79,53 @@ def test_reparameterized_samples_have_the_right_moments():
     assert abs(z.var().item() - 0.25) < 0.01
 
 
-def _output(seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return (
-        torch.rand(8, 1, 4, 4, generator=g),
-        VAEOutput(
-            params=torch.randn(8, 1, 4, 4, generator=g),
-            mu=torch.randn(8, 3, generator=g),
-            logvar=torch.randn(8, 3, generator=g),
-            z=torch.zeros(8, 3),
-        ),
-    )
+def _model_and_data(seed=0):
+    torch.manual_seed(seed)
+    model = build_model(model_config(ModelConfig(latent_dim=3, hidden_dims=[16])), (1, 4, 4))
+    return model, torch.rand(8, 1, 4, 4, generator=torch.Generator().manual_seed(seed))
+
+
+def _terms(objective, model, x, step=None, seed=7):
+    torch.manual_seed(seed)  # the same reparameterization noise for every objective compared
+    s = None if step is None else torch.tensor(float(step))
+    return objective(model, x, None, s)
+
+
+CTX = ObjectiveContext(train_size=100, latent_dim=3)
 
 
 def test_beta_scales_only_the_kl():
-    x, out = _output()
-    t1 = ELBOLoss(LossConfig(beta=1.0))(x, out)
-    t4 = ELBOLoss(LossConfig(beta=4.0))(x, out)
-    torch.testing.assert_close(t1.recon, t4.recon)
-    torch.testing.assert_close(t1.kl, t4.kl)
-    torch.testing.assert_close(t4.loss - t1.loss, 3 * t1.kl)
+    model, x = _model_and_data()
+    t1 = _terms(ELBO(ELBOConfig(beta=1.0), CTX), model, x)
+    t4 = _terms(ELBO(ELBOConfig(beta=4.0), CTX), model, x)
+    torch.testing.assert_close(t1["recon"], t4["recon"])
+    torch.testing.assert_close(t1["kl"], t4["kl"])
+    torch.testing.assert_close(t4["loss"] - t1["loss"], 3 * t1["kl"])
     # The reported ELBO is the unweighted bound whatever beta is.
-    torch.testing.assert_close(t1.elbo, t4.elbo)
-    torch.testing.assert_close(t1.elbo, -(t1.recon + t1.kl))
+    torch.testing.assert_close(t1["elbo"], t4["elbo"])
+    torch.testing.assert_close(t1["elbo"], -(t1["recon"] + t1["kl"]))
 
 
 def test_recon_weight_scales_only_the_reconstruction():
-    x, out = _output(1)
-    t1 = ELBOLoss(LossConfig(recon_weight=1.0))(x, out)
-    t2 = ELBOLoss(LossConfig(recon_weight=2.0))(x, out)
-    torch.testing.assert_close(t2.loss - t1.loss, t1.recon)
+    model, x = _model_and_data(1)
+    t1 = _terms(ELBO(ELBOConfig(recon_weight=1.0), CTX), model, x)
+    t2 = _terms(ELBO(ELBOConfig(recon_weight=2.0), CTX), model, x)
+    torch.testing.assert_close(t2["loss"] - t1["loss"], t1["recon"])
 
 
 def test_kl_warmup_ramps_linearly_to_beta():
-    loss = ELBOLoss(LossConfig(beta=2.0, kl_warmup_steps=4))
-    assert [loss.kl_weight(s) for s in range(6)] == [0.5, 1.0, 1.5, 2.0, 2.0, 2.0]
-    x, out = _output(2)
+    objective = ELBO(ELBOConfig(beta=2.0, kl_warmup_steps=4), CTX)
+    assert [objective.schedule_values(s)["kl_weight"] for s in range(6)] == [0.5, 1.0, 1.5, 2.0, 2.0, 2.0]
+    model, x = _model_and_data(2)
     # Evaluation (step=None) always uses the full beta.
-    torch.testing.assert_close(loss(x, out).loss, loss(x, out, step=100).loss)
-    assert loss(x, out, step=0).loss < loss(x, out).loss
+    torch.testing.assert_close(_terms(objective, model, x)["loss"], _terms(objective, model, x, step=100)["loss"])
+    assert _terms(objective, model, x, step=0)["loss"] < _terms(objective, model, x)["loss"]
 
 
 def test_loss_is_per_sample_mean_in_nats():
-    x, out = _output(3)
-    terms = ELBOLoss(LossConfig(likelihood=Likelihood.bernoulli))(x, out)
+    model, x = _model_and_data(3)
+    terms = _terms(ELBO(ELBOConfig(), CTX), model, x)
+    torch.manual_seed(7)
+    out = model(x)
     per_sample = -BernoulliLikelihood().log_prob(x, out.params)
-    torch.testing.assert_close(terms.recon, per_sample.mean())
+    torch.testing.assert_close(terms["recon"], per_sample.mean())

@@ -1,38 +1,52 @@
 import pytest
 import torch
 
+from tests.conftest import model_config
 from vae_cli.config import Arch, ModelConfig
-from vae_cli.models.vae import VAE, build_model
+from vae_cli.models import VAE, build_model
 
 
 @pytest.mark.parametrize("arch", [Arch.mlp, Arch.conv])
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32), (3, 64, 64)])
-def test_forward_shapes(arch, shape):
-    cfg = ModelConfig(arch=arch, latent_dim=7, hidden_dims=[32, 16], conv_channels=[8, 16])
-    model = build_model(cfg, shape)
+@pytest.mark.parametrize("classes", [0, 10])
+def test_forward_shapes(arch, shape, classes):
+    cfg = ModelConfig(arch=arch, latent_dim=7, hidden_dims=[32, 16], conv_channels=[8, 16], conditional=classes > 0)
+    model = build_model(model_config(cfg), shape, num_classes=classes)
     x = torch.rand(5, *shape)
-    out = model(x)
+    y = torch.arange(5) % max(1, classes)
+    out = model(x, y)
     assert out.params.shape == x.shape
     assert out.mu.shape == out.logvar.shape == out.z.shape == (5, 7)
-    assert model.sample(3).shape == (3, *shape)
+    assert model.sample(3, y=y[:3]).shape == (3, *shape)
 
 
-def test_classic_mlp_has_the_classic_parameter_count():
+def test_classic_mlp_has_the_classic_parameter_count_and_state_dict_keys():
     # 784-400-20 VAE of the PyTorch example: fc1, fc21, fc22, fc3, fc4.
-    model = build_model(ModelConfig(arch=Arch.mlp, latent_dim=20, hidden_dims=[400]), (1, 28, 28))
+    model = build_model(model_config(ModelConfig(arch=Arch.mlp, latent_dim=20, hidden_dims=[400])), (1, 28, 28))
     classic = (784 * 400 + 400) + 2 * (400 * 20 + 20) + (20 * 400 + 400) + (400 * 784 + 784)
     assert sum(p.numel() for p in model.parameters()) == classic
+    # The keys runs saved before the model zoo (checkpoints must keep loading).
+    assert set(model.state_dict()) == {
+        "encoder.body.1.weight",
+        "encoder.body.1.bias",
+        "encoder.head.weight",
+        "encoder.head.bias",
+        "decoder.net.0.weight",
+        "decoder.net.0.bias",
+        "decoder.net.2.weight",
+        "decoder.net.2.bias",
+    }
 
 
 def test_sample_is_reproducible_with_a_generator():
-    model = build_model(ModelConfig(latent_dim=3, hidden_dims=[16]), (1, 28, 28))
+    model = build_model(model_config(ModelConfig(latent_dim=3, hidden_dims=[16])), (1, 28, 28))
     a = model.sample(4, torch.Generator().manual_seed(5))
     b = model.sample(4, torch.Generator().manual_seed(5))
     torch.testing.assert_close(a, b)
 
 
 def test_encoder_outputs_define_the_posterior_the_sample_comes_from():
-    model = build_model(ModelConfig(latent_dim=2, hidden_dims=[16]), (1, 28, 28))
+    model = build_model(model_config(ModelConfig(latent_dim=2, hidden_dims=[16])), (1, 28, 28))
     x = torch.rand(1, 1, 28, 28).expand(20_000, -1, -1, -1)
     with torch.no_grad():
         out = model(x)
@@ -42,4 +56,21 @@ def test_encoder_outputs_define_the_posterior_the_sample_comes_from():
 
 def test_vae_is_one_class_for_every_architecture():
     for arch in Arch:
-        assert type(build_model(ModelConfig(arch=arch), (1, 28, 28))) is VAE
+        assert type(build_model(model_config(ModelConfig(arch=arch)), (1, 28, 28))) is VAE
+
+
+def test_a_cvae_label_changes_the_decoded_image_and_the_posterior():
+    torch.manual_seed(0)
+    model = build_model(model_config(ModelConfig(latent_dim=4, hidden_dims=[32], conditional=True)), (1, 8, 8), 10)
+    z = torch.randn(6, 4)
+    with torch.no_grad():
+        a = model.decode(z, torch.full((6,), 2))
+        b = model.decode(z, torch.full((6,), 7))
+        mu_a, _ = model.encode(torch.rand(6, 1, 8, 8), torch.full((6,), 2))
+    assert (a - b).abs().mean() > 1e-3
+    # The label enters as a one-hot vector: the same label gives the same output.
+    with torch.no_grad():
+        torch.testing.assert_close(model.decode(z, torch.full((6,), 2)), a)
+    assert mu_a.shape == (6, 4)
+    with pytest.raises(ValueError, match="labels"):
+        model.decode(z)

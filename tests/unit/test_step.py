@@ -8,12 +8,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vae_cli.config import Arch, LossConfig, ModelConfig, OptimConfig, Precision, TrainerConfig
+from tests.conftest import model_config
+from vae_cli.config import Arch, ELBOConfig, ModelConfig, OptimConfig, Precision, TrainerConfig
 from vae_cli.errors import ConfigError
-from vae_cli.losses.elbo import BernoulliLikelihood, ELBOLoss, _BCEWithLogitsPerSample
-from vae_cli.models.vae import build_model
+from vae_cli.losses import ObjectiveContext
+from vae_cli.losses.elbo import ELBO
+from vae_cli.models import build_model
+from vae_cli.models.likelihoods import BernoulliLikelihood, _BCEWithLogitsPerSample
 from vae_cli.training.optim import build_optimizer
 from vae_cli.training.step import TrainStep
+
+CTX = ObjectiveContext(train_size=192, latent_dim=4)
+NO_LABELS = torch.full((32,), -1)
 
 
 def _reference_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -47,8 +53,8 @@ def test_fast_bce_passes_gradcheck_for_logits_and_data():
 
 def _setup(precision: Precision = Precision.fp32, seed: int = 0, **trainer_kw):
     torch.manual_seed(seed)
-    model = build_model(ModelConfig(hidden_dims=[64], latent_dim=4), (1, 28, 28))
-    loss_fn = ELBOLoss(LossConfig(kl_warmup_steps=10))
+    model = build_model(model_config(ModelConfig(hidden_dims=[64], latent_dim=4)), (1, 28, 28))
+    loss_fn = ELBO(ELBOConfig(kl_warmup_steps=10), CTX)
     optimizer = build_optimizer(OptimConfig(), model.parameters(), fused=True)
     cfg = TrainerConfig(precision=precision, batch_size=32, **trainer_kw)
     return model, loss_fn, optimizer, TrainStep(model, loss_fn, optimizer, cfg, torch.device("cpu"))
@@ -64,14 +70,14 @@ def test_fp32_step_is_exactly_the_textbook_step():
     ref_model, ref_loss, ref_opt, _ = _setup()
     for i, x in enumerate(_batches()):
         torch.manual_seed(100 + i)
-        terms = step(x, i)
+        terms = step(x, NO_LABELS, i)
         torch.manual_seed(100 + i)
-        t = ref_loss(x, ref_model(x), i)
+        t = ref_loss(ref_model, x, None, torch.tensor(float(i)))
         ref_opt.zero_grad(set_to_none=True)
-        t.loss.backward()
+        t["loss"].backward()
         ref_opt.step()
         assert terms.shape == (4,) and not terms.requires_grad
-        assert torch.equal(terms, torch.stack([t.loss, t.recon, t.kl, t.elbo]).detach())
+        assert torch.equal(terms, torch.stack([t["loss"], t["recon"], t["kl"], t["elbo"]]).detach())
     for p, q in zip(model.parameters(), ref_model.parameters(), strict=True):
         assert torch.equal(p, q)
 
@@ -81,9 +87,9 @@ def test_bf16_step_keeps_fp32_weights_and_follows_the_fp32_trajectory():
     m16, *_, s16 = _setup(Precision.bf16)
     for i, x in enumerate(_batches(10)):
         torch.manual_seed(i)
-        t32 = s32(x, i)
+        t32 = s32(x, NO_LABELS, i)
         torch.manual_seed(i)
-        t16 = s16(x, i)
+        t16 = s16(x, NO_LABELS, i)
         # Same terms within bf16 rounding of the logits (the loss itself is summed in fp32).
         assert abs(t16[0] - t32[0]) / t32[0] < 0.01
     assert all(p.dtype == torch.float32 for p in m16.parameters())
@@ -94,11 +100,11 @@ def test_bf16_step_keeps_fp32_weights_and_follows_the_fp32_trajectory():
 def test_a_partial_last_batch_runs_and_terms_are_per_sample_means():
     _, loss_fn, _, step = _setup()
     big, small = torch.rand(32, 1, 28, 28), torch.rand(5, 1, 28, 28)
-    step(big, 0)
-    terms = step(small, 1)
+    step(big, NO_LABELS, 0)
+    terms = step(small, NO_LABELS[:5], 1)
     loss, recon, kl, elbo = terms.tolist()
     assert recon > 0 and kl >= 0 and elbo == pytest.approx(-(recon + kl), rel=1e-6)
-    assert loss == pytest.approx(recon + loss_fn.kl_weight(1) * kl, rel=1e-6)
+    assert loss == pytest.approx(recon + loss_fn.schedule_values(1)["kl_weight"] * kl, rel=1e-6)
 
 
 def test_cuda_graphs_on_cpu_is_a_clear_config_error():
@@ -108,15 +114,15 @@ def test_cuda_graphs_on_cpu_is_a_clear_config_error():
 
 def test_bf16_on_cpu_keeps_convolutions_fp32_and_linear_layers_bf16():
     torch.manual_seed(0)
-    model = build_model(ModelConfig(arch=Arch.conv, conv_channels=[4, 8], latent_dim=4), (1, 28, 28))
+    model = build_model(model_config(ModelConfig(arch=Arch.conv, conv_channels=[4, 8], latent_dim=4)), (1, 28, 28))
     optimizer = build_optimizer(OptimConfig(), model.parameters(), fused=True)
     cfg = TrainerConfig(precision=Precision.bf16, batch_size=16)
-    step = TrainStep(model, ELBOLoss(LossConfig()), optimizer, cfg, torch.device("cpu"))
+    step = TrainStep(model, ELBO(ELBOConfig(), CTX), optimizer, cfg, torch.device("cpu"))
     dtypes: dict[str, torch.dtype] = {}
     for name, module in model.named_modules():
         if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)):
             module.register_forward_hook(lambda m, i, o, name=name: dtypes.__setitem__(name, o.dtype))
-    terms = step(torch.rand(16, 1, 28, 28), 0)
+    terms = step(torch.rand(16, 1, 28, 28), NO_LABELS[:16], 0)
     assert torch.isfinite(terms).all()
     convs = {n for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))}
     assert convs and all(dtypes[n] == torch.float32 for n in convs)

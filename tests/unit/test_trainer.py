@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from tests.conftest import TINY, compose_config
-from vae_cli.losses import elbo as loss_module
+from vae_cli.losses.elbo import ELBO
 from vae_cli.training.checkpoint import load_checkpoint
 from vae_cli.training.run import train
 
@@ -13,16 +13,17 @@ from vae_cli.training.run import train
 def _nan_at(monkeypatch, bad_steps: set[int]) -> list[int]:
     """Make the training loss NaN at the given optimizer steps (evaluation, step=None, is untouched)."""
     seen: list[int] = []
-    original = loss_module.ELBOLoss.__call__
+    original = ELBO.forward
 
-    def patched(self, x, out, step=None):
-        terms = original(self, x, out, step)
-        if step in bad_steps and step not in seen:
-            seen.append(step)
-            terms.loss = terms.loss * float("nan")
+    def patched(self, model, x, y, step=None):
+        terms = original(self, model, x, y, step)
+        s = None if step is None else int(step)
+        if s in bad_steps and s not in seen:
+            seen.append(s)
+            terms["loss"] = terms["loss"] * float("nan")
         return terms
 
-    monkeypatch.setattr(loss_module.ELBOLoss, "__call__", patched)
+    monkeypatch.setattr(ELBO, "forward", patched)
     return seen
 
 
@@ -59,14 +60,14 @@ def test_interrupt_saves_the_mid_epoch_position_and_running_sums(tmp_path, monke
 
     from vae_cli.training.trainer import TrainingInterrupted
 
-    original = loss_module.ELBOLoss.__call__
+    original = ELBO.forward
 
-    def interrupt_at_step_5(self, x, out, step=None):
-        if step == 5:
+    def interrupt_at_step_5(self, model, x, y, step=None):
+        if step is not None and int(step) == 5:
             os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does; the handler only sets a flag
-        return original(self, x, out, step)
+        return original(self, model, x, y, step)
 
-    monkeypatch.setattr(loss_module.ELBOLoss, "__call__", interrupt_at_step_5)
+    monkeypatch.setattr(ELBO, "forward", interrupt_at_step_5)
     # Python's handler, or SIG_IGN where the test process was started in the background by a shell.
     before = signal.getsignal(signal.SIGINT)
     signal.signal(signal.SIGINT, signal.default_int_handler)

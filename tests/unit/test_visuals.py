@@ -79,7 +79,7 @@ def test_interpolation_grid_puts_the_real_images_at_the_ends():
     x0, x1 = torch.zeros(2, 1, 4, 4), torch.ones(2, 1, 4, 4)
     z0, z1 = torch.zeros(2, 3), torch.ones(2, 3)
 
-    def decode(z):  # a "decoder" whose image is the mean of z
+    def decode(z, y=None):  # a "decoder" whose image is the mean of z
         return z.mean(dim=1).view(-1, 1, 1, 1).expand(-1, 1, 4, 4)
 
     grid = interpolation_grid(decode, x0, x1, z0, z1, steps=3, spherical=False).view(2, 5, 1, 4, 4)

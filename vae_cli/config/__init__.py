@@ -1,4 +1,103 @@
-"""Typed configs: the schemas of every config group, the cross-field checks, and the command-line preflight."""
+"""Typed configs: one schema per config group, the root schema, the cross-field checks, and the preflight of
+command-line overrides (``vae_cli.config.preflight``)."""
 
-from vae_cli.config.schema import *  # noqa: F403
-from vae_cli.config.schema import known_train_size, register_configs, to_plain_dict, validate  # noqa: F401
+from vae_cli.config.data import DatasetConfig
+from vae_cli.config.enums import (
+    Arch,
+    Binarize,
+    CpuWait,
+    DeviceName,
+    DIPVariant,
+    EmnistSplit,
+    IWEstimator,
+    LikelihoodName,
+    MMDKernel,
+    NanPolicy,
+    OptimizerName,
+    Precision,
+    PriorName,
+    PseudoInputInit,
+    ResizeMode,
+    Schedule,
+    SubsetMode,
+    TCEstimator,
+    TrainSplit,
+)
+from vae_cli.config.model import (
+    PRIOR_SCHEMAS,
+    LikelihoodConfig,
+    ModelConfig,
+    MoGPriorConfig,
+    PriorConfig,
+    VampPriorConfig,
+)
+from vae_cli.config.objectives import (
+    LOSS_SCHEMAS,
+    BetaTCVAEConfig,
+    DIPVAEConfig,
+    ELBOConfig,
+    FactorVAEConfig,
+    InfoVAEConfig,
+    IWAEConfig,
+    LossConfig,
+)
+from vae_cli.config.schema import (
+    FAMILIES,
+    TrainConfig,
+    migrate,
+    register_configs,
+    schema_for,
+    structured,
+    to_plain_dict,
+)
+from vae_cli.config.training import LoggerConfig, OptimConfig, TrainerConfig
+from vae_cli.config.validate import known_train_size, validate
+
+__all__ = [
+    "FAMILIES",
+    "LOSS_SCHEMAS",
+    "PRIOR_SCHEMAS",
+    "Arch",
+    "BetaTCVAEConfig",
+    "Binarize",
+    "CpuWait",
+    "DIPVAEConfig",
+    "DIPVariant",
+    "DatasetConfig",
+    "DeviceName",
+    "ELBOConfig",
+    "EmnistSplit",
+    "FactorVAEConfig",
+    "IWAEConfig",
+    "IWEstimator",
+    "InfoVAEConfig",
+    "LikelihoodConfig",
+    "LikelihoodName",
+    "LoggerConfig",
+    "LossConfig",
+    "MMDKernel",
+    "MoGPriorConfig",
+    "ModelConfig",
+    "NanPolicy",
+    "OptimConfig",
+    "OptimizerName",
+    "Precision",
+    "PriorConfig",
+    "PriorName",
+    "PseudoInputInit",
+    "ResizeMode",
+    "Schedule",
+    "SubsetMode",
+    "TCEstimator",
+    "TrainConfig",
+    "TrainSplit",
+    "TrainerConfig",
+    "VampPriorConfig",
+    "known_train_size",
+    "migrate",
+    "register_configs",
+    "schema_for",
+    "structured",
+    "to_plain_dict",
+    "validate",
+]

@@ -1,21 +1,32 @@
 """Check command-line overrides against the typed schema before Hydra runs, and report every problem at once.
 
 Hydra would stop at the first bad override with a terse message ("Key 'lattent_dim' is not in struct"); here each
-problem gets a sentence naming the key, the valid keys or values, and a likely correction. Only the overrides
-are checked; the YAML tree itself is covered by the tests. Anything this module does not understand (Hydra's own
-keys, sweeps over intervals, ``+``/``~`` overrides) is left to Hydra.
+problem gets a sentence naming the key, the valid keys or values, and a likely correction. Overrides are parsed
+with Hydra's own parser, so what is checked is exactly what Hydra will apply.
+
+Families (``loss``, ``prior``): each option has its own schema, so ``loss.k`` is checked against the option(s) the
+run uses: ``loss=...`` on the command line (all of them, for a sweep), else the one an ``experiment`` picks, else the
+default of ``train.yaml``.
 """
 
 from __future__ import annotations
 
 import difflib
 import enum
+import re
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, ValidationError
 
-from vae_cli.config import TrainConfig
+from vae_cli.config.schema import FAMILIES, TrainConfig
+
+# Keys that moved: the old spelling gets a "did you mean" with the new one.
+MOVED = {
+    "loss.likelihood": "likelihood=<bernoulli|gaussian> (the likelihood is its own config group now)",
+    "loss.gaussian_std": "likelihood=gaussian likelihood.std=<value>",
+}
+DEFAULT_OPTIONS = {"loss": "elbo", "prior": "normal"}
 
 
 def _options(config_dir: Path, group: str) -> list[str]:
@@ -41,20 +52,85 @@ def _describe_node(schema: DictConfig, key: str) -> str:
     return names.get(kind, kind)
 
 
+def parse_problem(override: str, error: Exception) -> str:
+    """A sentence for an override Hydra's parser rejects, with the usual fix (quoting)."""
+    detail = " ".join(line.strip() for line in str(error).splitlines() if "hydra.cc" not in line)
+    if "=" not in override:
+        return (
+            f"'{override}' is not an override (key=value). If it is the rest of a value with a space, quote the "
+            f"whole value: 'key=\"value with spaces\"' (the shell splits unquoted spaces into separate arguments)."
+        )
+    key, _, value = override.partition("=")
+    if re.search(r"[^\x00-\x7f]|\s", value):
+        return (
+            f"Could not parse '{override}': Hydra's override grammar takes spaces and non-ASCII characters only in "
+            f"quoted values. Quote it (shell quotes around Hydra quotes): '{key}=\"{value}\"'."
+        )
+    return (
+        f"Could not parse '{override}' ({detail}). Values with special characters must be quoted: "
+        f"'{key}=\"{value}\"'; lists are written [a,b], interpolations ${{group.key}}."
+    )
+
+
+def _experiment_choices(config_dir: Path, experiment: str) -> dict[str, str]:
+    """The family options an experiment overlay selects (its ``override /loss: X`` lines)."""
+    path = config_dir / "experiment" / f"{experiment}.yaml"
+    if not path.is_file():
+        return {}
+    found = re.findall(r"override\s+/(\w+)\s*:\s*([\w-]+)", path.read_text())
+    return {group: option for group, option in found if group in FAMILIES}
+
+
+def chosen_options(parsed: list[Any], config_dir: Path) -> dict[str, list[str]]:
+    """The option(s) of each family this command line runs."""
+    chosen = {group: [default] for group, default in DEFAULT_OPTIONS.items()}
+    for override in parsed:
+        if override.key_or_group == "experiment" and not override.is_sweep_override():
+            value = override.value()
+            if isinstance(value, str):
+                chosen.update({g: [o] for g, o in _experiment_choices(config_dir, value).items()})
+    for override in parsed:
+        group = override.key_or_group
+        if group in FAMILIES and not override.package:
+            try:
+                values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
+            except Exception:
+                continue
+            chosen[group] = [str(v) for v in values if v is not None]
+    return chosen
+
+
+def schemas_for(chosen: dict[str, list[str]]) -> list[DictConfig]:
+    """One typed root schema per combination of the chosen family options (a sweep may choose several)."""
+    combos: list[dict[str, str]] = [{}]
+    for group, options in chosen.items():
+        known = [o for o in options if o in FAMILIES[group]] or [DEFAULT_OPTIONS[group]]
+        combos = [{**c, group: o} for c in combos for o in known]
+    schemas = []
+    for combo in combos:
+        schema = OmegaConf.structured(TrainConfig)
+        for group, option in combo.items():
+            schema[group] = OmegaConf.structured(FAMILIES[group][option])
+        schemas.append(schema)
+    return schemas
+
+
 def check_overrides(overrides: list[str], config_dir: Path) -> list[str]:
     """Problems with ``key=value`` / ``group=option`` overrides, as sentences (empty list: all fine)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except Exception:  # a syntax error: Hydra reports those itself, with the position
-        return []
-    schema = OmegaConf.structured(TrainConfig)
+    parser = OverridesParser.create()
+    parsed, problems = [], []
+    for text in overrides:
+        try:
+            parsed += parser.parse_overrides([text])
+        except Exception as exc:  # OverrideParseException, or the lexer's own errors
+            problems.append(parse_problem(text, exc))
     groups = sorted(p.name for p in config_dir.iterdir() if p.is_dir())
-    problems: list[str] = []
+    schemas = schemas_for(chosen_options(parsed, config_dir))
     for override in parsed:
         key = override.key_or_group
-        if key.startswith("hydra") or override.is_add() or override.is_delete() or override.package:
+        if key.startswith("hydra") or override.is_delete() or override.package:
             continue
         try:
             values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
@@ -69,26 +145,58 @@ def check_overrides(overrides: list[str], config_dir: Path) -> list[str]:
                         + _suggest(str(value), valid)
                     )
             continue
-        parent_key, _, leaf = key.rpartition(".")
-        parent = OmegaConf.select(schema, parent_key) if parent_key else schema
-        if not isinstance(parent, DictConfig):
-            top = [*groups, *(k for k in schema if k not in groups)]
-            problems.append(
-                f"Unknown config key '{key}': '{key.split('.')[0]}' is not a config group. Valid groups: "
-                f"{', '.join(sorted(set(top)))}." + _suggest(key.split(".")[0], top)
-            )
+        if key in MOVED:
+            problems.append(f"{key} has moved: use {MOVED[key]}.")
             continue
-        if leaf not in parent:
-            valid_keys = [str(k) for k in parent]
-            problems.append(
-                f"Unknown config key '{key}'. Valid keys under '{parent_key or 'the root'}': "
-                f"{', '.join(valid_keys)}." + _suggest(leaf, valid_keys)
-            )
+        problem = _key_problem(key, override, schemas, groups)
+        if problem is not None:
+            problems.append(problem)
             continue
         for value in values:
-            trial = OmegaConf.structured(TrainConfig)
-            try:
-                OmegaConf.update(trial, key, value, merge=False)
-            except ValidationError:
-                problems.append(f"{key}={value!r} is not valid: {key} must be {_describe_node(schema, key)}.")
+            if isinstance(value, str) and "${" in value:
+                continue  # an interpolation: checked once the config is composed and resolved
+            for schema in schemas:
+                trial = schema.copy()
+                try:
+                    OmegaConf.update(trial, key, value, merge=False)
+                except ValidationError:
+                    problems.append(f"{key}={value!r} is not valid: {key} must be {_describe_node(schema, key)}.")
+                    break
     return problems
+
+
+def _key_problem(key: str, override: Any, schemas: list[DictConfig], groups: list[str]) -> str | None:
+    """Why ``key`` is not a key of the run's config (or why ``+key`` is wrong), or None."""
+    missing = [s for s in schemas if OmegaConf.select(s, key, default=_ABSENT) is _ABSENT]
+    parent_key, _, leaf = key.rpartition(".")
+    schema = missing[0] if missing else schemas[0]
+    parent = OmegaConf.select(schema, parent_key) if parent_key else schema
+    if override.is_add() and not missing:
+        return f"{key} already exists; drop the '+' ('+' adds keys that are not in the config): {key}=..."
+    if not missing:
+        return None
+    if not isinstance(parent, DictConfig):
+        top = sorted({*groups, *(str(k) for k in schema)})
+        return (
+            f"Unknown config key '{key}': '{key.split('.')[0]}' is not a config group. Valid groups: "
+            f"{', '.join(top)}." + _suggest(key.split(".")[0], top)
+        )
+    valid_keys = [str(k) for k in parent]
+    family = parent_key if parent_key in FAMILIES else None
+    where = f"'{parent_key or 'the root'}'"
+    if family is not None:
+        owners = [name for name, cls in FAMILIES[family].items() if leaf in OmegaConf.structured(cls)]
+        where = f"{family}={parent.name}"
+        if owners:
+            return (
+                f"{key} is a key of {' / '.join(f'{family}={o}' for o in owners)}, not of {where} (which this run "
+                f"uses). Add {family}={owners[0]} to the command line, or drop {key}. Keys of {where}: "
+                f"{', '.join(valid_keys)}."
+            )
+    plus = " ('+' adds a key the config does not have, which vae-train would ignore)" if override.is_add() else ""
+    return f"Unknown config key '{key}'{plus}. Valid keys under {where}: {', '.join(valid_keys)}." + _suggest(
+        leaf, valid_keys
+    )
+
+
+_ABSENT = object()

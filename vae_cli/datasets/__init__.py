@@ -6,13 +6,21 @@ data types), ``loader`` (config -> splits), ``preprocess`` (binarization, dequan
 (what the trainer iterates). docs/datasets.md has the on-disk layout of every dataset.
 """
 
-from vae_cli.datasets.batches import IndexBatches, StreamingBatches, eval_batches, make_train_batches
+from vae_cli.datasets.batches import (
+    Batch,
+    IndexBatches,
+    StreamingBatches,
+    eval_batches,
+    labelled_batches,
+    make_train_batches,
+)
 from vae_cli.datasets.loader import BUILDERS, load_dataset
 from vae_cli.datasets.preprocess import BatchPreprocess, to_unit_float
 from vae_cli.datasets.splits import DatasetInfo, ImageSplits, MappedImages, RawSplits, splits_to
 
 __all__ = [
     "BUILDERS",
+    "Batch",
     "BatchPreprocess",
     "DatasetInfo",
     "ImageSplits",
@@ -21,6 +29,7 @@ __all__ = [
     "RawSplits",
     "StreamingBatches",
     "eval_batches",
+    "labelled_batches",
     "load_dataset",
     "make_train_batches",
     "splits_to",

@@ -1,8 +1,9 @@
 """Batch sources the trainer iterates: index batches of an in-memory tensor, or a DataLoader stream from disk.
 
 Both follow the trainer's ``BatchSource`` contract: ``len()`` batches per epoch, and ``epoch(e, start_batch)``
-yielding float batches in [0, 1] on the training device, the same for the same ``(seed, e)`` so a run resumed
-mid-epoch replays exactly the remaining batches. Under torchrun each process takes its shard of that order.
+yielding ``(images, labels)``: float images in [0, 1] and int64 labels (-1: none) on the training device, the same
+for the same ``(seed, e)`` so a run resumed mid-epoch replays exactly the remaining batches. Under torchrun each
+process takes its shard of that order.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 from vae_cli.datasets.preprocess import BatchPreprocess, to_unit_float
 from vae_cli.datasets.splits import ImageSplits, MappedImages
 from vae_cli.training.distributed import Distributed, shard_order, shard_size
+from vae_cli.training.signals import reset_in_worker
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -28,10 +30,20 @@ def batches_per_epoch(n: int, batch_size: int, dist: Distributed) -> int:
     return -(-shard_size(n, dist) // batch_size)
 
 
+Batch = tuple[torch.Tensor, torch.Tensor]  # float images in [0, 1], int64 labels (-1 = none)
+
+
 def eval_batches(images: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
     """Float batches in [0, 1] of a uint8 tensor, in order (evaluation: no shuffling, no augmentation)."""
     for start in range(0, images.shape[0], batch_size):
         yield to_unit_float(images[start : start + batch_size])
+
+
+def labelled_batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> Iterator[Batch]:
+    """``eval_batches`` with each batch's labels (moved to the images' device)."""
+    labels = labels.to(images.device)
+    for start in range(0, images.shape[0], batch_size):
+        yield to_unit_float(images[start : start + batch_size]), labels[start : start + batch_size]
 
 
 class IndexBatches:
@@ -45,8 +57,11 @@ class IndexBatches:
         shuffle: bool = True,
         preprocess: BatchPreprocess | None = None,
         dist: Distributed | None = None,
+        labels: torch.Tensor | None = None,
     ) -> None:
         self.images = images
+        n = images.shape[0]
+        self.labels = (labels if labels is not None else torch.full((n,), -1, dtype=torch.long)).to(images.device)
         self.batch_size = batch_size
         self.seed = seed
         self.shuffle = shuffle
@@ -61,13 +76,13 @@ class IndexBatches:
         order = epoch_order(n, self.seed, epoch) if self.shuffle else torch.arange(n)
         return shard_order(order, self.dist).to(self.images.device)
 
-    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[torch.Tensor]:
-        """Yield float batches in [0, 1] for one epoch, starting at batch ``start_batch``."""
+    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
+        """Yield ``(images, labels)`` batches for one epoch, starting at batch ``start_batch``."""
         order = self.order(epoch)
         for i in range(start_batch, len(self)):
             idx = order[i * self.batch_size : (i + 1) * self.batch_size]
             # index_select, not images[idx]: the same gather without advanced indexing's overhead (~6x on CPU).
-            yield self.preprocess(self.images.index_select(0, idx), epoch, i)
+            yield self.preprocess(self.images.index_select(0, idx), epoch, i), self.labels.index_select(0, idx)
 
 
 class _BatchReader(Dataset):
@@ -97,8 +112,11 @@ class StreamingBatches:
         num_workers: int = 2,
         preprocess: BatchPreprocess | None = None,
         dist: Distributed | None = None,
+        labels: torch.Tensor | None = None,
     ) -> None:
         self.images = images
+        n = images.shape[0]
+        self.labels = (labels if labels is not None else torch.full((n,), -1, dtype=torch.long)).to(device)
         self.batch_size = batch_size
         self.seed = seed
         self.device = device
@@ -109,8 +127,9 @@ class StreamingBatches:
     def __len__(self) -> int:
         return batches_per_epoch(self.images.shape[0], self.batch_size, self.dist)
 
-    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[torch.Tensor]:
+    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
         order = shard_order(epoch_order(self.images.shape[0], self.seed, epoch), self.dist)
+        device_order = order.to(self.device)
         reader = _BatchReader(self.images, order, self.batch_size, start_batch)
         loader = DataLoader(
             reader,
@@ -122,9 +141,12 @@ class StreamingBatches:
             # Its own generator: a DataLoader otherwise draws its worker seed from the global RNG, which would
             # shift the model's sampling noise whenever an epoch's iterator is (re)created, e.g. on resume.
             generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch),
+            # A forked worker must not answer Ctrl-C with vae-train's own handler: it stops with its parent.
+            worker_init_fn=reset_in_worker,
         )
         for i, batch in enumerate(loader, start=start_batch):
-            yield self.preprocess(batch.to(self.device, non_blocking=True), epoch, i)
+            idx = device_order[i * self.batch_size : (i + 1) * self.batch_size]
+            yield self.preprocess(batch.to(self.device, non_blocking=True), epoch, i), self.labels.index_select(0, idx)
 
 
 def make_train_batches(
@@ -139,5 +161,5 @@ def make_train_batches(
     """The batch source for ``data.train`` (this rank's shard under torchrun): streamed when it stayed on disk,
     index batches otherwise."""
     if isinstance(data.train, MappedImages):
-        return StreamingBatches(data.train, batch_size, seed, device, num_workers, preprocess, dist)
-    return IndexBatches(data.train, batch_size, seed, preprocess=preprocess, dist=dist)
+        return StreamingBatches(data.train, batch_size, seed, device, num_workers, preprocess, dist, data.train_labels)
+    return IndexBatches(data.train, batch_size, seed, preprocess=preprocess, dist=dist, labels=data.train_labels)

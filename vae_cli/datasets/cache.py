@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vae_cli.atomic import dir_mode
 from vae_cli.datasets.decode import DecodeSpec
 from vae_cli.errors import DataError
 
@@ -36,7 +37,9 @@ CACHE_FORMAT = 1  # bump when the decoding code changes what pixels it produces
 def cache_key(name: str, root: Path, files: Sequence[str], spec: DecodeSpec) -> str:
     """Hash of the decoding settings and of every file's relative path, size and modification time."""
     h = hashlib.sha256()
-    h.update(json.dumps({"format": CACHE_FORMAT, "name": name, "spec": dataclasses.asdict(spec)}).encode())
+    # max_pixels only refuses files; it changes no pixel, so it is not part of the key.
+    pixels = {k: v for k, v in dataclasses.asdict(spec).items() if k != "max_pixels"}
+    h.update(json.dumps({"format": CACHE_FORMAT, "name": name, "spec": pixels}).encode())
     top = str(root)
     for f in files:
         st = os.stat(os.path.join(top, f))
@@ -64,15 +67,21 @@ def cached_decode(
     anonymous temporary file that is mapped like a cache entry.
     """
     entry = cache_dir / key if cache_dir is not None else None
-    if entry is not None and (entry / "images.npy").is_file():
-        log.info("decoded images from the cache %s", entry)
-        return np.load(entry / "images.npy", mmap_mode="r"), np.load(entry / "ok.npy")
+    if entry is not None and entry.exists():
+        try:
+            hit = _read_entry(entry, key, shape)
+            log.info("decoded images from the cache %s", entry)
+            return hit
+        except (OSError, ValueError, EOFError, KeyError, json.JSONDecodeError) as exc:
+            log.warning("the cache entry %s is damaged (%s): discarding it and decoding the images again", entry, exc)
+            _discard(entry)
     if entry is None or not _writable(cache_dir):  # type: ignore[arg-type]
         if entry is not None:
             log.warning("cache folder %s is not writable: decoding without a cache (set dataset.cache_dir)", cache_dir)
         return _decode_uncached(shape, decode, in_memory)
     try:
         tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".{key}.tmp-"))
+        os.chmod(tmp, dir_mode())  # mkdtemp makes it 0700; the entry should be shared as the user's umask says
     except OSError as exc:  # e.g. a read-only file system, which os.access does not see for root
         log.warning("cannot write in the cache folder %s (%s): decoding without a cache", cache_dir, exc)
         return _decode_uncached(shape, decode, in_memory)
@@ -102,6 +111,32 @@ def cached_decode(
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("decoded %d images into the cache %s in %.1f s", shape[0], entry, time.perf_counter() - started)
     return np.load(entry / "images.npy", mmap_mode="r"), np.load(entry / "ok.npy")
+
+
+def _read_entry(entry: Path, key: str, shape: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """A complete, matching entry's arrays; any truncation, bad header or mismatch raises (never unpickled:
+    ``np.load`` refuses object arrays)."""
+    meta = json.loads((entry / "meta.json").read_text())
+    if meta.get("key") != key or tuple(meta.get("shape", ())) != tuple(shape):
+        raise ValueError(f"meta.json describes {meta.get('key')} {meta.get('shape')}, not {key} {list(shape)}")
+    images = np.load(entry / "images.npy", mmap_mode="r", allow_pickle=False)
+    ok = np.load(entry / "ok.npy", allow_pickle=False)
+    if images.shape != tuple(shape) or images.dtype != np.uint8:
+        raise ValueError(f"images.npy holds {images.dtype} {images.shape}, not uint8 {tuple(shape)}")
+    if ok.shape != (shape[0],) or ok.dtype != np.bool_:
+        raise ValueError(f"ok.npy holds {ok.dtype} {ok.shape}, not bool ({shape[0]},)")
+    return images, ok
+
+
+def _discard(entry: Path) -> None:
+    """Move a damaged entry out of the way at once (a rename), then delete it; another run may be reading the
+    name."""
+    doomed = entry.with_name(f".{entry.name}.damaged-{os.getpid()}-{time.monotonic_ns()}")
+    try:
+        os.rename(entry, doomed)
+    except OSError:
+        doomed = entry
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def _reserve(path: Path) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 from vae_cli.config import DatasetConfig
 from vae_cli.datasets.download import torchvision_download
 from vae_cli.datasets.image_folder import FileTable, decode_spec, decode_table
-from vae_cli.datasets.splits import RawSplits
+from vae_cli.datasets.splits import BOTH, Parts, RawSplits
 from vae_cli.errors import DataError
 
 CELEBA_CROP = 148  # centre square of the 178x218 aligned faces that holds the face
@@ -58,7 +58,8 @@ def read_attribute(path: Path, attribute: str) -> dict[str, int]:
     return out
 
 
-def load_celeba(cfg: DatasetConfig) -> RawSplits:
+def load_celeba(cfg: DatasetConfig, parts: Parts = BOTH) -> RawSplits:
+    """Both splits come from one decoded table (cached), so ``parts`` changes nothing here."""
     root = Path(cfg.root).expanduser().resolve()
     base = root / "celeba"
     images_dir, partition_file = base / "img_align_celeba", base / "list_eval_partition.txt"

@@ -16,7 +16,7 @@ import torch
 
 from vae_cli.config import DatasetConfig
 from vae_cli.datasets.download import torchvision_download
-from vae_cli.datasets.splits import RawSplits
+from vae_cli.datasets.splits import BOTH, Parts, RawSplits, empty_images
 from vae_cli.errors import DataError
 
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -75,10 +75,10 @@ def _images_and_labels(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data.reshape(-1, 3, 32, 32), labels
 
 
-def load_cifar10(cfg: DatasetConfig) -> RawSplits:
+def load_cifar10(cfg: DatasetConfig, parts: Parts = BOTH) -> RawSplits:
     root = Path(cfg.root).expanduser().resolve()
     base = root / "cifar-10-batches-py"
-    needed = (*TRAIN_FILES, *TEST_FILES)
+    needed = (*(TRAIN_FILES if "train" in parts else ()), *(TEST_FILES if "test" in parts else ()))
     if cfg.download and not all((base / n).is_file() for n in needed):
         torchvision_download("cifar10", "CIFAR10", root)
     missing = [n for n in needed if not (base / n).is_file()]
@@ -93,11 +93,13 @@ def load_cifar10(cfg: DatasetConfig) -> RawSplits:
     if (base / META_FILE).is_file():
         meta = read_batch(base / META_FILE)
         names = tuple(meta.get("label_names", names))
-    parts = {}
+    read = {split: empty_images((3, 32, 32)) for split in ("train", "test")}
     for split, files in (("train", TRAIN_FILES), ("test", TEST_FILES)):
+        if split not in parts:
+            continue
         pairs = [_images_and_labels(base / n) for n in files]
-        parts[split] = (
+        read[split] = (
             torch.from_numpy(np.concatenate([p[0] for p in pairs])),
             torch.from_numpy(np.concatenate([p[1] for p in pairs])),
         )
-    return RawSplits(parts["train"][0], parts["train"][1], parts["test"][0], parts["test"][1], names)
+    return RawSplits(read["train"][0], read["train"][1], read["test"][0], read["test"][1], names)

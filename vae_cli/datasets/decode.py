@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +36,7 @@ class DecodeSpec:
     resize: str = ResizeMode.center_crop.value
     crop_size: int | None = None  # centre square cropped before resizing
     background: int = 255  # grey level under transparent pixels and in the padding
+    max_pixels: int = 89_478_485  # larger images are refused (PIL's decompression-bomb limit, dataset.max_image_pixels)
 
 
 def _to_8bit(img: Image.Image) -> Image.Image:
@@ -105,12 +107,29 @@ def _draft_size(size: tuple[int, int], spec: DecodeSpec) -> tuple[int, int]:
     return (w, h)
 
 
+class ImageTooLarge(ValueError):
+    """An image over ``dataset.max_image_pixels`` (the decompression-bomb guard)."""
+
+
+_RAISE_LIMIT = (
+    ", more than dataset.max_image_pixels={} allows (a guard against decompression bombs); if the image is genuine, "
+    "raise dataset.max_image_pixels"
+)
+
+
 def decode_image(path: Path, spec: DecodeSpec) -> np.ndarray:
     """One file -> uint8 ``[C, H, W]``. Raises OSError/ValueError for unreadable files (caller names them)."""
     with warnings.catch_warnings():
-        # A huge image gets its own clear message below, not PIL's warning.
+        # A huge image gets its own clear message below, not PIL's warning (PIL checks its limit while opening).
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(path) as img:
+        try:
+            img = Image.open(path)
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+            raise ImageTooLarge(f"{exc}".split(",")[0] + _RAISE_LIMIT.format(spec.max_pixels)) from None
+        with img:
+            w, h = img.size
+            if w * h > spec.max_pixels:
+                raise ImageTooLarge(f"{w}x{h} = {w * h / 1e6:.0f} Mpixels" + _RAISE_LIMIT.format(spec.max_pixels))
             full_width = img.size[0]
             if img.format == "JPEG":
                 # Let libjpeg decode at a reduced scale (1/2, 1/4, 1/8) that still leaves enough pixels.
@@ -136,22 +155,42 @@ def decode_files(
     ok = np.ones(len(paths), dtype=bool)
     errors: list[tuple[Path, str]] = []
 
+    stopping = threading.Event()
+    # PIL's own decompression-bomb check (at open) uses this limit: warn above it, refuse at twice it.
+    Image.MAX_IMAGE_PIXELS = spec.max_pixels
+
     def work(i: int) -> None:
+        if stopping.is_set():
+            return
         try:
             out[i] = decode_image(paths[i], spec)
+        except ImageTooLarge as e:
+            ok[i] = False
+            errors.append((paths[i], str(e)))
         except Exception as e:  # PIL raises many types on broken files (OSError, SyntaxError, struct.error, ...)
             ok[i] = False
             errors.append((paths[i], f"{type(e).__name__}: {e}"))
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    try:
         list(pool.map(work, range(len(paths)), chunksize=64))
+    finally:
+        # A stop (Ctrl-C) raised here must not wait for thousands of queued files: the rest are skipped.
+        stopping.set()
+        pool.shutdown(wait=True, cancel_futures=True)
     if errors and not skip_bad:
         errors.sort()
         listed = "; ".join(f"{p} ({why})" for p, why in errors[:5])
         more = f" and {len(errors) - 5} more" if len(errors) > 5 else ""
+        too_large = any("max_image_pixels" in why for _, why in errors)
         raise DataError(
-            f"{len(errors)} image file(s) under {root} could not be read: {listed}{more}. They are truncated, "
-            f"corrupt or not images. Delete or replace them, or set dataset.skip_bad_files=true to train without them."
+            f"{len(errors)} image file(s) under {root} could not be read: {listed}{more}. "
+            + (
+                "Raise dataset.max_image_pixels for genuine large images, or "
+                if too_large
+                else "They are truncated, corrupt or not images. Delete or replace them, or "
+            )
+            + "set dataset.skip_bad_files=true to train without them."
         )
     for p, why in errors:
         log.warning("skipping unreadable image %s (%s)", p, why)

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import gzip
 import logging
-import os
 import string
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vae_cli.atomic import atomic_write
 from vae_cli.config import DatasetConfig
 from vae_cli.datasets.download import torchvision_download
-from vae_cli.datasets.splits import RawSplits
+from vae_cli.datasets.splits import BOTH, Parts, RawSplits, empty_images
 from vae_cli.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -87,17 +86,11 @@ def stage_uncompressed(source: Path, raw_dir: Path, blob: np.ndarray) -> None:
     """Keep an uncompressed copy of a ``.gz`` IDX file in ``raw_dir`` (torchvision's layout), so later runs skip
     the decompression (the slowest part of loading MNIST). Written atomically; skipped if not writable."""
     target = raw_dir / source.name.removesuffix(".gz")
-    tmp: str | None = None
     try:
-        raw_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=raw_dir, prefix=f".{target.name}.")
-        with os.fdopen(fd, "wb") as f:
+        with atomic_write(target, durable=False) as f:
             f.write(blob.tobytes())
-        os.replace(tmp, target)
     except OSError as exc:
         log.info("not keeping an uncompressed copy of %s (%s)", source, exc)
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
 
 
 def read_idx_staged(path: Path, raw_dir: Path) -> np.ndarray:
@@ -176,13 +169,14 @@ def find_file(name: str, dirs: list[Path]) -> Path | None:
     return None
 
 
-def load_idx_dataset(cfg: DatasetConfig) -> RawSplits:
-    """Read mnist / fashion_mnist / kmnist / emnist from ``<root>/<Class>/raw/`` (or a known system location)."""
+def load_idx_dataset(cfg: DatasetConfig, parts: Parts = BOTH) -> RawSplits:
+    """Read mnist / fashion_mnist / kmnist / emnist from ``<root>/<Class>/raw/`` (or a known system location);
+    only the files of the official splits in ``parts`` are needed."""
     spec = MNIST_FAMILY[cfg.name]
     split = getattr(cfg.split, "value", cfg.split)
     root = Path(cfg.root).expanduser().resolve()
     raw_dir = root / spec.torchvision_class / "raw"
-    names = file_names(cfg.name, split)
+    names = {k: v for k, v in file_names(cfg.name, split).items() if k.split("_")[0] in parts}
     search = [raw_dir, raw_dir.parent, root, *spec.system_dirs]
     if cfg.download and any(find_file(n, search) is None for n in names.values()):
         kwargs = {"split": split} if cfg.name == "emnist" else {}
@@ -190,17 +184,27 @@ def load_idx_dataset(cfg: DatasetConfig) -> RawSplits:
     found = {key: find_file(n, search) for key, n in names.items()}
     missing = [names[k] for k, p in found.items() if p is None]
     if missing:
+        absent = {k for k, p in found.items() if p is None}
+        only_training_missing = all(k.startswith("train") for k in absent) and any(
+            p is not None for k, p in found.items() if k.startswith("test")
+        )
+        hint = (
+            " Only the training files are missing: to train on the test split alone (a copy that holds only the "
+            "test files), set dataset.train_split=test (the run then has no held-out test numbers)."
+            if only_training_missing
+            else ""
+        )
         raise DataError(
             f"Dataset '{cfg.name}' was not found: the IDX files {', '.join(names.values())} (uncompressed or .gz) "
             f"are expected in {raw_dir}/ and {len(missing)} of them are missing ({', '.join(missing)}). To fix it, "
             f"{spec.how_to_get}run once with dataset.download=true where there is internet, or copy the files "
             f"there yourself, or set dataset.root to the folder that holds {spec.torchvision_class}/raw/ "
-            f"(docs/datasets.md)."
+            f"(docs/datasets.md).{hint}"
         )
     arrays = {key: read_idx_staged(path, raw_dir) for key, path in found.items()}  # type: ignore[arg-type]
     class_names = emnist_classes(split) if cfg.name == "emnist" else spec.class_names
-    out = {}
-    for part in ("train", "test"):
+    out = {part: empty_images((1, 28, 28)) for part in ("train", "test")}
+    for part in sorted(parts):
         images, labels = arrays[f"{part}_images"], arrays[f"{part}_labels"]
         img_path, lbl_path = found[f"{part}_images"], found[f"{part}_labels"]
         if images.ndim != 3 or images.dtype != np.uint8:

@@ -10,6 +10,7 @@ so it is the same whatever the trainer seed. Hidden files and folders (the cache
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,8 +22,10 @@ import torch
 from vae_cli.config import DatasetConfig, ResizeMode
 from vae_cli.datasets.cache import cache_key, cached_decode
 from vae_cli.datasets.decode import IMAGE_SUFFIXES, DecodeSpec, decode_files
-from vae_cli.datasets.splits import MappedImages, RawSplits
+from vae_cli.datasets.splits import BOTH, MappedImages, Parts, RawSplits
 from vae_cli.errors import DataError
+
+log = logging.getLogger(__name__)
 
 TEST_SPLIT_SEED = 20_240_601  # constant: the held-out test images must not change with trainer.seed
 
@@ -34,6 +37,7 @@ def decode_spec(cfg: DatasetConfig, crop_size: int | None = None) -> DecodeSpec:
         resize=ResizeMode(cfg.resize).value,
         crop_size=cfg.crop_size if cfg.crop_size is not None else crop_size,
         background=cfg.background,
+        max_pixels=cfg.max_image_pixels,
     )
 
 
@@ -85,15 +89,55 @@ def decode_table(cfg: DatasetConfig, root: Path, table: FileTable, spec: DecodeS
 
 
 def scan_images(root: Path) -> list[str]:
-    """Every image file under ``root`` (recursively, skipping hidden entries), relative, '/'-separated, sorted."""
-    found = []
-    top = str(root)
-    for folder, dirs, names in os.walk(top, followlinks=True):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        rel = os.path.relpath(folder, top).replace(os.sep, "/")
-        prefix = "" if rel == "." else rel + "/"
-        found += [prefix + n for n in names if not n.startswith(".") and n.lower().endswith(IMAGE_SUFFIXES)]
-    return sorted(found)
+    """Every image file under ``root`` (recursively, skipping hidden entries), relative, '/'-separated, sorted.
+
+    Links are followed, but every directory is entered once and every file counted once, by its (device, inode):
+    a link back to a parent folder (a loop) is not walked again, and two names of one file (links) are one image,
+    kept under the first name in sorted order.
+    """
+    found: list[tuple[str, tuple[int, int]]] = []
+    seen_dirs: set[tuple[int, int]] = set()
+    seen_files: set[tuple[int, int]] = set()
+    pending = [("", str(root))]
+    while pending:
+        prefix, folder = pending.pop()
+        try:
+            st = os.stat(folder)
+        except OSError as exc:  # a dangling link to a folder
+            log.warning("skipping %s: %s", folder, exc.strerror or exc)
+            continue
+        if (st.st_dev, st.st_ino) in seen_dirs:
+            continue
+        seen_dirs.add((st.st_dev, st.st_ino))
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            log.warning("skipping folder %s: %s", folder, exc.strerror or exc)
+            continue
+        subfolders = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                is_dir = entry.is_dir()  # follows links
+            except OSError:
+                continue
+            if is_dir:
+                subfolders.append((prefix + entry.name + "/", entry.path))
+            elif entry.name.lower().endswith(IMAGE_SUFFIXES):
+                try:
+                    fst = entry.stat()
+                except OSError as exc:
+                    log.warning("skipping %s: %s", entry.path, exc.strerror or exc)  # a dangling link
+                    continue
+                found.append((prefix + entry.name, (fst.st_dev, fst.st_ino)))
+        pending.extend(reversed(subfolders))
+    unique = []
+    for name, ident in sorted(found):
+        if ident not in seen_files:
+            seen_files.add(ident)
+            unique.append(name)
+    return unique
 
 
 def _labels_from_subfolders(files: Sequence[str]) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -109,7 +153,13 @@ def _labels_from_subfolders(files: Sequence[str]) -> tuple[np.ndarray, tuple[str
 def build_table(root: Path, test_fraction: float) -> FileTable:
     files = scan_images(root)
     if not files:
-        others = [p.name for p in root.rglob("*") if p.is_file() and not any(x.startswith(".") for x in p.parts)]
+        others = [
+            name
+            for folder, dirs, names in os.walk(root)  # links not followed: this only lists a few names
+            for name in names
+            if not name.startswith(".")
+            and not any(part.startswith(".") for part in Path(folder).relative_to(root).parts)
+        ][:100]
         what = f"; it holds {len(others)} other files (e.g. {', '.join(others[:3])})" if others else " (it is empty)"
         raise DataError(
             f"dataset=image_folder found no images under {root}{what}. Supported files: "
@@ -130,7 +180,8 @@ def build_table(root: Path, test_fraction: float) -> FileTable:
     return FileTable(files, labels, is_test, names)
 
 
-def load_image_folder(cfg: DatasetConfig) -> RawSplits:
+def load_image_folder(cfg: DatasetConfig, parts: Parts = BOTH) -> RawSplits:
+    """Both splits come from one scan and one decoded cache, so ``parts`` changes nothing here."""
     root = Path(cfg.root).expanduser().resolve()
     if not root.is_dir():
         raise DataError(

@@ -13,20 +13,21 @@ from collections.abc import Callable
 
 import torch
 
-from vae_cli.config import Binarize, DatasetConfig, SubsetMode
+from vae_cli.config import Binarize, DatasetConfig, SubsetMode, TrainSplit
 from vae_cli.datasets.celeba import load_celeba
 from vae_cli.datasets.cifar import load_cifar10
 from vae_cli.datasets.idx import load_idx_dataset
 from vae_cli.datasets.image_folder import load_image_folder
 from vae_cli.datasets.preprocess import FIXED_SAMPLE_DOMAIN, binarize_static, mix_seed
-from vae_cli.datasets.splits import ImageSplits, MappedImages, RawSplits, materialize, take
+from vae_cli.datasets.splits import ImageSplits, MappedImages, Parts, RawSplits, materialize, take
 from vae_cli.datasets.svhn import load_svhn
 from vae_cli.datasets.synthetic import load_synthetic
 from vae_cli.errors import DataError
 
 log = logging.getLogger(__name__)
 
-BUILDERS: dict[str, Callable[[DatasetConfig], RawSplits]] = {
+# Each builder reads the official splits it is asked for (``Parts``) and returns the others empty.
+BUILDERS: dict[str, Callable[[DatasetConfig, Parts], RawSplits]] = {
     "mnist": load_idx_dataset,
     "fashion_mnist": load_idx_dataset,
     "kmnist": load_idx_dataset,
@@ -66,20 +67,41 @@ def carve_indices(n: int, cfg: DatasetConfig, seed: int) -> tuple[torch.Tensor, 
     return train_idx, val_idx
 
 
-def load_dataset(cfg: DatasetConfig, seed: int) -> ImageSplits:
-    """Build the train/val/test splits of ``cfg``; ``seed`` (the trainer seed) draws the val split and subset."""
+SPLITS = ("train", "val", "test")
+
+
+def load_dataset(cfg: DatasetConfig, seed: int, splits: tuple[str, ...] = SPLITS) -> ImageSplits:
+    """Build the splits of ``cfg``; ``seed`` (the trainer seed) draws the val split and subset.
+
+    Only the files the asked ``splits`` come from are read: evaluating the test split needs no training files.
+    ``dataset.train_split=test`` trains (and validates) on the official test split; its test split is then empty.
+    """
     if cfg.name not in BUILDERS:
         raise DataError(
             f"Unknown dataset.name '{cfg.name}'. Choose one of: {', '.join(sorted(BUILDERS))} (e.g. dataset=mnist)."
         )
-    raw = BUILDERS[cfg.name](cfg)
+    from_test = TrainSplit(cfg.train_split) == TrainSplit.test
+    source = "test" if from_test else "train"
+    parts = set()
+    if {"train", "val"} & set(splits):
+        parts.add(source)
+    if "test" in splits and not from_test:
+        parts.add("test")
+    raw = BUILDERS[cfg.name](cfg, frozenset(parts))
     expected = (cfg.channels, cfg.image_size, cfg.image_size)
-    if tuple(raw.train.shape[1:]) != expected:
-        raise DataError(
-            f"Dataset '{cfg.name}' holds images of shape {tuple(raw.train.shape[1:])} but the config says "
-            f"{expected} (dataset.channels, dataset.image_size); fix those two keys to match the files."
-        )
-    train_idx, val_idx = carve_indices(raw.train.shape[0], cfg, seed)
+    if from_test:  # the official test split stands in for the training split; no held-out test numbers
+        empty = torch.zeros((0, *expected), dtype=torch.uint8)
+        raw = RawSplits(raw.test, raw.test_labels, empty, torch.zeros(0, dtype=torch.long), raw.class_names)
+    for images in (raw.train, raw.test):
+        if images.shape[0] and tuple(images.shape[1:]) != expected:
+            raise DataError(
+                f"Dataset '{cfg.name}' holds images of shape {tuple(images.shape[1:])} but the config says "
+                f"{expected} (dataset.channels, dataset.image_size); fix those two keys to match the files."
+            )
+    if raw.train.shape[0]:
+        train_idx, val_idx = carve_indices(raw.train.shape[0], cfg, seed)
+    else:
+        train_idx = val_idx = torch.zeros(0, dtype=torch.long)
     everything = len(train_idx) == raw.train.shape[0]  # val_size=0, no subset: the rows in order, no copy
     train = raw.train if everything else take(raw.train, train_idx)
     train_bytes = int(torch.Size(train.shape).numel())

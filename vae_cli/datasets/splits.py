@@ -133,6 +133,16 @@ def materialize(images: Images) -> torch.Tensor:
     return images.read() if isinstance(images, MappedImages) else images
 
 
+# The official splits a builder is asked to read ("train", "test"); what it is not asked for it returns empty.
+Parts = frozenset[str]
+BOTH: Parts = frozenset({"train", "test"})
+
+
+def empty_images(shape: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """An empty split: ``uint8 [0, C, H, W]`` images and ``int64 [0]`` labels."""
+    return torch.zeros((0, *shape), dtype=torch.uint8), torch.zeros(0, dtype=torch.long)
+
+
 @dataclass
 class RawSplits:
     """What a dataset builder returns: the official train and test splits, before the val split."""
@@ -171,6 +181,14 @@ class ImageSplits:
     @property
     def info(self) -> DatasetInfo:
         return DatasetInfo(self.name, self.image_shape, self.class_names)
+
+    @property
+    def num_classes(self) -> int:
+        """Classes of the labels (0: unlabelled): the named classes, or the largest label + 1."""
+        if self.class_names:
+            return len(self.class_names)
+        largest = max((int(t.max()) for t in (self.train_labels, self.test_labels) if t.numel()), default=-1)
+        return largest + 1
 
 
 def splits_to(data: ImageSplits, device: torch.device) -> ImageSplits:

@@ -15,7 +15,7 @@ import torch
 from vae_cli.config import DatasetConfig
 from vae_cli.datasets.download import torchvision_download
 from vae_cli.datasets.matlab import MatFileError, read_mat
-from vae_cli.datasets.splits import RawSplits
+from vae_cli.datasets.splits import BOTH, Parts, RawSplits, empty_images
 from vae_cli.errors import DataError
 
 SVHN_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
@@ -44,19 +44,21 @@ def read_svhn_mat(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(images), torch.from_numpy(labels)
 
 
-def load_svhn(cfg: DatasetConfig) -> RawSplits:
+def load_svhn(cfg: DatasetConfig, parts: Parts = BOTH) -> RawSplits:
     base = Path(cfg.root).expanduser().resolve() / "SVHN"
+    files = {split: name for split, name in SVHN_FILES.items() if split in parts}
     if cfg.download:
-        for split, name in SVHN_FILES.items():
+        for split, name in files.items():
             if not (base / name).is_file():
                 torchvision_download("svhn", "SVHN", base, split=split)
-    missing = [n for n in SVHN_FILES.values() if not (base / n).is_file()]
+    missing = [n for n in files.values() if not (base / n).is_file()]
     if missing:
         raise DataError(
             f"SVHN was not found: {', '.join(missing)} missing from {base}/. Run once with dataset.download=true "
             f"where there is internet, or download them from http://ufldl.stanford.edu/housenumbers/ into "
             f"{base}/, or set dataset.root to the folder that holds SVHN/ (docs/datasets.md)."
         )
-    train, train_labels = read_svhn_mat(base / SVHN_FILES["train"])
-    test, test_labels = read_svhn_mat(base / SVHN_FILES["test"])
+    empty = empty_images((3, 32, 32))
+    train, train_labels = read_svhn_mat(base / files["train"]) if "train" in files else empty
+    test, test_labels = read_svhn_mat(base / files["test"]) if "test" in files else empty
     return RawSplits(train, train_labels, test, test_labels, tuple("0123456789"))

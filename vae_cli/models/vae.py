@@ -1,7 +1,10 @@
-"""The VAE: encode to q(z|x) = N(mu, sigma^2), reparameterize, decode to the parameters of p(x|z).
+"""The VAE, composed of four parts: an encoder to q(z|x) = N(mu, sigma^2), a decoder to the parameters of p(x|z), a
+prior p(z) and a likelihood p(x|z). For a CVAE (``num_classes > 0``) the one-hot label joins the encoder's and the
+decoder's inputs: q(z|x, y) and p(x|z, y), with p(z) independent of y.
 
-The model returns named outputs and no loss: the likelihood and the ELBO weights live in ``vae_cli.losses.elbo``, so a
-beta-VAE is this same model with another loss weight.
+The model returns named outputs and no loss: objectives (``vae_cli.losses``) combine these parts, so a beta-VAE, an
+IWAE or a beta-TCVAE is this same model with another objective, and a VampPrior VAE the same model with another
+prior.
 """
 
 from __future__ import annotations
@@ -11,8 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from vae_cli.config import ModelConfig
-from vae_cli.models.networks import build_networks
+from vae_cli.models.likelihoods import Likelihood
+from vae_cli.models.priors import Prior, VampPrior
 
 
 @dataclass
@@ -24,40 +27,72 @@ class VAEOutput:
 
 
 class VAE(nn.Module):
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, latent_dim: int) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        latent_dim: int,
+        prior: Prior,
+        likelihood: Likelihood,
+        num_classes: int = 0,
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
         self.latent_dim = latent_dim
+        self.prior = prior
+        self.likelihood = likelihood
+        self.num_classes = num_classes
+        if isinstance(prior, VampPrior):
+            prior.attach(self.encode)
+
+    @property
+    def conditional(self) -> bool:
+        return self.num_classes > 0
+
+    def condition(self, y: torch.Tensor | None) -> torch.Tensor | None:
+        """The one-hot label a CVAE's networks take (None for an unconditional model, whatever ``y`` is)."""
+        if not self.conditional:
+            return None
+        if y is None:
+            raise ValueError("a conditional VAE needs the labels y")
+        return nn.functional.one_hot(y.long(), self.num_classes).float()
 
     @staticmethod
     def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         """z = mu + sigma * eps with eps ~ N(0, I): the sample is a differentiable function of (mu, logvar)."""
         return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.encoder(x)
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        c = self.condition(y)
+        return self.encoder(x) if c is None else self.encoder(x, c)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        c = self.condition(y)
+        return self.decoder(z) if c is None else self.decoder(z, c)
 
-    def forward(self, x: torch.Tensor) -> VAEOutput:
-        mu, logvar = self.encode(x)
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> VAEOutput:
+        mu, logvar = self.encode(x, y)
         z = self.reparameterize(mu, logvar)
-        return VAEOutput(params=self.decode(z), mu=mu, logvar=logvar, z=z)
+        return VAEOutput(params=self.decode(z, y), mu=mu, logvar=logvar, z=z)
 
-    def prior_sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n draws of z ~ N(0, I), made on the generator's device (CPU by default), moved to the model's."""
-        device = next(self.parameters()).device
-        gen_device = generator.device if generator is not None else torch.device("cpu")
-        return torch.randn(n, self.latent_dim, generator=generator, device=gen_device).to(device)
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def prior_sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
+        """n draws of z ~ p(z), made from the generator (on its device, CPU by default), on the model's device."""
+        return self.prior.sample(n, generator=generator, temperature=temperature, device=self.device)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Decode n draws from the prior; returns likelihood parameters (see ``Likelihood.mean`` for images)."""
-        return self.decode(self.prior_sample(n, generator))
-
-
-def build_model(cfg: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
-    encoder, decoder = build_networks(cfg, image_shape)
-    return VAE(encoder, decoder, cfg.latent_dim)
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        y: torch.Tensor | None = None,
+        temperature: float = 1.0,
+    ) -> torch.Tensor:
+        """Decode n draws from the prior (given labels ``y`` for a CVAE); returns likelihood parameters (see
+        ``Likelihood.mean`` for images)."""
+        z = self.prior_sample(n, generator, temperature)
+        return self.decode(z, None if y is None else y.to(z.device))

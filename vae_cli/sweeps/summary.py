@@ -13,14 +13,14 @@ import csv
 import io
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+
+from vae_cli.atomic import write_text
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +65,25 @@ def read_eval(job_dir: Path) -> dict[str, Any]:
     }
 
 
+JOB_MARKERS = (".hydra", "run.json", "metrics.json", "vae-train.log")
+
+
+def is_single_run(path: Path) -> bool:
+    return (path / "run.json").is_file() or (path / "checkpoints").is_dir() or (path / "metrics.json").is_file()
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    """The job folders of a sweep (``0/``, ``1/``, ...: numbered, and holding a vae-train job), in job order."""
+    jobs = [
+        p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit() and any((p / m).exists() for m in JOB_MARKERS)
+    ]
+    return sorted(jobs, key=lambda p: int(p.name))
+
+
 def collect_runs(sweep_dir: Path) -> list[dict[str, Any]]:
     """One row per job directory: its number, its overrides, and its metrics.json (empty if it failed)."""
     rows = []
-    for job_dir in sorted(
-        (p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name)
-    ):
+    for job_dir in job_dirs(sweep_dir):
         overrides_file = job_dir / ".hydra" / "overrides.yaml"
         overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
         metrics_file = job_dir / "metrics.json"
@@ -115,9 +128,9 @@ def write_summary(sweep_dir: Path) -> tuple[Path, Path]:
     writer.writeheader()
     for row in rows:
         writer.writerow({c: row.get(c, "") for c in [*columns, "overrides"]})
-    write_text_atomic(csv_path, buffer.getvalue())
+    write_text(csv_path, buffer.getvalue())
     md_path = sweep_dir / "summary.md"
-    write_text_atomic(md_path, markdown_table(rows, columns))
+    write_text(md_path, markdown_table(rows, columns))
     return csv_path, md_path
 
 
@@ -125,18 +138,6 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_fmt(row.get(c)) for c in columns) + " |" for row in rows]
     return "\n".join(lines) + "\n"
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Temp file in the same folder, then rename: a reader never sees half a table (vae-compare rewrites it)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class SweepSummary(Callback):

@@ -103,8 +103,9 @@ def compare(
     sweep_dir: Path, metric: str | None = None, x_key: str | None = None
 ) -> tuple[list[dict[str, Any]], str, list[Path]]:
     """Rank the jobs of ``sweep_dir``; write compare.csv/.md/.png; return (ranked rows, metric, files)."""
+    from vae_cli.atomic import write_text
     from vae_cli.errors import VaeCliError
-    from vae_cli.sweeps.summary import _as_dict, collect_runs, markdown_table, swept_keys, write_text_atomic
+    from vae_cli.sweeps.summary import _as_dict, collect_runs, markdown_table, swept_keys
     from vae_cli.tools.plots import line_plot, save_png
 
     rows = collect_runs(sweep_dir)
@@ -125,9 +126,9 @@ def compare(
     for row in ranked:
         writer.writerow({c: row.get(c, "") for c in columns})
     files = [sweep_dir / "compare.csv", sweep_dir / "compare.md", sweep_dir / "compare.png"]
-    write_text_atomic(files[0], buffer.getvalue())
+    write_text(files[0], buffer.getvalue())
     direction = "higher is better" if higher_is_better(metric) else "lower is better"
-    write_text_atomic(files[1], f"Ranked by {metric} ({direction}).\n\n" + markdown_table(ranked, columns))
+    write_text(files[1], f"Ranked by {metric} ({direction}).\n\n" + markdown_table(ranked, columns))
     x_label, series = plot_series(rows, axes, metric, x_key)
     save_png(line_plot(series, f"{metric} ({direction})", x_label, metric), files[2])
     return ranked, metric, files
@@ -136,12 +137,10 @@ def compare(
 def evaluate_jobs(sweep_dir: Path, k: int, data_root: str | None) -> None:
     """vae-eval on the test split for every finished job without a test entry in its eval.json."""
     from vae_cli.errors import VaeCliError
-    from vae_cli.sweeps.summary import read_eval
+    from vae_cli.sweeps.summary import job_dirs, read_eval
     from vae_cli.tools.eval_cli import evaluate_run
 
-    for job_dir in sorted(
-        (p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name)
-    ):
+    for job_dir in job_dirs(sweep_dir):
         if "eval/test/nll_iw" in read_eval(job_dir) or not (job_dir / "checkpoints").is_dir():
             continue
         try:
@@ -158,7 +157,15 @@ def main(argv: list[str] | None = None) -> None:
 
     sweep_dir = Path(args.sweep_dir).expanduser()
     with reported_errors("vae-compare", "interrupted; every file already written is complete."):
-        if not sweep_dir.is_dir() or not any(p.is_dir() and p.name.isdigit() for p in sweep_dir.iterdir()):
+        from vae_cli.sweeps.summary import is_single_run, job_dirs
+
+        if sweep_dir.is_dir() and is_single_run(sweep_dir):
+            raise VaeCliError(
+                f"{sweep_dir} is a single run, not a sweep; nothing was written into it. vae-compare ranks the jobs "
+                f"of a sweep (vae-train -m ..., e.g. outputs/multirun/<date>/<time>); for one run use vae-eval "
+                f"{sweep_dir}."
+            )
+        if not sweep_dir.is_dir() or not job_dirs(sweep_dir):
             raise VaeCliError(
                 f"{sweep_dir} is not a sweep folder: expected numbered job folders (0/, 1/, ...) as written by "
                 f"vae-train -m (e.g. outputs/multirun/<date>/<time>). For a single run use vae-eval."

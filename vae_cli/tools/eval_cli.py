@@ -14,6 +14,7 @@ per split), prints a table and logs them to the run's TensorBoard (``eval/<split
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -33,7 +34,7 @@ BITS_PER_DIM_NOTE = {
 
 
 def bits_per_dim_note(run: LoadedRun) -> str:
-    likelihood = str(run.cfg.loss.likelihood.value)
+    likelihood = str(getattr(run.cfg.likelihood.name, "value", run.cfg.likelihood.name))
     binarize = str(getattr(run.cfg.dataset, "binarize", "none")).split(".")[-1]
     if likelihood == "bernoulli" and binarize != "none":
         return (
@@ -53,6 +54,23 @@ def positive_int(text: str) -> int:
     return value
 
 
+# More importance samples than this change the estimate by far less than its run time grows (and --k 1e9 would
+# ask for terabytes of noise).
+MAX_K = 100_000
+
+
+def at_most(most: int):
+    def parse(text: str) -> int:
+        value = positive_int(text)
+        if value > most:
+            raise argparse.ArgumentTypeError(
+                f"must be at most {most}, got {value} (K = 1000-5000 already gives paper-grade estimates)"
+            )
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="vae-eval",
@@ -63,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=("test", "val"), default="test", help="data split to evaluate (default test)")
     p.add_argument(
         "--k",
-        type=positive_int,
+        type=at_most(MAX_K),
         default=1000,
         help="importance samples per image (default 1000; 5000 for paper-grade numbers)",
     )
@@ -102,8 +120,8 @@ def evaluate_run(
 ) -> tuple[EvalResult, LoadedRun]:
     """Evaluate one run on one split; unless ``write`` is False, merge the result into ``RUN/eval.json`` and
     log it to the run's TensorBoard."""
-    from vae_cli.datasets import eval_batches
-    from vae_cli.errors import ConfigError
+    from vae_cli.datasets import labelled_batches
+    from vae_cli.errors import ConfigError, VaeCliError
     from vae_cli.tools.evaluate import default_batch_size, evaluate_images
     from vae_cli.tools.run_loader import load_run, load_split
     from vae_cli.training.run import pick_device
@@ -115,14 +133,14 @@ def evaluate_run(
             f"--device {device} is not available here (torch sees no such device); use --device auto or cpu."
         ) from exc
     run = load_run(path, which=which, device=dev)
-    images = load_split(run.cfg, split, data_root=data_root, dataset=dataset).images.to(dev)
+    data = load_split(run.cfg, split, data_root=data_root, dataset=dataset)
+    images, labels = data.images.to(dev), data.labels.to(dev)
     # Another dataset gets its own entry (e.g. "test_mnist"), so the run's own test numbers are kept.
     entry = split if dataset in (None, run.cfg.dataset.name) else f"{split}_{dataset}"
     bs = batch_size or default_batch_size(k)
     result = evaluate_images(
         run.model,
-        run.loss_fn.likelihood.log_prob,
-        eval_batches(images, bs),
+        labelled_batches(images, labels, bs),
         k=k,
         seed=seed,
         split=entry,
@@ -140,14 +158,22 @@ def evaluate_run(
             "device": str(dev),
             "bits_per_dim_note": bits_per_dim_note(run),
         }
-        write_eval_json(run.run_dir / "eval.json", entry, record)
-        log_to_tensorboard(run, result)
+        try:
+            # TensorBoard first: if the disk is full it fails there, and eval.json is left as it was.
+            log_to_tensorboard(run, result)
+            write_eval_json(run.run_dir / "eval.json", entry, record)
+        except OSError as exc:
+            raise VaeCliError(
+                f"Could not write the results into {run.run_dir}: {exc.strerror or exc}. Nothing half-written was "
+                f"left there (eval.json is replaced whole or not at all). Free disk space or fix the folder's "
+                f"permissions, or print the numbers only with --no-write."
+            ) from exc
     return result, run
 
 
 def write_eval_json(path: Path, split: str, record: dict[str, Any]) -> None:
     """Merge ``record`` under ``split`` into eval.json, keeping the other entries; atomic."""
-    from vae_cli.training.run import write_json_atomic
+    from vae_cli.atomic import write_json
 
     existing: dict[str, Any] = {}
     if path.is_file():
@@ -157,7 +183,7 @@ def write_eval_json(path: Path, split: str, record: dict[str, Any]) -> None:
         except (OSError, json.JSONDecodeError):
             existing = {}  # unreadable: replaced whole (the write itself is atomic)
     existing[split] = record
-    write_json_atomic(path, existing)
+    write_json(path, existing)
 
 
 def log_to_tensorboard(run: LoadedRun, result: EvalResult) -> None:
@@ -166,6 +192,7 @@ def log_to_tensorboard(run: LoadedRun, result: EvalResult) -> None:
 
     logger = run.cfg.logger
     tracker = Tracker(run.run_dir, enabled=logger.tensorboard, save_png=logger.save_png)
+    done = False
     try:
         prefix = f"eval/{result.split}"
         tracker.scalars(
@@ -179,20 +206,38 @@ def log_to_tensorboard(run: LoadedRun, result: EvalResult) -> None:
             },
             run.step,
         )
-        chart = bar_chart(
-            result.kl_per_dim, f"KL per latent dimension ({result.split})", "latent dimension", "KL (nats)"
-        )
+        if result.kl_per_dim is not None:
+            chart = bar_chart(
+                result.kl_per_dim, f"KL per latent dimension ({result.split})", "latent dimension", "KL (nats)"
+            )
+        else:  # a prior without a per-dimension KL: the spread of the posterior means shows which units are used
+            chart = bar_chart(
+                result.mu_variance, f"Var[mu] per latent dimension ({result.split})", "latent dimension", "Var[mu]"
+            )
         tracker.images(f"{prefix}/kl_per_dim", to_tensor(chart)[None], run.step, run.epoch, nrow=1)
-    finally:
         tracker.close()
+        done = True
+    finally:
+        if not done:  # a failed write: remove this evaluation's own, incomplete event file
+            event_file = tracker.event_file
+            with contextlib.suppress(OSError):
+                tracker.close()
+            if event_file is not None:
+                event_file.unlink(missing_ok=True)
 
 
 def format_table(result: EvalResult, run: LoadedRun) -> str:
     from vae_cli.tools.visuals import dims_by_kl
 
-    latent_dim = len(result.kl_per_dim)
-    order = dims_by_kl(result.kl_per_dim)
-    per_dim = ", ".join(f"z{d}: {result.kl_per_dim[d]:.2f}" for d in order)
+    latent_dim = len(result.mu_variance)
+    per_dim_values = result.kl_per_dim if result.kl_per_dim is not None else result.mu_variance
+    order = dims_by_kl(per_dim_values)
+    per_dim = ", ".join(f"z{d}: {per_dim_values[d]:.2f}" for d in order)
+    what = (
+        "KL per dimension"
+        if result.kl_per_dim is not None
+        else "Var[mu] per dimension (the prior has no per-dimension KL)"
+    )
     lines = [
         f"{run.checkpoint_path} (epoch {run.epoch}, step {run.step})",
         f"{result.split} split: {result.num_images} images, K={result.k}, {result.seconds:.1f} s",
@@ -205,7 +250,7 @@ def format_table(result: EvalResult, run: LoadedRun) -> str:
         f"  {'-log p(x) (bits/dim)':<26}{result.bits_per_dim:>12.4f}",
         f"  {'active units':<26}{f'{result.active_units} / {latent_dim}':>12}",
         "",
-        f"KL per dimension, largest first: {per_dim}",
+        f"{what}, largest first: {per_dim}",
     ]
     return "\n".join(lines)
 

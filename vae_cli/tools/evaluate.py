@@ -4,8 +4,9 @@ Everything is per image, in nats. The importance-weighted estimate (Burda et al.
 
     log p(x) ~= log (1/K) sum_k p(x | z_k) p(z_k) / q(z_k | x),    z_k ~ q(z | x),
 
-a lower bound in expectation that tightens as K grows (K = 1 is a one-sample ELBO). It is computed with
-``logsumexp`` over the K log-weights, so weights of e^-5000 do not underflow. The K samples of one batch of images
+a lower bound in expectation that tightens as K grows (K = 1 is a one-sample ELBO), with p(z) the model's own prior
+(N(0, I), a VampPrior, a mixture) and, for a CVAE, every density conditioned on the label: log p(x | y). It is
+computed with ``logsumexp`` over the K log-weights, so weights of e^-5000 do not underflow. The K samples of one batch of images
 are drawn at once and decoded in chunks, so the numbers do not depend on the chunk size (only on the seed and the
 image batch size).
 
@@ -25,14 +26,13 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from vae_cli.datasets import Batch
 from vae_cli.models.vae import VAE
 
 # Burda et al. (2016): a latent unit is active when the variance over the data of its posterior mean exceeds this.
 ACTIVE_UNIT_THRESHOLD = 1e-2
 # Images decoded in one call: bounds memory (K * batch decoder outputs) while keeping the matmuls large.
 DEFAULT_MAX_DECODE = 16384
-
-LogProb = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -43,7 +43,7 @@ class IWBatch:
 
     log_px: torch.Tensor  # importance-weighted estimate of log p(x)
     log_px_given_z: torch.Tensor  # mean over the K samples of log p(x | z_k): a K-sample reconstruction term
-    kl: torch.Tensor  # KL(q(z|x) || N(0, I)) in closed form
+    kl: torch.Tensor  # KL(q(z|x) || p(z)): closed form for N(0, I), else the mean of log q - log p over the K samples
     mu: torch.Tensor  # [B, D]
     logvar: torch.Tensor  # [B, D]
 
@@ -57,14 +57,14 @@ class EvalResult:
     k: int
     elbo: float  # -(recon + kl), higher is better
     recon: float  # -E_q[log p(x|z)], K-sample estimate
-    kl: float  # KL(q(z|x) || p(z)), closed form
+    kl: float  # KL(q(z|x) || p(z)): closed form for the normal prior, else a K-sample estimate
     log_px_iw: float  # importance-weighted log p(x) estimate (IW-K), higher is better
     nll_iw: float  # -log_px_iw
     bits_per_dim: float  # nll_iw / (num_pixels * ln 2); see the module docstring for what it means here
     num_pixels: int
     active_units: int
     active_threshold: float
-    kl_per_dim: list[float]  # mean KL of each latent dimension; sums to kl
+    kl_per_dim: list[float] | None  # mean KL of each latent dimension (sums to kl); None without a closed form
     mu_variance: list[float]  # variance over the data of each dimension's posterior mean (the AU statistic)
     seconds: float
 
@@ -82,10 +82,6 @@ def kl_per_dimension(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)
 
 
-def log_standard_normal(z: torch.Tensor) -> torch.Tensor:
-    return -0.5 * (z.pow(2) + _LOG_2PI).sum(dim=-1)
-
-
 def log_diag_normal(eps: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """log N(z; mu, diag(sigma^2)) for z = mu + sigma * eps, written with eps so no division by sigma is needed."""
     return -0.5 * (eps.pow(2) + logvar + _LOG_2PI).sum(dim=-1)
@@ -94,35 +90,37 @@ def log_diag_normal(eps: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def importance_weighted_batch(
     model: VAE,
-    log_prob: LogProb,
     x: torch.Tensor,
     k: int,
     generator: torch.Generator,
     max_decode: int = DEFAULT_MAX_DECODE,
+    y: torch.Tensor | None = None,
 ) -> IWBatch:
-    """IW-K estimate of log p(x) for each image of ``x`` (float, on the model's device).
-
-    ``log_prob(x, params)`` is the likelihood's per-image log p(x|z) (``ELBOLoss.likelihood.log_prob``).
-    """
+    """IW-K estimate of log p(x) (log p(x | y) for a CVAE) for each image of ``x`` (float, on the model's device)."""
     b = x.shape[0]
-    mu, logvar = model.encode(x)
+    mu, logvar = model.encode(x, y)
     mu, logvar = mu.float(), logvar.float()
     # All K x B noise draws at once: the result is then independent of how the decoding is chunked.
     eps = torch.randn((k, *mu.shape), generator=generator, device=generator.device).to(mu.device)
     log_w = torch.empty(k, b, device=mu.device)
     log_lik = torch.empty(k, b, device=mu.device)
+    log_ratio = torch.empty(k, b, device=mu.device)  # log q(z_k|x) - log p(z_k)
     chunk = max(1, max_decode // b)
     for start in range(0, k, chunk):
         e = eps[start : start + chunk]  # [kc, B, D]
         kc = e.shape[0]
         z = mu + torch.exp(0.5 * logvar) * e
-        params = model.decode(z.reshape(kc * b, -1).to(x.dtype))
+        y_rep = None if y is None else y.repeat(kc)
+        params = model.decode(z.reshape(kc * b, -1).to(x.dtype), y_rep)
         x_rep = x.unsqueeze(0).expand(kc, *x.shape).reshape(kc * b, *x.shape[1:])
-        ll = log_prob(x_rep, params).float().view(kc, b)
+        ll = model.likelihood.log_prob(x_rep, params).float().view(kc, b)
+        ratio = log_diag_normal(e, logvar) - model.prior.log_prob(z)
         log_lik[start : start + kc] = ll
-        log_w[start : start + kc] = ll + log_standard_normal(z) - log_diag_normal(e, logvar)
+        log_ratio[start : start + kc] = ratio
+        log_w[start : start + kc] = ll - ratio
     log_px = torch.logsumexp(log_w, dim=0) - math.log(k)
-    kl = kl_per_dimension(mu, logvar).sum(dim=1)
+    closed = model.prior.kl_per_dim(mu, logvar)
+    kl = closed.sum(dim=1) if closed is not None else log_ratio.mean(dim=0)
     return IWBatch(log_px=log_px, log_px_given_z=log_lik.mean(dim=0), kl=kl, mu=mu, logvar=logvar)
 
 
@@ -134,15 +132,15 @@ def default_batch_size(k: int, max_decode: int = DEFAULT_MAX_DECODE, cap: int = 
 @torch.no_grad()
 def evaluate_images(
     model: VAE,
-    log_prob: LogProb,
-    batches: Iterable[torch.Tensor],
+    batches: Iterable[Batch],
     k: int,
     seed: int = 0,
     split: str = "test",
     max_decode: int = DEFAULT_MAX_DECODE,
-    progress: Callable[[Iterable[torch.Tensor]], Iterable[torch.Tensor]] | None = None,
+    progress: Callable[[Iterable[Batch]], Iterable[Batch]] | None = None,
 ) -> EvalResult:
-    """Every number of ``EvalResult`` over float image batches in [0, 1] (the model is put in eval mode)."""
+    """Every number of ``EvalResult`` over ``(images in [0, 1], labels)`` batches (the model is put in eval mode;
+    the labels are used by a CVAE only)."""
     started = time.perf_counter()
     was_training = model.training
     model.eval()
@@ -150,15 +148,19 @@ def evaluate_images(
     generator = torch.Generator(device=device).manual_seed(seed)
     log_px, log_lik, kl, mus, kl_dims = [], [], [], [], []
     num_pixels = 0
-    for x in progress(batches) if progress is not None else batches:
+    for x, y in progress(batches) if progress is not None else batches:
         x = x.to(device)
         num_pixels = x[0].numel()
-        out = importance_weighted_batch(model, log_prob, x, k, generator, max_decode)
+        out = importance_weighted_batch(
+            model, x, k, generator, max_decode, y=y.to(device) if model.conditional else None
+        )
         log_px.append(out.log_px)
         log_lik.append(out.log_px_given_z)
         kl.append(out.kl)
         mus.append(out.mu)
-        kl_dims.append(kl_per_dimension(out.mu, out.logvar).sum(dim=0))
+        closed = model.prior.kl_per_dim(out.mu, out.logvar)
+        if closed is not None:
+            kl_dims.append(closed.sum(dim=0))
     model.train(was_training)
     if not log_px:
         raise ValueError("evaluate_images got no images")
@@ -167,7 +169,7 @@ def evaluate_images(
     mu = torch.cat(mus).double()
     # Population variance of the posterior means: Burda's Cov_x(E_q[z]) per dimension.
     mu_var = mu.var(dim=0, unbiased=False) if n > 1 else torch.zeros(mu.shape[1], dtype=mu.dtype)
-    kl_per_dim = (torch.stack(kl_dims).sum(dim=0) / n).tolist()
+    kl_per_dim = (torch.stack(kl_dims).sum(dim=0) / n).tolist() if kl_dims else None
     recon = -all_log_lik.double().mean().item()
     kl_mean = all_kl.double().mean().item()
     nll = -all_log_px.double().mean().item()

@@ -7,8 +7,6 @@ is byte-identical for identical input, which ``vae-sample --seed`` promises.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,16 +34,19 @@ def color(i: int) -> tuple[int, int, int]:
 
 
 def save_png(image: Image.Image, path: Path) -> Path:
-    """Write ``image`` as PNG atomically (temp file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write ``image`` as PNG atomically (temp file in the same folder, then rename); an unwritable folder or a
+    full disk is reported by name (VaeCliError), with nothing half-written left behind."""
+    from vae_cli.atomic import atomic_write
+    from vae_cli.errors import VaeCliError
+
     try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_write(path, durable=False) as f:
             image.save(f, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except OSError as exc:
+        raise VaeCliError(
+            f"Could not write {path}: {exc.strerror or exc}. Choose a folder you can write to with enough free "
+            f"space; nothing half-written was left there."
+        ) from exc
     return path
 
 

@@ -7,17 +7,18 @@ whose YAML was edited afterwards still loads the weights it was trained with.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from vae_cli.config import TrainConfig
+from vae_cli.config import structured
 from vae_cli.errors import CheckpointError, DataError
-from vae_cli.losses.elbo import ELBOLoss
-from vae_cli.models.vae import VAE, build_model
-from vae_cli.training.checkpoint import load_checkpoint, resolve_checkpoint_path
+from vae_cli.losses import Objective, ObjectiveContext, build_objective
+from vae_cli.models import VAE, build_model
+from vae_cli.training.checkpoint import load_with_fallback
 
 SPLITS = ("test", "val", "train")
 
@@ -28,7 +29,7 @@ class LoadedRun:
     run_dir: Path  # where eval.json and the TensorBoard events go
     cfg: DictConfig  # the run's config (TrainConfig schema)
     model: VAE  # in eval mode, on the requested device
-    loss_fn: ELBOLoss
+    objective: Objective  # in eval mode, on the requested device (FactorVAE's discriminator restored)
     epoch: int
     step: int
 
@@ -38,48 +39,46 @@ class LoadedRun:
         return (d.channels, d.image_size, d.image_size)
 
 
-def checkpoint_for(path: str | Path, which: str = "best") -> Path:
-    """The checkpoint a command should use: a file as given; for a run directory ``checkpoints/<which>.pt``,
-    falling back to ``last.pt`` (``resolve_checkpoint_path`` reports a directory without any checkpoint)."""
-    p = Path(path).expanduser()
-    if p.is_dir():
-        preferred = p / "checkpoints" / f"{which}.pt"
-        if preferred.is_file():
-            return preferred
-    return resolve_checkpoint_path(p)
-
-
 def run_dir_of(checkpoint: Path) -> Path:
     """``RUN/checkpoints/x.pt`` -> ``RUN``; a checkpoint elsewhere -> its own folder."""
     return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
 
 
 def load_run(path: str | Path, which: str = "best", device: torch.device | str = "cpu") -> LoadedRun:
-    ckpt_path = checkpoint_for(path, which)
-    ckpt = load_checkpoint(ckpt_path, map_location=device)
+    """The run's model and objective from ``checkpoints/<which>.pt`` (the other checkpoint if that one is missing
+    or corrupt, with a warning on stderr), or from the checkpoint file given."""
+    ckpt_path, ckpt, warning = load_with_fallback(path, preferred=which, map_location=device)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     try:
-        cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig), ckpt["config"])
+        cfg = structured(ckpt["config"])
     except Exception as exc:  # omegaconf raises several types for a config that does not fit the schema
         raise CheckpointError(
             f"The config stored in {ckpt_path} does not fit this vae-cli's schema ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0]}). It was written by another version; evaluate it with that version."
         ) from exc
+    info = ckpt.get("model_info", {})
     shape = (cfg.dataset.channels, cfg.dataset.image_size, cfg.dataset.image_size)
-    model = build_model(cfg.model, shape)
+    model = build_model(cfg, shape, num_classes=int(info.get("num_classes", 0)))
+    objective = build_objective(
+        cfg.loss, ObjectiveContext(train_size=int(info.get("train_size", 1)), latent_dim=cfg.model.latent_dim)
+    )
     try:
         model.load_state_dict(ckpt["model"])
+        objective.load_state_dict(ckpt.get("objective", {}))
     except RuntimeError as exc:
         raise CheckpointError(
             f"The weights in {ckpt_path} do not fit the model its config describes ({str(exc).splitlines()[0]}). "
             f"The checkpoint is damaged or was edited; use the run's other checkpoint (best.pt / last.pt)."
         ) from exc
     model.to(device).eval()
+    objective.to(device).eval()
     return LoadedRun(
         checkpoint_path=ckpt_path,
         run_dir=run_dir_of(ckpt_path),
-        cfg=cfg,  # type: ignore[arg-type]
+        cfg=cfg,
         model=model,
-        loss_fn=ELBOLoss(cfg.loss),
+        objective=objective,
         epoch=int(ckpt["epoch"]),
         step=int(ckpt["step"]),
     )
@@ -105,11 +104,12 @@ def load_split(cfg: DictConfig, split: str, data_root: str | None = None, datase
         data_cfg.root = str(Path(data_root).expanduser())
     if dataset is not None:
         data_cfg.name = dataset
-    data = load_dataset(data_cfg, seed=cfg.trainer.seed)  # type: ignore[arg-type]
+    # Only the files this split comes from are read (the test split needs no training files).
+    data = load_dataset(data_cfg, seed=cfg.trainer.seed, splits=(split,))  # type: ignore[arg-type]
     images, labels = getattr(data, split), getattr(data, f"{split}_labels")
     if images.shape[0] == 0:
-        raise DataError(
-            f"The {split} split of '{data.name}' is empty for this run (dataset.val_size="
-            f"{data_cfg.val_size}); use --split test."
-        )
+        why, other = f"dataset.val_size={data_cfg.val_size}", "test"
+        if split == "test":
+            why, other = "it trained on the official test split (dataset.train_split=test)", "val"
+        raise DataError(f"The {split} split of '{data.name}' is empty for this run ({why}); use --split {other}.")
     return Split(images, labels, tuple(getattr(data, "class_names", ())))

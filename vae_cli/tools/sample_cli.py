@@ -25,6 +25,19 @@ from vae_cli.tools.eval_cli import positive_int
 
 TRAVERSAL_RANGE = 3.0
 SCATTER_MAX_POINTS = 2000
+# A grid of more images is unreadable and its PNG grows without bound (--n 1000000000 once tried to allocate it).
+MAX_IMAGES = 1024
+MAX_STEPS = 64
+
+
+def bounded_int(most: int):
+    def parse(text: str) -> int:
+        value = positive_int(text)
+        if value > most:
+            raise argparse.ArgumentTypeError(f"must be at most {most}, got {value} (a grid that large is unreadable)")
+        return value
+
+    return parse
 
 
 def non_negative_float(text: str) -> float:
@@ -45,13 +58,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("path", help="a run directory (uses checkpoints/best.pt, else last.pt) or a checkpoint file")
     p.add_argument("--out", required=True, help="folder for the PNG files (created if missing)")
-    p.add_argument("--n", type=positive_int, default=64, help="prior samples and reconstructions (default 64)")
+    p.add_argument(
+        "--n",
+        type=bounded_int(MAX_IMAGES),
+        default=64,
+        help=f"prior samples and reconstructions (default 64, at most {MAX_IMAGES})",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed for samples and the choice of images (default 0)")
     p.add_argument(
         "--temperature", type=non_negative_float, default=1.0, help="prior samples use z = T * eps (default 1)"
     )
-    p.add_argument("--steps", type=positive_int, default=10, help="decoded points per interpolation (default 10)")
+    p.add_argument(
+        "--steps",
+        type=bounded_int(MAX_STEPS),
+        default=10,
+        help=f"decoded points per interpolation (default 10, at most {MAX_STEPS})",
+    )
     p.add_argument("--dims", type=positive_int, default=10, help="latent dimensions to traverse (default 10)")
+    p.add_argument("--label", type=int, help="a conditional model (CVAE): draw every sample of this class")
     p.add_argument("--split", choices=("test", "val"), default="test", help="where the real images come from")
     p.add_argument("--data-root", help="folder holding the dataset, replacing the run's dataset.root")
     p.add_argument("--checkpoint", choices=("best", "last"), default="best", help="for a run directory: which one")
@@ -61,13 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
 def write_pictures(args: argparse.Namespace) -> list[Path]:
     import torch
 
-    from vae_cli.datasets import eval_batches, to_unit_float
-    from vae_cli.tools.evaluate import kl_per_dimension
+    from vae_cli.datasets import labelled_batches, to_unit_float
+    from vae_cli.errors import VaeCliError
     from vae_cli.tools.plots import grid_image, save_png
     from vae_cli.tools.run_loader import load_run, load_split
     from vae_cli.tools.visuals import (
         MeanDecoder,
-        dims_by_kl,
+        dims_by_usage,
         interpolation_grid,
         latent_scatter,
         manifold_latents,
@@ -76,56 +100,70 @@ def write_pictures(args: argparse.Namespace) -> list[Path]:
 
     out = Path(args.out).expanduser()
     if out.exists() and not out.is_dir():
-        from vae_cli.errors import VaeCliError
-
         raise VaeCliError(f"--out {out} is a file, not a folder; pass a folder for the PNG files.")
     run = load_run(args.path, which=args.checkpoint, device="cpu")
+    model, decode = run.model, MeanDecoder(run.model)
+    if args.label is not None and not model.conditional:
+        raise VaeCliError(
+            f"--label {args.label}: {run.run_dir} is not a conditional model (it was trained without "
+            f"model.conditional=true), so its samples cannot be asked for a class. Drop --label."
+        )
+    if args.label is not None and not 0 <= args.label < model.num_classes:
+        raise VaeCliError(f"--label {args.label} is not a class of this model: use 0 to {model.num_classes - 1}.")
     split = load_split(run.cfg, args.split, data_root=args.data_root)
     images, labels = split.images, split.labels
-    model, decode = run.model, MeanDecoder(run.model, run.loss_fn.likelihood)
     gen = torch.Generator().manual_seed(args.seed)
     written: list[Path] = []
 
     def save(name: str, grid: torch.Tensor, nrow: int) -> None:
         written.append(save_png(grid_image(grid, nrow=nrow), out / name))
 
-    # Prior samples, at the given temperature.
-    z = args.temperature * torch.randn(args.n, model.latent_dim, generator=gen)
-    save("samples.png", decode(z), nrow=math.ceil(math.sqrt(args.n)))
+    # Prior samples, at the given temperature; a CVAE's are one class (--label), or one class per row.
+    z = model.prior.sample(args.n, generator=gen, temperature=args.temperature)
+    nrow = math.ceil(math.sqrt(args.n))
+    sample_labels = None
+    if model.conditional:
+        rows = torch.arange(args.n) // nrow
+        sample_labels = torch.full((args.n,), args.label) if args.label is not None else rows % model.num_classes
+    save("samples.png", decode(z, sample_labels), nrow=nrow)
 
     # Real images chosen by the seed: reconstructions, then interpolation pairs.
     n_img = images.shape[0]
     order = torch.randperm(n_img, generator=gen)
-    chosen = to_unit_float(images[order[: min(args.n, n_img)]])
+    chosen_idx = order[: min(args.n, n_img)]
+    chosen, chosen_y = to_unit_float(images[chosen_idx]), labels[chosen_idx]
     with torch.no_grad():
-        mu_chosen, _ = model.encode(chosen)
+        mu_chosen, _ = model.encode(chosen, chosen_y)
     cols = min(8, chosen.shape[0])
     rows = -(-chosen.shape[0] // cols)
     pad = rows * cols - chosen.shape[0]
     originals = torch.cat([chosen, torch.ones(pad, *chosen.shape[1:])])
-    recons = torch.cat([decode(mu_chosen), torch.ones(pad, *chosen.shape[1:])])
+    recons = torch.cat([decode(mu_chosen, chosen_y), torch.ones(pad, *chosen.shape[1:])])
     pairs = torch.stack([originals.view(rows, cols, *chosen.shape[1:]), recons.view(rows, cols, *chosen.shape[1:])], 1)
     save("reconstructions.png", pairs.reshape(-1, *chosen.shape[1:]), nrow=cols)
 
     n_pairs = max(1, min(8, n_img // 2))
-    ends = to_unit_float(images[order[: 2 * n_pairs]]) if n_img >= 2 else to_unit_float(images[[0, 0]])
+    end_idx = order[: 2 * n_pairs] if n_img >= 2 else torch.tensor([0, 0])
+    ends, ends_y = to_unit_float(images[end_idx]), labels[end_idx]
     with torch.no_grad():
-        mu_ends, _ = model.encode(ends)
+        mu_ends, _ = model.encode(ends, ends_y)
     x0, x1, z0, z1 = ends[0::2], ends[1::2], mu_ends[0::2], mu_ends[1::2]
+    y0 = ends_y[0::2] if model.conditional else None
     for name, spherical in (("interpolations_linear.png", False), ("interpolations_slerp.png", True)):
-        save(name, interpolation_grid(decode, x0, x1, z0, z1, args.steps, spherical), nrow=args.steps + 2)
+        save(name, interpolation_grid(decode, x0, x1, z0, z1, args.steps, spherical, y0), nrow=args.steps + 2)
 
-    # The whole split's posterior means: KL order for the traversals, and the scatter.
-    mus, kls = [], []
+    # The whole split's posterior means: the traversals' order (KL, or Var[mu]), and the scatter.
+    mus, logvars = [], []
     with torch.no_grad():
-        for x in eval_batches(images, 1000):
-            mu, logvar = model.encode(x)
+        for x, y in labelled_batches(images, labels, 1000):
+            mu, logvar = model.encode(x, y)
             mus.append(mu)
-            kls.append(kl_per_dimension(mu, logvar).sum(0))
+            logvars.append(logvar)
     mu_all = torch.cat(mus)
-    dims = dims_by_kl(torch.stack(kls).sum(0) / n_img)[: args.dims]
+    dims = dims_by_usage(model, mu_all, torch.cat(logvars))[: args.dims]
     values = torch.linspace(-TRAVERSAL_RANGE, TRAVERSAL_RANGE, 11)
-    save("traversals.png", decode(traversal_latents(mu_chosen[0], dims, values)), nrow=len(values))
+    traversal_y = chosen_y[:1].repeat(len(dims) * len(values)) if model.conditional else None
+    save("traversals.png", decode(traversal_latents(mu_chosen[0], dims, values), traversal_y), nrow=len(values))
     shown = min(SCATTER_MAX_POINTS, n_img)
     scatter = latent_scatter(
         mu_all[:shown], labels[:shown], f"{args.split} split: posterior means", class_names=split.class_names
@@ -133,7 +171,8 @@ def write_pictures(args: argparse.Namespace) -> list[Path]:
     written.append(save_png(scatter, out / "latent_scatter.png"))
     if model.latent_dim == 2:
         side = 20
-        save("manifold.png", decode(manifold_latents(side)), nrow=side)
+        manifold_y = torch.full((side * side,), args.label or 0) if model.conditional else None
+        save("manifold.png", decode(manifold_latents(side), manifold_y), nrow=side)
     return written
 
 

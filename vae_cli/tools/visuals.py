@@ -15,20 +15,23 @@ from vae_cli.tools.plots import scatter_plot
 
 
 class MeanDecoder:
-    """z -> the likelihood's mean image in [0, 1] (Bernoulli: sigmoid of logits), decoded in batches."""
+    """z (and, for a CVAE, labels y) -> the likelihood's mean image in [0, 1] (Bernoulli: sigmoid of logits),
+    decoded in batches."""
 
-    def __init__(self, model: VAE, likelihood, batch_size: int = 1024) -> None:
+    def __init__(self, model: VAE, batch_size: int = 1024) -> None:
         self.model = model
-        self.likelihood = likelihood
         self.batch_size = batch_size
 
     @torch.no_grad()
-    def __call__(self, z: torch.Tensor) -> torch.Tensor:
-        device = next(self.model.parameters()).device
-        parts = [
-            self.likelihood.mean(self.model.decode(z[i : i + self.batch_size].to(device))).cpu()
-            for i in range(0, z.shape[0], self.batch_size)
-        ]
+    def __call__(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        device = self.model.device
+        if self.model.conditional and y is None:
+            y = torch.zeros(z.shape[0], dtype=torch.long)
+        parts = []
+        for i in range(0, z.shape[0], self.batch_size):
+            labels = None if y is None else y[i : i + self.batch_size].to(device)
+            params = self.model.decode(z[i : i + self.batch_size].to(device), labels)
+            parts.append(self.model.likelihood.mean(params).cpu())
         return torch.cat(parts)
 
 
@@ -63,6 +66,7 @@ def interpolation_grid(
     z1: torch.Tensor,
     steps: int,
     spherical: bool,
+    y0: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One row per pair: the real image ``x0``, ``steps`` decoded points from z0 to z1, the real image ``x1``.
 
@@ -70,9 +74,17 @@ def interpolation_grid(
     """
     t = torch.linspace(0, 1, steps)
     path = (slerp if spherical else lerp)(z0, z1, t)  # [P, T, D]
-    decoded = decode(path.reshape(-1, path.shape[-1])).view(z0.shape[0], steps, *x0.shape[1:])
+    labels = None if y0 is None else y0.cpu().repeat_interleave(steps)  # a CVAE keeps the first image's label
+    decoded = decode(path.reshape(-1, path.shape[-1]), labels).view(z0.shape[0], steps, *x0.shape[1:])
     rows = torch.cat([x0.cpu().float()[:, None], decoded, x1.cpu().float()[:, None]], dim=1)
     return rows.reshape(-1, *x0.shape[1:])
+
+
+def dims_by_usage(model: VAE, mu: torch.Tensor, logvar: torch.Tensor) -> list[int]:
+    """Latent dimensions, most used first: by mean KL where the prior has it per dimension, else by the variance
+    of the posterior means (the active-units statistic)."""
+    per_dim = model.prior.kl_per_dim(mu, logvar)
+    return dims_by_kl(per_dim.mean(dim=0) if per_dim is not None else mu.float().var(dim=0, unbiased=False))
 
 
 def dims_by_kl(kl_per_dim: list[float] | torch.Tensor) -> list[int]:

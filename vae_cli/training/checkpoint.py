@@ -1,19 +1,23 @@
 """Checkpoints: a plain dict saved atomically and loaded with ``torch.load(weights_only=True)``.
 
-Layout (``FORMAT_VERSION`` 1)::
+Layout (``FORMAT_VERSION`` 2)::
 
-    {format_version, package_version, model, optimizer, scheduler, epoch, batch_in_epoch, step,
-     rng: {torch, cuda}, config (plain dict), metrics, best_val}
+    {format_version, package_version, model, objective, optimizer, scheduler, epoch, batch_in_epoch, step,
+     train_state, rng: {torch, cuda}, config (plain dict), terms, model_info, metrics, integrity}
 
 Nothing in it needs unpickling of arbitrary classes: the config is a plain dict and RNG states are uint8 tensors,
 so a checkpoint cannot run code when it is loaded.
+
+``integrity`` is a SHA-256 of the content (every tensor's dtype, shape and bytes, every key and value, in key
+order), checked on load: a file whose bytes changed on disk (a flipped bit, a partial copy that still unzips) is
+named as corrupt instead of loading weights that silently train to NaN. Version-1 checkpoints (before the digest)
+still load, unchecked.
 """
 
 from __future__ import annotations
 
-import os
+import hashlib
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -21,39 +25,50 @@ from typing import Any
 import torch
 
 from vae_cli import __version__
+from vae_cli.atomic import atomic_write
 from vae_cli.errors import CheckpointError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 REQUIRED_KEYS = ("format_version", "model", "optimizer", "epoch", "step", "config")
+DIGEST = "sha256"
+
+
+def _feed(h: Any, value: Any) -> None:
+    """Hash ``value`` canonically: type tags, dict keys in sorted order, tensors as dtype + shape + raw bytes."""
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        h.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
+    elif isinstance(value, dict):
+        h.update(f"D{len(value)}".encode())
+        for key in sorted(value, key=repr):
+            _feed(h, key)
+            _feed(h, value[key])
+    elif isinstance(value, (list, tuple)):
+        h.update(f"{'L' if isinstance(value, list) else 'U'}{len(value)}".encode())
+        for item in value:
+            _feed(h, item)
+    else:  # None, bool, int, float, str: repr is exact (floats round-trip)
+        h.update(f"S{type(value).__name__}:{value!r};".encode())
+
+
+def content_digest(state: dict[str, Any]) -> str:
+    h = hashlib.new(DIGEST)
+    _feed(h, {k: v for k, v in state.items() if k != "integrity"})
+    return h.hexdigest()
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Write ``state`` to ``path`` atomically: temp file in the same folder, fsync, then rename.
-
-    A crash or kill at any moment leaves either the old file or the new one, never half of one.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``state`` (with its content digest) to ``path`` atomically: temp file in the same folder, fsync, then
+    rename. A crash or kill at any moment leaves either the old file or the new one, never half of one."""
     state = {"format_version": FORMAT_VERSION, "package_version": __version__, **state}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    state["integrity"] = {"algorithm": DIGEST, "digest": content_digest(state)}
     try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_write(path) as f:
             torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
     except RuntimeError as exc:
         # torch's zip writer reports a failed write (disk full, file size limit) as RuntimeError.
-        Path(tmp).unlink(missing_ok=True)
         raise OSError(f"write failed: {str(exc).splitlines()[0]}") from exc
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    # Make the rename itself durable.
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def remove_stale_temp_files(folder: Path) -> None:
@@ -109,6 +124,14 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
             f"{path} has checkpoint format version {version}, newer than this vae-cli ({__version__}) reads "
             f"(up to {FORMAT_VERSION}). Upgrade vae-cli (pip install -U vae-cli) to load it."
         )
+    if version >= 2:
+        recorded = state.get("integrity", {})
+        if not isinstance(recorded, dict) or recorded.get("digest") != content_digest(state):
+            raise CheckpointError(
+                f"{path} is corrupt: its content does not match the checksum it was saved with (the file changed on "
+                f"disk after it was written: a damaged disk or copy). Its weights are not used. Use the run's other "
+                f"checkpoint (checkpoints/best.pt or last.pt): trainer.resume=<run dir> falls back to it by itself."
+            )
     return state
 
 
@@ -124,3 +147,35 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_with_fallback(
+    path_or_run_dir: str | Path, preferred: str = "last", map_location: str | torch.device = "cpu"
+) -> tuple[Path, dict[str, Any], str | None]:
+    """``(path, state, warning)`` of the checkpoint to use. A checkpoint file is loaded as given; for a run
+    directory, ``checkpoints/<preferred>.pt`` and, if that one is missing, truncated or corrupt, the run's other
+    checkpoint (``warning`` then says so). A corrupt file is never deleted: it stays where it is for inspection."""
+    p = Path(path_or_run_dir).expanduser()
+    if not p.is_dir():
+        path = resolve_checkpoint_path(p)
+        return path, load_checkpoint(path, map_location), None
+    folder = p / "checkpoints"
+    names = [preferred, "best" if preferred == "last" else "last"]
+    candidates = [folder / f"{n}.pt" for n in names if (folder / f"{n}.pt").is_file()]
+    if not candidates:
+        resolve_checkpoint_path(p)  # raises the "no checkpoint in run directory" message
+    first_error: CheckpointError | None = None
+    for path in candidates:
+        try:
+            state = load_checkpoint(path, map_location)
+        except CheckpointError as exc:
+            first_error = first_error or exc
+            continue
+        warning = None
+        if first_error is not None:
+            warning = f"{first_error} Using {path} instead (epoch {state['epoch']}, step {state['step']})."
+        return path, state, warning
+    assert first_error is not None
+    if len(candidates) > 1:
+        raise CheckpointError(f"{first_error} The run's other checkpoint ({candidates[1]}) is unusable too.")
+    raise first_error

@@ -1,8 +1,9 @@
 """What TensorBoard shows about the latent space while a model trains.
 
-Every epoch: histograms of mu and log sigma^2 over a fixed probe set of validation images. Every
-``latent_every_epochs`` epochs (and after the last): latent traversals (dimensions sorted by KL) and the 2-D
-scatter of mu coloured by class (PCA when latent_dim > 2). Every ``nll_iw_every_epochs`` epochs (and after the
+Every ``latent_every_epochs`` epochs (thinned for runs of many short epochs, see ``logger.max_image_logs``) and
+after the last: histograms of mu and log sigma^2 over a fixed probe set of validation images, latent traversals
+(dimensions sorted by KL, or by the variance of mu for priors without a per-dimension KL) and the 2-D scatter of mu
+coloured by class (PCA when latent_dim > 2). Every ``nll_iw_every_epochs`` epochs (and after the
 last): ``val/nll_iw``, the importance-weighted -log p(x) with a small K on the validation split. At the end of training:
 the embedding projector (mu with label metadata and thumbnails).
 
@@ -15,12 +16,11 @@ from __future__ import annotations
 import torch
 
 from vae_cli.config import TrainerConfig
-from vae_cli.datasets import ImageSplits, eval_batches, to_unit_float
-from vae_cli.losses.elbo import ELBOLoss
+from vae_cli.datasets import ImageSplits, labelled_batches, to_unit_float
 from vae_cli.models.vae import VAE
-from vae_cli.tools.evaluate import default_batch_size, evaluate_images, kl_per_dimension
+from vae_cli.tools.evaluate import default_batch_size, evaluate_images
 from vae_cli.tools.plots import to_tensor
-from vae_cli.tools.visuals import MeanDecoder, dims_by_kl, latent_scatter, traversal_latents
+from vae_cli.tools.visuals import MeanDecoder, dims_by_usage, latent_scatter, traversal_latents
 from vae_cli.training.tracking import Tracker
 
 TRAVERSAL_VALUES = torch.linspace(-3, 3, 9)
@@ -28,10 +28,11 @@ TRAVERSAL_MAX_DIMS = 10
 
 
 class LatentMonitor:
-    def __init__(self, model: VAE, loss_fn: ELBOLoss, data: ImageSplits, cfg: TrainerConfig, tracker: Tracker):
+    def __init__(self, model: VAE, data: ImageSplits, cfg: TrainerConfig, tracker: Tracker, every: int | None = None):
         self.model = model
-        self.loss_fn = loss_fn
         self.cfg = cfg
+        # Histograms, traversals and the scatter, every this many epochs (and after the last one).
+        self.every = every or cfg.latent_every_epochs
         self.tracker = tracker
         has_val = data.val.shape[0] > 0
         images, labels = (data.val, data.val_labels) if has_val else (data.train, data.train_labels)
@@ -39,18 +40,19 @@ class LatentMonitor:
         device = next(model.parameters()).device
         # A fixed probe set (the first validation images), so pictures of different epochs compare. (A streamed
         # training split slices to a CPU tensor, hence the move.)
-        self.images, self.labels = images[:n].to(device), labels[:n]
+        self.images, self.labels = images[:n].to(device), labels[:n].to(device)
         self.class_names = tuple(getattr(data, "class_names", ()))
         # val/nll_iw uses the whole validation split, so it sits on the same chart as val/elbo (same images).
         self.iw_images = data.val if has_val else self.images
+        self.iw_labels = data.val_labels if has_val else self.labels
         self.split = "val" if has_val else "train"
         self.epochs_seen = 0
 
     @torch.no_grad()
     def _encode(self) -> tuple[torch.Tensor, torch.Tensor]:
         mus, logvars = [], []
-        for x in eval_batches(self.images, self.cfg.eval_batch_size):
-            mu, logvar = self.model.encode(x)
+        for x, y in labelled_batches(self.images, self.labels, self.cfg.eval_batch_size):
+            mu, logvar = self.model.encode(x, y)
             mus.append(mu.float())
             logvars.append(logvar.float())
         return torch.cat(mus), torch.cat(logvars)
@@ -68,14 +70,15 @@ class LatentMonitor:
             self.model.train(was_training)
 
     def _log(self, epoch: int, step: int, last: bool) -> dict[str, float]:
-        mu, logvar = self._encode()
-        self.tracker.histogram("latent/mu", mu, step)
-        self.tracker.histogram("latent/logvar", logvar, step)
-        if epoch % self.cfg.latent_every_epochs == 0 or last:
-            kl = kl_per_dimension(mu, logvar).mean(dim=0)
-            dims = dims_by_kl(kl)[:TRAVERSAL_MAX_DIMS]
-            decode = MeanDecoder(self.model, self.loss_fn.likelihood)
-            grid = decode(traversal_latents(mu[0], dims, TRAVERSAL_VALUES))
+        pictures = epoch % self.every == 0 or last
+        if pictures:
+            mu, logvar = self._encode()
+            self.tracker.histogram("latent/mu", mu, step)
+            self.tracker.histogram("latent/logvar", logvar, step)
+            dims = dims_by_usage(self.model, mu, logvar)[:TRAVERSAL_MAX_DIMS]
+            decode = MeanDecoder(self.model)
+            label = self.labels[:1].repeat(len(dims) * len(TRAVERSAL_VALUES))
+            grid = decode(traversal_latents(mu[0], dims, TRAVERSAL_VALUES), label)
             self.tracker.images("latent/traversals", grid, step, epoch, nrow=len(TRAVERSAL_VALUES))
             scatter = latent_scatter(mu, self.labels, f"{self.split} mu, epoch {epoch}", class_names=self.class_names)
             self.tracker.images("latent/scatter", to_tensor(scatter)[None], step, epoch, nrow=1)
@@ -84,8 +87,7 @@ class LatentMonitor:
             k = self.cfg.nll_iw_k
             result = evaluate_images(
                 self.model,
-                self.loss_fn.likelihood.log_prob,
-                eval_batches(self.iw_images, default_batch_size(k)),
+                labelled_batches(self.iw_images, self.iw_labels, default_batch_size(k)),
                 k=k,
                 seed=self.cfg.seed,
                 split=self.split,

@@ -6,37 +6,46 @@ validate -> (resume: load checkpoint, merge configs) -> data -> model -> loss ->
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
 import signal
-import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from vae_cli import __version__
-from vae_cli.config import DeviceName, TrainConfig, to_plain_dict, validate
-from vae_cli.datasets import BatchPreprocess, eval_batches, load_dataset, make_train_batches, splits_to
-from vae_cli.errors import ConfigError, TrainingError
-from vae_cli.losses.elbo import ELBOLoss
-from vae_cli.models.vae import build_model
-from vae_cli.training.checkpoint import load_checkpoint, remove_stale_temp_files, resolve_checkpoint_path
+from vae_cli.atomic import write_json
+from vae_cli.config import DeviceName, to_plain_dict, validate
+from vae_cli.datasets import (
+    BatchPreprocess,
+    ImageSplits,
+    labelled_batches,
+    load_dataset,
+    make_train_batches,
+    splits_to,
+    to_unit_float,
+)
+from vae_cli.errors import ConfigError, NothingToDo, TrainingError
+from vae_cli.losses import Objective, ObjectiveContext, build_objective
+from vae_cli.models import VAE, build_model
+from vae_cli.runs import disk
+from vae_cli.training.checkpoint import load_checkpoint, load_with_fallback, remove_stale_temp_files
 from vae_cli.training.distributed import Distributed, any_rank, from_environment
 from vae_cli.training.distributed import start as start_distributed
 from vae_cli.training.distributed import stop as stop_distributed
 from vae_cli.training.optim import build_optimizer, build_scheduler
-from vae_cli.training.signals import StopSignal
+from vae_cli.training.resume import merge_resume_config
+from vae_cli.training.signals import EVALUATING, LOADING, STOP, TRAINING, WRITING, StopSignal
 from vae_cli.training.tracking import Tracker
-from vae_cli.training.trainer import Trainer, evaluate
+from vae_cli.training.trainer import Trainer, TrainingInterrupted, describe_terms, evaluate
 
 log = logging.getLogger(__name__)
 
-CONFIG_GROUPS = ("dataset", "model", "loss", "optim", "trainer", "logger", "experiment")
 # Under torchrun, rank r draws its noise from seed + r * this (rank 0: the single-process seed).
 RANK_SEED_STRIDE = 1_000_003
 
@@ -59,29 +68,6 @@ def pick_device(name: DeviceName | str) -> torch.device:
     ):
         raise ConfigError("trainer.device=mps but the Apple MPS backend is not available; use auto or cpu.")
     return torch.device(name.value)
-
-
-def merge_resume_config(composed: DictConfig, saved: dict[str, Any], overrides: list[str]) -> DictConfig:
-    """The config of a resumed run: the checkpoint's config, with the keys set on this command line on top.
-
-    So ``vae-train trainer.resume=RUN trainer.epochs=20`` needs no repeat of the original overrides. Changing a
-    whole group (``dataset=mnist``) would make the checkpoint meaningless, so it is refused.
-    """
-    merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), saved)
-    for override in overrides:
-        key = override.split("=", 1)[0].lstrip("+~")
-        if key.startswith("hydra.") or key == "hydra":
-            continue
-        if key in CONFIG_GROUPS:
-            if key != "experiment" and OmegaConf.to_container(composed[key]) != OmegaConf.to_container(merged[key]):
-                raise ConfigError(
-                    f"Cannot change the config group '{key}' when resuming: the checkpoint was trained with "
-                    f"{key}={OmegaConf.to_container(merged[key])}. Drop '{override}' to continue that run, or "
-                    f"start a new run without trainer.resume."
-                )
-            continue
-        OmegaConf.update(merged, key, OmegaConf.select(composed, key), merge=False)
-    return merged  # type: ignore[return-value]
 
 
 class AgreedStop:
@@ -108,18 +94,10 @@ class AgreedStop:
 GPU_STOP_AGREEMENT_STEPS = 20
 
 
-def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
 def flat_hparams(cfg: dict[str, Any]) -> dict[str, Any]:
     """The config keys worth comparing across runs, flattened as ``group.key``."""
     out: dict[str, Any] = {}
-    for group in ("dataset", "model", "loss", "optim", "trainer"):
+    for group in ("dataset", "model", "likelihood", "prior", "loss", "optim", "trainer"):
         for k, v in cfg.get(group, {}).items():
             if group == "trainer" and k in ("resume", "progress", "log_every_steps", "image_every_epochs"):
                 continue
@@ -127,8 +105,34 @@ def flat_hparams(cfg: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+@dataclass
+class Prepared:
+    """A run's config as it will train (a resume's merged with its checkpoint's), checked, and the checkpoint to
+    continue from. Making it writes nothing, so everything that would refuse a run is found before any file is."""
+
+    cfg: DictConfig
+    resume_ckpt: dict[str, Any] | None = None
+    resume_path: Path | None = None
+    warning: str | None = None  # the resume fell back to the run's other checkpoint
+
+
+def prepare(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> Prepared:
+    if not cfg.trainer.resume:
+        validate(cfg)
+        return Prepared(cfg)
+    path, ckpt, warning = load_with_fallback(cfg.trainer.resume, preferred="last")
+    merged = merge_resume_config(cfg, ckpt["config"], overrides or [], ckpt.get("batch_in_epoch", 0))
+    check_resume_epochs(merged, ckpt, run_dir)
+    validate(merged)
+    return Prepared(merged, ckpt, path, warning)
+
+
 def train(
-    cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None, dist: Distributed | None = None
+    cfg: DictConfig,
+    run_dir: Path,
+    overrides: list[str] | None = None,
+    dist: Distributed | None = None,
+    prepared: Prepared | None = None,
 ) -> dict[str, Any]:
     """Train one VAE as ``cfg`` says, writing everything into ``run_dir``; returns the final metrics.
 
@@ -136,7 +140,9 @@ def train(
     test split and returns metrics (the others return ``{}``), and ``run_dir`` of the others is scratch."""
     dist = dist or from_environment()
     try:
-        return _train(cfg, run_dir, overrides or [], dist)
+        with STOP:  # the handlers for this run (already installed by vae-train; a library call gets them here)
+            prepared = prepared or prepare(cfg, run_dir, overrides)
+            return _train(prepared, run_dir, dist)
     except TrainingError as exc:
         if dist.is_main:
             raise
@@ -152,15 +158,15 @@ def train(
         stop_distributed(dist)
 
 
-def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], dist: Distributed) -> dict[str, Any]:
+def _train(prepared: Prepared, run_dir: Path, dist: Distributed) -> dict[str, Any]:
     started = time.perf_counter()
-    resume_ckpt = None
-    if cfg.trainer.resume:
-        ckpt_path = resolve_checkpoint_path(cfg.trainer.resume)
-        resume_ckpt = load_checkpoint(ckpt_path)
-        cfg = merge_resume_config(cfg, resume_ckpt["config"], overrides)
-        log.info("resuming from %s (epoch %d, step %d)", ckpt_path, resume_ckpt["epoch"], resume_ckpt["step"])
-    validate(cfg)
+    cfg, resume_ckpt = prepared.cfg, prepared.resume_ckpt
+    if prepared.warning:
+        log.warning("%s", prepared.warning)
+    if resume_ckpt is not None:
+        log.info(
+            "resuming from %s (epoch %d, step %d)", prepared.resume_path, resume_ckpt["epoch"], resume_ckpt["step"]
+        )
     if not dist.is_main:
         # Nothing of what these would compute is shown: rank 0 writes the run's TensorBoard views.
         cfg.trainer.nll_iw_every_epochs, cfg.trainer.embedding = 0, False
@@ -176,7 +182,8 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], dist: Distribut
     if dist.enabled:
         log.info("process %d of %d (torchrun), device %s", dist.rank, dist.world_size, device)
     torch.manual_seed(cfg.trainer.seed)
-    data = load_dataset(cfg.dataset, seed=cfg.trainer.seed)
+    with STOP.phase(LOADING):
+        data = load_dataset(cfg.dataset, seed=cfg.trainer.seed)
     if cfg.trainer.batch_size > data.train.shape[0]:
         raise ConfigError(
             f"trainer.batch_size={cfg.trainer.batch_size} is larger than the training set "
@@ -194,9 +201,9 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], dist: Distribut
         " (training split streamed from disk)" if data.streamed else "",
     )
 
-    model = build_model(cfg.model, data.image_shape).to(device)
-    loss_fn = ELBOLoss(cfg.loss)
-    optimizer = build_optimizer(cfg.optim, model.parameters(), fused=device.type in ("cpu", "cuda"))
+    model, objective = build_model_and_objective(cfg, data, device)
+    param_groups = [{"params": list(model.parameters()), "name": "model"}, *objective.param_groups()]
+    optimizer = build_optimizer(cfg.optim, param_groups, fused=device.type in ("cpu", "cuda"))
     if dist.enabled:
         # The same initial weights everywhere (DDP also broadcasts rank 0's), then each rank its own sampling
         # noise and augmentation draws: ranks see different images, their noise should not be the same either.
@@ -216,10 +223,9 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], dist: Distribut
         save_png=cfg.logger.save_png and dist.is_main,
         purge_step=purge_step,
     )
-    stop = StopSignal()
     trainer = Trainer(
         model,
-        loss_fn,
+        objective,
         optimizer,
         scheduler,
         data,
@@ -229,11 +235,12 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], dist: Distribut
         tracker,
         config_dict,
         stop_requested=(
-            AgreedStop(stop, dist, device, GPU_STOP_AGREEMENT_STEPS if device.type == "cuda" else 1)
+            AgreedStop(STOP, dist, device, GPU_STOP_AGREEMENT_STEPS if device.type == "cuda" else 1)
             if dist.enabled
-            else (lambda: stop.received)
+            else (lambda: STOP.received)
         ),
         dist=dist,
+        max_image_logs=cfg.logger.max_image_logs,
     )
     if resume_ckpt is not None:
         trainer.load_state_dict(resume_ckpt)
@@ -241,55 +248,129 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], dist: Distribut
         if cfg.optim.lr != resume_ckpt["config"]["optim"]["lr"]:
             trainer.set_base_lr(cfg.optim.lr)  # the restored optimizer state would otherwise keep the old lr
     try:
-        with stop:
+        STOP.check()  # a signal during start-up stops here, before the first step
+        with STOP.phase(TRAINING):
             state = trainer.fit()
         if not dist.is_main:
             return {}  # rank 0 evaluates on the test split and writes metrics.json
-        final = state.history[-1] if state.history else {}
-        # The test split is touched once, at the end, with the model selected on validation loss.
-        best_path = run_dir / "checkpoints" / "best.pt"
-        if best_path.is_file():
-            model.load_state_dict(load_checkpoint(best_path, map_location=device)["model"])
-        test = evaluate(model, loss_fn, eval_batches(data.test, cfg.trainer.eval_batch_size))
-        metrics: dict[str, Any] = {f"val/{k}": final.get(f"val/{k}") for k in ("loss", "recon", "kl", "elbo")}
-        if final.get("val/nll_iw") is not None:  # logged by the latent monitor after the last epoch
-            metrics["val/nll_iw"] = final["val/nll_iw"]
-        metrics.update({f"train/{k}": final.get(f"train/{k}") for k in ("loss", "recon", "kl", "elbo")})
-        metrics.update({f"test/{k}": v for k, v in test.items()})
-        metrics.update(
-            {
-                "epochs": state.epoch,
-                "steps": state.step,
-                "best_epoch": state.best_epoch,
-                "wall_time_s": round(time.perf_counter() - started, 3),
-                "images_per_sec": final.get("images_per_sec"),
-            }
-        )
-        tracker.scalars({f"test/{k}": v for k, v in test.items()}, state.step)
-        tracker.hparams(
-            flat_hparams(config_dict),
-            {f"final/{k.replace('/', '_')}": float(v) for k, v in metrics.items() if k.startswith(("val/", "test/"))},
-            state.step,
-        )
+        log.info("run directory: %s", disk.describe(run_dir))
+        with STOP.phase(EVALUATING):
+            metrics, test = final_metrics(cfg, model, objective, data, state, run_dir, device)
+        metrics["wall_time_s"] = round(time.perf_counter() - started, 3)
+        with STOP.phase(WRITING):
+            tracker.scalars({f"test/{k}": v for k, v in test.items()}, state.step)
+            tracker.hparams(
+                flat_hparams(config_dict),
+                {
+                    f"final/{k.replace('/', '_')}": float(v)
+                    for k, v in metrics.items()
+                    if k.startswith(("val/", "test/"))
+                },
+                state.step,
+            )
+            tracker.close()
+            write_json(
+                run_dir / "metrics.json",
+                {
+                    **metrics,
+                    "dataset": data.name,
+                    "device": str(device),
+                    "vae_cli_version": __version__,
+                    "torch_version": torch.__version__,
+                    "python_version": platform.python_version(),
+                },
+            )
     finally:
         tracker.close()
-    write_json_atomic(
-        run_dir / "metrics.json",
-        {
-            **metrics,
-            "dataset": data.name,
-            "device": str(device),
-            "vae_cli_version": __version__,
-            "torch_version": torch.__version__,
-            "python_version": platform.python_version(),
-        },
-    )
-    log.info(
-        "done: test elbo %.2f nats (recon %.2f, kl %.2f), test loss %.2f; run directory %s",
-        test["elbo"],
-        test["recon"],
-        test["kl"],
-        test["loss"],
-        run_dir,
-    )
+    log.info("done: test %s; run directory %s", describe_terms(test) if test else "(none)", run_dir)
+    if STOP.received is not None:  # arrived while the results were written: they are complete; say so and stop
+        raise TrainingInterrupted(
+            f"{signal.Signals(STOP.received).name} arrived while the results were being written; they were "
+            f"written completely ({run_dir / 'metrics.json'}) and the run is finished.",
+            exit_code=128 + STOP.received,
+        )
     return metrics
+
+
+def check_resume_epochs(cfg: DictConfig, ckpt: dict[str, Any], run_dir: Path) -> None:
+    """A resume that would train nothing is said out loud: an error if it asks for fewer epochs than the run has,
+    'nothing to do' if the run has finished exactly these."""
+    done, wanted = int(ckpt["epoch"]), int(cfg.trainer.epochs)
+    if wanted < done:
+        raise ConfigError(
+            f"trainer.epochs={wanted} is below the {done} epochs the run has already trained, so the resume would "
+            f"train nothing. Pass trainer.epochs={done + 10} (or any number above {done}) to train further."
+        )
+    if wanted == done and ckpt.get("batch_in_epoch", 0) == 0 and (run_dir / "metrics.json").is_file():
+        raise NothingToDo(
+            f"{run_dir} has finished its {done} epochs and its results are written (metrics.json); nothing to do. "
+            f"Pass trainer.epochs={done + 10} (or any number above {done}) to train further."
+        )
+
+
+def final_metrics(
+    cfg: DictConfig,
+    model: VAE,
+    objective: Objective,
+    data: ImageSplits,
+    state: Any,
+    run_dir: Path,
+    device: torch.device,
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """The numbers of metrics.json: the last epoch's, and the test split's, evaluated once, at the end, with the
+    model selected on validation loss (best.pt). A run trained on the test split (dataset.train_split=test) has
+    no held-out test numbers."""
+    final = state.history[-1] if state.history else {}
+    test: dict[str, float] = {}
+    if data.test.shape[0] > 0:
+        best_path = run_dir / "checkpoints" / "best.pt"
+        if best_path.is_file():
+            best = load_checkpoint(best_path, map_location=device)
+            model.load_state_dict(best["model"])
+            objective.load_state_dict(best.get("objective", {}))
+        test = evaluate(model, objective, labelled_batches(data.test, data.test_labels, cfg.trainer.eval_batch_size))
+    metrics: dict[str, Any] = {f"val/{k}": final.get(f"val/{k}") for k in objective.terms}
+    if final.get("val/nll_iw") is not None:  # logged by the latent monitor after the last epoch
+        metrics["val/nll_iw"] = final["val/nll_iw"]
+    metrics.update({f"train/{k}": final.get(f"train/{k}") for k in objective.terms})
+    metrics.update({f"test/{k}": v for k, v in test.items()})
+    metrics.update(
+        {
+            "epochs": state.epoch,
+            "steps": state.step,
+            "best_epoch": state.best_epoch,
+            "images_per_sec": final.get("images_per_sec"),
+        }
+    )
+    return metrics, test
+
+
+def build_model_and_objective(cfg: DictConfig, data: ImageSplits, device: torch.device) -> tuple[VAE, Objective]:
+    """The model (on ``device``) and the objective of ``cfg`` for ``data``: a CVAE gets the dataset's classes,
+    a VampPrior with ``prior.init=data`` its first pseudo-inputs from the training images."""
+    num_classes = 0
+    if cfg.model.conditional:
+        num_classes = data.num_classes
+        if num_classes < 2:
+            raise ConfigError(
+                f"model.conditional=true needs class labels, but '{data.name}' has "
+                f"{'none' if num_classes == 0 else 'a single class'} (an image folder gets its classes from one "
+                f"sub-folder per class). Train an unconditional model (model.conditional=false), or give the "
+                f"dataset labels."
+            )
+    init_images = None
+    if cfg.prior.name == "vamp" and str(cfg.prior.init) in ("data", "PseudoInputInit.data"):
+        k = cfg.prior.components
+        if data.train.shape[0] < k:
+            raise ConfigError(
+                f"prior.init=data takes prior.components={k} training images as pseudo-inputs, but '{data.name}' "
+                f"has {data.train.shape[0]}; lower prior.components or use prior.init=random."
+            )
+        pick = torch.randperm(data.train.shape[0], generator=torch.Generator().manual_seed(cfg.trainer.seed))[:k]
+        init_images = to_unit_float(
+            data.train[pick.to(data.train.device)] if not data.streamed else data.train.read(pick)
+        )
+    model = build_model(cfg, data.image_shape, num_classes=num_classes, init_images=init_images).to(device)
+    train_size = data.train.shape[0]
+    objective = build_objective(cfg.loss, ObjectiveContext(train_size=train_size, latent_dim=cfg.model.latent_dim))
+    return model, objective.to(device)

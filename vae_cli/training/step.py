@@ -1,8 +1,11 @@
 """One training step (forward, loss, backward, optimizer update), as fast as the device allows.
 
 The trainer's hot loop calls ``forward_backward`` once per batch (then checks the gradients against its NaN policy
-and steps the optimizer), or, with CUDA graphs, calls the step itself. Either way it gets a detached ``[4]`` tensor
-of per-sample means ``(loss, recon, kl, elbo)`` on the device, and reads back to the host only when it logs.
+and steps the optimizer), or, with CUDA graphs, calls the step itself. Either way it gets a detached tensor of the
+objective's terms (``objective.terms``, in that order) on the device, and reads back to the host only when it logs.
+What runs is a ``TrainingModule``: the model and the objective together, so DDP all-reduces the gradients of both
+(an objective can have parameters of its own, e.g. FactorVAE's discriminator) and ``torch.compile`` sees one
+function.
 Speed options (``TrainerConfig``) change how the step runs, never what it computes:
 
 - ``precision=bf16``: the model runs under bf16 autocast (matmuls and convolutions in bf16, about 2-5x faster on
@@ -27,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from vae_cli.config import Precision, TrainerConfig
 from vae_cli.errors import ConfigError
-from vae_cli.losses.elbo import ELBOLoss
+from vae_cli.losses import Objective
 from vae_cli.models.vae import VAE
 from vae_cli.training.distributed import Distributed
 
@@ -73,11 +76,28 @@ def portable_optimizer_state(state: dict) -> dict:
     return state
 
 
+class TrainingModule(nn.Module):
+    """The model and the objective as one module: ``forward(x, y, step)`` is the objective's terms."""
+
+    def __init__(self, model: VAE, objective: Objective) -> None:
+        super().__init__()
+        self.model = model
+        self.objective = objective
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None, step: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        return self.objective(self.model, x, y, step)
+
+
+def optimized_parameters(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """Every parameter the optimizer updates (the model's and the objective's)."""
+    return [p for group in optimizer.param_groups for p in group["params"]]
+
+
 class TrainStep:
     def __init__(
         self,
         model: VAE,
-        loss_fn: ELBOLoss,
+        objective: Objective,
         optimizer: torch.optim.Optimizer,
         cfg: TrainerConfig,
         device: torch.device,
@@ -91,9 +111,11 @@ class TrainStep:
                 "trainer.cuda_graphs=true is not supported with several processes (torchrun): DDP's gradient "
                 "all-reduce runs outside the captured step. Drop trainer.cuda_graphs, or train in one process."
             )
-        self.model: nn.Module = model
-        self.loss_fn = loss_fn
+        self.model = model
+        self.objective = objective
+        self.module: nn.Module = TrainingModule(model, objective)
         self.optimizer = optimizer
+        self.parameters = optimized_parameters(optimizer)
         self.grad_clip = cfg.grad_clip
         self.batch_size = cfg.batch_size  # the compiled / captured shape; other sizes (the last batch) run eagerly
         self.device = device
@@ -107,15 +129,17 @@ class TrainStep:
             keep_convolutions_fp32(model, device.type)
         if dist.enabled:
             # The step runs through DDP (its backward all-reduces the gradients); everything else (checkpoints,
-            # evaluation, images) uses the plain model, whose parameters DDP shares.
-            self.model = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+            # evaluation, images) uses the plain modules, whose parameters DDP shares.
+            self.module = DistributedDataParallel(self.module, device_ids=[device] if device.type == "cuda" else None)
         self.compiled = bool(cfg.compile)
         self.fast_forward = torch.compile(self.forward_loss) if self.compiled else self.forward_loss
-        # A tensor KL weight lets a compiled function or a captured graph follow a warm-up without retracing.
-        self.kl_weight = torch.zeros((), device=device)
+        # The step as a device tensor: an objective's schedules (KL warm-up, capacity) are tensor functions of it, so
+        # a compiled function or a captured graph follows them without retracing, and no step needs a host sync.
+        self.step_tensor = torch.zeros((), device=device)
         self.graph_steps = 0  # full-size steps taken on the CUDA-graph path (warm-up included)
         self.graph: torch.cuda.CUDAGraph | None = None
         self.static_x: torch.Tensor | None = None
+        self.static_y: torch.Tensor | None = None
         self.static_terms: torch.Tensor | None = None
 
     def autocast(self) -> AbstractContextManager:
@@ -124,16 +148,13 @@ class TrainStep:
             self.device.type, dtype=torch.bfloat16, enabled=self.bf16, cache_enabled=not self.use_graphs
         )
 
-    def forward_loss(
-        self, x: torch.Tensor, step: int | None = None, kl_weight: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The objective to minimize and the detached ``[4]`` terms. Only the model runs under autocast: the loss
-        takes fp32 logits (sums over 784+ pixels need fp32). Eagerly the loss gets the step (``ELBOLoss.__call__``);
-        a compiled or captured step passes the KL weight as a device tensor instead."""
+    def forward_loss(self, x: torch.Tensor, y: torch.Tensor, step: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What to back-propagate and the detached terms, in ``objective.terms`` order. The networks run under
+        autocast; likelihoods, priors and objectives reduce in fp32 (sums over 784+ pixels need it)."""
         with self.autocast():
-            out = self.model(x)
-        t = self.loss_fn(x, out, step) if kl_weight is None else self.loss_fn.weighted(x, out, kl_weight)
-        return t.loss, torch.stack([t.loss, t.recon, t.kl, t.elbo]).detach()
+            terms = self.module(x, y, step)
+        stacked = torch.stack([terms[name].float() for name in self.objective.terms]).detach()
+        return self.objective.minimized(terms), stacked
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
@@ -144,39 +165,39 @@ class TrainStep:
         ``forward_backward``, checks the gradients, then steps the optimizer itself."""
         return self.use_graphs
 
-    def forward_backward(self, x: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_backward(self, x: torch.Tensor, y: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Zero the gradients, run forward + loss + backward; returns ``(loss, terms)``. The caller clips,
         checks and applies the update."""
         x = self._prepare(x)
         self.optimizer.zero_grad(set_to_none=True)
-        if x.shape[0] == self.batch_size and self.compiled:
-            self.kl_weight.fill_(self.loss_fn.kl_weight(step))
-            loss, terms = self.fast_forward(x, kl_weight=self.kl_weight)
-        else:
-            loss, terms = self.forward_loss(x, step)
+        self.step_tensor.fill_(step)
+        forward = self.fast_forward if x.shape[0] == self.batch_size else self.forward_loss
+        loss, terms = forward(x, y, self.step_tensor)
         loss.backward()
         return loss, terms
 
     def _clip_and_update(self) -> None:
         if self.grad_clip is not None:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+            nn.utils.clip_grad_norm_(self.parameters, self.grad_clip)
         self.optimizer.step()
 
-    def __call__(self, x: torch.Tensor, step: int) -> torch.Tensor:
-        """One whole optimizer step on batch ``x`` at global step ``step`` (clipping included); returns the
-        detached ``[4]`` terms. With CUDA graphs, full-size batches replay the captured step."""
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, step: int) -> torch.Tensor:
+        """One whole optimizer step on batch ``(x, y)`` at global step ``step`` (clipping included); returns the
+        detached terms. With CUDA graphs, full-size batches replay the captured step."""
         if not (self.use_graphs and x.shape[0] == self.batch_size):
-            _, terms = self.forward_backward(x, step)
+            _, terms = self.forward_backward(x, y, step)
             self._clip_and_update()
             return terms
         self.graph_steps += 1
         if self.graph is None:
             if self.graph_steps <= GRAPH_WARMUP_STEPS:
-                return self._warmup(x, step)
-            self._capture(self._prepare(x))
+                return self._warmup(x, y, step)
+            self._capture(self._prepare(x), y)
         assert self.graph is not None and self.static_x is not None and self.static_terms is not None
+        assert self.static_y is not None
         self.static_x.copy_(self._prepare(x))
-        self.kl_weight.fill_(self.loss_fn.kl_weight(step))
+        self.static_y.copy_(y)
+        self.step_tensor.fill_(step)
         self.graph.replay()
         return self.static_terms.clone()
 
@@ -189,27 +210,28 @@ class TrainStep:
             group["capturable"] = True
             group["lr"] = torch.tensor(float(group["lr"]), device=self.device)
 
-    def _warmup(self, x: torch.Tensor, step: int) -> torch.Tensor:
+    def _warmup(self, x: torch.Tensor, y: torch.Tensor, step: int) -> torch.Tensor:
         if self.graph_steps == 1:
             self._make_capturable()
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
-            _, terms = self.forward_backward(x, step)
+            _, terms = self.forward_backward(x, y, step)
             self._clip_and_update()
         torch.cuda.current_stream().wait_stream(side)
         return terms
 
-    def _capture(self, x: torch.Tensor) -> None:
+    def _capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """Record one whole step on static buffers. Capturing does not run it; ``__call__`` replays it next."""
         self.static_x = torch.empty_like(x)
         self.static_x.copy_(x)
+        self.static_y = y.clone()
         # Gradients set to None before capture are allocated inside the graph's memory pool, so every replay
         # writes fresh gradients (not accumulated ones) into the same place.
         self.optimizer.zero_grad(set_to_none=True)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            loss, terms = self.fast_forward(self.static_x, kl_weight=self.kl_weight)
+            loss, terms = self.fast_forward(self.static_x, self.static_y, self.step_tensor)
             loss.backward()
             self._clip_and_update()
         self.static_terms = terms

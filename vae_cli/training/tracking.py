@@ -7,10 +7,26 @@ logged after its checkpoint, so curves have no duplicated steps.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
 import torch
+
+
+class WriterErrors:
+    """OSErrors of TensorBoard's background writer thread (a full disk), which it would otherwise print as a
+    thread traceback and drop: collected here and raised by ``Tracker.flush``/``close``."""
+
+    def __init__(self) -> None:
+        self.errors: list[BaseException] = []
+        self._previous = threading.excepthook
+
+    def __call__(self, args: threading.ExceptHookArgs) -> None:
+        if isinstance(args.exc_value, OSError):
+            self.errors.append(args.exc_value)
+        else:
+            self._previous(args)
 
 
 class Tracker:
@@ -18,9 +34,11 @@ class Tracker:
         self.run_dir = run_dir
         self.save_png = save_png
         self.writer = None
+        self.writer_errors = WriterErrors()
         if enabled:
             from torch.utils.tensorboard import SummaryWriter
 
+            threading.excepthook = self.writer_errors
             self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=purge_step)
 
     def scalars(self, values: dict[str, float], step: int) -> None:
@@ -39,9 +57,11 @@ class Tracker:
         if self.writer is not None:
             self.writer.add_image(tag, grid, step)
         if self.save_png:
+            from vae_cli.atomic import atomic_write
+
             out = self.run_dir / "images" / f"{tag.replace('/', '_')}_epoch{epoch:03d}.png"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            save_image(grid, out)
+            with atomic_write(out, durable=False) as f:
+                save_image(grid, f, format="png")
 
     def hparams(self, hparams: dict[str, Any], metrics: dict[str, float], step: int) -> None:
         """Write the hparams-plugin summary into this run (not a sub-run), plus the metrics as scalars."""
@@ -61,10 +81,24 @@ class Tracker:
     def flush(self) -> None:
         if self.writer is not None:
             self.writer.flush()
+            self._raise_writer_errors()
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+            threading.excepthook = self.writer_errors._previous
+            self._raise_writer_errors()
+
+    @property
+    def event_file(self) -> Path | None:
+        try:
+            return Path(self.writer.file_writer.event_writer._file_name)  # type: ignore[union-attr]
+        except AttributeError:
+            return None
+
+    def _raise_writer_errors(self) -> None:
+        if self.writer_errors.errors:
+            raise self.writer_errors.errors[0]
 
     def histogram(self, tag: str, values: torch.Tensor, step: int) -> None:
         if self.writer is not None:

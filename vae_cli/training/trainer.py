@@ -1,4 +1,5 @@
-"""The training loop: fit, evaluate, checkpoint, resume. Knows no dataset or architecture names.
+"""The training loop: fit, evaluate, checkpoint, resume. Knows no dataset, architecture or objective by name: it
+works on the named terms the objective declares (``objective.terms``).
 
 Hot-loop rules: batches are index slices of a tensor already on the device; metrics accumulate in a device
 tensor and are read back (one host sync) only every ``log_every_steps`` steps and at the end of an epoch.
@@ -19,10 +20,11 @@ import torch
 from torch import nn
 
 from vae_cli.config import NanPolicy, TrainerConfig
-from vae_cli.datasets import ImageSplits, eval_batches, to_unit_float
+from vae_cli.datasets import Batch, ImageSplits, labelled_batches, to_unit_float
 from vae_cli.errors import CheckpointError, TrainingError
-from vae_cli.losses.elbo import ELBOLoss
+from vae_cli.losses import Objective
 from vae_cli.models.vae import VAE
+from vae_cli.runs import disk
 from vae_cli.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from vae_cli.training.distributed import Distributed, any_rank, sum_over_ranks
 from vae_cli.training.latent_monitor import LatentMonitor
@@ -31,7 +33,8 @@ from vae_cli.training.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
-TERMS = ("loss", "recon", "kl", "elbo")
+# Epoch records kept in the checkpoint's history (the last ones; every epoch's numbers are in TensorBoard).
+HISTORY_KEPT = 100
 
 
 @dataclass
@@ -45,11 +48,11 @@ class TrainState:
     best_val: float = float("inf")
     best_epoch: int = -1
     history: list[dict[str, float]] = field(default_factory=list)
-    # Running sums of the current epoch and logging interval: [loss, recon, kl, elbo] * batch size.
-    epoch_sums: list[float] = field(default_factory=lambda: [0.0] * len(TERMS))
+    # Running sums of the current epoch and logging interval: each of the objective's terms * batch size.
+    epoch_sums: list[float] = field(default_factory=list)
     epoch_count: int = 0
     epoch_seconds: float = 0.0
-    interval_sums: list[float] = field(default_factory=lambda: [0.0] * len(TERMS))
+    interval_sums: list[float] = field(default_factory=list)
     interval_count: int = 0
     skipped_batches: int = 0
     rollbacks: int = 0
@@ -72,34 +75,42 @@ class TrainingInterrupted(TrainingError):
 
 
 class BatchSource(Protocol):
-    """What the trainer iterates: float batches in [0, 1] on the training device, reproducible per epoch."""
+    """What the trainer iterates: (images in [0, 1], labels) on the training device, reproducible per epoch."""
 
     def __len__(self) -> int: ...
 
-    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[torch.Tensor]: ...
+    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]: ...
 
 
 @torch.no_grad()
-def evaluate(model: VAE, loss_fn: ELBOLoss, batches: Iterable[torch.Tensor]) -> dict[str, float]:
-    """Per-sample means of loss/recon/kl/elbo over float batches (on the model's device)."""
+def evaluate(model: VAE, objective: Objective, batches: Iterable[Batch]) -> dict[str, float]:
+    """Per-sample means of every term of ``objective`` over ``(images, labels)`` batches on the model's device
+    (batch statistics such as an MMD are averaged over batches, weighted by their size)."""
     was_training = model.training
     model.eval()
-    sums = torch.zeros(len(TERMS), device=next(model.parameters()).device)
+    objective.eval()
+    sums = torch.zeros(len(objective.terms), device=model.device)
     count = 0
-    for x in batches:
-        t = loss_fn(x, model(x))
-        sums += torch.stack([t.loss, t.recon, t.kl, t.elbo]) * x.shape[0]
+    for x, y in batches:
+        terms = objective(model, x, y, None)
+        sums += torch.stack([terms[name].float() for name in objective.terms]) * x.shape[0]
         count += x.shape[0]
     model.train(was_training)
+    objective.train(was_training)
     values = (sums / max(1, count)).tolist()
-    return dict(zip(TERMS, values, strict=True))
+    return dict(zip(objective.terms, values, strict=True))
+
+
+def thinned_every(every: int, epochs: int, max_logs: int) -> int:
+    """An epoch interval no smaller than ``every`` that logs at most ``max_logs`` times in ``epochs`` epochs."""
+    return max(every, -(-epochs // max(1, max_logs)))
 
 
 class Trainer:
     def __init__(
         self,
         model: VAE,
-        loss_fn: ELBOLoss,
+        objective: Objective,
         optimizer: torch.optim.Optimizer,
         scheduler: torch.optim.lr_scheduler.LRScheduler,
         data: ImageSplits,
@@ -110,11 +121,13 @@ class Trainer:
         config_dict: dict[str, Any],
         stop_requested: Callable[[], int | None] = lambda: None,
         dist: Distributed | None = None,
+        max_image_logs: int = 50,
     ) -> None:
         self.model = model
+        self.objective = objective
+        self.terms = objective.terms
         # Under torchrun: this process's place; collectives below keep the ranks in step (vae_cli/distributed.py).
         self.dist = dist or Distributed()
-        self.loss_fn = loss_fn
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.data = data
@@ -123,31 +136,44 @@ class Trainer:
         self.tracker = tracker
         self.config_dict = config_dict
         self.stop_requested = stop_requested
-        self.state = TrainState()
+        self.state = self._fresh_state()
         self.batches = train_batches
         # The model's device, not data.train's: a streamed training split stays on the host.
-        self.device = next(model.parameters()).device
+        self.device = model.device
         # A host sync per step costs nothing on CPU; on a GPU only the skip/rollback policies pay for it (they
         # must see a bad step before the optimizer applies it), while "stop" checks at log points and before
         # every checkpoint write, so a bad state is never saved.
         self.check_each_step = self.device.type != "cuda" or cfg.nan_policy != NanPolicy.stop
         # Forward, loss, backward and update of one batch, with the speed options (bf16, compile, CUDA graphs).
-        self.train_step = TrainStep(model, loss_fn, optimizer, cfg, self.device, self.dist)
+        self.train_step = TrainStep(model, objective, optimizer, cfg, self.device, self.dist)
         self.first_step_at: float | None = None  # wall-clock time of the first optimizer step (start-up metric)
+        # Pictures are thinned for runs of many short epochs, so the run directory stays bounded.
+        self.image_every = thinned_every(cfg.image_every_epochs, cfg.epochs, max_image_logs)
         # Fixed inputs for the image grids, so epochs compare: the first val images and one prior draw.
         shown = data.val if data.val.shape[0] > 0 else data.train
+        shown_labels = data.val_labels if data.val.shape[0] > 0 else data.train_labels
         n_shown = max(8, (min(cfg.num_images, shown.shape[0]) // 8) * 8) if shown.shape[0] >= 8 else shown.shape[0]
         self.fixed_images = shown[:n_shown].to(self.device)
-        self.fixed_z = torch.randn(
-            cfg.num_images, model.latent_dim, generator=torch.Generator().manual_seed(cfg.seed + 1)
-        ).to(self.device)
-        self.latent_monitor = LatentMonitor(model, loss_fn, data, cfg, tracker)
+        self.fixed_labels = shown_labels[:n_shown].to(self.device)
+        # Samples come from a fixed seed each time: a learned prior moves, so it is sampled anew at every log.
+        self.sample_seed = cfg.seed + 1
+        # A CVAE's samples: each row of 8 one class, in order.
+        classes = max(1, model.num_classes)
+        self.sample_labels = (torch.arange(cfg.num_images, device=self.device) // 8) % classes
+        self.latent_monitor = LatentMonitor(
+            model, data, cfg, tracker, every=thinned_every(cfg.latent_every_epochs, cfg.epochs, max_image_logs)
+        )
+
+    def _fresh_state(self) -> TrainState:
+        n = len(self.terms)
+        return TrainState(epoch_sums=[0.0] * n, interval_sums=[0.0] * n)
 
     # ----- checkpoints -----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         s = self.state
         return {
             "model": self.model.state_dict(),
+            "objective": self.objective.state_dict(),
             "optimizer": portable_optimizer_state(self.optimizer.state_dict()),
             "scheduler": self.scheduler.state_dict(),
             "epoch": s.epoch,
@@ -156,11 +182,19 @@ class Trainer:
             "train_state": {k: v for k, v in vars(s).items() if k not in ("epoch", "batch_in_epoch", "step")},
             "rng": rng_state(),
             "config": self.config_dict,
+            "terms": list(self.terms),
+            # What rebuilding the model and the objective needs besides the config (vae-eval, vae-sample, load_run).
+            "model_info": {
+                "num_classes": self.model.num_classes,
+                "train_size": int(self.data.train.shape[0]),
+                "image_shape": list(self.data.image_shape),
+            },
         }
 
     def load_state_dict(self, ckpt: dict[str, Any]) -> None:
         try:
             self.model.load_state_dict(ckpt["model"])
+            self.objective.load_state_dict(ckpt.get("objective", {}))
             self.optimizer.load_state_dict(ckpt["optimizer"])
         except (RuntimeError, ValueError, KeyError) as exc:
             raise CheckpointError(
@@ -170,20 +204,26 @@ class Trainer:
             ) from exc
         self.scheduler.load_state_dict(ckpt["scheduler"])
         extra = dict(ckpt.get("train_state", {}))
+        n = len(self.terms)
+        for key in ("epoch_sums", "interval_sums"):
+            if len(extra.get(key, [])) != n:  # a checkpoint of an older layout: sums of the 4 ELBO terms
+                extra[key] = (list(extra.get(key, [])) + [0.0] * n)[:n]
         self.state = TrainState(
             epoch=ckpt["epoch"], batch_in_epoch=ckpt.get("batch_in_epoch", 0), step=ckpt["step"], **extra
         )
         set_rng_state(ckpt["rng"])
 
     def set_base_lr(self, lr: float) -> None:
-        """Change the peak learning rate (the schedule keeps its shape), e.g. an ``optim.lr=`` given on resume."""
-        self.scheduler.base_lrs = [lr] * len(self.optimizer.param_groups)
+        """Change the peak learning rate of the model's parameters (the schedule keeps its shape, and every other
+        parameter group, e.g. a discriminator's, keeps its ratio to it), e.g. an ``optim.lr=`` given on resume."""
+        ratio = lr / self.scheduler.base_lrs[0]
+        self.scheduler.base_lrs = [base * ratio for base in self.scheduler.base_lrs]
         factor = self.scheduler.lr_lambdas[0](self.scheduler.last_epoch)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr * factor
+        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs, strict=True):
+            group["lr"] = base * factor
 
     def save(self, name: str, metrics: dict[str, float] | None = None) -> Path:
-        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+        if not all(torch.isfinite(p).all() for p in self.train_step.parameters):
             raise NonFinite("non-finite weights", self.state.epoch, self.state.batch_in_epoch, self.state.step)
         path = self.run_dir / "checkpoints" / name
         try:
@@ -212,7 +252,7 @@ class Trainer:
         # Under torchrun each rank sees only its own loss; they agree, or one would skip/stop while the others wait.
         if self.check_each_step and any_rank(not torch.isfinite(loss).item(), self.dist, self.device):
             return "NaN/Inf loss"
-        params = [p for p in self.model.parameters() if p.grad is not None]
+        params = [p for p in self.train_step.parameters if p.grad is not None]
         if self.cfg.grad_clip is not None:
             norm = nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
         elif self.cfg.nan_policy != NanPolicy.stop:
@@ -230,14 +270,14 @@ class Trainer:
         consecutive_skips = 0
         total = len(self.batches) - s.batch_in_epoch
         t0 = time.perf_counter() - s.epoch_seconds
-        for x in self._progress(self.batches.epoch(epoch, s.batch_in_epoch), total, epoch):
+        for x, y in self._progress(self.batches.epoch(epoch, s.batch_in_epoch), total, epoch):
             if self.train_step.whole_step:
                 # CUDA graphs: forward, backward, clipping and update replay as one graph. Only nan_policy=stop
                 # is allowed with them; it checks at log points and before every checkpoint, as on any GPU.
-                terms = self.train_step(x, s.step)
+                terms = self.train_step(x, y, s.step)
                 s.batch_in_epoch += 1
             else:
-                loss, terms = self.train_step.forward_backward(x, s.step)
+                loss, terms = self.train_step.forward_backward(x, y, s.step)
                 bad = self._step_is_bad(loss)
                 s.batch_in_epoch += 1
                 if bad is not None:
@@ -255,7 +295,7 @@ class Trainer:
                 self.first_step_at = time.time()
                 # For start-up benchmarks (launch -> first update); not in metrics.json, which is deterministic.
                 log.info("first optimizer step done at unix time %.3f", self.first_step_at)
-            batch_terms = terms.mul_(x.shape[0])  # detached [loss, recon, kl, elbo] per-sample means -> sums
+            batch_terms = terms.mul_(x.shape[0])  # detached per-sample means of the terms -> sums
             epoch_sums += batch_terms
             interval_sums += batch_terms
             s.epoch_count += x.shape[0]
@@ -280,7 +320,7 @@ class Trainer:
         if s.interval_count > 0:
             self._log_interval(interval_sums, epoch)
         throughput = s.epoch_count * self.dist.world_size / seconds if seconds > 0 else float("nan")
-        return dict(zip(TERMS, means, strict=True)), throughput
+        return dict(zip(self.terms, means, strict=True)), throughput
 
     def _log_interval(self, interval_sums: torch.Tensor, epoch: int) -> None:
         s = self.state
@@ -288,47 +328,66 @@ class Trainer:
         means = (sum_over_ranks(interval_sums, self.dist) / (s.interval_count * self.dist.world_size)).tolist()
         if not all(map(math.isfinite, means)):
             raise NonFinite("NaN/Inf loss", epoch, s.batch_in_epoch, s.step)
-        scalars = {f"train/{k}": v for k, v in zip(TERMS, means, strict=True)}
-        scalars["train/kl_weight"] = self.loss_fn.kl_weight(s.step - 1)
+        scalars = {f"train/{k}": v for k, v in zip(self.terms, means, strict=True)}
+        scalars.update({f"train/{k}": v for k, v in self.objective.schedule_values(s.step - 1).items()})
         self.tracker.scalars(scalars, s.step)
         interval_sums.zero_()
         s.interval_count = 0
 
-    def _interrupted(self, signum: int, epoch: int) -> TrainingInterrupted:
+    def _interrupted(self, signum: int, epoch: int, where: str | None = None) -> TrainingInterrupted:
         import signal
 
         name = signal.Signals(signum).name
         s = self.state
         self.tracker.flush()
         launcher = f"torchrun --nproc_per_node={self.dist.world_size} $(which vae-train)" if self.dist.enabled else ""
+        position = where or f"step {s.step} (epoch {epoch + 1}, batch {s.batch_in_epoch} of {len(self.batches)})"
         return TrainingInterrupted(
-            f"Stopped by {name} at step {s.step} (epoch {epoch + 1}, batch {s.batch_in_epoch} of "
-            f"{len(self.batches)}). The full state, mid-epoch position included, is saved in "
+            f"Stopped by {name} at {position}. The full state, mid-epoch position included, is saved in "
             f"{self.run_dir / 'checkpoints' / 'last.pt'} and TensorBoard is flushed. Resume with: "
             f"{launcher or 'vae-train'} trainer.resume={self.run_dir}",
             exit_code=128 + signum,
         )
 
-    def _nonfinite_error(self, bad: NonFinite) -> TrainingError:
+    def _nonfinite_error(self, bad: NonFinite, gave_up: str = "") -> TrainingError:
         lr = float(self.optimizer.param_groups[0]["lr"])
         kept = self.run_dir / "checkpoints" / "last.pt"
+        policy = NanPolicy(self.cfg.nan_policy)
+        if policy == NanPolicy.stop:
+            other = (
+                "trainer.nan_policy=skip drops bad batches; trainer.nan_policy=rollback reloads the last checkpoint "
+                "with a lower learning rate."
+            )
+        elif policy == NanPolicy.skip:
+            other = (
+                f"trainer.nan_policy=skip gave up after {self.cfg.max_nan_skips} bad batches in a row, so the model "
+                f"itself has diverged rather than a few batches being bad: lower the learning rate, clip the "
+                f"gradients, or try trainer.nan_policy=rollback (reload the last checkpoint with a lower lr)."
+            )
+        else:
+            other = (
+                f"trainer.nan_policy=rollback gave up {gave_up or f'after {self.cfg.max_rollbacks} rollbacks'}: "
+                f"halving the learning rate did not help, so start from a much lower optim.lr (or raise "
+                f"trainer.max_rollbacks / lower trainer.rollback_lr_factor)."
+            )
         return TrainingError(
             f"Training stopped: {bad.what} at step {bad.step} (epoch {bad.epoch + 1}, batch {bad.batch}). Likely "
             f"causes: a learning rate too high (now {lr:g}; try optim.lr={lr / 10:g}), a likelihood that does not fit "
-            f"the data (bernoulli needs pixels in [0, 1]; gaussian with a tiny loss.gaussian_std explodes), or "
+            f"the data (bernoulli needs pixels in [0, 1]; gaussian with a tiny likelihood.std explodes), or "
             f"exploding gradients (try trainer.grad_clip=1.0). "
             + (
                 f"The last good checkpoint is kept: {kept} (resume with trainer.resume={self.run_dir}). "
                 if kept.is_file()
                 else "No checkpoint had been written yet. "
             )
-            + "trainer.nan_policy=skip drops bad batches; trainer.nan_policy=rollback reloads the last checkpoint "
-            "with a lower learning rate."
+            + other
         )
 
     def _rollback(self, bad: NonFinite) -> None:
         path = self.run_dir / "checkpoints" / "last.pt"
-        if not path.is_file() or self.state.rollbacks >= self.cfg.max_rollbacks:
+        if not path.is_file():
+            raise self._nonfinite_error(bad, gave_up="because no checkpoint had been written yet")
+        if self.state.rollbacks >= self.cfg.max_rollbacks:
             raise self._nonfinite_error(bad)
         rollbacks = self.state.rollbacks + 1
         diverged_lr = self.scheduler.base_lrs[0]  # the checkpoint may hold an older lr (e.g. before a resume)
@@ -352,10 +411,10 @@ class Trainer:
     def _log_images(self, epoch: int) -> None:
         was_training = self.model.training
         self.model.eval()
-        likelihood = self.loss_fn.likelihood
-        x = to_unit_float(self.fixed_images)
-        mu, _ = self.model.encode(x)
-        recon = likelihood.mean(self.model.decode(mu))
+        likelihood = self.model.likelihood
+        x, y = to_unit_float(self.fixed_images), self.fixed_labels
+        mu, _ = self.model.encode(x, y)
+        recon = likelihood.mean(self.model.decode(mu, y))
         n = x.shape[0]
         if n % 8 == 0:
             # Rows alternate: 8 originals, then their 8 reconstructions.
@@ -364,33 +423,42 @@ class Trainer:
         else:
             pairs = torch.cat([x, recon])
         self.tracker.images("images/reconstructions", pairs, self.state.step, epoch + 1, nrow=8)
-        samples = likelihood.mean(self.model.decode(self.fixed_z))
-        self.tracker.images("images/samples", samples, self.state.step, epoch + 1)
+        z = self.model.prior_sample(self.cfg.num_images, torch.Generator().manual_seed(self.sample_seed))
+        samples = likelihood.mean(self.model.decode(z, self.sample_labels))
+        # A CVAE's grid has one class per row of 8; otherwise a square grid.
+        nrow = 8 if self.model.conditional else None
+        self.tracker.images("images/samples", samples, self.state.step, epoch + 1, nrow=nrow)
         self.model.train(was_training)
 
     def _end_epoch(self, epoch: int, train_means: dict[str, float], throughput: float) -> None:
         s = self.state
         has_val = self.data.val.shape[0] > 0
         val = (
-            evaluate(self.model, self.loss_fn, eval_batches(self.data.val, self.cfg.eval_batch_size))
+            evaluate(
+                self.model,
+                self.objective,
+                labelled_batches(self.data.val, self.data.val_labels, self.cfg.eval_batch_size),
+            )
             if has_val
             else dict(train_means)
         )
         s.epoch, s.batch_in_epoch = epoch + 1, 0
-        s.epoch_sums, s.epoch_count, s.epoch_seconds = [0.0] * len(TERMS), 0, 0.0
-        s.interval_sums, s.interval_count = [0.0] * len(TERMS), 0
+        s.epoch_sums, s.epoch_count, s.epoch_seconds = [0.0] * len(self.terms), 0, 0.0
+        s.interval_sums, s.interval_count = [0.0] * len(self.terms), 0
         lr = float(self.optimizer.param_groups[0]["lr"])  # a device tensor under CUDA graphs
         scalars = {f"val/{k}": v for k, v in val.items()}
         scalars.update({"lr": lr, "train/images_per_sec": throughput, "epoch": float(epoch + 1)})
         self.tracker.scalars(scalars, s.step)
-        if (epoch + 1) % self.cfg.image_every_epochs == 0 or epoch + 1 == self.cfg.epochs:
+        last = epoch + 1 == self.cfg.epochs
+        if (epoch + 1) % self.image_every == 0 or last:
             self._log_images(epoch)
-        latent_scalars = self.latent_monitor.on_epoch_end(epoch + 1, s.step, last=epoch + 1 == self.cfg.epochs)
+        latent_scalars = self.latent_monitor.on_epoch_end(epoch + 1, s.step, last=last)
         record = {"epoch": epoch + 1, "step": s.step, "images_per_sec": throughput, "lr": lr}
         record.update(latent_scalars)
         record.update({f"train/{k}": v for k, v in train_means.items()})
         record.update({f"val/{k}": v for k, v in val.items()})
         s.history.append(record)
+        del s.history[:-HISTORY_KEPT]  # checkpoints stay small however many epochs run (TensorBoard has them all)
         improved = val["loss"] < s.best_val
         if improved:
             s.best_val, s.best_epoch = val["loss"], epoch + 1
@@ -398,22 +466,24 @@ class Trainer:
         if improved:
             self.save("best.pt", metrics=record)
         self.tracker.flush()
+        if self.state.epoch == 1 and self.dist.is_main:
+            log.info("after the first epoch the run directory holds %s", disk.describe(self.run_dir))
         log.info(
-            "epoch %d/%d  train loss %.2f (recon %.2f, kl %.2f)  val elbo %.2f  %.0f img/s%s",
+            "epoch %d/%d  train %s  val %s  %.0f img/s%s",
             epoch + 1,
             self.cfg.epochs,
-            train_means["loss"],
-            train_means["recon"],
-            train_means["kl"],
-            val["elbo"],
+            describe_terms(train_means),
+            describe_terms(val, bound_only=True),
             throughput,
             "  *best" if improved else "",
         )
 
     def fit(self) -> TrainState:
         """Train from the current state to ``cfg.epochs``; checkpoint ``last.pt`` every epoch (and every
-        ``checkpoint_every_steps``), ``best.pt`` on a new best validation loss."""
+        ``checkpoint_every_steps``), ``best.pt`` on a new best validation loss. A stop signal that arrives during
+        an epoch's validation or checkpointing stops the run right after that epoch's checkpoint."""
         self.model.train()
+        self.objective.train()
         while self.state.epoch < self.cfg.epochs:
             epoch = self.state.epoch
             try:
@@ -424,5 +494,20 @@ class Trainer:
                     self._rollback(bad)
                     continue
                 raise self._nonfinite_error(bad) from None
+            signum = self.stop_requested()
+            if signum and self.state.epoch < self.cfg.epochs:
+                raise self._interrupted(signum, epoch, where=f"the end of epoch {epoch + 1} (step {self.state.step})")
         self.latent_monitor.on_fit_end(self.state.step)
         return self.state
+
+
+def describe_terms(values: dict[str, float], bound_only: bool = False) -> str:
+    """The terms worth a log line: ``loss 244.1 (recon 220.3, kl 23.8)``, or with ``bound_only`` the bound."""
+    if bound_only:
+        for key in ("iw_elbo", "elbo"):
+            if key in values:
+                return f"{key} {values[key]:.2f}"
+        return f"loss {values['loss']:.2f}"
+    shown = [k for k in ("recon", "kl", "tc", "mmd", "dip", "disc") if k in values]
+    detail = ", ".join(f"{k} {values[k]:.2f}" for k in shown)
+    return f"loss {values['loss']:.2f}" + (f" ({detail})" if detail else "")

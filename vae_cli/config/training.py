@@ -1,0 +1,92 @@
+"""The ``optim``, ``trainer`` and ``logger`` groups' schemas."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vae_cli.config.enums import CpuWait, DeviceName, NanPolicy, OptimizerName, Precision, Schedule
+
+
+@dataclass
+class OptimConfig:
+    name: OptimizerName = OptimizerName.adam
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    schedule: Schedule = Schedule.none
+    # Cosine schedule: the lr decays from lr to lr * min_lr_ratio over the whole run.
+    min_lr_ratio: float = 0.0
+    warmup_steps: int = 0
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    device: DeviceName = DeviceName.auto
+    seed: int = 0
+    # Clip the global grad norm to this value; null = no clipping.
+    grad_clip: float | None = None
+    # Log training scalars every N optimizer steps (epoch means are always logged).
+    log_every_steps: int = 100
+    # Log image grids (reconstructions, samples) every N epochs, and always after the last one.
+    image_every_epochs: int = 1
+    # How many fixed validation images / fixed prior samples go into the image grids.
+    num_images: int = 64
+    # A run directory or a checkpoint file to continue from; null = start fresh.
+    resume: str | None = None
+    # A new run in a directory that already holds a run (hydra.run.dir=...) is refused unless this is true; then
+    # the old run is moved aside to <dir>.replaced-<time>/ (never deleted) and the new one starts in <dir>.
+    overwrite: bool = False
+    # Eval batch size (no gradients, so it can be larger than batch_size).
+    eval_batch_size: int = 1000
+    # Progress bar: auto = only on a terminal.
+    progress: str = "auto"
+    # Speed (see README "Performance"). None of these changes the model, the loss or the optimizer's math.
+    # bf16 runs matmuls and convolutions under bf16 autocast (weights, optimizer state, loss sums stay fp32):
+    # several times faster on CPUs with AVX512-BF16/AMX and on GPUs, same final test loss within noise.
+    precision: Precision = Precision.fp32
+    # torch.compile the forward pass and the loss (the backward follows): fuses the elementwise work. The first
+    # step pays the compilation (~40 s on 2 CPU cores), so it pays off on long runs, and most on GPUs.
+    compile: bool = False
+    # CUDA only: capture the whole step (forward, backward, optimizer) once as a CUDA graph and replay it, which
+    # removes the per-kernel launch cost that bounds small models on fast GPUs.
+    cuda_graphs: bool = False
+    # Conv models on CUDA: NHWC memory format, which the tensor-core convolution kernels want.
+    channels_last: bool = True
+    # How idle CPU threads wait (vae_cli/cpu_threads.py): spinning is fastest alone, sleeping avoids a 10-40x
+    # collapse when other jobs share the cores. auto picks by the machine's load at start.
+    cpu_wait: CpuWait = CpuWait.auto
+    # Also write checkpoints/last.pt every N optimizer steps inside an epoch; null = only at epoch ends.
+    checkpoint_every_steps: int | None = None
+    # What a NaN/Inf loss or gradient does: stop | skip (the batch) | rollback (to last.pt, lr * factor).
+    nan_policy: NanPolicy = NanPolicy.stop
+    # skip: give up after this many bad batches in a row. rollback: at most this many rollbacks.
+    max_nan_skips: int = 10
+    max_rollbacks: int = 3
+    rollback_lr_factor: float = 0.5
+    # Strict determinism (torch.use_deterministic_algorithms): slower on GPU; CPU runs are deterministic anyway.
+    deterministic: bool = False
+    # Latent views in TensorBoard (vae_cli/latent_monitor.py), all on the first latent_images val images:
+    # histograms of mu and log sigma^2 every epoch; traversals and the 2-D scatter every latent_every_epochs
+    # epochs and after the last one.
+    latent_every_epochs: int = 1
+    latent_images: int = 1000
+    # val/nll_iw: importance-weighted -log p(x) of the val split, nll_iw_k samples, every N epochs and after the
+    # last; 0 = off.
+    nll_iw_every_epochs: int = 5
+    nll_iw_k: int = 16
+    # Embedding projector (mu, labels, thumbnails) at the end of training.
+    embedding: bool = True
+
+
+@dataclass
+class LoggerConfig:
+    tensorboard: bool = True
+    # Also write PNG image grids into <run dir>/images/.
+    save_png: bool = True
+    # Image grids, latent views and histograms are logged at most this many times per run (plus after the last
+    # epoch): trainer.image_every_epochs / latent_every_epochs are thinned for runs of many short epochs, so the
+    # run directory stays bounded however many epochs run.
+    max_image_logs: int = 50
+    # No image grid holds more images than this (trainer.num_images is checked against it).
+    max_grid_images: int = 256

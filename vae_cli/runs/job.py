@@ -1,0 +1,224 @@
+"""One ``vae-train`` job, from the config Hydra composed to a finished (or truthfully failed) run directory.
+
+Order matters here, because nothing may be written into a directory before it is known to be ours:
+
+1. the config is resolved (a bad ``${...}`` interpolation is a message, not a traceback);
+2. the run directory is claimed (``vae_cli.runs.ownership``): locked, and checked for a run already there;
+3. only then the Hydra record (``.hydra/``, which ``train.yaml`` tells Hydra not to write itself), ``run.json`` and
+   the log are written, and training runs (``vae_cli.training.run``);
+4. ``run.json`` ends as finished, interrupted or failed, with the reason. A run that stopped before its first
+   training step leaves nothing behind (the directory it made is removed again); one that trained leaves a
+   directory that says why it stopped.
+
+In a sweep (``-m``), a job's error is reported and recorded, and the sweep goes on with the next job; a stop signal
+stops the whole sweep. Rerunning a sweep into the same sweep directory skips the jobs that finished and resumes
+the ones that were interrupted.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from vae_cli.atomic import write_text
+from vae_cli.errors import ConfigError, VaeCliError
+from vae_cli.runs.ownership import Claim, Intent, claim, command_line, move_aside
+from vae_cli.runs.status import write_status
+from vae_cli.training.signals import STOP, TRAINING, StopRequested
+
+log = logging.getLogger("vae_cli")
+
+# Run directories made for this process (by the unique_dir resolver, or an explicit hydra.run.dir that did not
+# exist): a run that stops before training removes them again.
+CREATED_BY_RESOLVER: set[str] = set()
+# Jobs of this process that failed (a sweep ends with a non-zero status if any did).
+FAILED_JOBS: list[str] = []
+
+
+def resolve_or_explain(cfg: DictConfig) -> None:
+    """Resolve every interpolation now, so a bad one is reported by name before anything runs."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or "a value"
+        first = str(exc).splitlines()[0]
+        raise ConfigError(
+            f"Could not resolve {key}: {first}. An override like 'key=${{group.key}}' must name a key that exists "
+            f"(e.g. trainer.eval_batch_size='${{trainer.batch_size}}'); quote it in the shell so ${{...}} reaches "
+            f"vae-train unexpanded."
+        ) from None
+
+
+def intent_of(cfg: DictConfig, run_dir: Path, multirun: bool) -> Intent:
+    resume = cfg.trainer.resume
+    if resume:
+        p = Path(str(resume)).expanduser()
+        target = p.parent.parent if p.is_file() and p.parent.name == "checkpoints" else p
+        if target.resolve() == run_dir.resolve():
+            return Intent.resume
+    return Intent.sweep_job if multirun else Intent.new
+
+
+def write_hydra_record(run_dir: Path, cfg: DictConfig, hydra_cfg: Any, resumed: bool) -> Path:
+    """What Hydra would have written into ``.hydra/`` (config, hydra config, overrides); a resume adds its own
+    record under ``.hydra/resume-<time>/`` and keeps the original."""
+    folder = run_dir / ".hydra"
+    if resumed:
+        folder = folder / f"resume-{datetime.now().strftime('%Y-%m-%d_%H-%M-%S')}"
+    write_text(folder / "config.yaml", OmegaConf.to_yaml(cfg), durable=False)
+    write_text(folder / "hydra.yaml", OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra_cfg})), durable=False)
+    write_text(folder / "overrides.yaml", OmegaConf.to_yaml(hydra_cfg.overrides.task), durable=False)
+    return folder
+
+
+def has_results(run_dir: Path) -> bool:
+    return (run_dir / "metrics.json").is_file() or any((run_dir / "checkpoints").glob("*.pt"))
+
+
+def undo_start(held: Claim) -> None:
+    """A run that stopped before training: remove what this process wrote, and put back a run it moved aside."""
+    run_dir = held.path
+    if has_results(run_dir):
+        return
+    for entry in list(run_dir.iterdir()) if run_dir.is_dir() else []:
+        if entry.name != ".lock":
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink(missing_ok=True)
+    if held.moved_to is not None and held.moved_to.is_dir():
+        for entry in held.moved_to.iterdir():
+            entry.rename(run_dir / entry.name)
+        held.moved_to.rmdir()
+        return
+    if held.previous.kind.value == "absent" or {str(run_dir), str(run_dir.absolute())} & CREATED_BY_RESOLVER:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    else:
+        (run_dir / ".lock").unlink(missing_ok=True)
+
+
+def _remove_unclaimed(exc: BaseException) -> None:
+    """A job that failed before it claimed its directory: the empty directory made for it goes again."""
+    from hydra.core.hydra_config import HydraConfig
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    made = {str(run_dir), str(run_dir.absolute())} & CREATED_BY_RESOLVER
+    if made and run_dir.is_dir() and not any(run_dir.iterdir()):
+        run_dir.rmdir()
+    exc.cleaned = True  # type: ignore[attr-defined]
+
+
+def recorded_metric(run_dir: Path) -> float | None:
+    import json
+
+    try:
+        value = json.loads((run_dir / "metrics.json").read_text()).get("val/loss")
+        return float(value) if value is not None else None
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def run_job(cfg: DictConfig) -> float | None:
+    """Hydra's task function body: one job (see the module docstring); returns the final validation loss, which
+    sweepers (Optuna) minimize, or NaN for a failed sweep job."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    run_dir = Path(hc.runtime.output_dir)
+    overrides = [str(o) for o in OmegaConf.to_container(hc.overrides.task, resolve=False)]  # type: ignore[union-attr]
+    STOP.new_job()
+    held: Claim | None = None
+    try:
+        STOP.check()
+        resolve_or_explain(cfg)
+        held = claim(run_dir, intent_of(cfg, run_dir, multirun), overrides, bool(cfg.trainer.overwrite))
+        if held.action == "skip":
+            print(f"vae-train: {run_dir} finished in an earlier run of this sweep; kept as it is.", file=sys.stderr)
+            return recorded_metric(run_dir)
+        return _train_in(held, cfg, hc, overrides)
+    except (VaeCliError, StopRequested) as exc:
+        _record_failure(held, exc)
+        if not multirun or isinstance(exc, StopRequested) or getattr(exc, "exit_code", 2) in (130, 143):
+            raise
+        FAILED_JOBS.append(str(run_dir))
+        print(f"vae-train: job {hc.job.num} ({' '.join(overrides)}) failed: {exc}", file=sys.stderr)
+        return math.nan
+    except Exception as exc:  # a bug: the run says so; a sweep goes on, a single run keeps the traceback
+        _record_failure(held, exc)
+        if not multirun:
+            raise
+        FAILED_JOBS.append(str(run_dir))
+        log.exception("job %s failed", hc.job.num)
+        return math.nan
+    finally:
+        if held is not None:
+            held.release()
+
+
+def _train_in(held: Claim, cfg: DictConfig, hc: Any, overrides: list[str]) -> float | None:
+    run_dir = held.path
+    if held.action == "resume" and not cfg.trainer.resume:
+        cfg.trainer.resume = str(run_dir)  # a sweep job interrupted earlier continues where it stopped
+    from vae_cli.training.cpu_threads import apply_wait_policy
+
+    # Before torch is imported: the OpenMP runtime reads its wait policy once.
+    wait_policy = apply_wait_policy(cfg.trainer.cpu_wait)
+    from vae_cli.training.allocator import keep_freed_memory_for_reuse
+    from vae_cli.training.run import prepare, train  # torch loads only when a run really starts (fast --help)
+
+    # Everything that could refuse the run (the checkpoint, the merged config, the epochs) before any write.
+    prepared = prepare(cfg, run_dir, overrides)
+    STOP.check()
+    held.lock.write_holder(command_line())
+    held.record = write_hydra_record(run_dir, prepared.cfg, hc, resumed=held.action == "resume")
+    write_status(
+        run_dir,
+        "running",
+        overrides=overrides,
+        command=command_line(),
+        config_epochs=int(prepared.cfg.trainer.epochs),
+    )
+    if held.moved_to is not None:
+        log.info("the run that was in %s was moved to %s (trainer.overwrite=true)", run_dir, held.moved_to)
+    log.info("CPU thread waits: %s", wait_policy)
+    log.info("CPU memory: %s", keep_freed_memory_for_reuse())
+    metrics = train(prepared.cfg, run_dir, overrides=overrides, prepared=prepared)
+    write_status(run_dir, "finished", epoch=metrics.get("epochs"), reason=None)
+    value = metrics.get("val/loss")
+    return float(value) if value is not None else None
+
+
+def _record_failure(held: Claim | None, exc: BaseException) -> None:
+    """Say in the run directory why the run stopped; leave nothing if it stopped before its first training step
+    in a directory it made, and leave an existing run exactly as it was if this process had not started on it."""
+    if held is None:
+        _remove_unclaimed(exc)
+        return
+    if held.action == "skip":
+        return
+    run_dir = held.path
+    exc.run_dir = run_dir  # type: ignore[attr-defined]  # for the message the command line prints
+    interrupted = isinstance(exc, StopRequested) or getattr(exc, "exit_code", 2) in (130, 143)
+    reason = str(exc) if str(exc) else type(exc).__name__
+    if TRAINING not in STOP.entered:
+        if held.created and not has_results(run_dir):
+            undo_start(held)
+            exc.cleaned = True  # type: ignore[attr-defined]
+            return
+        if held.record is None:
+            exc.cleaned = False  # type: ignore[attr-defined]
+            return  # refused before anything was written: the run there is untouched
+    exc.cleaned = False  # type: ignore[attr-defined]
+    log.error("%s", reason)
+    write_status(run_dir, "interrupted" if interrupted else "failed", reason=reason)
+
+
+__all__ = ["CREATED_BY_RESOLVER", "FAILED_JOBS", "move_aside", "run_job"]

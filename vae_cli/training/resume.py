@@ -1,0 +1,95 @@
+"""The config of a resumed run: the checkpoint's own config, with the keys given on this command line on top.
+
+So ``vae-train trainer.resume=RUN trainer.epochs=20`` needs no repeat of the original overrides. Keys that would
+make the checkpoint mean something else (the data, the model, the objective's parameters, the seed) cannot change:
+the override is refused, naming it, with what to do instead. Overrides are read with Hydra's own parser, so a
+quoted value (``trainer.resume="/runs/a b"``) is one value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from vae_cli.config import structured
+from vae_cli.errors import ConfigError
+
+# Groups chosen by name on the command line; ``experiment`` only sets keys, which are checked one by one.
+GROUPS = ("dataset", "model", "likelihood", "prior", "loss", "optim", "trainer", "logger")
+# Keys a resume may change: how the run continues, not what it is.
+CHANGEABLE_PREFIXES = ("trainer.", "optim.", "logger.", "loss.")
+FIXED_KEYS = {"trainer.seed", "loss.name", "loss.disc_hidden"}
+CHANGEABLE_DATASET_KEYS = {
+    "dataset.root",
+    "dataset.download",
+    "dataset.num_workers",
+    "dataset.memory_budget_mb",
+    "dataset.cache",
+    "dataset.cache_dir",
+    "dataset.skip_bad_files",
+    "dataset.max_image_pixels",
+}
+
+
+def parse_overrides(overrides: list[str]) -> list[Any]:
+    """Hydra's parsed ``Override`` objects (the same parser Hydra itself uses)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create().parse_overrides(overrides)
+
+
+def why_fixed(key: str) -> str | None:
+    """Why ``key`` cannot take a new value on resume, or None if it can."""
+    if key == "trainer.batch_size":
+        return None  # checked against the checkpoint's position by the caller
+    if key in FIXED_KEYS:
+        return "it decides what the checkpoint is (its data split and noise, its objective's parameters)"
+    if key.startswith(CHANGEABLE_PREFIXES) or key in CHANGEABLE_DATASET_KEYS:
+        return None
+    group = key.split(".", 1)[0]
+    if group in ("model", "prior", "likelihood"):
+        return "the checkpoint's weights were trained for its architecture, prior and likelihood"
+    if group == "dataset":
+        return "it changes the images the run trains and is evaluated on"
+    return None
+
+
+def merge_resume_config(
+    composed: DictConfig, saved: dict[str, Any], overrides: list[str], batch_in_epoch: int = 0
+) -> DictConfig:
+    """The checkpoint's config (``saved``, a plain dict) with this command line's keys (as composed) on top."""
+    merged = structured(saved)
+    for override in parse_overrides(overrides):
+        key = override.key_or_group
+        if key.startswith("hydra") or override.is_delete():
+            continue
+        text = override.input_line or key
+        if key in GROUPS or key == "experiment":
+            if key == "experiment":
+                continue  # its keys are compared below through the composed config
+            if OmegaConf.to_container(composed[key]) != OmegaConf.to_container(merged[key]):
+                raise ConfigError(
+                    f"Cannot change the config group '{key}' when resuming: the checkpoint was trained with "
+                    f"{key}={OmegaConf.to_container(merged[key], resolve=True)}. Drop '{text}' to continue that run, "
+                    f"or start a new run without trainer.resume."
+                )
+            continue
+        new = OmegaConf.select(composed, key)
+        old = OmegaConf.select(merged, key)
+        if new == old:
+            continue
+        reason = why_fixed(key)
+        if reason is not None:
+            raise ConfigError(
+                f"Cannot change {key} when resuming ('{text}'; the run was trained with {key}={old}): {reason}. "
+                f"Drop it to continue the run, or start a new run with it (without trainer.resume)."
+            )
+        if key == "trainer.batch_size" and batch_in_epoch > 0:
+            raise ConfigError(
+                f"Cannot change trainer.batch_size in the middle of an epoch ('{text}'; the checkpoint stopped at "
+                f"batch {batch_in_epoch} of an epoch with trainer.batch_size={old}): the rest of the epoch would be "
+                f"different images. Resume without it, and change it once a later run starts at an epoch boundary."
+            )
+        OmegaConf.update(merged, key, new, merge=False)
+    return merged
