@@ -21,6 +21,8 @@ contenders measured in the same run. Suites:
   generated folder of 64x64 RGB JPEGs at each of ``--folder-sizes``; first load (decode + cache) and second load
   (cache hit), then one epoch of ``dataset=image_folder`` in memory and streamed (``dataset.memory_budget_mb``
   below the decoded size), with the peak memory of the whole process tree (DataLoader workers included).
+- ``zoo`` (not in the default list): every objective and prior of the model zoo on the classic MLP, each one's
+  s/epoch next to the plain ELBO's (``--zoo-epochs``, ``--zoo-variants``, ``--zoo-extra trainer.precision=bf16``).
 
 Results are printed as Markdown tables and written as JSON (``--out``).
 """
@@ -314,6 +316,38 @@ def suite_model(args: argparse.Namespace, model: str, device: str) -> str:
     res = interleaved(c, args.reps)
     title = f"{model.upper()} on {device}, batch 128, {epochs} epochs"
     return table(title, res, "(a) classic", "(b) bare")
+
+
+# The model zoo's variants (README "Model zoo"): each one's step, next to the plain ELBO's.
+ZOO = {
+    "elbo": [],
+    "elbo + free bits": ["loss.free_bits=0.1"],
+    "elbo + capacity": ["loss.capacity_max=25"],
+    "iwae k=5": ["loss=iwae", "loss.k=5"],
+    "iwae k=5 dreg": ["loss=iwae", "loss.k=5", "loss.estimator=dreg"],
+    "iwae k=50": ["loss=iwae", "loss.k=50"],
+    "beta_tcvae mws": ["loss=beta_tcvae"],
+    "beta_tcvae mss": ["loss=beta_tcvae", "loss.estimator=mss"],
+    "factor_vae": ["loss=factor_vae"],
+    "dip_vae ii": ["loss=dip_vae", "loss.variant=ii"],
+    "info_vae imq": ["loss=info_vae"],
+    "vamp (500)": ["prior=vamp"],
+    "mog (10)": ["prior=mog"],
+    "cvae": ["model.conditional=true"],
+}
+
+
+def suite_zoo(args: argparse.Namespace) -> str:
+    """Every objective / prior of the zoo on the classic MLP (fp32, CPU), side by side with the plain ELBO."""
+    common = ["model=mlp", f"trainer.epochs={args.zoo_epochs}", "trainer.device=cpu", *args.zoo_extra]
+    chosen = {name: ZOO[name] for name in ZOO if not args.zoo_variants or name in args.zoo_variants}
+    c = {name: (lambda r, extra=extra: run_vae_train(args, [*common, *extra], r)) for name, extra in chosen.items()}
+    print(f"suite zoo: {args.zoo_epochs} epochs, {args.reps} reps", file=sys.stderr)
+    res = interleaved(c, args.reps)
+    title = (
+        f"Model zoo: MLP 784-400-20 on cpu, batch 128, {args.zoo_epochs} epoch(s), {' '.join(args.zoo_extra) or 'fp32'}"
+    )
+    return table(title, res, "elbo", "elbo")
 
 
 def suite_ablation(args: argparse.Namespace) -> str:
@@ -613,7 +647,7 @@ def main() -> None:
         "--suite",
         nargs="+",
         default=["mlp", "conv", "ablation", "startup", "scaling"],
-        choices=["mlp", "conv", "ablation", "startup", "scaling", "folder", "waits"],
+        choices=["mlp", "conv", "ablation", "startup", "scaling", "folder", "waits", "zoo"],
     )
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--epochs", type=int, default=10, help="MLP epochs per run (the classic budget)")
@@ -638,11 +672,15 @@ def main() -> None:
     p.add_argument("--folder-model", default="mlp", choices=["mlp", "conv"])
     p.add_argument("--folder-workers", type=int, default=2, help="folder suite: dataset.num_workers")
     p.add_argument("--stream-budget-mb", type=int, default=256, help="folder suite: memory budget of the streamed runs")
+    p.add_argument("--zoo-epochs", type=int, default=1, help="zoo suite: epochs per run")
+    p.add_argument("--zoo-variants", nargs="*", default=[], choices=list(ZOO), help="zoo suite: only these")
+    p.add_argument("--zoo-extra", nargs="*", default=[], help="zoo suite: overrides for every variant (precision...)")
     p.add_argument("--out", default="", help="also write the tables and raw runs as JSON here")
     p.add_argument("--smoke", action="store_true", help="tiny: 1 rep, 1 epoch, 1280 images; proves it runs")
     args = p.parse_args()
     if args.smoke:
         args.reps, args.epochs, args.conv_epochs, args.ablation_epochs, args.subset = 1, 1, 1, 1, 1280
+        args.zoo_epochs = 1
         args.folder_sizes, args.folder_test, args.stream_budget_mb = [300, 600], 100, 1
         args.folder_root = str(Path(args.folder_root) / "smoke")
     args.data_root = str(Path(args.data_root).resolve())
@@ -675,6 +713,8 @@ def main() -> None:
             sections.append(suite_folder(args))
         elif suite == "waits":
             sections.append(suite_waits(args))
+        elif suite == "zoo":
+            sections.append(suite_zoo(args))
         print("\n\n".join(sections[-1:]), flush=True)
         print(flush=True)
     if args.out:

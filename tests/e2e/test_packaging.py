@@ -58,6 +58,21 @@ def test_built_wheel_works_in_a_fresh_environment_from_an_unrelated_directory(tm
     assert json.loads((runs[0].parent / "eval.json").read_text())["test"]["k"] == 2
     for tool in ("vae-sample", "vae-compare"):
         assert "usage:" in _run([str(venv / "bin" / tool), "--help"], cwd=elsewhere).stdout
+    # The Python entry point for notebooks, from the installed wheel: the model, its config and its data.
+    notebook = f"""
+import torch
+from vae_cli import load_run
+run = load_run({str(runs[0].parent)!r})
+test = run.split("test")
+x = test.images[:8].float() / 255
+out = run.model(x, test.labels[:8])
+assert out.mu.shape == (8, run.config.model.latent_dim) and run.config.loss.name == "elbo"
+assert run.splits().train.shape[0] == 512 and run.objective.terms[0] == "loss"
+import vae_cli, sys
+print(vae_cli.__file__)
+"""
+    printed = _run([str(venv / "bin" / "python"), "-c", notebook], cwd=elsewhere).stdout
+    assert printed.strip().startswith(str(venv_site))
 
 
 def test_source_checkout_finds_the_top_level_configs(tmp_path):

@@ -38,6 +38,24 @@ class LoadedRun:
         d = self.cfg.dataset
         return (d.channels, d.image_size, d.image_size)
 
+    @property
+    def config(self) -> DictConfig:
+        """The run's config (the checkpoint's own, typed): ``run.config.loss.name``, ``run.config.model``, ..."""
+        return self.cfg
+
+    def split(self, name: str = "test", data_root: str | None = None) -> Split:
+        """One split's images (uint8) and labels, exactly as the run saw them (its seed, val split, binarization)."""
+        return load_split(self.cfg, name, data_root=data_root)
+
+    def splits(self, data_root: str | None = None):
+        """All the run's splits at once (an ``ImageSplits``: ``.train``, ``.val``, ``.test`` and their labels)."""
+        from vae_cli.datasets import load_dataset
+
+        data_cfg = OmegaConf.merge(self.cfg.dataset, {})
+        if data_root is not None:
+            data_cfg.root = str(Path(data_root).expanduser())
+        return load_dataset(data_cfg, seed=self.cfg.trainer.seed)  # type: ignore[arg-type]
+
 
 def run_dir_of(checkpoint: Path) -> Path:
     """``RUN/checkpoints/x.pt`` -> ``RUN``; a checkpoint elsewhere -> its own folder."""
