@@ -151,6 +151,23 @@ def _resume_argv(argv: list[str]) -> list[str]:
     return [*argv, f"hydra.run.dir={hydra_quote(str(run_dir.resolve()))}"]
 
 
+OPTUNA_DEFAULTS = {
+    "hydra.sweeper._target_": "hydra_plugins.vae_cli_sweeps.optuna_sweeper.ResumableOptunaSweeper",
+    "hydra.sweeper.storage": "'sqlite:///${hydra.sweep.dir}/optuna.db'",
+    "hydra.sweeper.study_name": "vae-train",
+}
+
+
+def _sweeper_argv(argv: list[str]) -> list[str]:
+    """``hydra/sweeper=optuna``: vae-cli's resumable sweeper, with its study in SQLite in the sweep directory (so
+    the same command continues it), unless the command line sets these keys itself."""
+    _, overrides = split_argv(argv)
+    if _override_value(overrides, "hydra/sweeper") != "optuna":
+        return argv
+    given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+    return [*argv, *(f"{key}={value}" for key, value in OPTUNA_DEFAULTS.items() if key not in given)]
+
+
 def _fail(message: str, code: int = 2) -> None:
     print(f"vae-train: error: {message}", file=sys.stderr)
     sys.exit(code)
@@ -307,20 +324,19 @@ def _main() -> None:
     if "--version" in argv:
         print_version()
         return
-    from omegaconf import OmegaConf
-
     from vae_cli.config import register_configs
 
     register_configs()
-    if not OmegaConf.has_resolver("unique_dir"):
-        OmegaConf.register_new_resolver("unique_dir", unique_dir)
+    from vae_cli.sweeps.resolvers import register_resolvers
+
+    register_resolvers()
     STOP.check()
     flags, overrides = split_argv(argv)
     if any(f in ("--cfg", "-c") for f in flags) and "job" in flags and resume_run_dir(overrides) is not None:
         _preflight(argv)
         print_resumed_config(argv)
         return
-    argv = _resume_argv(argv)
+    argv = _sweeper_argv(_resume_argv(argv))
     _preflight(argv)
     argv = _torchrun_argv(argv)
     STOP.check()
@@ -328,12 +344,13 @@ def _main() -> None:
     from vae_cli.runs.hydra_app import hydra_main
 
     hydra_main()
-    from vae_cli.runs.job import FAILED_JOBS
+    from vae_cli.sweeps.summary import UNFINISHED
 
-    if FAILED_JOBS:
+    if UNFINISHED:
         print(
-            f"vae-train: {len(FAILED_JOBS)} job(s) of the sweep failed: {', '.join(FAILED_JOBS)}; each one's "
-            f"run.json and vae-train.log say why. The sweep summary lists them as failed.",
+            f"vae-train: {len(UNFINISHED)} job(s) of the sweep did not finish: {', '.join(UNFINISHED)}. Each one's "
+            f"run.json and vae-train.log say why (the summary's reason column too); the same command again resumes "
+            f"what was interrupted and keeps what finished.",
             file=sys.stderr,
         )
         sys.exit(1)

@@ -148,7 +148,7 @@ def test_learning_rate_given_on_resume_takes_effect(tmp_path):
     run = tmp_path / "run"
     run_vae_train([*TINY, "trainer.epochs=1", f"hydra.run.dir={run}"], cwd=tmp_path)
     run_vae_train([f"trainer.resume={run}", "trainer.epochs=2", "optim.lr=0.0005"], cwd=tmp_path)
-    lrs = [e.value for e in load_events(run).Scalars("lr")]
+    lrs = [e.value for e in load_events(run).Scalars("train/lr")]
     assert lrs == [pytest.approx(1e-3), pytest.approx(5e-4)]
 
 

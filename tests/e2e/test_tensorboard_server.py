@@ -64,7 +64,7 @@ def test_tensorboard_serves_the_run_scalars(tmp_path):
         run_name = str(run.relative_to(tmp_path / "outputs"))
         assert run_name in runs, runs
         tags = _get_json(f"{base}/data/plugin/scalars/tags")[run_name]
-        assert {"train/loss", "val/elbo", "lr", "train/images_per_sec"} <= set(tags)
+        assert {"train/loss", "val/elbo", "train/lr", "train/images_per_sec"} <= set(tags)
         query = urllib.parse.urlencode({"run": run_name, "tag": "val/elbo"})
         points = _get_json(f"{base}/data/plugin/scalars/scalars?{query}")  # [[wall_time, step, value], ...]
         assert [p[1] for p in points] == [8, 16]

@@ -56,9 +56,11 @@ def test_tiny_run_writes_a_complete_run_directory(tmp_path):
     expected = {f"train/{t}" for t in ("loss", "recon", "kl", "elbo")} | {
         f"val/{t}" for t in ("loss", "recon", "kl", "elbo")
     }
-    expected |= {"lr", "train/images_per_sec", "test/elbo", "test/loss"}
+    expected |= {"train/lr", "train/images_per_sec", "train/epoch", "test/elbo", "test/loss"}
     assert expected <= tags, expected - tags
-    assert scalar_values(acc, "lr") == [1e-3, 1e-3] or all(abs(v - 1e-3) < 1e-9 for v in scalar_values(acc, "lr"))
+    # Nothing outside train/, val/, test/: TensorBoard sorts card groups by name, and the loss curves come first.
+    assert {t.split("/")[0] for t in tags} == {"train", "val", "test"}, tags
+    assert all(abs(v - 1e-3) < 1e-9 for v in scalar_values(acc, "train/lr"))
     assert all(v > 0 for v in scalar_values(acc, "train/images_per_sec"))
     train_loss = scalar_values(acc, "train/loss")
     assert len(train_loss) == 8 and train_loss[-1] < train_loss[0]  # it learns
@@ -85,8 +87,13 @@ def test_tiny_run_writes_a_complete_run_directory(tmp_path):
     assert start.session_start_info.hparams["model.latent_dim"].number_value == 4
     assert start.session_start_info.hparams["dataset.name"].string_value == "synthetic"
     experiment = plugin_data_pb2.HParamsPluginData.FromString(hparams["_hparams_/experiment"])
-    assert "final/test_elbo" in [m.name.tag for m in experiment.experiment.metric_infos]
-    assert scalar_values(acc, "final/test_elbo") == [pytest.approx(metrics["test/elbo"], rel=1e-6)]
+    assert "test/elbo" in [m.name.tag for m in experiment.experiment.metric_infos]
+    assert scalar_values(acc, "test/elbo") == [pytest.approx(metrics["test/elbo"], rel=1e-6)]
+    # The keys this command line set, and the headline keys: not the whole config.
+    assert set(start.session_start_info.hparams) <= {
+        "dataset.name", "model.arch", "model.latent_dim", "likelihood.name", "prior.name", "loss.name",
+        *(o.split("=")[0] for o in TINY),
+    }
 
 
 def test_progress_bar_on_a_terminal(tmp_path):
@@ -201,7 +208,7 @@ def test_killed_run_resumes_to_the_same_weights_with_no_duplicated_steps(tmp_pat
     )
 
     acc = load_events(run)
-    for tag in ("train/loss", "val/elbo", "lr"):
+    for tag in ("train/loss", "val/elbo", "train/lr"):
         steps = scalar_steps(acc, tag)
         assert steps == sorted(set(steps)), f"{tag} has duplicated or unordered steps: {steps}"
     assert scalar_steps(acc, "val/elbo") == scalar_steps(load_events(straight / "run"), "val/elbo")
@@ -236,10 +243,11 @@ def test_multirun_sweep_makes_one_directory_per_run_and_a_summary(tmp_path):
         assert (sweep / job / "metrics.json").is_file() and (sweep / job / "checkpoints" / "last.pt").is_file()
         assert list((sweep / job).glob("events.out.tfevents.*"))
     rows = (sweep / "summary.csv").read_text().strip().splitlines()
-    assert len(rows) == 5 and rows[0].startswith("job,model.latent_dim,loss.beta,val/elbo")
+    assert len(rows) == 5 and rows[0].startswith("job,model.latent_dim,loss.beta,val/loss,val/elbo")
+    assert rows[0].endswith(",status,best,overrides") and sum(r.count(",ok,") for r in rows) == 4
     md = (sweep / "summary.md").read_text().splitlines()
-    assert md[0].startswith("| job | model.latent_dim | loss.beta | val/elbo")
-    assert md[5].startswith("| 3 | 4 | 4 | -")
+    assert md[0].startswith("| job | model.latent_dim | loss.beta | val/loss | val/elbo")
+    assert md[5].startswith("| 3 | 4 | 4 | ")
     assert "summary" in proc.stdout + proc.stderr
 
 

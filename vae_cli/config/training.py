@@ -56,8 +56,14 @@ class TrainerConfig:
     # How idle CPU threads wait (vae_cli/cpu_threads.py): spinning is fastest alone, sleeping avoids a 10-40x
     # collapse when other jobs share the cores. auto picks by the machine's load at start.
     cpu_wait: CpuWait = CpuWait.auto
+    # torch's CPU threads; null = auto: a SLURM task's CPUs, or the cores divided among parallel sweep jobs
+    # (hydra/launcher=joblib), else torch's default (every core).
+    cpu_threads: int | None = None
     # Also write checkpoints/last.pt every N optimizer steps inside an epoch; null = only at epoch ends.
     checkpoint_every_steps: int | None = None
+    # The metric vae-train returns to a sweeper (Optuna minimizes it): val/loss, or e.g. val/nll_iw (with
+    # trainer.nll_iw_every_epochs > 0, computed after the last epoch).
+    sweep_metric: str = "val/loss"
     # What a NaN/Inf loss or gradient does: stop | skip (the batch) | rollback (to last.pt, lr * factor).
     nan_policy: NanPolicy = NanPolicy.stop
     # skip: give up after this many bad batches in a row. rollback: at most this many rollbacks.

@@ -129,6 +129,19 @@ def _check_trainer(cfg: DictConfig, need: Need) -> None:
         t.checkpoint_every_steps is None or t.checkpoint_every_steps >= 1,
         f"trainer.checkpoint_every_steps must be >= 1 or null (got {t.checkpoint_every_steps}).",
     )
+    need(
+        t.cpu_threads is None or 1 <= t.cpu_threads <= 1024,
+        f"trainer.cpu_threads must be >= 1 or null (got {t.cpu_threads}).",
+    )
+    need(
+        t.sweep_metric.startswith(("val/", "test/", "train/")),
+        f"trainer.sweep_metric must name a metric of metrics.json such as val/loss or val/nll_iw "
+        f"(got {t.sweep_metric}).",
+    )
+    need(
+        not (t.sweep_metric.endswith("/nll_iw") and t.nll_iw_every_epochs == 0),
+        f"trainer.sweep_metric={t.sweep_metric} is computed only with trainer.nll_iw_every_epochs > 0 (it is 0).",
+    )
     need(t.max_nan_skips >= 1, f"trainer.max_nan_skips must be >= 1 (got {t.max_nan_skips}).")
     need(t.max_rollbacks >= 1, f"trainer.max_rollbacks must be >= 1 (got {t.max_rollbacks}).")
     need(

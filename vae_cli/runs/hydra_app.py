@@ -10,6 +10,10 @@ from omegaconf import DictConfig
 
 from vae_cli.cli import config_dir
 from vae_cli.errors import reported_errors
+from vae_cli.sweeps.resolvers import register_resolvers
+
+# Also in the workers of parallel launchers, which import this module to run a job and re-load its config.
+register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")

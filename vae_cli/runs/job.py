@@ -38,8 +38,6 @@ log = logging.getLogger("vae_cli")
 # Run directories made for this process (by the unique_dir resolver, or an explicit hydra.run.dir that did not
 # exist): a run that stops before training removes them again.
 CREATED_BY_RESOLVER: set[str] = set()
-# Jobs of this process that failed (a sweep ends with a non-zero status if any did).
-FAILED_JOBS: list[str] = []
 
 
 def resolve_or_explain(cfg: DictConfig) -> None:
@@ -56,6 +54,26 @@ def resolve_or_explain(cfg: DictConfig) -> None:
             f"(e.g. trainer.eval_batch_size='${{trainer.batch_size}}'); quote it in the shell so ${{...}} reaches "
             f"vae-train unexpanded."
         ) from None
+
+
+def scratch_for_other_ranks(run_dir: Path) -> Path:
+    """In a data-parallel job started by a launcher (SLURM tasks), only rank 0 writes the run directory: the other
+    ranks get a scratch folder (removed at exit) for their own checkpoints, and stop writing the job's log file.
+    (torchrun's ranks get theirs from vae_cli.cli already.)"""
+    import atexit
+    import os
+    import tempfile
+
+    rank = int(os.environ.get("RANK", "0") or 0)
+    if rank == 0 or Path(run_dir).name.startswith("vae-train-rank"):
+        return run_dir
+    scratch = Path(tempfile.mkdtemp(prefix=f"vae-train-rank{rank}-"))
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.FileHandler):
+            root.removeHandler(handler)
+    return scratch
 
 
 def intent_of(cfg: DictConfig, run_dir: Path, multirun: bool) -> Intent:
@@ -78,6 +96,16 @@ def write_hydra_record(run_dir: Path, cfg: DictConfig, hydra_cfg: Any, resumed: 
     write_text(folder / "hydra.yaml", OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra_cfg})), durable=False)
     write_text(folder / "overrides.yaml", OmegaConf.to_yaml(hydra_cfg.overrides.task), durable=False)
     return folder
+
+
+def detach_log_files(run_dir: Path) -> None:
+    """Stop the job's log file (Hydra's, opened at its first line) from receiving anything: what a launcher logs
+    after a refused or skipped job must not land in another run's vae-train.log."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == run_dir.absolute():
+            root.removeHandler(handler)
+            handler.close()
 
 
 def has_results(run_dir: Path) -> bool:
@@ -107,19 +135,37 @@ def _remove_unclaimed(exc: BaseException) -> None:
     """A job that failed before it claimed its directory: the empty directory made for it goes again."""
     from hydra.core.hydra_config import HydraConfig
 
+    from vae_cli.runs.ownership import DirLock
+
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     made = {str(run_dir), str(run_dir.absolute())} & CREATED_BY_RESOLVER
-    if made and run_dir.is_dir() and not any(run_dir.iterdir()):
-        run_dir.rmdir()
-    exc.cleaned = True  # type: ignore[attr-defined]
+    if not (made and run_dir.is_dir()):
+        return
+    # Only an empty directory nobody holds: another process that asked for the same new folder may own it now.
+    lock = DirLock(run_dir)
+    if lock.acquire():
+        try:
+            if not any(run_dir.iterdir()):
+                run_dir.rmdir()
+                exc.cleaned = True  # type: ignore[attr-defined]
+        finally:
+            lock.release()
 
 
-def recorded_metric(run_dir: Path) -> float | None:
+def sweep_value(metrics: dict[str, Any], metric: str) -> float:
+    """What a sweeper optimizes (``trainer.sweep_metric``); NaN when the run does not have it (a failed trial)."""
+    value = metrics.get(metric)
+    try:
+        return float(value) if value is not None else math.nan
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def recorded_metric(run_dir: Path, metric: str = "val/loss") -> float | None:
     import json
 
     try:
-        value = json.loads((run_dir / "metrics.json").read_text()).get("val/loss")
-        return float(value) if value is not None else None
+        return sweep_value(json.loads((run_dir / "metrics.json").read_text()), metric)
     except (OSError, ValueError, TypeError):
         return None
 
@@ -132,7 +178,7 @@ def run_job(cfg: DictConfig) -> float | None:
 
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
-    run_dir = Path(hc.runtime.output_dir)
+    run_dir = scratch_for_other_ranks(Path(hc.runtime.output_dir))
     overrides = [str(o) for o in OmegaConf.to_container(hc.overrides.task, resolve=False)]  # type: ignore[union-attr]
     STOP.new_job()
     held: Claim | None = None
@@ -142,23 +188,24 @@ def run_job(cfg: DictConfig) -> float | None:
         held = claim(run_dir, intent_of(cfg, run_dir, multirun), overrides, bool(cfg.trainer.overwrite))
         if held.action == "skip":
             print(f"vae-train: {run_dir} finished in an earlier run of this sweep; kept as it is.", file=sys.stderr)
-            return recorded_metric(run_dir)
+            detach_log_files(run_dir)
+            return recorded_metric(run_dir, str(cfg.trainer.sweep_metric))
         return _train_in(held, cfg, hc, overrides)
     except (VaeCliError, StopRequested) as exc:
         _record_failure(held, exc)
         if not multirun or isinstance(exc, StopRequested) or getattr(exc, "exit_code", 2) in (130, 143):
             raise
-        FAILED_JOBS.append(str(run_dir))
         print(f"vae-train: job {hc.job.num} ({' '.join(overrides)}) failed: {exc}", file=sys.stderr)
         return math.nan
     except Exception as exc:  # a bug: the run says so; a sweep goes on, a single run keeps the traceback
         _record_failure(held, exc)
         if not multirun:
             raise
-        FAILED_JOBS.append(str(run_dir))
         log.exception("job %s failed", hc.job.num)
         return math.nan
     finally:
+        if held is None or (held.record is None and not held.created):
+            detach_log_files(run_dir)  # nothing of this process's goes into a directory it was refused
         if held is not None:
             held.release()
 
@@ -167,10 +214,11 @@ def _train_in(held: Claim, cfg: DictConfig, hc: Any, overrides: list[str]) -> fl
     run_dir = held.path
     if held.action == "resume" and not cfg.trainer.resume:
         cfg.trainer.resume = str(run_dir)  # a sweep job interrupted earlier continues where it stopped
-    from vae_cli.training.cpu_threads import apply_wait_policy
+    from vae_cli.training.cpu_threads import apply_thread_count, apply_wait_policy, thread_count
 
-    # Before torch is imported: the OpenMP runtime reads its wait policy once.
+    # Before torch is imported: the OpenMP runtime reads its wait policy (and thread count) once.
     wait_policy = apply_wait_policy(cfg.trainer.cpu_wait)
+    threads = apply_thread_count(thread_count(cfg.trainer.cpu_threads, hc.get("launcher")))
     from vae_cli.training.allocator import keep_freed_memory_for_reuse
     from vae_cli.training.run import prepare, train  # torch loads only when a run really starts (fast --help)
 
@@ -188,12 +236,13 @@ def _train_in(held: Claim, cfg: DictConfig, hc: Any, overrides: list[str]) -> fl
     )
     if held.moved_to is not None:
         log.info("the run that was in %s was moved to %s (trainer.overwrite=true)", run_dir, held.moved_to)
-    log.info("CPU thread waits: %s", wait_policy)
+    log.info("CPU thread waits: %s; threads: %s", wait_policy, threads)
     log.info("CPU memory: %s", keep_freed_memory_for_reuse())
     metrics = train(prepared.cfg, run_dir, overrides=overrides, prepared=prepared)
+    if not metrics:
+        return None  # a torchrun / SLURM rank > 0: rank 0 reports the job
     write_status(run_dir, "finished", epoch=metrics.get("epochs"), reason=None)
-    value = metrics.get("val/loss")
-    return float(value) if value is not None else None
+    return sweep_value(metrics, str(prepared.cfg.trainer.sweep_metric))
 
 
 def _record_failure(held: Claim | None, exc: BaseException) -> None:
@@ -209,16 +258,17 @@ def _record_failure(held: Claim | None, exc: BaseException) -> None:
     interrupted = isinstance(exc, StopRequested) or getattr(exc, "exit_code", 2) in (130, 143)
     reason = str(exc) if str(exc) else type(exc).__name__
     if TRAINING not in STOP.entered:
-        if held.created and not has_results(run_dir):
-            undo_start(held)
+        fresh = held.created and not has_results(run_dir)
+        if fresh and (held.intent != Intent.sweep_job or interrupted):
+            undo_start(held)  # a single run leaves nothing; a sweep job's folder stays to say why it failed
             exc.cleaned = True  # type: ignore[attr-defined]
             return
-        if held.record is None:
+        if not fresh and held.record is None:
             exc.cleaned = False  # type: ignore[attr-defined]
             return  # refused before anything was written: the run there is untouched
     exc.cleaned = False  # type: ignore[attr-defined]
     log.error("%s", reason)
-    write_status(run_dir, "interrupted" if interrupted else "failed", reason=reason)
+    write_status(run_dir, "interrupted" if interrupted else "failed", reason=reason, overrides=held.overrides)
 
 
-__all__ = ["CREATED_BY_RESOLVER", "FAILED_JOBS", "move_aside", "run_job"]
+__all__ = ["CREATED_BY_RESOLVER", "move_aside", "run_job"]

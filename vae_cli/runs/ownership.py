@@ -180,6 +180,8 @@ class Claim:
     created: bool  # this process made the directory (or found it empty): it may remove what it alone wrote
     moved_to: Path | None = None
     record: Path | None = None  # where this process wrote its Hydra record (None: nothing written yet)
+    intent: Intent = Intent.new
+    overrides: list[str] = field(default_factory=list)
 
     def release(self) -> None:
         self.lock.release()
@@ -253,7 +255,7 @@ def claim(path: Path, intent: Intent, overrides: list[str] | None = None, overwr
     except BaseException:
         lock.release()
         raise
-    return Claim(path, lock, action, state, created, moved)
+    return Claim(path, lock, action, state, created, moved, intent=intent, overrides=list(overrides or []))
 
 
 def _decide(state: RunState, intent: Intent, overrides: list[str] | None, overwrite: bool) -> tuple[str, Path | None]:

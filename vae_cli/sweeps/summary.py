@@ -24,14 +24,16 @@ from vae_cli.atomic import write_text
 
 log = logging.getLogger(__name__)
 
+# Shown when at least one job has them: the bounds and losses of any objective, then the run's size.
 METRIC_COLUMNS = (
+    "val/loss",
     "val/elbo",
-    "val/recon",
-    "val/kl",
+    "val/iw_elbo",
+    "test/loss",
     "test/elbo",
+    "test/iw_elbo",
     "test/recon",
     "test/kl",
-    "test/loss",
     "epochs",
     "wall_time_s",
 )
@@ -80,16 +82,71 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
     return sorted(jobs, key=lambda p: int(p.name))
 
 
+def job_status(job_dir: Path, metrics: dict[str, Any]) -> tuple[str, str]:
+    """``(status, reason)`` of one job: ok, or what its run.json says (failed, interrupted), or killed (it said
+    "running" but nobody holds its directory any more: SIGKILL, a node lost, out of memory)."""
+    from vae_cli.runs.ownership import DirLock
+    from vae_cli.runs.status import read_status
+
+    status = read_status(job_dir)
+    state, reason = status.get("state"), str(status.get("reason") or "")
+    if metrics.get("epochs") is not None and state in (None, "finished"):
+        return "ok", ""
+    if state == "running":
+        lock = DirLock(job_dir)
+        if lock.acquire():
+            lock.release()
+            return "killed", "the process ended without a word (SIGKILL, out of memory, a lost node)"
+        return "running", ""
+    return (state or "failed"), reason or ("no metrics.json: it stopped before the end" if not metrics else "")
+
+
 def collect_runs(sweep_dir: Path) -> list[dict[str, Any]]:
-    """One row per job directory: its number, its overrides, and its metrics.json (empty if it failed)."""
+    """One row per job directory: its number, its overrides, its metrics.json and eval.json, and its status."""
     rows = []
     for job_dir in job_dirs(sweep_dir):
         overrides_file = job_dir / ".hydra" / "overrides.yaml"
         overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
+        if not overrides:
+            from vae_cli.runs.status import read_status
+
+            overrides = read_status(job_dir).get("overrides") or []
         metrics_file = job_dir / "metrics.json"
-        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-        rows.append({"job": int(job_dir.name), "overrides": " ".join(overrides or []), **metrics, **read_eval(job_dir)})
+        try:
+            metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+        except (OSError, ValueError):
+            metrics = {}
+        status, reason = job_status(job_dir, metrics)
+        first_sentence = " ".join(reason.split()).split(". ")[0].replace("|", "/")[:160]  # one table cell
+        rows.append(
+            {
+                "job": int(job_dir.name),
+                "overrides": " ".join(overrides or []),
+                **metrics,
+                **read_eval(job_dir),
+                "status": status,
+                "reason": first_sentence,
+                "sweep_metric": _sweep_metric(job_dir),
+            }
+        )
     return rows
+
+
+def _sweep_metric(job_dir: Path) -> str:
+    """The job's trainer.sweep_metric (what a sweeper minimized), from its recorded config."""
+    try:
+        cfg = yaml.safe_load((job_dir / ".hydra" / "config.yaml").read_text())
+        return str(cfg["trainer"].get("sweep_metric") or "val/loss")
+    except (OSError, KeyError, TypeError, AttributeError, yaml.YAMLError):
+        return "val/loss"
+
+
+def mark_best(rows: list[dict[str, Any]]) -> None:
+    """The finished job with the lowest sweep metric (what vae-train returned to the sweeper) gets best = yes."""
+    scored = [r for r in rows if r["status"] == "ok" and isinstance(r.get(r["sweep_metric"]), (int, float))]
+    if scored:
+        best = min(scored, key=lambda r: r[r["sweep_metric"]])
+        best["best"] = "yes"
 
 
 def _fmt(value: Any) -> str:
@@ -112,16 +169,18 @@ def _as_dict(row: dict[str, Any]) -> dict[str, str]:
     return dict(item.partition("=")[::2] for item in row["overrides"].split())
 
 
-def write_summary(sweep_dir: Path) -> tuple[Path, Path]:
+def write_summary(sweep_dir: Path, rows: list[dict[str, Any]] | None = None) -> tuple[Path, Path]:
     """Write ``summary.csv`` and ``summary.md`` into ``sweep_dir``: one row per job, one column per swept key
-    and per final metric; the CSV also keeps each job's full override list."""
-    rows = collect_runs(sweep_dir)
+    and per final metric, its status (and why it failed), the best job marked; the CSV also keeps each job's full
+    override list. Built from the files each job leaves, so it works for every launcher."""
+    rows = collect_runs(sweep_dir) if rows is None else rows
     axes = swept_keys(rows)
     for row in rows:
-        row["status"] = "ok" if "test/elbo" in row else "failed"
         row.update({k: v for k, v in _as_dict(row).items() if k in axes})
-    extra = [c for c in EVAL_COLUMNS if any(row.get(c) is not None for row in rows)]
-    columns = ["job", *axes, *METRIC_COLUMNS, *extra, "status"]
+    mark_best(rows)
+    shown = [c for c in (*METRIC_COLUMNS, *EVAL_COLUMNS) if any(row.get(c) is not None for row in rows)]
+    extra = ["reason"] if any(row["reason"] for row in rows) else []
+    columns = ["job", *axes, *shown, "status", *extra, "best"]
     csv_path = sweep_dir / "summary.csv"
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=[*columns, "overrides"], extrasaction="ignore")
@@ -140,11 +199,17 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Jobs that did not finish in the sweeps this process summarized (vae-train then exits with status 1).
+UNFINISHED: list[str] = []
+
+
 class SweepSummary(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():
             return
-        csv_path, md_path = write_summary(sweep_dir)
+        rows = collect_runs(sweep_dir)
+        csv_path, md_path = write_summary(sweep_dir, rows)
         log.info("sweep summary: %s and %s", csv_path, md_path)
         print(md_path.read_text())
+        UNFINISHED.extend(f"{sweep_dir / str(r['job'])} ({r['status']})" for r in rows if r["status"] != "ok")

@@ -113,7 +113,6 @@ def compare(
     if x_key is not None and x_key not in axes:
         raise VaeCliError(f"--x {x_key} is not a swept key of this sweep; swept keys: {', '.join(axes) or '(none)'}.")
     for row in rows:
-        row["status"] = "ok" if "test/elbo" in row else "failed"
         row.update({k: v for k, v in _as_dict(row).items() if k in axes})
     metric = choose_metric(rows, metric)
     ranked = rank(rows, metric)

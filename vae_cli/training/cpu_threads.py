@@ -90,3 +90,41 @@ def apply_wait_policy(setting: CpuWait) -> str:
     os.environ.update(env)
     now = "" if load.runnable_others is None else f", {load.runnable_others} other tasks runnable"
     return f"{describe(env)} (trainer.cpu_wait={CpuWait(setting).value}, load {load.load_1min:.1f}{now})"
+
+
+def parallel_jobs_of(launcher: object) -> int:
+    """How many sweep jobs share this machine's cores: the joblib launcher's ``n_jobs`` (joblib's convention:
+    -1 is every core, -2 all but one), 1 otherwise."""
+    target = str(getattr(launcher, "_target_", "") or "")
+    if "joblib" not in target.lower():
+        return 1
+    cores = os.cpu_count() or 1
+    n = int(getattr(launcher, "n_jobs", -1) or -1)
+    return max(1, n if n > 0 else cores + 1 + n)
+
+
+def thread_count(requested: int | None, launcher: object | None = None) -> int | None:
+    """torch's intra-op threads for this job: ``trainer.cpu_threads`` if given; else a SLURM task's CPUs; else the
+    cores divided among parallel sweep jobs (so jobs x threads <= cores); None = torch's own default."""
+    if requested is not None:
+        return requested
+    slurm = os.environ.get("SLURM_CPUS_PER_TASK")
+    if slurm and slurm.isdigit():
+        return int(slurm)
+    jobs = parallel_jobs_of(launcher) if launcher is not None else 1
+    if jobs > 1:
+        return max(1, (os.cpu_count() or 1) // jobs)
+    return None
+
+
+def apply_thread_count(threads: int | None) -> str:
+    """Set the thread count before torch starts its pool (OMP_NUM_THREADS), or on the live pool; says what."""
+    if threads is None:
+        return "torch's default"
+    if "torch" in sys.modules:
+        import torch
+
+        torch.set_num_threads(threads)
+    else:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+    return f"{threads} (of {os.cpu_count()} cores)"

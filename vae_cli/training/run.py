@@ -11,7 +11,7 @@ import os
 import platform
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -94,14 +94,36 @@ class AgreedStop:
 GPU_STOP_AGREEMENT_STEPS = 20
 
 
-def flat_hparams(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The config keys worth comparing across runs, flattened as ``group.key``."""
+# Always in TensorBoard's HPARAMS view: what kind of model a run is (compare runs of different sweeps).
+HEADLINE_KEYS = ("dataset.name", "model.arch", "model.latent_dim", "likelihood.name", "prior.name", "loss.name")
+# Keys that say where or how a run ran, not what it is.
+NOT_HPARAMS = ("hydra", "trainer.resume", "trainer.overwrite", "trainer.progress", "dataset.root", "dataset.cache_dir")
+
+
+def run_hparams(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """The keys a run's command line set (a sweep's axes are among them), plus the headline keys, with the values
+    the run used: what TensorBoard's HPARAMS view compares (not the ~60 keys of the whole config)."""
+    from vae_cli.training.resume import parse_overrides
+
+    keys = list(HEADLINE_KEYS)
+    try:
+        parsed = parse_overrides(overrides)
+    except Exception:
+        parsed = []
+    for override in parsed:
+        key = override.key_or_group
+        if key.startswith(NOT_HPARAMS) or key == "experiment":
+            continue
+        if "." not in key and isinstance(cfg.get(key), dict):
+            key = f"{key}.name" if "name" in cfg[key] else key  # a group choice: dataset=mnist -> dataset.name
+        keys.append(key)
     out: dict[str, Any] = {}
-    for group in ("dataset", "model", "likelihood", "prior", "loss", "optim", "trainer"):
-        for k, v in cfg.get(group, {}).items():
-            if group == "trainer" and k in ("resume", "progress", "log_every_steps", "image_every_epochs"):
-                continue
-            out[f"{group}.{k}"] = v if isinstance(v, (int, float, str, bool)) else str(v)
+    for key in dict.fromkeys(keys):
+        node: Any = cfg
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None and not isinstance(node, dict):
+            out[key] = node if isinstance(node, (int, float, str, bool)) else str(node)
     return out
 
 
@@ -114,17 +136,18 @@ class Prepared:
     resume_ckpt: dict[str, Any] | None = None
     resume_path: Path | None = None
     warning: str | None = None  # the resume fell back to the run's other checkpoint
+    overrides: list[str] = field(default_factory=list)  # this command line's (TensorBoard's HPARAMS view)
 
 
 def prepare(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> Prepared:
     if not cfg.trainer.resume:
         validate(cfg)
-        return Prepared(cfg)
+        return Prepared(cfg, overrides=list(overrides or []))
     path, ckpt, warning = load_with_fallback(cfg.trainer.resume, preferred="last")
     merged = merge_resume_config(cfg, ckpt["config"], overrides or [], ckpt.get("batch_in_epoch", 0))
     check_resume_epochs(merged, ckpt, run_dir)
     validate(merged)
-    return Prepared(merged, ckpt, path, warning)
+    return Prepared(merged, ckpt, path, warning, list(overrides or []))
 
 
 def train(
@@ -259,13 +282,10 @@ def _train(prepared: Prepared, run_dir: Path, dist: Distributed) -> dict[str, An
         metrics["wall_time_s"] = round(time.perf_counter() - started, 3)
         with STOP.phase(WRITING):
             tracker.scalars({f"test/{k}": v for k, v in test.items()}, state.step)
+            # The metrics are the run's own val/ and test/ scalars (no separate "final" copies to clutter the view).
             tracker.hparams(
-                flat_hparams(config_dict),
-                {
-                    f"final/{k.replace('/', '_')}": float(v)
-                    for k, v in metrics.items()
-                    if k.startswith(("val/", "test/"))
-                },
+                run_hparams(config_dict, prepared.overrides),
+                {k: float(v) for k, v in metrics.items() if k.startswith(("val/", "test/")) and v is not None},
                 state.step,
             )
             tracker.close()

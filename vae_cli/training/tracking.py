@@ -64,7 +64,8 @@ class Tracker:
                 save_image(grid, f, format="png")
 
     def hparams(self, hparams: dict[str, Any], metrics: dict[str, float], step: int) -> None:
-        """Write the hparams-plugin summary into this run (not a sub-run), plus the metrics as scalars."""
+        """Write the hparams-plugin summary into this run (not a sub-run). The metrics are tags the run logs
+        anyway (``val/loss``, ``test/elbo``, ...): the plugin reads their values from those scalars."""
         if self.writer is None:
             return
         from torch.utils.tensorboard.summary import hparams as hparams_summary
@@ -75,8 +76,6 @@ class Tracker:
         fw.add_summary(exp)
         fw.add_summary(ssi)
         fw.add_summary(sei)
-        for tag, value in metrics.items():
-            self.writer.add_scalar(tag, value, step)
 
     def flush(self) -> None:
         if self.writer is not None:

@@ -447,7 +447,9 @@ class Trainer:
         s.interval_sums, s.interval_count = [0.0] * len(self.terms), 0
         lr = float(self.optimizer.param_groups[0]["lr"])  # a device tensor under CUDA graphs
         scalars = {f"val/{k}": v for k, v in val.items()}
-        scalars.update({"lr": lr, "train/images_per_sec": throughput, "epoch": float(epoch + 1)})
+        # Under train/ with the curves (TensorBoard sorts its card groups by name: a top-level "epoch" or "lr"
+        # group would come before the loss curves).
+        scalars.update({"train/lr": lr, "train/images_per_sec": throughput, "train/epoch": float(epoch + 1)})
         self.tracker.scalars(scalars, s.step)
         last = epoch + 1 == self.cfg.epochs
         if (epoch + 1) % self.image_every == 0 or last:
