@@ -21,6 +21,8 @@ contenders measured in the same run. Suites:
   generated folder of 64x64 RGB JPEGs at each of ``--folder-sizes``; first load (decode + cache) and second load
   (cache hit), then one epoch of ``dataset=image_folder`` in memory and streamed (``dataset.memory_budget_mb``
   below the decoded size), with the peak memory of the whole process tree (DataLoader workers included).
+- ``sweeps`` (not in the default list): a 12-job sweep of 1-epoch runs with the basic launcher and with joblib
+  (n_jobs=2), side by side, and a whole default 5-epoch run against the classic example's, launch to exit.
 - ``zoo`` (not in the default list): every objective and prior of the model zoo on the classic MLP, each one's
   s/epoch next to the plain ELBO's (``--zoo-epochs``, ``--zoo-variants``, ``--zoo-extra trainer.precision=bf16``).
 
@@ -449,6 +451,53 @@ def suite_startup(args: argparse.Namespace) -> str:
     )
 
 
+def suite_sweeps(args: argparse.Namespace) -> str:
+    """A 12-job sweep of 1-epoch runs with the basic launcher (one job after another, in one process) and with
+    joblib (two worker processes, one thread each), side by side; and one whole default 5-epoch run against the
+    classic example's 5 epochs, launch to exit."""
+    jobs = 2 if args.smoke else 12
+    sweep_args = [
+        "-m",
+        "dataset=fashion_mnist",
+        f"dataset.root={args.data_root}",
+        "trainer.epochs=1",
+        "trainer.seed=" + ",".join(str(i) for i in range(jobs)),
+        *([f"dataset.subset={args.subset}"] if args.subset else []),
+    ]
+    launchers = {"basic (sequential)": [], "joblib n_jobs=2": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]}
+    walls: dict[str, list[float]] = {name: [] for name in launchers}
+    whole: dict[str, list[float]] = {"classic example, 5 epochs": [], "vae-train trainer.epochs=5 (defaults)": []}
+    for rep in range(args.reps):
+        for name, extra in launchers.items():
+            with tempfile.TemporaryDirectory(prefix="vae-bench-sweep-") as tmp:
+                cmd = [vae_train_exe(), *sweep_args, *extra, f"hydra.sweep.dir={tmp}/sweep"]
+                _, wall, _, _ = run_process(cmd, Path(tmp), args.timeout)
+                walls[name].append(wall)
+            print(f"  rep {rep + 1}: {name}: {wall:.1f} s", file=sys.stderr, flush=True)
+        five = argparse.Namespace(**{**vars(args), "epochs": 1 if args.smoke else 5})
+        whole["classic example, 5 epochs"].append(run_contender("classic", five, "mlp", "cpu", [], seed=rep).wall_s)
+        with tempfile.TemporaryDirectory(prefix="vae-bench-whole-") as tmp:
+            cmd = [vae_train_exe(), "dataset=fashion_mnist", f"dataset.root={args.data_root}"]
+            cmd += [f"trainer.epochs={five.epochs}", f"trainer.seed={rep}", f"hydra.run.dir={tmp}/run"]
+            cmd += [f"dataset.subset={args.subset}"] if args.subset else []
+            whole["vae-train trainer.epochs=5 (defaults)"].append(run_process(cmd, Path(tmp), args.timeout)[1])
+    base = statistics.median(walls["basic (sequential)"])
+    classic = statistics.median(whole["classic example, 5 epochs"])
+    lines = [
+        f"### A {jobs}-job sweep of 1-epoch runs (median of {args.reps}), and one whole run",
+        "",
+        "| what | wall s | × vs reference |",
+        "|---|---|---|",
+    ]
+    for name, values in walls.items():
+        lines.append(f"| sweep, {name} | {statistics.median(values):.1f} | {base / statistics.median(values):.2f}× |")
+    for name, values in whole.items():
+        lines.append(f"| {name} | {statistics.median(values):.1f} | {classic / statistics.median(values):.2f}× |")
+    lines.append("")
+    lines.append("References: the basic launcher for the sweeps, the classic example for the whole runs.")
+    return "\n".join(lines)
+
+
 def suite_scaling(args: argparse.Namespace) -> str:
     sizes = [1280, 2560] if args.smoke else [10_000, 20_000, 40_000, 60_000]
     batches = [128, 512] if args.smoke else [64, 128, 256, 512, 1024]
@@ -647,7 +696,7 @@ def main() -> None:
         "--suite",
         nargs="+",
         default=["mlp", "conv", "ablation", "startup", "scaling"],
-        choices=["mlp", "conv", "ablation", "startup", "scaling", "folder", "waits", "zoo"],
+        choices=["mlp", "conv", "ablation", "startup", "scaling", "folder", "waits", "zoo", "sweeps"],
     )
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--epochs", type=int, default=10, help="MLP epochs per run (the classic budget)")
@@ -715,6 +764,8 @@ def main() -> None:
             sections.append(suite_waits(args))
         elif suite == "zoo":
             sections.append(suite_zoo(args))
+        elif suite == "sweeps":
+            sections.append(suite_sweeps(args))
         print("\n\n".join(sections[-1:]), flush=True)
         print(flush=True)
     if args.out:

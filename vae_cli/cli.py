@@ -262,6 +262,18 @@ def _torchrun_argv(argv: list[str]) -> list[str]:
     return [*kept, f"hydra.run.dir={scratch}", "hydra/job_logging=disabled"]
 
 
+def _preload(argv: list[str]) -> None:
+    """A single training run: start importing torch now, in the background (vae_cli/training/preload.py)."""
+    flags, overrides = split_argv(argv)
+    if any(f in ("-m", "--multirun", "--cfg", "-c") or f.startswith("--info") for f in flags):
+        return
+    if any(o.split("=", 1)[0].lstrip("+~") == "experiment" for o in overrides):
+        return  # an experiment may set trainer.cpu_wait / cpu_threads: the job decides them itself
+    from vae_cli.training import preload
+
+    preload.start(_override_value(overrides, "trainer.cpu_wait"), _override_value(overrides, "trainer.cpu_threads"))
+
+
 def print_version() -> None:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -338,6 +350,7 @@ def _main() -> None:
         return
     argv = _sweeper_argv(_resume_argv(argv))
     _preflight(argv)
+    _preload(argv)
     argv = _torchrun_argv(argv)
     STOP.check()
     sys.argv = [sys.argv[0], *argv]

@@ -81,6 +81,9 @@ def apply_wait_policy(setting: CpuWait) -> str:
     A no-op once torch is imported (the OpenMP runtime has read the environment by then: later jobs of an
     in-process sweep keep the first job's choice) or when the user set the variables.
     """
+    global _DECIDED
+    if _DECIDED is not None:
+        return _DECIDED  # decided earlier in this process (vae-train decides before it preloads torch)
     if any(k in os.environ for k in USER_KEYS):
         return "set by the environment (" + describe({k: os.environ[k] for k in USER_KEYS if k in os.environ}) + ")"
     if "torch" in sys.modules:
@@ -89,7 +92,11 @@ def apply_wait_policy(setting: CpuWait) -> str:
     env = choose_wait_env(setting, load)
     os.environ.update(env)
     now = "" if load.runnable_others is None else f", {load.runnable_others} other tasks runnable"
-    return f"{describe(env)} (trainer.cpu_wait={CpuWait(setting).value}, load {load.load_1min:.1f}{now})"
+    _DECIDED = f"{describe(env)} (trainer.cpu_wait={CpuWait(setting).value}, load {load.load_1min:.1f}{now})"
+    return _DECIDED
+
+
+_DECIDED: str | None = None
 
 
 def parallel_jobs_of(launcher: object) -> int:
