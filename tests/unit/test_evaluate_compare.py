@@ -26,7 +26,8 @@ def make_sweep(root, with_failed: bool = True):
         d = root / str(job)
         (d / ".hydra").mkdir(parents=True)
         (d / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"model.latent_dim={ld}", f"loss.beta={beta}"]))
-        (d / "metrics.json").write_text(json.dumps({"val/elbo": elbo, "test/elbo": elbo - 1, "val/nll_iw": -elbo - 2}))
+        metrics = {"epochs": 10, "val/elbo": elbo, "test/elbo": elbo - 1, "val/nll_iw": -elbo - 2}
+        (d / "metrics.json").write_text(json.dumps(metrics))
         if nll is not None:
             (d / "eval.json").write_text(json.dumps({"test": {"nll_iw": nll, "k": 100, "active_units": ld}}))
     if with_failed:
