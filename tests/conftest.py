@@ -14,7 +14,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
 from vae_cli.cli import config_dir
-from vae_cli.config import LikelihoodConfig, ModelConfig, PriorConfig, register_configs
+from vae_cli.config import LikelihoodConfig, MLPConfig, ModelConfig, PriorConfig, register_configs
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = REPO.parent / "shared" / "datasets" / "mnist"
@@ -90,7 +90,7 @@ def model_config(
     """The model-defining part of a config (``model``, ``prior``, ``likelihood``), for ``build_model`` in unit tests."""
     return OmegaConf.create(
         {
-            "model": OmegaConf.structured(model or ModelConfig()),
+            "model": OmegaConf.structured(model or MLPConfig()),
             "prior": OmegaConf.structured(prior or PriorConfig()),
             "likelihood": OmegaConf.structured(likelihood or LikelihoodConfig()),
         }

@@ -91,7 +91,12 @@ def test_tiny_run_writes_a_complete_run_directory(tmp_path):
     assert scalar_values(acc, "test/elbo") == [pytest.approx(metrics["test/elbo"], rel=1e-6)]
     # The keys this command line set, and the headline keys: not the whole config.
     assert set(start.session_start_info.hparams) <= {
-        "dataset.name", "model.arch", "model.latent_dim", "likelihood.name", "prior.name", "loss.name",
+        "dataset.name",
+        "model.arch",
+        "model.latent_dim",
+        "likelihood.name",
+        "prior.name",
+        "loss.name",
         *(o.split("=")[0] for o in TINY),
     }
 

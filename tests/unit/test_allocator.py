@@ -8,7 +8,7 @@ import pytest
 FAULTS = """
 import resource, sys, torch
 from omegaconf import OmegaConf
-from vae_cli.config import Arch, ELBOConfig, LikelihoodConfig, ModelConfig, PriorConfig
+from vae_cli.config import ConvConfig, ELBOConfig, LikelihoodConfig, PriorConfig
 from vae_cli.losses import ObjectiveContext
 from vae_cli.losses.elbo import ELBO
 from vae_cli.models import build_model
@@ -17,7 +17,7 @@ if sys.argv[1] == "tuned":
     from vae_cli.training.allocator import keep_freed_memory_for_reuse
     print(keep_freed_memory_for_reuse(), file=sys.stderr)
 torch.manual_seed(0)
-cfg = OmegaConf.create({"model": ModelConfig(arch=Arch.conv), "prior": PriorConfig(), "likelihood": LikelihoodConfig()})
+cfg = OmegaConf.create({"model": ConvConfig(), "prior": PriorConfig(), "likelihood": LikelihoodConfig()})
 model = build_model(cfg, (1, 28, 28))
 elbo = ELBO(ELBOConfig(), ObjectiveContext(train_size=128, latent_dim=20))
 optimizer, x = torch.optim.Adam(model.parameters()), torch.rand(128, 1, 28, 28)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from vae_cli.models.likelihoods import BernoulliLikelihood, GaussianLikelihood
+from vae_cli.models.likelihoods import BernoulliLikelihood, GaussianLikelihood, Measures
 from vae_cli.models.priors import StandardNormal
 from vae_cli.models.vae import VAE
 from vae_cli.tools.evaluate import (
@@ -113,7 +113,8 @@ def test_elbo_terms_match_their_closed_forms():
     assert res.elbo == pytest.approx(-(res.recon + res.kl))
     assert res.mu_variance == pytest.approx(m.var(0, unbiased=False).tolist(), rel=1e-4)
     assert res.num_images == 300 and res.num_pixels == D and res.k == 2000
-    assert res.bits_per_dim == pytest.approx(res.nll_iw / (D * math.log(2)))
+    # A Gaussian is a density on [0, 1] (pixels v / 255): on the 0-255 scale it adds log2(255) bits per dimension.
+    assert res.bits_per_dim == pytest.approx(res.nll_iw / (D * math.log(2)) + math.log2(255))
 
 
 def test_active_units_follow_burdas_variance_criterion():
@@ -163,3 +164,6 @@ def test_tiny_weights_do_not_underflow_and_match_a_float64_reference():
 def test_bits_per_dim_is_nats_over_pixels_times_ln2():
     assert bits_per_dim(784 * math.log(2), 784) == pytest.approx(1.0)
     assert bits_per_dim(100.0, 784) == pytest.approx(100 / (784 * 0.6931471805599453))
+    # A density on [0, 1]-scaled pixels, read on the 0-255 scale: + log2(255) per dimension.
+    assert bits_per_dim(784 * math.log(2), 784, Measures.density) == pytest.approx(1 + 7.994353436858858)
+    assert bits_per_dim(784 * math.log(2), 784, Measures.cross_entropy) == pytest.approx(1.0)

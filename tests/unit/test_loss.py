@@ -8,7 +8,7 @@ import torch
 from torch.distributions import Bernoulli, Normal, kl_divergence
 
 from tests.conftest import model_config
-from vae_cli.config import ELBOConfig, ModelConfig
+from vae_cli.config import ELBOConfig, MLPConfig
 from vae_cli.losses import ObjectiveContext
 from vae_cli.losses.elbo import ELBO
 from vae_cli.models import VAE, build_model
@@ -81,7 +81,7 @@ def test_reparameterized_samples_have_the_right_moments():
 
 def _model_and_data(seed=0):
     torch.manual_seed(seed)
-    model = build_model(model_config(ModelConfig(latent_dim=3, hidden_dims=[16])), (1, 4, 4))
+    model = build_model(model_config(MLPConfig(latent_dim=3, hidden_dims=[16])), (1, 4, 4))
     return model, torch.rand(8, 1, 4, 4, generator=torch.Generator().manual_seed(seed))
 
 

@@ -2,16 +2,21 @@ import pytest
 import torch
 
 from tests.conftest import model_config
-from vae_cli.config import Arch, ModelConfig
-from vae_cli.models import VAE, build_model
+from vae_cli.config import MODEL_SCHEMAS, Arch, ConvConfig, MLPConfig, ResNetConfig
+from vae_cli.models import VAE, HierarchicalVAE, build_model
+
+FLAT = {
+    Arch.mlp: lambda cond: MLPConfig(latent_dim=7, hidden_dims=[32, 16], conditional=cond),
+    Arch.conv: lambda cond: ConvConfig(latent_dim=7, conv_channels=[8, 16], conditional=cond),
+    Arch.resnet: lambda cond: ResNetConfig(latent_dim=7, widths=[8, 16], blocks=1, conditional=cond),
+}
 
 
-@pytest.mark.parametrize("arch", [Arch.mlp, Arch.conv])
+@pytest.mark.parametrize("arch", list(FLAT))
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32), (3, 64, 64)])
 @pytest.mark.parametrize("classes", [0, 10])
 def test_forward_shapes(arch, shape, classes):
-    cfg = ModelConfig(arch=arch, latent_dim=7, hidden_dims=[32, 16], conv_channels=[8, 16], conditional=classes > 0)
-    model = build_model(model_config(cfg), shape, num_classes=classes)
+    model = build_model(model_config(FLAT[arch](classes > 0)), shape, num_classes=classes)
     x = torch.rand(5, *shape)
     y = torch.arange(5) % max(1, classes)
     out = model(x, y)
@@ -22,7 +27,7 @@ def test_forward_shapes(arch, shape, classes):
 
 def test_classic_mlp_has_the_classic_parameter_count_and_state_dict_keys():
     # 784-400-20 VAE of the PyTorch example: fc1, fc21, fc22, fc3, fc4.
-    model = build_model(model_config(ModelConfig(arch=Arch.mlp, latent_dim=20, hidden_dims=[400])), (1, 28, 28))
+    model = build_model(model_config(MLPConfig(latent_dim=20, hidden_dims=[400])), (1, 28, 28))
     classic = (784 * 400 + 400) + 2 * (400 * 20 + 20) + (20 * 400 + 400) + (400 * 784 + 784)
     assert sum(p.numel() for p in model.parameters()) == classic
     # The keys runs saved before the model zoo (checkpoints must keep loading).
@@ -39,14 +44,14 @@ def test_classic_mlp_has_the_classic_parameter_count_and_state_dict_keys():
 
 
 def test_sample_is_reproducible_with_a_generator():
-    model = build_model(model_config(ModelConfig(latent_dim=3, hidden_dims=[16])), (1, 28, 28))
+    model = build_model(model_config(MLPConfig(latent_dim=3, hidden_dims=[16])), (1, 28, 28))
     a = model.sample(4, torch.Generator().manual_seed(5))
     b = model.sample(4, torch.Generator().manual_seed(5))
     torch.testing.assert_close(a, b)
 
 
 def test_encoder_outputs_define_the_posterior_the_sample_comes_from():
-    model = build_model(model_config(ModelConfig(latent_dim=2, hidden_dims=[16])), (1, 28, 28))
+    model = build_model(model_config(MLPConfig(latent_dim=2, hidden_dims=[16])), (1, 28, 28))
     x = torch.rand(1, 1, 28, 28).expand(20_000, -1, -1, -1)
     with torch.no_grad():
         out = model(x)
@@ -54,14 +59,15 @@ def test_encoder_outputs_define_the_posterior_the_sample_comes_from():
     torch.testing.assert_close(out.z.var(0), out.logvar[0].exp(), atol=0.05, rtol=0.05)
 
 
-def test_vae_is_one_class_for_every_architecture():
-    for arch in Arch:
-        assert type(build_model(model_config(ModelConfig(arch=arch)), (1, 28, 28))) is VAE
+def test_one_model_class_for_every_flat_architecture():
+    for arch, schema in MODEL_SCHEMAS.items():
+        expected = HierarchicalVAE if arch == "hvae" else VAE
+        assert type(build_model(model_config(schema()), (1, 28, 28))) is expected
 
 
 def test_a_cvae_label_changes_the_decoded_image_and_the_posterior():
     torch.manual_seed(0)
-    model = build_model(model_config(ModelConfig(latent_dim=4, hidden_dims=[32], conditional=True)), (1, 8, 8), 10)
+    model = build_model(model_config(MLPConfig(latent_dim=4, hidden_dims=[32], conditional=True)), (1, 8, 8), 10)
     z = torch.randn(6, 4)
     with torch.no_grad():
         a = model.decode(z, torch.full((6,), 2))

@@ -20,7 +20,7 @@ from vae_cli.config import (
     FactorVAEConfig,
     InfoVAEConfig,
     IWAEConfig,
-    ModelConfig,
+    MLPConfig,
 )
 from vae_cli.losses import ObjectiveContext
 from vae_cli.losses.beta_tcvae import BetaTCVAE, log_q_estimates, stratified_log_weights
@@ -40,7 +40,7 @@ LATENT = 3
 
 def tiny_model(seed: int = 0, latent: int = LATENT) -> VAE:
     torch.manual_seed(seed)
-    return build_model(model_config(ModelConfig(latent_dim=latent, hidden_dims=[16])), SHAPE)
+    return build_model(model_config(MLPConfig(latent_dim=latent, hidden_dims=[16])), SHAPE)
 
 
 def binary_images(n: int, seed: int = 1) -> torch.Tensor:

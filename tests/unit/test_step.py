@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from tests.conftest import model_config
-from vae_cli.config import Arch, ELBOConfig, ModelConfig, OptimConfig, Precision, TrainerConfig
+from vae_cli.config import ConvConfig, ELBOConfig, MLPConfig, OptimConfig, Precision, TrainerConfig
 from vae_cli.errors import ConfigError
 from vae_cli.losses import ObjectiveContext
 from vae_cli.losses.elbo import ELBO
@@ -53,7 +53,7 @@ def test_fast_bce_passes_gradcheck_for_logits_and_data():
 
 def _setup(precision: Precision = Precision.fp32, seed: int = 0, **trainer_kw):
     torch.manual_seed(seed)
-    model = build_model(model_config(ModelConfig(hidden_dims=[64], latent_dim=4)), (1, 28, 28))
+    model = build_model(model_config(MLPConfig(hidden_dims=[64], latent_dim=4)), (1, 28, 28))
     loss_fn = ELBO(ELBOConfig(kl_warmup_steps=10), CTX)
     optimizer = build_optimizer(OptimConfig(), model.parameters(), fused=True)
     cfg = TrainerConfig(precision=precision, batch_size=32, **trainer_kw)
@@ -114,7 +114,7 @@ def test_cuda_graphs_on_cpu_is_a_clear_config_error():
 
 def test_bf16_on_cpu_keeps_convolutions_fp32_and_linear_layers_bf16():
     torch.manual_seed(0)
-    model = build_model(model_config(ModelConfig(arch=Arch.conv, conv_channels=[4, 8], latent_dim=4)), (1, 28, 28))
+    model = build_model(model_config(ConvConfig(conv_channels=[4, 8], latent_dim=4)), (1, 28, 28))
     optimizer = build_optimizer(OptimConfig(), model.parameters(), fused=True)
     cfg = TrainerConfig(precision=Precision.bf16, batch_size=16)
     step = TrainStep(model, ELBO(ELBOConfig(), CTX), optimizer, cfg, torch.device("cpu"))

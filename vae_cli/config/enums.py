@@ -9,6 +9,8 @@ from enum import Enum
 class Arch(str, Enum):
     mlp = "mlp"
     conv = "conv"
+    resnet = "resnet"
+    hvae = "hvae"
 
 
 class OptimizerName(str, Enum):
@@ -85,7 +87,9 @@ class TrainSplit(str, Enum):
 
 class LikelihoodName(str, Enum):
     bernoulli = "bernoulli"
+    continuous_bernoulli = "continuous_bernoulli"
     gaussian = "gaussian"
+    logistic_mixture = "logistic_mixture"
 
 
 class PriorName(str, Enum):

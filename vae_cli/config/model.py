@@ -1,7 +1,8 @@
 """The schemas of what makes a model: ``model`` (the networks), ``likelihood`` (p(x|z)) and ``prior`` (p(z)).
 
-``prior`` is a family: the root config holds a ``PriorConfig`` and each option's YAML extends its own subclass
-(``VampPriorConfig``, ...), so ``prior.components`` is a key of the priors that have components only.
+All three are families: the root config holds the base class and each option's YAML extends its own subclass
+(``VampPriorConfig``, ``HVAEConfig``, ...), so ``prior.components`` is a key of the priors that have components only
+and ``model.layers`` a key of model=hvae only.
 """
 
 from __future__ import annotations
@@ -13,22 +14,89 @@ from vae_cli.config.enums import Arch, LikelihoodName, PseudoInputInit
 
 @dataclass
 class ModelConfig:
+    # The networks: mlp | conv | resnet (residual) | hvae (hierarchical, top-down inference). Each option has its
+    # own keys (MLPConfig, ...); this base holds what every architecture shares.
     arch: Arch = Arch.mlp
-    latent_dim: int = 20
-    # MLP: widths of the hidden layers (encoder; the decoder mirrors them).
-    hidden_dims: list[int] = field(default_factory=lambda: [400])
-    # Conv: channels of the stride-2 conv layers (encoder; the decoder mirrors them). Each halves H and W.
-    conv_channels: list[int] = field(default_factory=lambda: [32, 64])
     # CVAE: the dataset's class label, one-hot, goes into the encoder and the decoder, q(z|x,y) and p(x|z,y).
     conditional: bool = False
 
 
 @dataclass
+class MLPConfig(ModelConfig):
+    arch: Arch = Arch.mlp
+    latent_dim: int = 20
+    # Widths of the hidden layers (encoder; the decoder mirrors them).
+    hidden_dims: list[int] = field(default_factory=lambda: [400])
+
+
+@dataclass
+class ConvConfig(ModelConfig):
+    arch: Arch = Arch.conv
+    latent_dim: int = 20
+    # Channels of the stride-2 conv layers (encoder; the decoder mirrors them). Each halves H and W.
+    conv_channels: list[int] = field(default_factory=lambda: [32, 64])
+
+
+@dataclass
+class ResNetConfig(ModelConfig):
+    arch: Arch = Arch.resnet
+    latent_dim: int = 32
+    # Channels of each resolution stage; every stage after the first halves H and W (28 -> 14 -> 7).
+    widths: list[int] = field(default_factory=lambda: [32, 64])
+    # Pre-activation residual blocks per stage (encoder and decoder each).
+    blocks: int = 2
+
+
+@dataclass
+class HVAEConfig(ModelConfig):
+    arch: Arch = Arch.hvae
+    # Stochastic layers z_1 (bottom) .. z_L (top), each a latent_channels x h x w map at the coarsest resolution.
+    layers: int = 3
+    latent_channels: int = 8
+    # The residual backbone (bottom-up encoder and decoder) as in model=resnet.
+    widths: list[int] = field(default_factory=lambda: [32, 64])
+    blocks: int = 2
+    # Residual blocks in each top-down cell (between two stochastic layers).
+    cell_blocks: int = 1
+
+
+MODEL_SCHEMAS: dict[str, type[ModelConfig]] = {
+    "mlp": MLPConfig,
+    "conv": ConvConfig,
+    "resnet": ResNetConfig,
+    "hvae": HVAEConfig,
+}
+
+
+@dataclass
 class LikelihoodConfig:
-    # p(x|z): bernoulli (decoder gives logits; the classic VAE, also on grey levels) | gaussian (decoder gives means).
+    # p(x|z): bernoulli | continuous_bernoulli | gaussian | logistic_mixture (docs/models.md, "Likelihoods").
     name: LikelihoodName = LikelihoodName.bernoulli
-    # gaussian: the fixed standard deviation, in pixel units [0, 1].
-    std: float = 0.1
+
+
+@dataclass
+class GaussianLikelihoodConfig(LikelihoodConfig):
+    name: LikelihoodName = LikelihoodName.gaussian
+    # A fixed σ in pixel units [0, 1] (e.g. 0.1), or learned (per pixel, output by the decoder beside the mean),
+    # or learned_global (one σ for all pixels, a parameter). A string so that one key takes all three.
+    std: str = "0.1"
+    # A learned σ is min_std + softplus(.): it cannot collapse to 0 (a density spike, then NaN).
+    min_std: float = 1e-3
+
+
+@dataclass
+class LogisticMixtureConfig(LikelihoodConfig):
+    name: LikelihoodName = LikelihoodName.logistic_mixture
+    # Discretized logistics per pixel (PixelCNN++), colour channels coupled; the data must be 8-bit.
+    components: int = 10
+
+
+LIKELIHOOD_SCHEMAS: dict[str, type[LikelihoodConfig]] = {
+    "bernoulli": LikelihoodConfig,
+    "continuous_bernoulli": LikelihoodConfig,
+    "gaussian": GaussianLikelihoodConfig,
+    "logistic_mixture": LogisticMixtureConfig,
+}
 
 
 @dataclass

@@ -19,14 +19,15 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, ValidationError
 
-from vae_cli.config.schema import FAMILIES, TrainConfig
+from vae_cli.config.schema import FAMILIES, TrainConfig, family_option
 
 # Keys that moved: the old spelling gets a "did you mean" with the new one.
 MOVED = {
     "loss.likelihood": "likelihood=<bernoulli|gaussian> (the likelihood is its own config group now)",
     "loss.gaussian_std": "likelihood=gaussian likelihood.std=<value>",
 }
-DEFAULT_OPTIONS = {"loss": "elbo", "prior": "normal"}
+DEFAULT_OPTIONS = {"model": "mlp", "likelihood": "bernoulli", "prior": "normal", "loss": "elbo"}
+DEFAULT_DATASET = "fashion_mnist"
 
 
 def _options(config_dir: Path, group: str) -> list[str]:
@@ -72,9 +73,10 @@ def parse_problem(override: str, error: Exception) -> str:
     )
 
 
-def _experiment_choices(config_dir: Path, experiment: str) -> dict[str, str]:
-    """The family options an experiment overlay selects (its ``override /loss: X`` lines)."""
-    path = config_dir / "experiment" / f"{experiment}.yaml"
+def _overlay_choices(config_dir: Path, group: str, option: str) -> dict[str, str]:
+    """The family options an overlay selects (its ``override /model: X`` lines): experiments, and datasets that
+    pick their model (cifar10 -> conv)."""
+    path = config_dir / group / f"{option}.yaml"
     if not path.is_file():
         return {}
     found = re.findall(r"override\s+/(\w+)\s*:\s*([\w-]+)", path.read_text())
@@ -82,13 +84,25 @@ def _experiment_choices(config_dir: Path, experiment: str) -> dict[str, str]:
 
 
 def chosen_options(parsed: list[Any], config_dir: Path) -> dict[str, list[str]]:
-    """The option(s) of each family this command line runs."""
+    """The option(s) of each family this command line runs. Later defaults win, as in train.yaml: the dataset's
+    choice of model, then the experiment's, then the command line's own ``group=option``."""
     chosen = {group: [default] for group, default in DEFAULT_OPTIONS.items()}
+    datasets = [DEFAULT_DATASET]
+    for override in parsed:
+        if override.key_or_group == "dataset" and not override.package:
+            try:
+                values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
+            except Exception:
+                continue
+            datasets = [str(v) for v in values if v is not None] or datasets
+    overlays = [_overlay_choices(config_dir, "dataset", d) for d in datasets]
+    for group, default in DEFAULT_OPTIONS.items():
+        chosen[group] = sorted({overlay.get(group, default) for overlay in overlays})
     for override in parsed:
         if override.key_or_group == "experiment" and not override.is_sweep_override():
             value = override.value()
             if isinstance(value, str):
-                chosen.update({g: [o] for g, o in _experiment_choices(config_dir, value).items()})
+                chosen.update({g: [o] for g, o in _overlay_choices(config_dir, "experiment", value).items()})
     for override in parsed:
         group = override.key_or_group
         if group in FAMILIES and not override.package:
@@ -186,7 +200,7 @@ def _key_problem(key: str, override: Any, schemas: list[DictConfig], groups: lis
     where = f"'{parent_key or 'the root'}'"
     if family is not None:
         owners = [name for name, cls in FAMILIES[family].items() if leaf in OmegaConf.structured(cls)]
-        where = f"{family}={parent.name}"
+        where = f"{family}={family_option(family, parent)}"
         if owners:
             return (
                 f"{key} is a key of {' / '.join(f'{family}={o}' for o in owners)}, not of {where} (which this run "

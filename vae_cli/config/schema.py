@@ -14,7 +14,14 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from vae_cli.config.data import DatasetConfig
-from vae_cli.config.model import PRIOR_SCHEMAS, LikelihoodConfig, ModelConfig, PriorConfig
+from vae_cli.config.model import (
+    LIKELIHOOD_SCHEMAS,
+    MODEL_SCHEMAS,
+    PRIOR_SCHEMAS,
+    LikelihoodConfig,
+    ModelConfig,
+    PriorConfig,
+)
 from vae_cli.config.objectives import LOSS_SCHEMAS, LossConfig
 from vae_cli.config.training import LoggerConfig, OptimConfig, TrainerConfig
 from vae_cli.errors import ConfigError
@@ -33,7 +40,20 @@ class TrainConfig:
 
 
 # Groups whose options each have a schema of their own: the YAML of option X starts from ``<X>_schema``.
-FAMILIES: dict[str, dict[str, type]] = {"loss": LOSS_SCHEMAS, "prior": PRIOR_SCHEMAS}
+FAMILIES: dict[str, dict[str, type]] = {
+    "model": MODEL_SCHEMAS,
+    "likelihood": LIKELIHOOD_SCHEMAS,
+    "prior": PRIOR_SCHEMAS,
+    "loss": LOSS_SCHEMAS,
+}
+# The key that names a family member's option (the YAML file's stem).
+FAMILY_KEY: dict[str, str] = {"model": "arch", "likelihood": "name", "prior": "name", "loss": "name"}
+
+
+def family_option(group: str, node: Any) -> str:
+    """The option a family group's config node is (``model`` -> its ``arch``, others -> their ``name``)."""
+    value = node.get(FAMILY_KEY[group]) if node is not None else None
+    return str(getattr(value, "value", value)) if value is not None else ""
 
 
 def register_configs() -> None:
@@ -57,8 +77,9 @@ def to_plain_dict(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
 
 
 def migrate(plain: dict[str, Any]) -> dict[str, Any]:
-    """A config saved by an older vae-cli, in today's layout: before the model zoo the likelihood lived in the loss
-    group (``loss.likelihood``, ``loss.gaussian_std``) and there was one objective and one prior."""
+    """A config saved by an older vae-cli, in today's layout. Before the model zoo the likelihood lived in the loss
+    group (``loss.likelihood``, ``loss.gaussian_std``) and there was one objective and one prior; before the second
+    zoo every model had every architecture's keys and every likelihood a ``std``."""
     cfg = copy.deepcopy(plain)
     loss = cfg.setdefault("loss", {})
     if "likelihood" not in cfg:
@@ -67,6 +88,16 @@ def migrate(plain: dict[str, Any]) -> dict[str, Any]:
         loss.pop(old, None)
     loss.setdefault("name", "elbo")
     cfg.setdefault("prior", {"name": "normal"})
+    likelihood = cfg["likelihood"]
+    if likelihood.get("name") == "gaussian":
+        likelihood["std"] = str(likelihood.get("std", "0.1"))
+    else:
+        likelihood.pop("std", None)
+    model = cfg.setdefault("model", {})
+    arch = model.get("arch", "mlp")
+    for key, owner in (("hidden_dims", "mlp"), ("conv_channels", "conv")):
+        if arch != owner:
+            model.pop(key, None)
     return cfg
 
 
@@ -74,10 +105,10 @@ def schema_for(plain: dict[str, Any]) -> DictConfig:
     """The typed, empty schema that fits ``plain``: each family group typed by the option its ``name`` names."""
     schema = OmegaConf.structured(TrainConfig)
     for group, schemas in FAMILIES.items():
-        name = (plain.get(group) or {}).get("name", schema[group].name)
+        name = family_option(group, plain.get(group) or {}) or family_option(group, schema[group])
         if name not in schemas:
             raise ConfigError(
-                f"{group}.name '{name}' is not a {group} this vae-cli knows (known: {', '.join(schemas)}); the "
+                f"{group}.{FAMILY_KEY[group]} '{name}' is not a {group} this vae-cli knows (known: {', '.join(schemas)}); the "
                 f"config comes from another version."
             )
         schema[group] = OmegaConf.structured(schemas[name])

@@ -26,6 +26,14 @@ class TrainerConfig:
     seed: int = 0
     # Clip the global grad norm to this value; null = no clipping.
     grad_clip: float | None = None
+    # Skip an update whose gradient norm (before clipping) exceeds this (VDVAE's skip_threshold: one bad batch of a
+    # deep hierarchy must not wreck it); null = never skip. The guard: after max_skips_in_a_row skips in a row the
+    # next such update is applied, clipped to this norm, so training cannot stall on a threshold set too low.
+    skip_grad_norm: float | None = None
+    max_skips_in_a_row: int = 20
+    # Exponential moving average of the weights (e.g. 0.999), used for validation, best.pt, the test split, images,
+    # vae-eval and vae-sample; the raw weights keep training. 0 = off.
+    ema_decay: float = 0.0
     # Log training scalars every N optimizer steps (epoch means are always logged).
     log_every_steps: int = 100
     # Log image grids (reconstructions, samples) every N epochs, and always after the last one.

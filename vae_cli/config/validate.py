@@ -17,6 +17,7 @@ from vae_cli.config.enums import (
     Binarize,
     DeviceName,
     EmnistSplit,
+    IWEstimator,
     LikelihoodName,
     NanPolicy,
     OptimizerName,
@@ -47,6 +48,8 @@ EMNIST_TEST_SIZES = {
 # Datasets that have class labels whatever their files hold (image_folder: only with class sub-folders; celeba:
 # only with dataset.label_attribute).
 LABELLED = {"mnist", "fashion_mnist", "kmnist", "emnist", "cifar10", "svhn", "synthetic"}
+# Objectives built on the aggregate posterior q(z) of one latent vector (total correlation, covariances, MMD).
+FLAT_ONLY_OBJECTIVES = ("beta_tcvae", "factor_vae", "dip_vae", "info_vae")
 # torch.manual_seed takes a 64-bit value; the trainer adds per-rank and per-purpose offsets to the seed.
 MAX_SEED = 2**62
 # A Gaussian likelihood with a smaller std makes the loss explode (1/std^2 per pixel) and means nothing on
@@ -173,27 +176,109 @@ def _check_trainer(cfg: DictConfig, need: Need) -> None:
         )
 
 
+def _positive_list(values: Any) -> bool:
+    return len(values) >= 1 and all(v >= 1 for v in values)
+
+
+def _check_architecture(cfg: DictConfig, need: Need) -> None:
+    m, d = cfg.model, cfg.dataset
+    arch = Arch(m.arch)
+    if "latent_dim" in m:
+        need(m.latent_dim >= 1, f"model.latent_dim must be >= 1 (got {m.latent_dim}).")
+    if arch == Arch.mlp:
+        need(all(h >= 1 for h in m.hidden_dims), f"model.hidden_dims must be positive widths (got {m.hidden_dims}).")
+    elif arch == Arch.conv:
+        need(
+            _positive_list(m.conv_channels),
+            f"model.conv_channels must be a non-empty list of positive channel counts (got {m.conv_channels}).",
+        )
+        if _positive_list(m.conv_channels):
+            factor = 2 ** len(m.conv_channels)
+            need(
+                d.image_size % factor == 0,
+                f"model=conv with {len(m.conv_channels)} stride-2 layers needs dataset.image_size divisible by "
+                f"{factor} (got {d.image_size}); use fewer model.conv_channels or model=mlp.",
+            )
+    else:  # resnet, hvae: the residual backbone
+        need(
+            _positive_list(m.widths) and len(m.widths) <= 6,
+            f"model.widths must be 1 to 6 positive channel counts, one per resolution stage (got {list(m.widths)}).",
+        )
+        need(0 <= m.blocks <= 32, f"model.blocks must be in [0, 32] residual blocks per stage (got {m.blocks}).")
+        if _positive_list(m.widths):
+            factor = 2 ** (len(m.widths) - 1)
+            need(
+                d.image_size % factor == 0 and d.image_size // factor >= 2,
+                f"model={arch.value} with {len(m.widths)} stages halves the image {len(m.widths) - 1} times, so it "
+                f"needs dataset.image_size divisible by {factor} and at least {2 * factor} (got {d.image_size}); "
+                f"use fewer model.widths (28 px: 2 or 3 stages; 32 px: up to 4; 64 px: up to 5).",
+            )
+    if arch == Arch.hvae:
+        need(1 <= m.layers <= 64, f"model.layers must be in [1, 64] stochastic layers (got {m.layers}).")
+        need(
+            1 <= m.latent_channels <= 1024,
+            f"model.latent_channels must be in [1, 1024] (got {m.latent_channels}).",
+        )
+        need(0 <= m.cell_blocks <= 32, f"model.cell_blocks must be in [0, 32] (got {m.cell_blocks}).")
+        need(
+            not m.conditional,
+            "model=hvae has no conditional (CVAE) form yet; drop model.conditional=true, or use a flat model "
+            "(model=mlp, conv or resnet) for a CVAE.",
+        )
+        need(
+            cfg.prior.name == "normal",
+            f"model=hvae brings its own hierarchical prior p(z_L) p(z_L-1 | z_L) ...; prior={cfg.prior.name} is for "
+            f"the flat models. Drop prior={cfg.prior.name}.",
+        )
+
+
+def _check_likelihood(cfg: DictConfig, need: Need) -> None:
+    lik, d = cfg.likelihood, cfg.dataset
+    name = LikelihoodName(lik.name)
+    binarized = Binarize(d.binarize) != Binarize.none
+    if name == LikelihoodName.gaussian:
+        try:
+            std = float(lik.std)
+        except ValueError:
+            std = None
+            need(
+                str(lik.std) in ("learned", "learned_global"),
+                f"likelihood.std must be a number (a fixed σ), learned (per pixel, from the decoder) or "
+                f"learned_global (one σ) (got {lik.std!r}).",
+            )
+        if std is not None:
+            need(
+                math.isfinite(std) and MIN_GAUSSIAN_STD <= std <= 10,
+                f"likelihood.std must be in [{MIN_GAUSSIAN_STD:g}, 10] (got {lik.std}): below that the loss grows "
+                f"as 1/std^2 per pixel and overflows (a quarter of one grey level is 1e-3). The usual range is "
+                f"0.05-0.2, or likelihood.std=learned.",
+            )
+        need(
+            math.isfinite(lik.min_std) and MIN_GAUSSIAN_STD <= lik.min_std <= 1,
+            f"likelihood.min_std must be in [{MIN_GAUSSIAN_STD:g}, 1] (got {lik.min_std}).",
+        )
+    elif name == LikelihoodName.logistic_mixture:
+        need(1 <= lik.components <= 256, f"likelihood.components must be in [1, 256] (got {lik.components}).")
+        need(
+            not binarized and not d.dequantize,
+            "likelihood=logistic_mixture is a distribution over the 256 levels of 8-bit pixels, and "
+            + ("dataset.binarize makes them 0/1 (use likelihood=bernoulli for binary data)" if binarized else "")
+            + (" and " if binarized and d.dequantize else "")
+            + ("dataset.dequantize=true moves them off the levels (drop it)" if d.dequantize else "")
+            + ".",
+        )
+    elif name == LikelihoodName.continuous_bernoulli:
+        need(
+            not binarized,
+            "likelihood=continuous_bernoulli is a density on grey levels in [0, 1]; on binarized data "
+            "(dataset.binarize) use likelihood=bernoulli, which is then a proper likelihood.",
+        )
+
+
 def _check_model(cfg: DictConfig, need: Need) -> None:
-    m, lik, prior, d = cfg.model, cfg.likelihood, cfg.prior, cfg.dataset
-    need(m.latent_dim >= 1, f"model.latent_dim must be >= 1 (got {m.latent_dim}).")
-    need(all(h >= 1 for h in m.hidden_dims), f"model.hidden_dims must be positive widths (got {m.hidden_dims}).")
-    need(
-        len(m.conv_channels) >= 1 and all(c >= 1 for c in m.conv_channels),
-        f"model.conv_channels must be a non-empty list of positive channel counts (got {m.conv_channels}).",
-    )
-    if m.arch == Arch.conv and len(m.conv_channels) >= 1:
-        factor = 2 ** len(m.conv_channels)
-        need(
-            d.image_size % factor == 0,
-            f"model=conv with {len(m.conv_channels)} stride-2 layers needs dataset.image_size divisible by "
-            f"{factor} (got {d.image_size}); use fewer model.conv_channels or model=mlp.",
-        )
-    if LikelihoodName(lik.name) == LikelihoodName.gaussian:
-        need(
-            MIN_GAUSSIAN_STD <= lik.std <= 10,
-            f"likelihood.std must be in [{MIN_GAUSSIAN_STD:g}, 10] (got {lik.std:g}): below that the loss grows as "
-            f"1/std^2 per pixel and overflows (a quarter of one grey level is 1e-3). The usual range is 0.05-0.2.",
-        )
+    m, prior, d = cfg.model, cfg.prior, cfg.dataset
+    _check_architecture(cfg, need)
+    _check_likelihood(cfg, need)
     if "components" in prior:
         need(
             1 <= prior.components <= 10_000,
@@ -218,6 +303,21 @@ def _check_model(cfg: DictConfig, need: Need) -> None:
 def _check_objective(cfg: DictConfig, need: Need) -> None:
     loss, m, t, prior = cfg.loss, cfg.model, cfg.trainer, cfg.prior
     name = loss.name
+    if Arch(m.arch) == Arch.hvae:
+        if name in FLAT_ONLY_OBJECTIVES:
+            need(
+                False,
+                f"loss={name} works on the aggregate posterior of one latent vector; model=hvae has "
+                f"{m.layers} conditional layers. Use loss=elbo or loss=iwae with model=hvae, or a flat model "
+                f"(model=mlp, conv, resnet) with loss={name}.",
+            )
+            return
+        if name == "iwae" and IWEstimator(loss.estimator) == IWEstimator.dreg:
+            need(
+                False,
+                "loss.estimator=dreg needs a one-layer posterior (its gradient stops q's parameters, which in "
+                "model=hvae depend on the layers above); use loss.estimator=iwae with model=hvae.",
+            )
     if name == "elbo":
         need(loss.beta >= 0, f"loss.beta must be >= 0 (got {loss.beta}).")
         need(loss.recon_weight > 0, f"loss.recon_weight must be > 0 (got {loss.recon_weight}).")

@@ -33,6 +33,8 @@ class ObjectiveContext:
 
     train_size: int  # images in the (whole, all ranks') training split: minibatch TC estimators need it
     latent_dim: int
+    # A hierarchical model's stochastic layers, top first (each gets its own KL term); () for one latent layer.
+    layer_names: tuple[str, ...] = ()
 
 
 class Objective(nn.Module):
@@ -76,9 +78,9 @@ def reconstruction(model: VAE, x: torch.Tensor, out: VAEOutput) -> torch.Tensor:
 
 
 def kl_divergence(model: VAE, out: VAEOutput) -> torch.Tensor:
-    """KL(q(z|x) || p(z)) per image ``[B]``: closed form where the prior has one, else log q(z|x) - log p(z) at the
-    sample ``out.z``."""
-    return model.prior.kl(out.mu, out.logvar, out.z)
+    """KL(q(z|x) || p(z)) per image ``[B]`` (``VAE.kl``: closed form where the prior has one, else log q(z|x) -
+    log p(z) at the sample; a hierarchy's sum of per-layer closed forms)."""
+    return model.kl(out)
 
 
 def elbo_terms(model: VAE, x: torch.Tensor, out: VAEOutput) -> Terms:
@@ -86,6 +88,14 @@ def elbo_terms(model: VAE, x: torch.Tensor, out: VAEOutput) -> Terms:
     recon = reconstruction(model, x, out).mean()
     kl = kl_divergence(model, out).mean()
     return {"recon": recon, "kl": kl, "elbo": -(recon + kl)}
+
+
+def layer_kl_terms(model: VAE, out: VAEOutput) -> Terms:
+    """``kl_<layer>``: each stochastic layer's batch-mean KL (nothing for a one-layer model)."""
+    if not model.layer_names:
+        return {}
+    per_layer = model.kl_layers(out).mean(dim=0)
+    return {f"kl_{name}": per_layer[i] for i, name in enumerate(model.layer_names)}
 
 
 def no_autocast(t: torch.Tensor):

@@ -1,11 +1,13 @@
 """``loss=elbo``: the negative ELBO with its common reweightings.
 
     loss = recon_weight * recon + beta_t * KL                  (beta-VAE; beta_t ramps up over kl_warmup_steps)
-    loss = recon_weight * recon + beta_t * sum_d max(KL_d, lambda)   (free bits, KL_d: batch-mean KL of dim d)
+    loss = recon_weight * recon + beta_t * sum_d max(KL_d, lambda)   (free bits, KL_d: batch-mean KL of dim d,
+                                                                      or of layer d in a hierarchical model)
     loss = recon_weight * recon + beta * |KL - C_t|             (capacity annealing, C_t: 0 -> capacity_max)
 
 ``recon`` is -log p(x|z) with one z sample, ``KL`` is KL(q(z|x) || p(z)) (closed form for the normal prior, else
-log q(z|x) - log p(z) at the sample), and ``elbo = -(recon + KL)`` whatever the weights.
+log q(z|x) - log p(z) at the sample), and ``elbo = -(recon + KL)`` whatever the weights. A hierarchical model's
+KL is the sum of its layers', each also reported (``kl_z1``, ...); the warm-up weighs every layer.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 import torch
 
-from vae_cli.losses.base import Objective, ObjectiveContext, Terms, elbo_terms, ramp
+from vae_cli.losses.base import Objective, ObjectiveContext, Terms, elbo_terms, layer_kl_terms, ramp
 from vae_cli.models.vae import VAE
 
 
@@ -29,6 +31,8 @@ class ELBO(Objective):
         self.free_bits = float(cfg.free_bits)
         self.capacity_max = None if cfg.capacity_max is None else float(cfg.capacity_max)
         self.capacity_steps = int(cfg.capacity_steps)
+        layers = context.layer_names if context is not None else ()
+        self.terms = (*ELBO.terms, *(f"kl_{name}" for name in layers))
 
     def schedule(self, step: torch.Tensor | None) -> dict[str, Any]:
         weights: dict[str, Any] = {"kl_weight": self.beta * ramp(step, self.kl_warmup_steps)}
@@ -42,10 +46,11 @@ class ELBO(Objective):
         weights = self.schedule(step)
         kl = terms["kl"]
         if self.free_bits > 0:
-            per_dim = model.prior.kl_per_dim(out.mu, out.logvar)
-            assert per_dim is not None  # config validation: free bits need a closed-form per-dimension KL
-            kl = per_dim.mean(dim=0).clamp_min(self.free_bits).sum()
+            # Per layer in a hierarchy (its layers' KLs), else per dimension (closed form: prior=normal, validated).
+            groups = model.kl_layers(out) if model.layer_names else model.closed_form_kl_per_dim(out.mu, out.logvar)
+            assert groups is not None
+            kl = groups.mean(dim=0).clamp_min(self.free_bits).sum()
         if self.capacity_max is not None:
             kl = (kl - weights["capacity"]).abs()
         loss = self.recon_weight * terms["recon"] + weights["kl_weight"] * kl
-        return {"loss": loss, **terms}
+        return {"loss": loss, **terms, **layer_kl_terms(model, out)}

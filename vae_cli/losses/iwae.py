@@ -25,7 +25,6 @@ import torch
 
 from vae_cli.config import IWEstimator
 from vae_cli.losses.base import Objective, ObjectiveContext, Terms
-from vae_cli.models.priors import diag_normal_log_prob
 from vae_cli.models.vae import VAE
 
 
@@ -37,20 +36,8 @@ def log_weights(
     stop_q: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(log_w, log p(x|z), log p(z), log q(z|x), z)``, the first four ``[K, B]``, z ``[K, B, D]``."""
-    b = x.shape[0]
-    mu, logvar = model.encode(x, y)
-    eps = torch.randn((k, *mu.shape), device=mu.device, dtype=mu.dtype)
-    z = mu + torch.exp(0.5 * logvar) * eps
-    y_rep = None if y is None else y.repeat(k)
-    params = model.decode(z.reshape(k * b, -1), y_rep)
-    x_rep = x.unsqueeze(0).expand(k, *x.shape).reshape(k * b, *x.shape[1:])
-    log_px_z = model.likelihood.log_prob(x_rep, params).view(k, b)
-    log_pz = model.prior.log_prob(z.reshape(k * b, -1)).view(k, b)
-    if stop_q:
-        log_qz = diag_normal_log_prob(z, mu.detach(), logvar.detach()).sum(-1)
-    else:
-        # Written with eps: the same value, and no division by sigma.
-        log_qz = -0.5 * (eps.float().pow(2) + logvar.float() + math.log(2 * math.pi)).sum(-1)
+    eps = torch.randn((k, x.shape[0], model.latent_dim), device=x.device)
+    log_px_z, log_pz, log_qz, z = model.log_weights(x, y, eps, stop_q=stop_q)
     return log_px_z + log_pz - log_qz, log_px_z, log_pz, log_qz, z
 
 

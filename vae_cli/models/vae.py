@@ -15,18 +15,23 @@ import torch
 from torch import nn
 
 from vae_cli.models.likelihoods import Likelihood
-from vae_cli.models.priors import Prior, VampPrior
+from vae_cli.models.priors import LOG_2PI, Prior, VampPrior, diag_normal_log_prob
 
 
 @dataclass
 class VAEOutput:
-    params: torch.Tensor  # decoder output: likelihood parameters, shaped like x
+    params: torch.Tensor  # decoder output: the likelihood's parameters, [B, P, H, W]
     mu: torch.Tensor  # [B, latent_dim]
     logvar: torch.Tensor  # [B, latent_dim]
     z: torch.Tensor  # [B, latent_dim], the reparameterized sample
+    # A hierarchical model's closed-form KL of each dimension given the layers sampled above it; None for a flat one.
+    kl_dims: torch.Tensor | None = None
 
 
 class VAE(nn.Module):
+    # One latent layer: free bits and KL terms are per dimension (a hierarchical model names its layers).
+    layer_names: tuple[str, ...] = ()
+
     def __init__(
         self,
         encoder: nn.Module,
@@ -79,6 +84,42 @@ class VAE(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    # ----- what objectives and evaluation ask (a hierarchical model answers the same questions) -------------
+    def kl(self, out: VAEOutput) -> torch.Tensor:
+        """KL(q(z|x) || p(z)) per image ``[B]``: closed form where the prior has one, else log q(z|x) - log p(z) at
+        the sample ``out.z``."""
+        return self.prior.kl(out.mu, out.logvar, out.z)
+
+    def closed_form_kl_per_dim(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor | None:
+        """Each dimension's KL ``[B, D]`` where the prior gives it in closed form (N(0, I)), else None."""
+        return self.prior.kl_per_dim(mu, logvar)
+
+    def kl_layers(self, out: VAEOutput) -> torch.Tensor:
+        """``[B, 0]``: one latent layer has no per-layer split."""
+        return out.mu.new_zeros(out.mu.shape[0], 0)
+
+    def log_weights(
+        self, x: torch.Tensor, y: torch.Tensor | None, eps: torch.Tensor, stop_q: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(log p(x|z), log p(z), log q(z|x), z)`` for K posterior draws per image: the first three ``[K, B]``,
+        z ``[K, B, D]``, with z = mu + sigma * eps for ``eps`` ``[K, B, D]``. ``stop_q`` evaluates log q with
+        stopped (mu, logvar) (DReG: the encoder is then reached through z only)."""
+        k, b = eps.shape[0], x.shape[0]
+        mu, logvar = self.encode(x, y)
+        eps = eps.to(mu.dtype)
+        z = mu + torch.exp(0.5 * logvar) * eps
+        y_rep = None if y is None else y.repeat(k)
+        params = self.decode(z.reshape(k * b, -1), y_rep)
+        x_rep = x.unsqueeze(0).expand(k, *x.shape).reshape(k * b, *x.shape[1:])
+        log_px_z = self.likelihood.log_prob(x_rep, params).view(k, b)
+        log_pz = self.prior.log_prob(z.reshape(k * b, -1)).view(k, b)
+        if stop_q:
+            log_qz = diag_normal_log_prob(z, mu.detach(), logvar.detach()).sum(-1)
+        else:
+            # Written with eps: the same value, and no division by sigma.
+            log_qz = -0.5 * (eps.float().pow(2) + logvar.float() + LOG_2PI).sum(-1)
+        return log_px_z, log_pz, log_qz, z
 
     def prior_sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
         """n draws of z ~ p(z), made from the generator (on its device, CPU by default), on the model's device."""

@@ -24,24 +24,35 @@ if TYPE_CHECKING:  # torch loads only when a command really runs (fast --help)
     from vae_cli.tools.evaluate import EvalResult
     from vae_cli.tools.run_loader import LoadedRun
 
-BITS_PER_DIM_NOTE = {
-    "bernoulli": (
-        "Bernoulli likelihood on [0, 1] grey levels: a cross-entropy against soft targets, comparable only with "
-        "models evaluated the same way, not with 8-bit discrete bits/dim."
-    ),
-    "gaussian": "Gaussian density on [0, 1]-scaled pixels (can be negative); add 8 for the 0-255 scale.",
-}
-
 
 def bits_per_dim_note(run: LoadedRun) -> str:
+    """What this run's bits/dim means (eval.json's ``bits_per_dim_note``), from what its likelihood measures."""
+    from vae_cli.models.likelihoods import Measures
+
     likelihood = str(getattr(run.cfg.likelihood.name, "value", run.cfg.likelihood.name))
     binarize = str(getattr(run.cfg.dataset, "binarize", "none")).split(".")[-1]
-    if likelihood == "bernoulli" and binarize != "none":
+    measures = run.model.likelihood.measures
+    if measures == Measures.cross_entropy:
+        return (
+            "Bernoulli likelihood on [0, 1] grey levels: a cross-entropy against soft targets, not a likelihood; "
+            "comparable only with models evaluated the same way, not with 8-bit discrete bits/dim. Use "
+            "dataset.binarize=dynamic (binary data) or likelihood=continuous_bernoulli (a density on grey levels)."
+        )
+    if measures == Measures.density:
+        return (
+            f"{likelihood} density on [0, 1]-scaled pixels (v / 255); bits/dim is read on the 0-255 scale, "
+            f"nll / (D ln 2) + log2(255) (the literature's +8, whose pixels are scaled by 1/256): an upper bound on "
+            f"the 8-bit discrete bits/dim when the data are uniformly dequantized (dataset.dequantize=true)."
+        )
+    if likelihood == "bernoulli":
         return (
             f"Bernoulli likelihood on binarized pixels (dataset.binarize={binarize}): a proper discrete "
-            f"likelihood, comparable with binarized-data results that binarize the same way."
+            f"likelihood, bits per binary pixel, comparable with binarized-data results that binarize the same way."
         )
-    return BITS_PER_DIM_NOTE[likelihood]
+    return (
+        f"{likelihood}: a probability of the 8-bit pixel values, bits/dim = nll / (D ln 2), comparable with the "
+        f"discrete bits/dim of the literature (e.g. CIFAR-10)."
+    )
 
 
 def positive_int(text: str) -> int:
@@ -91,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     p.add_argument("--seed", type=int, default=0, help="seed of the importance samples (default 0)")
     p.add_argument("--batch-size", type=positive_int, help="images per batch (default: about 16k decodes per batch)")
+    p.add_argument(
+        "--num-images",
+        type=positive_int,
+        help="evaluate only the split's first N images (for slow models: K x N decodes); recorded as the entry "
+        "<split>_first<N>, so the whole split's numbers are kept apart",
+    )
     p.add_argument("--no-write", action="store_true", help="print only: no eval.json, no TensorBoard")
     return p
 
@@ -117,6 +134,7 @@ def evaluate_run(
     seed: int = 0,
     batch_size: int | None = None,
     write: bool = True,
+    num_images: int | None = None,
 ) -> tuple[EvalResult, LoadedRun]:
     """Evaluate one run on one split; unless ``write`` is False, merge the result into ``RUN/eval.json`` and
     log it to the run's TensorBoard."""
@@ -135,8 +153,12 @@ def evaluate_run(
     run = load_run(path, which=which, device=dev)
     data = load_split(run.cfg, split, data_root=data_root, dataset=dataset)
     images, labels = data.images.to(dev), data.labels.to(dev)
-    # Another dataset gets its own entry (e.g. "test_mnist"), so the run's own test numbers are kept.
+    # Another dataset gets its own entry (e.g. "test_mnist"), so the run's own test numbers are kept; so does a
+    # subset (e.g. "test_first1000").
     entry = split if dataset in (None, run.cfg.dataset.name) else f"{split}_{dataset}"
+    if num_images is not None and num_images < images.shape[0]:
+        images, labels = images[:num_images], labels[:num_images]
+        entry = f"{entry}_first{num_images}"
     bs = batch_size or default_batch_size(k)
     result = evaluate_images(
         run.model,
@@ -203,6 +225,7 @@ def log_to_tensorboard(run: LoadedRun, result: EvalResult) -> None:
                 f"{prefix}/nll_iw": result.nll_iw,
                 f"{prefix}/bits_per_dim": result.bits_per_dim,
                 f"{prefix}/active_units": float(result.active_units),
+                **{f"{prefix}/kl_{name}": value for name, value in (result.kl_per_layer or {}).items()},
             },
             run.step,
         )
@@ -232,7 +255,10 @@ def format_table(result: EvalResult, run: LoadedRun) -> str:
     latent_dim = len(result.mu_variance)
     per_dim_values = result.kl_per_dim if result.kl_per_dim is not None else result.mu_variance
     order = dims_by_kl(per_dim_values)
-    per_dim = ", ".join(f"z{d}: {per_dim_values[d]:.2f}" for d in order)
+    shown = 32  # a hierarchy has hundreds of dimensions: the most used ones say what matters
+    per_dim = ", ".join(f"z{d}: {per_dim_values[d]:.2f}" for d in order[:shown])
+    if len(order) > shown:
+        per_dim += f", ... ({len(order) - shown} more)"
     what = (
         "KL per dimension"
         if result.kl_per_dim is not None
@@ -249,6 +275,7 @@ def format_table(result: EvalResult, run: LoadedRun) -> str:
         f"  {f'log p(x), IW-{result.k} (nats)':<26}{result.log_px_iw:>12.3f}",
         f"  {'-log p(x) (bits/dim)':<26}{result.bits_per_dim:>12.4f}",
         f"  {'active units':<26}{f'{result.active_units} / {latent_dim}':>12}",
+        *(f"  {f'KL of layer {name} (nats)':<26}{value:>12.3f}" for name, value in (result.kl_per_layer or {}).items()),
         "",
         f"{what}, largest first: {per_dim}",
     ]
@@ -271,6 +298,7 @@ def main(argv: list[str] | None = None) -> None:
             seed=args.seed,
             batch_size=args.batch_size,
             write=not args.no_write,
+            num_images=args.num_images,
         )
     print(format_table(result, run))
     if not args.no_write:

@@ -10,11 +10,15 @@ computed with ``logsumexp`` over the K log-weights, so weights of e^-5000 do not
 are drawn at once and decoded in chunks, so the numbers do not depend on the chunk size (only on the seed and the
 image batch size).
 
-bits/dim = nll / (num_pixels * ln 2). With the Bernoulli likelihood on [0, 1] grey levels (the classic VAE setup
-used here), the "likelihood" is a cross-entropy against soft targets, not the probability of a discrete 8-bit
-image, so these bits/dim compare only with other models trained and evaluated the same way, not with the
-8-bit bits/dim of PixelCNN-style papers. With the Gaussian likelihood it is a density on [0, 1]-scaled pixels
-(it can be negative); add 8 to read it on the 0-255 scale.
+bits/dim follows what the likelihood's -log p(x|z) measures (``Likelihood.measures``, docs/evaluate.md):
+
+- a probability of the data's discrete values (Bernoulli on binarized pixels, the discretized logistic mixture on
+  8-bit levels): nll / (D ln 2);
+- a density on [0, 1]-scaled pixels (Gaussian, continuous Bernoulli): nll / (D ln 2) + log2(255), the density on
+  the 0-255 scale, where a level is 1 wide: the literature's "+8", whose pixels are scaled by 1/256 rather than the
+  1/255 used here (with uniform dequantization, an upper bound on the discrete bits/dim);
+- a cross-entropy (Bernoulli on grey levels, the classic VAE): nll / (D ln 2) of it, comparable only with runs that
+  do the same.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from vae_cli.datasets import Batch
+from vae_cli.models.likelihoods import Measures
 from vae_cli.models.vae import VAE
 
 # Burda et al. (2016): a latent unit is active when the variance over the data of its posterior mean exceeds this.
@@ -65,6 +70,7 @@ class EvalResult:
     active_units: int
     active_threshold: float
     kl_per_dim: list[float] | None  # mean KL of each latent dimension (sums to kl); None without a closed form
+    kl_per_layer: dict[str, float] | None  # a hierarchical model's KL of each layer (one posterior sample)
     mu_variance: list[float]  # variance over the data of each dimension's posterior mean (the AU statistic)
     seconds: float
 
@@ -72,8 +78,14 @@ class EvalResult:
         return asdict(self)
 
 
-def bits_per_dim(nll_nats: float, num_pixels: int) -> float:
-    return nll_nats / (num_pixels * math.log(2))
+# A density on pixels v / 255 in [0, 1], read on the 0-255 scale (levels 1 apart): + log2(255) bits per dimension.
+DENSITY_TO_8_BIT = math.log2(255)
+
+
+def bits_per_dim(nll_nats: float, num_pixels: int, measures: Measures = Measures.probability) -> float:
+    """nll / (D ln 2); for a density on [0, 1], + log2(255): the same density per level on the 0-255 scale."""
+    bits = nll_nats / (num_pixels * math.log(2))
+    return bits + DENSITY_TO_8_BIT if Measures(measures) == Measures.density else bits
 
 
 def kl_per_dimension(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -96,30 +108,26 @@ def importance_weighted_batch(
     max_decode: int = DEFAULT_MAX_DECODE,
     y: torch.Tensor | None = None,
 ) -> IWBatch:
-    """IW-K estimate of log p(x) (log p(x | y) for a CVAE) for each image of ``x`` (float, on the model's device)."""
+    """IW-K estimate of log p(x) (log p(x | y) for a CVAE) for each image of ``x`` (float, on the model's device);
+    a hierarchical model's log-weights chain its layers' conditionals (``model.log_weights``)."""
     b = x.shape[0]
-    mu, logvar = model.encode(x, y)
-    mu, logvar = mu.float(), logvar.float()
     # All K x B noise draws at once: the result is then independent of how the decoding is chunked.
-    eps = torch.randn((k, *mu.shape), generator=generator, device=generator.device).to(mu.device)
-    log_w = torch.empty(k, b, device=mu.device)
-    log_lik = torch.empty(k, b, device=mu.device)
-    log_ratio = torch.empty(k, b, device=mu.device)  # log q(z_k|x) - log p(z_k)
+    eps = torch.randn((k, b, model.latent_dim), generator=generator, device=generator.device).to(x.device)
+    log_w = torch.empty(k, b, device=x.device)
+    log_lik = torch.empty(k, b, device=x.device)
+    log_ratio = torch.empty(k, b, device=x.device)  # log q(z_k|x) - log p(z_k)
     chunk = max(1, max_decode // b)
     for start in range(0, k, chunk):
         e = eps[start : start + chunk]  # [kc, B, D]
+        ll, log_pz, log_qz, _ = model.log_weights(x, y, e)
         kc = e.shape[0]
-        z = mu + torch.exp(0.5 * logvar) * e
-        y_rep = None if y is None else y.repeat(kc)
-        params = model.decode(z.reshape(kc * b, -1).to(x.dtype), y_rep)
-        x_rep = x.unsqueeze(0).expand(kc, *x.shape).reshape(kc * b, *x.shape[1:])
-        ll = model.likelihood.log_prob(x_rep, params).float().view(kc, b)
-        ratio = log_diag_normal(e, logvar) - model.prior.log_prob(z)
-        log_lik[start : start + kc] = ll
-        log_ratio[start : start + kc] = ratio
-        log_w[start : start + kc] = ll - ratio
+        log_lik[start : start + kc] = ll.float()
+        log_ratio[start : start + kc] = log_qz.float() - log_pz.float()
+        log_w[start : start + kc] = ll.float() - log_ratio[start : start + kc]
     log_px = torch.logsumexp(log_w, dim=0) - math.log(k)
-    closed = model.prior.kl_per_dim(mu, logvar)
+    mu, logvar = model.encode(x, y)
+    mu, logvar = mu.float(), logvar.float()
+    closed = model.closed_form_kl_per_dim(mu, logvar)
     kl = closed.sum(dim=1) if closed is not None else log_ratio.mean(dim=0)
     return IWBatch(log_px=log_px, log_px_given_z=log_lik.mean(dim=0), kl=kl, mu=mu, logvar=logvar)
 
@@ -146,7 +154,7 @@ def evaluate_images(
     model.eval()
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
-    log_px, log_lik, kl, mus, kl_dims = [], [], [], [], []
+    log_px, log_lik, kl, mus, kl_dims, kl_layers = [], [], [], [], [], []
     num_pixels = 0
     for x, y in progress(batches) if progress is not None else batches:
         x = x.to(device)
@@ -158,9 +166,12 @@ def evaluate_images(
         log_lik.append(out.log_px_given_z)
         kl.append(out.kl)
         mus.append(out.mu)
-        closed = model.prior.kl_per_dim(out.mu, out.logvar)
+        closed = model.closed_form_kl_per_dim(out.mu, out.logvar)
         if closed is not None:
             kl_dims.append(closed.sum(dim=0))
+        if model.layer_names:
+            one = model(x, y.to(device) if model.conditional else None)
+            kl_layers.append(model.kl_layers(one).double().sum(dim=0))
     model.train(was_training)
     if not log_px:
         raise ValueError("evaluate_images got no images")
@@ -170,6 +181,8 @@ def evaluate_images(
     # Population variance of the posterior means: Burda's Cov_x(E_q[z]) per dimension.
     mu_var = mu.var(dim=0, unbiased=False) if n > 1 else torch.zeros(mu.shape[1], dtype=mu.dtype)
     kl_per_dim = (torch.stack(kl_dims).sum(dim=0) / n).tolist() if kl_dims else None
+    per_layer = (torch.stack(kl_layers).sum(dim=0) / n).tolist() if kl_layers else None
+    kl_per_layer = dict(zip(model.layer_names, per_layer, strict=True)) if per_layer is not None else None
     recon = -all_log_lik.double().mean().item()
     kl_mean = all_kl.double().mean().item()
     nll = -all_log_px.double().mean().item()
@@ -182,11 +195,12 @@ def evaluate_images(
         kl=kl_mean,
         log_px_iw=-nll,
         nll_iw=nll,
-        bits_per_dim=bits_per_dim(nll, num_pixels),
+        bits_per_dim=bits_per_dim(nll, num_pixels, model.likelihood.measures),
         num_pixels=num_pixels,
         active_units=int((mu_var > ACTIVE_UNIT_THRESHOLD).sum().item()),
         active_threshold=ACTIVE_UNIT_THRESHOLD,
         kl_per_dim=kl_per_dim,
+        kl_per_layer=kl_per_layer,
         mu_variance=mu_var.tolist(),
         seconds=round(time.perf_counter() - started, 3),
     )

@@ -18,7 +18,7 @@ from vae_cli.config import structured
 from vae_cli.errors import CheckpointError, DataError
 from vae_cli.losses import Objective, ObjectiveContext, build_objective
 from vae_cli.models import VAE, build_model
-from vae_cli.training.checkpoint import load_with_fallback
+from vae_cli.training.checkpoint import evaluation_weights, load_with_fallback
 
 SPLITS = ("test", "val", "train")
 
@@ -78,11 +78,12 @@ def load_run(path: str | Path, which: str = "best", device: torch.device | str =
     info = ckpt.get("model_info", {})
     shape = (cfg.dataset.channels, cfg.dataset.image_size, cfg.dataset.image_size)
     model = build_model(cfg, shape, num_classes=int(info.get("num_classes", 0)))
-    objective = build_objective(
-        cfg.loss, ObjectiveContext(train_size=int(info.get("train_size", 1)), latent_dim=cfg.model.latent_dim)
+    context = ObjectiveContext(
+        train_size=int(info.get("train_size", 1)), latent_dim=model.latent_dim, layer_names=model.layer_names
     )
+    objective = build_objective(cfg.loss, context)
     try:
-        model.load_state_dict(ckpt["model"])
+        model.load_state_dict(evaluation_weights(ckpt))
         objective.load_state_dict(ckpt.get("objective", {}))
     except RuntimeError as exc:
         raise CheckpointError(

@@ -119,7 +119,7 @@ def write_pictures(args: argparse.Namespace) -> list[Path]:
         written.append(save_png(grid_image(grid, nrow=nrow), out / name))
 
     # Prior samples, at the given temperature; a CVAE's are one class (--label), or one class per row.
-    z = model.prior.sample(args.n, generator=gen, temperature=args.temperature)
+    z = model.prior_sample(args.n, generator=gen, temperature=args.temperature).cpu()
     nrow = math.ceil(math.sqrt(args.n))
     sample_labels = None
     if model.conditional:

@@ -83,7 +83,7 @@ def interpolation_grid(
 def dims_by_usage(model: VAE, mu: torch.Tensor, logvar: torch.Tensor) -> list[int]:
     """Latent dimensions, most used first: by mean KL where the prior has it per dimension, else by the variance
     of the posterior means (the active-units statistic)."""
-    per_dim = model.prior.kl_per_dim(mu, logvar)
+    per_dim = model.closed_form_kl_per_dim(mu, logvar)
     return dims_by_kl(per_dim.mean(dim=0) if per_dim is not None else mu.float().var(dim=0, unbiased=False))
 
 

@@ -179,3 +179,9 @@ def load_with_fallback(
     if len(candidates) > 1:
         raise CheckpointError(f"{first_error} The run's other checkpoint ({candidates[1]}) is unusable too.")
     raise first_error
+
+
+def evaluation_weights(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The model weights to evaluate and sample with: the weight average where the run kept one
+    (``trainer.ema_decay``), else the trained weights."""
+    return ckpt.get("ema_model") or ckpt["model"]

@@ -17,6 +17,7 @@ import torch
 
 from vae_cli.config import TrainerConfig
 from vae_cli.datasets import ImageSplits, labelled_batches, to_unit_float
+from vae_cli.models.likelihoods import Measures
 from vae_cli.models.vae import VAE
 from vae_cli.tools.evaluate import default_batch_size, evaluate_images
 from vae_cli.tools.plots import to_tensor
@@ -92,8 +93,12 @@ class LatentMonitor:
                 seed=self.cfg.seed,
                 split=self.split,
             )
-            self.tracker.scalars({f"{self.split}/nll_iw": result.nll_iw}, step)
-            return {f"{self.split}/nll_iw": result.nll_iw}
+            scalars = {f"{self.split}/nll_iw": result.nll_iw}
+            if self.model.likelihood.measures != Measures.cross_entropy:
+                # A likelihood of the data (or a density, on the 8-bit scale): bits/dim compare with the literature.
+                scalars[f"{self.split}/bits_per_dim"] = result.bits_per_dim
+            self.tracker.scalars(scalars, step)
+            return scalars
         return {}
 
     @torch.no_grad()

@@ -34,7 +34,12 @@ from vae_cli.errors import ConfigError, NothingToDo, TrainingError
 from vae_cli.losses import Objective, ObjectiveContext, build_objective
 from vae_cli.models import VAE, build_model
 from vae_cli.runs import disk
-from vae_cli.training.checkpoint import load_checkpoint, load_with_fallback, remove_stale_temp_files
+from vae_cli.training.checkpoint import (
+    evaluation_weights,
+    load_checkpoint,
+    load_with_fallback,
+    remove_stale_temp_files,
+)
 from vae_cli.training.distributed import Distributed, any_rank, from_environment
 from vae_cli.training.distributed import start as start_distributed
 from vae_cli.training.distributed import stop as stop_distributed
@@ -115,7 +120,8 @@ def run_hparams(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
         if key.startswith(NOT_HPARAMS) or key == "experiment":
             continue
         if "." not in key and isinstance(cfg.get(key), dict):
-            key = f"{key}.name" if "name" in cfg[key] else key  # a group choice: dataset=mnist -> dataset.name
+            # A group choice: dataset=mnist -> dataset.name, model=hvae -> model.arch.
+            key = next((f"{key}.{leaf}" for leaf in ("name", "arch") if leaf in cfg[key]), key)
         keys.append(key)
     out: dict[str, Any] = {}
     for key in dict.fromkeys(keys):
@@ -346,12 +352,13 @@ def final_metrics(
         best_path = run_dir / "checkpoints" / "best.pt"
         if best_path.is_file():
             best = load_checkpoint(best_path, map_location=device)
-            model.load_state_dict(best["model"])
+            model.load_state_dict(evaluation_weights(best))
             objective.load_state_dict(best.get("objective", {}))
         test = evaluate(model, objective, labelled_batches(data.test, data.test_labels, cfg.trainer.eval_batch_size))
     metrics: dict[str, Any] = {f"val/{k}": final.get(f"val/{k}") for k in objective.terms}
-    if final.get("val/nll_iw") is not None:  # logged by the latent monitor after the last epoch
-        metrics["val/nll_iw"] = final["val/nll_iw"]
+    for key in ("val/nll_iw", "val/bits_per_dim"):  # logged by the latent monitor after the last epoch
+        if final.get(key) is not None:
+            metrics[key] = final[key]
     metrics.update({f"train/{k}": final.get(f"train/{k}") for k in objective.terms})
     metrics.update({f"test/{k}": v for k, v in test.items()})
     metrics.update(
@@ -392,5 +399,6 @@ def build_model_and_objective(cfg: DictConfig, data: ImageSplits, device: torch.
         )
     model = build_model(cfg, data.image_shape, num_classes=num_classes, init_images=init_images).to(device)
     train_size = data.train.shape[0]
-    objective = build_objective(cfg.loss, ObjectiveContext(train_size=train_size, latent_dim=cfg.model.latent_dim))
+    context = ObjectiveContext(train_size=train_size, latent_dim=model.latent_dim, layer_names=model.layer_names)
+    objective = build_objective(cfg.loss, context)
     return model, objective.to(device)

@@ -33,6 +33,8 @@ from vae_cli.errors import ConfigError
 from vae_cli.losses import Objective
 from vae_cli.models.vae import VAE
 from vae_cli.training.distributed import Distributed
+from vae_cli.training.ema import WeightAverage
+from vae_cli.training.guard import UpdateGuard
 
 # Eager steps before a CUDA graph is captured: cuBLAS/cuDNN handles, the optimizer's state and (with compile)
 # the compiled kernels must all exist before capture. They are ordinary training steps on real batches.
@@ -117,6 +119,13 @@ class TrainStep:
         self.optimizer = optimizer
         self.parameters = optimized_parameters(optimizer)
         self.grad_clip = cfg.grad_clip
+        # Skipping of bad updates (device-side, so also inside a CUDA graph) and the weight average.
+        self.guard = (
+            UpdateGuard(cfg.skip_grad_norm, cfg.max_skips_in_a_row, optimizer, device)
+            if cfg.skip_grad_norm is not None
+            else None
+        )
+        self.ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
         self.batch_size = cfg.batch_size  # the compiled / captured shape; other sizes (the last batch) run eagerly
         self.device = device
         self.bf16 = Precision(cfg.precision) == Precision.bf16
@@ -176,10 +185,29 @@ class TrainStep:
         loss.backward()
         return loss, terms
 
+    def grad_norm(self) -> torch.Tensor:
+        """The global gradient norm (a device tensor; no sync)."""
+        return nn.utils.get_total_norm([p.grad for p in self.parameters if p.grad is not None])
+
+    def apply_update(self, norm: torch.Tensor | None = None) -> None:
+        """The optimizer step after backward: the skip guard's decision (given the norm before clipping, computed
+        here when None), the step, and the weight average. Gradient clipping (``grad_clip``) is the caller's."""
+        if self.guard is not None:
+            grads = [p for p in self.parameters if p.grad is not None]
+            if norm is None:
+                norm = self.grad_norm()
+            self.guard.decide(grads, norm, clipped_to=self.grad_clip)
+            self.guard.step()
+        else:
+            self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update()
+
     def _clip_and_update(self) -> None:
+        norm = None
         if self.grad_clip is not None:
-            nn.utils.clip_grad_norm_(self.parameters, self.grad_clip)
-        self.optimizer.step()
+            norm = nn.utils.clip_grad_norm_(self.parameters, self.grad_clip)
+        self.apply_update(norm)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, step: int) -> torch.Tensor:
         """One whole optimizer step on batch ``(x, y)`` at global step ``step`` (clipping included); returns the

@@ -7,6 +7,7 @@ tensor and are read back (one host sync) only every ``log_every_steps`` steps an
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import sys
@@ -183,6 +184,7 @@ class Trainer:
             "rng": rng_state(),
             "config": self.config_dict,
             "terms": list(self.terms),
+            **self._average_and_guard_state(),
             # What rebuilding the model and the objective needs besides the config (vae-eval, vae-sample, load_run).
             "model_info": {
                 "num_classes": self.model.num_classes,
@@ -191,11 +193,32 @@ class Trainer:
             },
         }
 
+    def _average_and_guard_state(self) -> dict[str, Any]:
+        step = self.train_step
+        out: dict[str, Any] = {}
+        if step.ema is not None:
+            # What vae-eval, vae-sample, load_run and the test split use (checkpoint.evaluation_weights).
+            out["ema_model"] = step.ema.averaged_state_dict()
+        if step.guard is not None:
+            out["update_guard"] = step.guard.state_dict()
+        return out
+
+    def judged(self):
+        """The weights the run is judged by (the average with ``trainer.ema_decay``) in the model, for the
+        duration: validation, images, latent views, IW-NLL."""
+        ema = self.train_step.ema
+        return ema.swapped() if ema is not None else contextlib.nullcontext()
+
     def load_state_dict(self, ckpt: dict[str, Any]) -> None:
         try:
             self.model.load_state_dict(ckpt["model"])
             self.objective.load_state_dict(ckpt.get("objective", {}))
             self.optimizer.load_state_dict(ckpt["optimizer"])
+            if self.train_step.ema is not None:
+                # A run that starts averaging on resume starts from its current weights.
+                self.train_step.ema.load_averaged(ckpt.get("ema_model", ckpt["model"]))
+            if self.train_step.guard is not None:
+                self.train_step.guard.load_state_dict(ckpt.get("update_guard", {}))
         except (RuntimeError, ValueError, KeyError) as exc:
             raise CheckpointError(
                 f"The checkpoint's weights do not fit the model its config describes ({str(exc).splitlines()[0]}). "
@@ -247,21 +270,22 @@ class Trainer:
             return tqdm(iterable, total=total, desc=f"epoch {epoch + 1}/{self.cfg.epochs}", leave=False)
         return iterable
 
-    def _step_is_bad(self, loss: torch.Tensor) -> str | None:
-        """What is non-finite in this step (loss, gradient), or None. Grad clipping happens here too."""
+    def _step_is_bad(self, loss: torch.Tensor) -> tuple[str | None, torch.Tensor | None]:
+        """What is non-finite in this step (loss, gradient), or None; and the gradient norm before clipping where it
+        was computed. Grad clipping happens here too."""
         # Under torchrun each rank sees only its own loss; they agree, or one would skip/stop while the others wait.
         if self.check_each_step and any_rank(not torch.isfinite(loss).item(), self.dist, self.device):
-            return "NaN/Inf loss"
+            return "NaN/Inf loss", None
         params = [p for p in self.train_step.parameters if p.grad is not None]
         if self.cfg.grad_clip is not None:
             norm = nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
         elif self.cfg.nan_policy != NanPolicy.stop:
             norm = nn.utils.get_total_norm([p.grad for p in params])
         else:
-            return None  # a bad gradient shows up as a bad loss one step later, before anything is saved
+            return None, None  # a bad gradient shows up as a bad loss one step later, before anything is saved
         if self.check_each_step and not torch.isfinite(norm).item():
-            return "NaN/Inf gradient"
-        return None
+            return "NaN/Inf gradient", norm
+        return None, norm
 
     def _train_epoch(self, epoch: int) -> tuple[dict[str, float], float]:
         s = self.state
@@ -278,7 +302,7 @@ class Trainer:
                 s.batch_in_epoch += 1
             else:
                 loss, terms = self.train_step.forward_backward(x, y, s.step)
-                bad = self._step_is_bad(loss)
+                bad, norm = self._step_is_bad(loss)
                 s.batch_in_epoch += 1
                 if bad is not None:
                     if self.cfg.nan_policy != NanPolicy.skip or consecutive_skips + 1 >= self.cfg.max_nan_skips:
@@ -288,7 +312,7 @@ class Trainer:
                     log.warning("skipped batch %d of epoch %d: %s (step %d)", s.batch_in_epoch, epoch + 1, bad, s.step)
                     continue
                 consecutive_skips = 0
-                self.optimizer.step()
+                self.train_step.apply_update(norm)
             self.scheduler.step()
             s.step += 1
             if self.first_step_at is None:
@@ -329,6 +353,8 @@ class Trainer:
         if not all(map(math.isfinite, means)):
             raise NonFinite("NaN/Inf loss", epoch, s.batch_in_epoch, s.step)
         scalars = {f"train/{k}": v for k, v in zip(self.terms, means, strict=True)}
+        if self.train_step.guard is not None:
+            scalars["train/skipped_updates"] = float(self.train_step.guard.skipped.item())
         scalars.update({f"train/{k}": v for k, v in self.objective.schedule_values(s.step - 1).items()})
         self.tracker.scalars(scalars, s.step)
         interval_sums.zero_()
@@ -433,15 +459,12 @@ class Trainer:
     def _end_epoch(self, epoch: int, train_means: dict[str, float], throughput: float) -> None:
         s = self.state
         has_val = self.data.val.shape[0] > 0
-        val = (
-            evaluate(
-                self.model,
-                self.objective,
-                labelled_batches(self.data.val, self.data.val_labels, self.cfg.eval_batch_size),
-            )
-            if has_val
-            else dict(train_means)
-        )
+        if has_val:
+            with self.judged():
+                batches = labelled_batches(self.data.val, self.data.val_labels, self.cfg.eval_batch_size)
+                val = evaluate(self.model, self.objective, batches)
+        else:
+            val = dict(train_means)
         s.epoch, s.batch_in_epoch = epoch + 1, 0
         s.epoch_sums, s.epoch_count, s.epoch_seconds = [0.0] * len(self.terms), 0, 0.0
         s.interval_sums, s.interval_count = [0.0] * len(self.terms), 0
@@ -452,9 +475,10 @@ class Trainer:
         scalars.update({"train/lr": lr, "train/images_per_sec": throughput, "train/epoch": float(epoch + 1)})
         self.tracker.scalars(scalars, s.step)
         last = epoch + 1 == self.cfg.epochs
-        if (epoch + 1) % self.image_every == 0 or last:
-            self._log_images(epoch)
-        latent_scalars = self.latent_monitor.on_epoch_end(epoch + 1, s.step, last=last)
+        with self.judged():
+            if (epoch + 1) % self.image_every == 0 or last:
+                self._log_images(epoch)
+            latent_scalars = self.latent_monitor.on_epoch_end(epoch + 1, s.step, last=last)
         record = {"epoch": epoch + 1, "step": s.step, "images_per_sec": throughput, "lr": lr}
         record.update(latent_scalars)
         record.update({f"train/{k}": v for k, v in train_means.items()})
@@ -499,7 +523,8 @@ class Trainer:
             signum = self.stop_requested()
             if signum and self.state.epoch < self.cfg.epochs:
                 raise self._interrupted(signum, epoch, where=f"the end of epoch {epoch + 1} (step {self.state.step})")
-        self.latent_monitor.on_fit_end(self.state.step)
+        with self.judged():
+            self.latent_monitor.on_fit_end(self.state.step)
         return self.state
 
 
