@@ -9,7 +9,20 @@ import torch
 import torch.nn.functional as F
 
 from tests.conftest import model_config
-from vae_cli.config import ConvConfig, ELBOConfig, MLPConfig, OptimConfig, Precision, TrainerConfig
+from vae_cli.config import (
+    ConvConfig,
+    ELBOConfig,
+    GaussianLikelihoodConfig,
+    HVAEConfig,
+    LikelihoodConfig,
+    LikelihoodName,
+    LogisticMixtureConfig,
+    MLPConfig,
+    OptimConfig,
+    Precision,
+    ResNetConfig,
+    TrainerConfig,
+)
 from vae_cli.errors import ConfigError
 from vae_cli.losses import ObjectiveContext
 from vae_cli.losses.elbo import ELBO
@@ -185,3 +198,71 @@ def test_cpu_wait_policy_leaves_the_users_environment_and_a_started_runtime_alon
     monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
     assert "already started" in apply_wait_policy(CpuWait.sleep)  # torch is imported in this process
     assert "OMP_WAIT_POLICY" not in __import__("os").environ
+
+
+SYNCS = ("item", "tolist", "__bool__", "__float__", "__int__", "__index__")
+
+
+class HostSync(AssertionError):
+    pass
+
+
+@pytest.fixture
+def no_host_sync(monkeypatch):
+    """Within the block, reading a tensor's value on the host (what would stall a GPU every step) raises."""
+    active = {"on": False}
+
+    def guard(name):
+        original = getattr(torch.Tensor, name)
+
+        def wrapper(self, *args, **kwargs):
+            if active["on"]:
+                raise HostSync(f"Tensor.{name} during the step")
+            return original(self, *args, **kwargs)
+
+        return wrapper
+
+    for name in SYNCS:
+        monkeypatch.setattr(torch.Tensor, name, guard(name))
+
+    class Switch:
+        def __enter__(self):
+            active["on"] = True
+
+        def __exit__(self, *exc):
+            active["on"] = False
+
+    return Switch()
+
+
+MODELS = {
+    "resnet + logistic mixture": (
+        ResNetConfig(widths=[4, 8], blocks=1, latent_dim=4),
+        LogisticMixtureConfig(components=2),
+    ),
+    "hvae + continuous bernoulli": (HVAEConfig(layers=2, latent_channels=2, widths=[4, 8], blocks=1), None),
+    "mlp + learned gaussian": (MLPConfig(hidden_dims=[16], latent_dim=4), GaussianLikelihoodConfig(std="learned")),
+}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_the_whole_step_with_guard_and_average_reads_nothing_back_to_the_host(name, no_host_sync):
+    """What the CUDA-graph path runs (forward, backward, clipping, the skip decision, Adam, the average) must
+    not wait for the device: every decision stays a tensor."""
+    arch, likelihood = MODELS[name]
+    lik = likelihood or LikelihoodConfig(name=LikelihoodName.continuous_bernoulli)
+    torch.manual_seed(0)
+    model = build_model(model_config(arch, likelihood=lik), (1, 28, 28))
+    context = ObjectiveContext(train_size=64, latent_dim=model.latent_dim, layer_names=model.layer_names)
+    objective = ELBO(ELBOConfig(kl_warmup_steps=10, free_bits=0.1 if "hvae" in name else 0.0), context)
+    optimizer = build_optimizer(OptimConfig(), model.parameters(), fused=True)
+    cfg = TrainerConfig(batch_size=8, grad_clip=100.0, skip_grad_norm=1e-3, max_skips_in_a_row=1, ema_decay=0.9)
+    step = TrainStep(model, objective, optimizer, cfg, torch.device("cpu"))
+    x = torch.randint(0, 256, (8, 1, 28, 28)).float() / 255
+    before = [p.detach().clone() for p in model.parameters()]
+    with no_host_sync:
+        for i in range(4):
+            terms = step(x, torch.zeros(8, dtype=torch.long), i)
+    assert torch.isfinite(terms).all()
+    assert step.guard.skipped.item() == 2  # a threshold every step exceeds: skip, apply, skip, apply
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True))
