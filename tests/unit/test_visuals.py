@@ -126,3 +126,30 @@ def test_charts_and_grids_have_the_expected_sizes_and_are_written_atomically(tmp
     path = save_png(grid, tmp_path / "sub" / "g.png")
     assert Image.open(path).size == grid.size and [p.name for p in path.parent.iterdir()] == ["g.png"]
     assert math.isclose(to_tensor(grid).max().item(), 1.0)
+
+
+@pytest.mark.parametrize(("shape", "nrow"), [((5, 1, 7, 9), 2), ((16, 3, 4, 4), 8), ((3, 3, 5, 5), 8), ((1, 1, 3, 3), 1)])
+def test_image_grids_have_torchvisions_layout_without_importing_it(shape, nrow):
+    from torchvision.utils import make_grid as torchvision_grid
+
+    from vae_cli.tools.plots import make_grid
+
+    images = torch.rand(shape)
+    assert torch.equal(make_grid(images, nrow, padding=2, pad_value=1.0), torchvision_grid(images, nrow, 2, pad_value=1.0))
+
+
+def test_a_training_run_imports_neither_torchvision_nor_dynamo(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import TINY
+
+    code = (
+        "import sys, atexit\n"
+        "atexit.register(lambda: print(sorted(m for m in ('torchvision', 'torch._dynamo') if m in sys.modules)))\n"
+        f"sys.argv = ['vae-train', *{TINY!r}, 'trainer.epochs=1', 'hydra.run.dir={tmp_path / 'run'}']\n"
+        "from vae_cli.cli import main\nmain()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"  # the start-up seconds they cost (README "Start-up")

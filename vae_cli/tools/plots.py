@@ -50,13 +50,36 @@ def save_png(image: Image.Image, path: Path) -> Path:
     return path
 
 
-def grid_image(images: torch.Tensor, nrow: int, padding: int = 2) -> Image.Image:
-    """A grid of images in [0, 1] ``[N, C, H, W]`` as a PIL image (white padding, as the training grids)."""
-    from torchvision.utils import make_grid
+def make_grid(images: torch.Tensor, nrow: int, padding: int = 2, pad_value: float = 1.0) -> torch.Tensor:
+    """Images ``[N, C, H, W]`` tiled ``nrow`` to a row, as one RGB ``[3, H', W']`` tensor: the layout of
+    torchvision.utils.make_grid (grey images repeated to three channels), without importing torchvision, whose
+    import pulls in torch._dynamo (a second and a half at the first image log of every run)."""
+    if images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)
+    if images.shape[0] == 1:  # one image (a chart) is shown as it is, unpadded
+        return images[0].clone()
+    n, c, h, w = images.shape
+    cols = min(nrow, n)
+    rows = -(-n // cols)
+    cell_h, cell_w = h + padding, w + padding
+    grid = torch.full((c, rows * cell_h + padding, cols * cell_w + padding), pad_value, dtype=images.dtype)
+    for i in range(n):
+        y, x = divmod(i, cols)
+        grid[:, y * cell_h + padding : y * cell_h + padding + h, x * cell_w + padding : x * cell_w + padding + w] = (
+            images[i]
+        )
+    return grid
 
-    grid = make_grid(images.detach().float().clamp(0, 1).cpu(), nrow=nrow, padding=padding, pad_value=1.0)
+
+def grid_to_pil(grid: torch.Tensor) -> Image.Image:
+    """A ``[3, H, W]`` grid in [0, 1] as an 8-bit PIL image (rounded as torchvision's save_image does)."""
     array = grid.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
     return Image.fromarray(array)
+
+
+def grid_image(images: torch.Tensor, nrow: int, padding: int = 2) -> Image.Image:
+    """A grid of images in [0, 1] ``[N, C, H, W]`` as a PIL image (white padding, as the training grids)."""
+    return grid_to_pil(make_grid(images.detach().float().clamp(0, 1).cpu(), nrow=nrow, padding=padding))
 
 
 def to_tensor(image: Image.Image) -> torch.Tensor:

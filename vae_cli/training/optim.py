@@ -2,17 +2,72 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
 
 from vae_cli.config import OptimConfig, OptimizerName, Schedule
 
+# Start-up: torch's optimizers import torch._dynamo (about 1.0 s, a third of vae-train's launch -> first step) the
+# first time they are used, only to tell dynamo not to trace them: ``step`` through its grad-mode wrapper, which
+# imports it to insert graph breaks, and ``add_param_group`` / ``zero_grad`` / ``state_dict`` ... through
+# ``torch._disable_dynamo``, which imports it to mark them. vae-train never traces its optimizer (trainer.compile
+# compiles the forward pass and the loss only), so without compile the optimizer below steps through the same
+# update function directly, under no_grad (what the wrapper does for a non-differentiable optimizer), and the marks
+# are made without dynamo. The update is torch's own: tests/unit/test_step.py compares it with torch.optim.Adam
+# bit for bit, and tests/unit/test_optim.py checks that torch._dynamo is never imported.
 
-def build_optimizer(cfg: OptimConfig, params, fused: bool = False) -> torch.optim.Optimizer:
+
+def _skip_dynamo_marks(cls: type[torch.optim.Optimizer]) -> int:
+    """Cache each ``torch._disable_dynamo``-wrapped method of ``cls`` as its own marked version (the cache the
+    wrapper fills with dynamo's at its first call). Returns how many there were: 0 if a torch release changes the
+    mechanism, which then only costs the import again."""
+    from torch._compile import _disable_dynamo
+
+    wrapper_code = _disable_dynamo(lambda: None).__code__
+    found = 0
+    for klass in cls.__mro__:
+        for attr in vars(klass).values():
+            original = getattr(attr, "__wrapped__", None)
+            if getattr(attr, "__code__", None) is wrapper_code and original is not None:
+                if getattr(original, "__dynamo_disable", None) is None:
+                    original.__dynamo_disable = original  # type: ignore[attr-defined]
+                found += 1
+    return found
+
+
+class EagerAdam(torch.optim.Adam):
+    """``torch.optim.Adam``, stepped without importing torch._dynamo (see above)."""
+
+    @torch.no_grad()
+    def step(self, closure=None):  # type: ignore[override]
+        return _ADAM_UPDATE(self, closure)
+
+
+class EagerAdamW(torch.optim.AdamW):
+    """``torch.optim.AdamW``, stepped without importing torch._dynamo (see above)."""
+
+    @torch.no_grad()
+    def step(self, closure=None):  # type: ignore[override]
+        return _ADAMW_UPDATE(self, closure)
+
+
+# The update functions themselves, under every wrapper (grad mode, profiling hooks).
+_ADAM_UPDATE = inspect.unwrap(torch.optim.Adam.step)
+_ADAMW_UPDATE = inspect.unwrap(torch.optim.AdamW.step)
+
+
+def build_optimizer(cfg: OptimConfig, params, fused: bool = False, compiled: bool = False) -> torch.optim.Optimizer:
     """``fused=True`` updates every parameter in one kernel (CPU and CUDA): the same Adam math, and on the classic
-    MLP about 15% of a CPU step saved over the default multi-tensor implementation."""
-    cls = torch.optim.Adam if cfg.name == OptimizerName.adam else torch.optim.AdamW
+    MLP about 15% of a CPU step saved over the default multi-tensor implementation. Unless the run compiles
+    (``compiled``), the optimizer does not import torch._dynamo."""
+    adam = cfg.name == OptimizerName.adam
+    if compiled:
+        cls: type[torch.optim.Optimizer] = torch.optim.Adam if adam else torch.optim.AdamW
+    else:
+        cls = EagerAdam if adam else EagerAdamW
+        _skip_dynamo_marks(cls)
     return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
 
 

@@ -1,10 +1,10 @@
-"""Import torch (and ``torch._dynamo``, which torch's optimizers import at their first use: about a second) in a
-background thread, while vae-train composes its config, claims its run directory and reads its data.
+"""Import torch (and its TensorBoard writer) in a background thread, while vae-train composes its config, claims its
+run directory and reads its data.
 
-A plain training run spends most of its start-up importing: ~1.4 s for torch and ~1.1 s for ``torch._dynamo``,
-pulled in by the first ``torch.optim`` call whatever the optimizer. Started as soon as the command line is known to
-be a training run, the imports overlap the rest of the start-up; the main thread blocks on them only where it
-needs torch (Python's import locks make that safe).
+A plain training run spends most of its start-up importing: ~1.4 s for torch (and it spent ~1.0 s more on
+``torch._dynamo``, which torch's optimizers import at their first use, until vae_cli/training/optim.py stepped
+around it). Started as soon as the command line is known to be a training run, the imports overlap the rest of the
+start-up; the main thread blocks on them only where it needs torch (Python's import locks make that safe).
 
 OpenMP reads its wait policy and thread count when torch starts, so they are applied first, from the command
 line (``trainer.cpu_wait``, ``trainer.cpu_threads``); when an ``experiment`` could set them instead, or for a sweep
@@ -19,7 +19,9 @@ import threading
 
 from vae_cli.config import CpuWait
 
-MODULES = ("torch", "torch._dynamo", "torch.utils.tensorboard")
+# torch._dynamo is not among them: vae-train's optimizer no longer needs it (vae_cli/training/optim.py), and a
+# compiled run imports it when it compiles.
+MODULES = ("torch", "torch.utils.tensorboard")
 _thread: threading.Thread | None = None
 
 

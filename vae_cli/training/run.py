@@ -232,7 +232,9 @@ def _train(prepared: Prepared, run_dir: Path, dist: Distributed) -> dict[str, An
 
     model, objective = build_model_and_objective(cfg, data, device)
     param_groups = [{"params": list(model.parameters()), "name": "model"}, *objective.param_groups()]
-    optimizer = build_optimizer(cfg.optim, param_groups, fused=device.type in ("cpu", "cuda"))
+    optimizer = build_optimizer(
+        cfg.optim, param_groups, fused=device.type in ("cpu", "cuda"), compiled=bool(cfg.trainer.compile)
+    )
     if dist.enabled:
         # The same initial weights everywhere (DDP also broadcasts rank 0's), then each rank its own sampling
         # noise and augmentation draws: ranks see different images, their noise should not be the same either.

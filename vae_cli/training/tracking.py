@@ -49,7 +49,7 @@ class Tracker:
 
     def images(self, tag: str, images: torch.Tensor, step: int, epoch: int, nrow: int | None = None) -> None:
         """Log a grid of images in [0, 1], ``[N, C, H, W]``; also write it as a PNG."""
-        from torchvision.utils import make_grid, save_image
+        from vae_cli.tools.plots import grid_to_pil, make_grid
 
         images = images.detach().float().clamp(0, 1).cpu()
         nrow = nrow or max(1, round(images.shape[0] ** 0.5))
@@ -61,7 +61,7 @@ class Tracker:
 
             out = self.run_dir / "images" / f"{tag.replace('/', '_')}_epoch{epoch:03d}.png"
             with atomic_write(out, durable=False) as f:
-                save_image(grid, f, format="png")
+                grid_to_pil(grid.clone()).save(f, format="png")
 
     def hparams(self, hparams: dict[str, Any], metrics: dict[str, float], step: int) -> None:
         """Write the hparams-plugin summary into this run (not a sub-run). The metrics are tags the run logs
