@@ -128,14 +128,18 @@ def test_charts_and_grids_have_the_expected_sizes_and_are_written_atomically(tmp
     assert math.isclose(to_tensor(grid).max().item(), 1.0)
 
 
-@pytest.mark.parametrize(("shape", "nrow"), [((5, 1, 7, 9), 2), ((16, 3, 4, 4), 8), ((3, 3, 5, 5), 8), ((1, 1, 3, 3), 1)])
+@pytest.mark.parametrize(
+    ("shape", "nrow"), [((5, 1, 7, 9), 2), ((16, 3, 4, 4), 8), ((3, 3, 5, 5), 8), ((1, 1, 3, 3), 1)]
+)
 def test_image_grids_have_torchvisions_layout_without_importing_it(shape, nrow):
     from torchvision.utils import make_grid as torchvision_grid
 
     from vae_cli.tools.plots import make_grid
 
     images = torch.rand(shape)
-    assert torch.equal(make_grid(images, nrow, padding=2, pad_value=1.0), torchvision_grid(images, nrow, 2, pad_value=1.0))
+    assert torch.equal(
+        make_grid(images, nrow, padding=2, pad_value=1.0), torchvision_grid(images, nrow, 2, pad_value=1.0)
+    )
 
 
 def test_a_training_run_imports_neither_torchvision_nor_dynamo(tmp_path):

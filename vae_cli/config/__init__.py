@@ -35,9 +35,11 @@ from vae_cli.config.model import (
     MLPConfig,
     ModelConfig,
     MoGPriorConfig,
+    PixelCNNPriorConfig,
     PriorConfig,
     ResNetConfig,
     VampPriorConfig,
+    VQVAEConfig,
 )
 from vae_cli.config.objectives import (
     LOSS_SCHEMAS,
@@ -99,6 +101,7 @@ __all__ = [
     "NanPolicy",
     "OptimConfig",
     "OptimizerName",
+    "PixelCNNPriorConfig",
     "Precision",
     "PriorConfig",
     "PriorName",
@@ -111,6 +114,7 @@ __all__ = [
     "TrainConfig",
     "TrainSplit",
     "TrainerConfig",
+    "VQVAEConfig",
     "VampPriorConfig",
     "family_option",
     "known_train_size",

@@ -11,6 +11,7 @@ class Arch(str, Enum):
     conv = "conv"
     resnet = "resnet"
     hvae = "hvae"
+    vqvae = "vqvae"
 
 
 class OptimizerName(str, Enum):
@@ -96,6 +97,7 @@ class PriorName(str, Enum):
     normal = "normal"
     vamp = "vamp"
     mog = "mog"
+    pixelcnn = "pixelcnn"
 
 
 class PseudoInputInit(str, Enum):

@@ -60,11 +60,30 @@ class HVAEConfig(ModelConfig):
     cell_blocks: int = 1
 
 
+@dataclass
+class VQVAEConfig(ModelConfig):
+    arch: Arch = Arch.vqvae
+    # K codes of code_dim dimensions; the code grid is the residual backbone's coarsest map (7x7 at 28 px).
+    codebook_size: int = 512
+    code_dim: int = 64
+    # Three stages: 28 -> 14 -> 7 (a 7x7 grid, as in the paper's 32 -> 8), 32 -> 8, 64 -> 16.
+    widths: list[int] = field(default_factory=lambda: [32, 64, 64])
+    blocks: int = 2
+    # beta of the commitment loss beta |z_e - sg[z_q]|^2 (the encoder's side); 0.25 as in the paper.
+    commitment: float = 0.25
+    # Codebook by exponential moving averages (decay, Laplace smoothing) instead of the codebook loss.
+    ema: bool = False
+    ema_decay: float = 0.99
+    # Codes unused for a few hundred steps restart at random encoder outputs.
+    restart_dead_codes: bool = True
+
+
 MODEL_SCHEMAS: dict[str, type[ModelConfig]] = {
     "mlp": MLPConfig,
     "conv": ConvConfig,
     "resnet": ResNetConfig,
     "hvae": HVAEConfig,
+    "vqvae": VQVAEConfig,
 }
 
 
@@ -101,7 +120,9 @@ LIKELIHOOD_SCHEMAS: dict[str, type[LikelihoodConfig]] = {
 
 @dataclass
 class PriorConfig:
-    # p(z): normal (N(0, I), KL in closed form) | vamp (VampPrior) | mog (a learned mixture of Gaussians).
+    # p(z): normal (the model's own: N(0, I), KL in closed form; for model=hvae its hierarchical prior, for
+    # model=vqvae the uniform prior over codes) | vamp (VampPrior) | mog (a learned mixture of Gaussians) |
+    # pixelcnn (a second stage: a PixelCNN over the codes of a trained VQ-VAE).
     name: str = "normal"
 
 
@@ -121,8 +142,21 @@ class MoGPriorConfig(PriorConfig):
     components: int = 10
 
 
+@dataclass
+class PixelCNNPriorConfig(PriorConfig):
+    name: str = "pixelcnn"
+    # The VQ-VAE run (a run directory or a checkpoint) whose codes this prior learns: the run trains on that run's
+    # dataset, with its encoder, codebook and decoder frozen, and its samples decode through them.
+    vqvae: str | None = None
+    # The gated PixelCNN: channels, layers (>= 6 covers a 7x7 grid without blind spots), kernel size.
+    channels: int = 64
+    layers: int = 8
+    kernel: int = 3
+
+
 PRIOR_SCHEMAS: dict[str, type[PriorConfig]] = {
     "normal": PriorConfig,
     "vamp": VampPriorConfig,
     "mog": MoGPriorConfig,
+    "pixelcnn": PixelCNNPriorConfig,
 }

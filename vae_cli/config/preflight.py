@@ -141,10 +141,19 @@ def check_overrides(overrides: list[str], config_dir: Path) -> list[str]:
         except Exception as exc:  # OverrideParseException, or the lexer's own errors
             problems.append(parse_problem(text, exc))
     groups = sorted(p.name for p in config_dir.iterdir() if p.is_dir())
-    schemas = schemas_for(chosen_options(parsed, config_dir))
+    chosen = chosen_options(parsed, config_dir)
+    schemas = schemas_for(chosen)
+    # A VQ-VAE's second stage takes its model and likelihood from the VQ-VAE run (training/code_prior.py).
+    code_prior = "pixelcnn" in chosen["prior"]
     for override in parsed:
         key = override.key_or_group
         if key.startswith("hydra") or override.is_delete() or override.package:
+            continue
+        if code_prior and (key in ("model", "likelihood") or key.startswith(("model.", "likelihood."))):
+            problems.append(
+                f"'{override.input_line or key}' cannot be given with prior=pixelcnn: the model and the likelihood "
+                f"are those of the VQ-VAE in prior.vqvae=RUN. Drop it."
+            )
             continue
         try:
             values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]

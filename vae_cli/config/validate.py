@@ -284,6 +284,7 @@ def _check_model(cfg: DictConfig, need: Need) -> None:
             1 <= prior.components <= 10_000,
             f"prior.components must be in [1, 10000] (got {prior.components}).",
         )
+    _check_vqvae(cfg, need)
     if m.conditional:
         need(
             prior.name == "normal" or prior.name == "mog",
@@ -300,9 +301,58 @@ def _check_model(cfg: DictConfig, need: Need) -> None:
             need(False, f"model.conditional=true needs class labels, and dataset={d.name} has none.")
 
 
+def _check_vqvae(cfg: DictConfig, need: Need) -> None:
+    m, prior, loss = cfg.model, cfg.prior, cfg.loss
+    vq = Arch(m.arch) == Arch.vqvae
+    if prior.name == "pixelcnn":
+        need(
+            vq,
+            "prior=pixelcnn is a prior over the codes of a VQ-VAE, and this run's model is not one: give the VQ-VAE "
+            "run to learn it for (vae-train prior=pixelcnn prior.vqvae=RUN; the model then comes from RUN).",
+        )
+        need(1 <= prior.layers <= 64, f"prior.layers must be in [1, 64] (got {prior.layers}).")
+        need(1 <= prior.channels <= 4096, f"prior.channels must be in [1, 4096] (got {prior.channels}).")
+        need(
+            prior.kernel in (3, 5, 7),
+            f"prior.kernel must be 3, 5 or 7 (an odd width, centred; got {prior.kernel}).",
+        )
+    if not vq:
+        return
+    need(
+        2 <= m.codebook_size <= 65_536,
+        f"model.codebook_size must be in [2, 65536] codes (got {m.codebook_size}).",
+    )
+    need(1 <= m.code_dim <= 4096, f"model.code_dim must be in [1, 4096] (got {m.code_dim}).")
+    need(m.commitment >= 0, f"model.commitment must be >= 0 (got {m.commitment}).")
+    need(0 < m.ema_decay < 1, f"model.ema_decay must be in (0, 1) (got {m.ema_decay}).")
+    need(
+        prior.name in ("normal", "pixelcnn"),
+        f"model=vqvae trains under the uniform prior over its codes (prior=normal, the default) and then takes a "
+        f"PixelCNN prior in a second run (prior=pixelcnn prior.vqvae=RUN); prior={prior.name} is for the "
+        f"Gaussian latents of the other models.",
+    )
+    need(
+        not m.conditional,
+        "model=vqvae has no conditional (CVAE) form; drop model.conditional=true.",
+    )
+    need(
+        loss.name == "elbo",
+        f"model=vqvae trains with loss=elbo (reconstruction, its codebook and commitment losses, and the "
+        f"constant KL of a one-hot posterior); loss={loss.name} needs a Gaussian posterior.",
+    )
+    if loss.name == "elbo":
+        need(
+            loss.free_bits == 0 and loss.capacity_max is None,
+            "loss.free_bits and loss.capacity_max reshape a KL that is constant for model=vqvae (one-hot "
+            "posterior, log K per code); drop them.",
+        )
+
+
 def _check_objective(cfg: DictConfig, need: Need) -> None:
     loss, m, t, prior = cfg.loss, cfg.model, cfg.trainer, cfg.prior
     name = loss.name
+    if Arch(m.arch) == Arch.vqvae and name != "elbo":
+        return  # reported by _check_vqvae
     if Arch(m.arch) == Arch.hvae:
         if name in FLAT_ONLY_OBJECTIVES:
             need(

@@ -35,6 +35,20 @@ class ObjectiveContext:
     latent_dim: int
     # A hierarchical model's stochastic layers, top first (each gets its own KL term); () for one latent layer.
     layer_names: tuple[str, ...] = ()
+    # The model's own losses (added to the loss) and batch statistics (reported): a VQ-VAE's.
+    aux_loss_names: tuple[str, ...] = ()
+    monitor_names: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, model, train_size: int) -> ObjectiveContext:
+        """The context of ``model`` trained on ``train_size`` images."""
+        return cls(
+            train_size=train_size,
+            latent_dim=model.latent_dim,
+            layer_names=tuple(model.layer_names),
+            aux_loss_names=tuple(model.aux_loss_names),
+            monitor_names=tuple(model.monitor_names),
+        )
 
 
 class Objective(nn.Module):

@@ -32,7 +32,9 @@ class ELBO(Objective):
         self.capacity_max = None if cfg.capacity_max is None else float(cfg.capacity_max)
         self.capacity_steps = int(cfg.capacity_steps)
         layers = context.layer_names if context is not None else ()
-        self.terms = (*ELBO.terms, *(f"kl_{name}" for name in layers))
+        self.aux = context.aux_loss_names if context is not None else ()
+        self.monitored = context.monitor_names if context is not None else ()
+        self.terms = (*ELBO.terms, *(f"kl_{name}" for name in layers), *self.aux, *self.monitored)
 
     def schedule(self, step: torch.Tensor | None) -> dict[str, Any]:
         weights: dict[str, Any] = {"kl_weight": self.beta * ramp(step, self.kl_warmup_steps)}
@@ -53,4 +55,11 @@ class ELBO(Objective):
         if self.capacity_max is not None:
             kl = (kl - weights["capacity"]).abs()
         loss = self.recon_weight * terms["recon"] + weights["kl_weight"] * kl
-        return {"loss": loss, **terms, **layer_kl_terms(model, out)}
+        extra: Terms = {}
+        if self.aux or self.monitored:
+            # The model's own terms (a VQ-VAE's codebook and commitment losses join the loss).
+            aux = model.aux_losses(out)
+            for value in aux.values():
+                loss = loss + value
+            extra = {**aux, **model.monitors(out)}
+        return {"loss": loss, **terms, **layer_kl_terms(model, out), **extra}

@@ -13,9 +13,10 @@ from vae_cli.models.likelihoods import Likelihood, build_likelihood
 from vae_cli.models.networks import build_networks
 from vae_cli.models.priors import Prior, build_prior
 from vae_cli.models.vae import VAE, VAEOutput
+from vae_cli.models.vqvae import VQVAE, build_vqvae
 
 # What the trainer, objectives and tools work with: either model answers the same questions.
-Model = VAE | HierarchicalVAE
+Model = VAE | HierarchicalVAE | VQVAE
 
 
 def build_model(
@@ -33,6 +34,8 @@ def build_model(
     likelihood = build_likelihood(cfg.likelihood, binarized=binarized)
     if Arch(m.arch) == Arch.hvae:
         return build_hierarchical(m, image_shape, likelihood)
+    if Arch(m.arch) == Arch.vqvae:
+        return build_vqvae(m, cfg.prior, image_shape, likelihood)
     classes = num_classes if m.conditional else 0
     out_channels = likelihood.param_channels(image_shape[0])
     encoder, decoder = build_networks(m, image_shape, cond_dim=classes, out_channels=out_channels)
@@ -40,4 +43,4 @@ def build_model(
     return VAE(encoder, decoder, m.latent_dim, prior, likelihood, num_classes=classes)
 
 
-__all__ = ["VAE", "HierarchicalVAE", "Likelihood", "Model", "Prior", "VAEOutput", "build_model"]
+__all__ = ["VAE", "VQVAE", "HierarchicalVAE", "Likelihood", "Model", "Prior", "VAEOutput", "build_model"]

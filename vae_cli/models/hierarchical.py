@@ -26,7 +26,7 @@ from torch.nn import functional as F
 
 from vae_cli.models.likelihoods import Likelihood
 from vae_cli.models.networks import PreActBlock, coarsest_shape, residual_stages_down, residual_stages_up
-from vae_cli.models.vae import VAEOutput
+from vae_cli.models.vae import NoExtraTerms, VAEOutput
 
 SIGMA_MIN = 1e-3
 SOFTPLUS_ONE = math.log(math.e - 1)  # softplus(SOFTPLUS_ONE) = 1
@@ -96,7 +96,7 @@ class TopDownCell(nn.Module):
         return self.blocks(s + self.merge_net(z.to(s.dtype)))
 
 
-class HierarchicalVAE(nn.Module):
+class HierarchicalVAE(NoExtraTerms, nn.Module):
     """The hierarchy as one module with the flat VAE's interface (encode, decode, forward, sample, log_weights).
 
     ``bottom_up``: x -> features h ``[B, F, h, w]``; ``cells``: top (z_L) first; ``decoder``: s_0 -> likelihood

@@ -26,11 +26,31 @@ class VAEOutput:
     z: torch.Tensor  # [B, latent_dim], the reparameterized sample
     # A hierarchical model's closed-form KL of each dimension given the layers sampled above it; None for a flat one.
     kl_dims: torch.Tensor | None = None
+    # What a model adds for its own objective terms (a VQ-VAE's codes, codebook and commitment losses).
+    extras: dict[str, torch.Tensor] | None = None
 
 
-class VAE(nn.Module):
-    # One latent layer: free bits and KL terms are per dimension (a hierarchical model names its layers).
+class NoExtraTerms:
+    """The default of the model contract's extra terms: a model with no losses or monitors of its own."""
+
     layer_names: tuple[str, ...] = ()
+    # Losses the objective adds to its loss (a VQ-VAE's codebook and commitment), and batch statistics it reports.
+    aux_loss_names: tuple[str, ...] = ()
+    monitor_names: tuple[str, ...] = ()
+    # False when prior samples are meaningless (a VQ-VAE before its prior is trained): no sample grids then.
+    can_sample = True
+    # True when q(z|x) is a single point (VQ-VAE): importance sampling has nothing to average.
+    deterministic_posterior = False
+
+    def aux_losses(self, out: VAEOutput) -> dict[str, torch.Tensor]:
+        return {}
+
+    def monitors(self, out: VAEOutput) -> dict[str, torch.Tensor]:
+        return {}
+
+
+class VAE(NoExtraTerms, nn.Module):
+    # One latent layer: free bits and KL terms are per dimension (a hierarchical model names its layers).
 
     def __init__(
         self,

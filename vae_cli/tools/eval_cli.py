@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -226,10 +227,21 @@ def log_to_tensorboard(run: LoadedRun, result: EvalResult) -> None:
                 f"{prefix}/bits_per_dim": result.bits_per_dim,
                 f"{prefix}/active_units": float(result.active_units),
                 **{f"{prefix}/kl_{name}": value for name, value in (result.kl_per_layer or {}).items()},
+                **(
+                    {
+                        f"{prefix}/perplexity": float(result.codebook["perplexity"]),
+                        f"{prefix}/codes_used": float(result.codebook["fraction_used"]),
+                    }
+                    if result.codebook is not None
+                    else {}
+                ),
             },
             run.step,
         )
-        if result.kl_per_dim is not None:
+        if result.codebook is not None:  # a VQ-VAE: how often each code is used, most used first
+            counts = sorted(result.codebook["counts"], reverse=True)
+            chart = bar_chart(counts, f"code usage ({result.split})", "codes, most used first", "assignments")
+        elif result.kl_per_dim is not None:
             chart = bar_chart(
                 result.kl_per_dim, f"KL per latent dimension ({result.split})", "latent dimension", "KL (nats)"
             )
@@ -249,8 +261,43 @@ def log_to_tensorboard(run: LoadedRun, result: EvalResult) -> None:
                 event_file.unlink(missing_ok=True)
 
 
+def format_vq_table(result: EvalResult, run: LoadedRun) -> str:
+    """A VQ-VAE (and its prior's run): reconstruction, the prior's NLL of the codes, the bound, code usage."""
+    cb = result.codebook or {}
+    positions = math.prod(run.model.grid)
+    learned = run.model.prior.learned
+    prior_line = "prior -log p(codes), PixelCNN" if learned else "prior -log p(codes), uniform"
+    used = f"{cb.get('codes_used')} / {cb.get('codebook_size')}"
+    lines = [
+        f"{run.checkpoint_path} (epoch {run.epoch}, step {run.step})",
+        f"{result.split} split: {result.num_images} images, a {run.model.grid[0]}x{run.model.grid[1]} code grid of "
+        f"{cb.get('codebook_size')} codes, {result.seconds:.1f} s",
+        "",
+        f"  {'metric (per image)':<34}{'value':>12}",
+        f"  {'reconstruction -log p(x|c) (nats)':<34}{result.recon:>12.3f}",
+        f"  {prior_line + ' (nats)':<34}{result.kl:>12.3f}",
+        f"  {'   per code (bits)':<34}{result.kl / positions / math.log(2):>12.3f}",
+        f"  {'-log p(x) <= (nats)':<34}{result.nll_iw:>12.3f}",
+        f"  {'   (bits/dim)':<34}{result.bits_per_dim:>12.4f}",
+        f"  {'codebook perplexity':<34}{cb.get('perplexity', float('nan')):>12.1f}",
+        f"  {'codes used':<34}{used:>12}",
+        "",
+        "The bound is the ELBO of a one-hot posterior, -log p(x|c(x)) - log p(c(x)): an upper bound on -log p(x)"
+        + (
+            " under the PixelCNN prior."
+            if learned
+            else " under the uniform prior (train a PixelCNN prior on the codes "
+            f"for a far tighter one: vae-train prior=pixelcnn prior.vqvae={run.run_dir})."
+        ),
+    ]
+    return "\n".join(lines)
+
+
 def format_table(result: EvalResult, run: LoadedRun) -> str:
     from vae_cli.tools.visuals import dims_by_kl
+
+    if result.codebook is not None:
+        return format_vq_table(result, run)
 
     latent_dim = len(result.mu_variance)
     per_dim_values = result.kl_per_dim if result.kl_per_dim is not None else result.mu_variance

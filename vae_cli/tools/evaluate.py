@@ -71,6 +71,7 @@ class EvalResult:
     active_threshold: float
     kl_per_dim: list[float] | None  # mean KL of each latent dimension (sums to kl); None without a closed form
     kl_per_layer: dict[str, float] | None  # a hierarchical model's KL of each layer (one posterior sample)
+    codebook: dict[str, object] | None  # a VQ-VAE's code usage on the split (codebook_statistics)
     mu_variance: list[float]  # variance over the data of each dimension's posterior mean (the AU statistic)
     seconds: float
 
@@ -132,6 +133,23 @@ def importance_weighted_batch(
     return IWBatch(log_px=log_px, log_px_given_z=log_lik.mean(dim=0), kl=kl, mu=mu, logvar=logvar)
 
 
+def codebook_statistics(counts: torch.Tensor) -> dict[str, object]:
+    """Code usage over a split: the perplexity exp(H) of the code frequencies (K when every code is used equally,
+    1 when one code takes everything), the fraction of codes used at all, and the bits per code of the uniform prior
+    against the frequencies' own entropy."""
+    total = counts.sum()
+    probs = counts / total
+    entropy = -(probs[probs > 0] * torch.log(probs[probs > 0])).sum().item()
+    return {
+        "perplexity": math.exp(entropy),
+        "codes_used": int((counts > 0).sum().item()),
+        "codebook_size": int(counts.numel()),
+        "fraction_used": float((counts > 0).double().mean().item()),
+        "entropy_bits_per_code": entropy / math.log(2),
+        "counts": [int(c) for c in counts.tolist()],
+    }
+
+
 def default_batch_size(k: int, max_decode: int = DEFAULT_MAX_DECODE, cap: int = 256) -> int:
     """Images per batch so that one batch's K samples fill about one decode call."""
     return max(1, min(cap, max_decode // max(1, k)))
@@ -150,11 +168,14 @@ def evaluate_images(
     """Every number of ``EvalResult`` over ``(images in [0, 1], labels)`` batches (the model is put in eval mode;
     the labels are used by a CVAE only)."""
     started = time.perf_counter()
+    if getattr(model, "deterministic_posterior", False):
+        k = 1  # one point of posterior mass: the importance-weighted estimate is the ELBO for every K
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     log_px, log_lik, kl, mus, kl_dims, kl_layers = [], [], [], [], [], []
+    code_counts = None
     num_pixels = 0
     for x, y in progress(batches) if progress is not None else batches:
         x = x.to(device)
@@ -172,6 +193,9 @@ def evaluate_images(
         if model.layer_names:
             one = model(x, y.to(device) if model.conditional else None)
             kl_layers.append(model.kl_layers(one).double().sum(dim=0))
+        if hasattr(model, "codes"):  # a VQ-VAE: how the split uses the codebook
+            counts = torch.bincount(model.codes(x).flatten(), minlength=model.quantizer.size).double()
+            code_counts = counts if code_counts is None else code_counts + counts
     model.train(was_training)
     if not log_px:
         raise ValueError("evaluate_images got no images")
@@ -183,6 +207,7 @@ def evaluate_images(
     kl_per_dim = (torch.stack(kl_dims).sum(dim=0) / n).tolist() if kl_dims else None
     per_layer = (torch.stack(kl_layers).sum(dim=0) / n).tolist() if kl_layers else None
     kl_per_layer = dict(zip(model.layer_names, per_layer, strict=True)) if per_layer is not None else None
+    codebook = codebook_statistics(code_counts) if code_counts is not None else None
     recon = -all_log_lik.double().mean().item()
     kl_mean = all_kl.double().mean().item()
     nll = -all_log_px.double().mean().item()
@@ -201,6 +226,7 @@ def evaluate_images(
         active_threshold=ACTIVE_UNIT_THRESHOLD,
         kl_per_dim=kl_per_dim,
         kl_per_layer=kl_per_layer,
+        codebook=codebook,
         mu_variance=mu_var.tolist(),
         seconds=round(time.perf_counter() - started, 3),
     )

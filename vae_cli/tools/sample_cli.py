@@ -76,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dims", type=positive_int, default=10, help="latent dimensions to traverse (default 10)")
     p.add_argument("--label", type=int, help="a conditional model (CVAE): draw every sample of this class")
+    p.add_argument(
+        "--uniform-codes",
+        action="store_true",
+        help="a VQ-VAE without a learned prior: decode uniformly drawn codes anyway (noise; for comparison with a "
+        "PixelCNN prior's samples)",
+    )
     p.add_argument("--split", choices=("test", "val"), default="test", help="where the real images come from")
     p.add_argument("--data-root", help="folder holding the dataset, replacing the run's dataset.root")
     p.add_argument("--checkpoint", choices=("best", "last"), default="best", help="for a run directory: which one")
@@ -110,6 +116,13 @@ def write_pictures(args: argparse.Namespace) -> list[Path]:
         )
     if args.label is not None and not 0 <= args.label < model.num_classes:
         raise VaeCliError(f"--label {args.label} is not a class of this model: use 0 to {model.num_classes - 1}.")
+    if not model.can_sample and not args.uniform_codes:
+        raise VaeCliError(
+            f"{run.run_dir} is a VQ-VAE trained under the uniform prior over its codes, so it has nothing to sample "
+            f"from: uniformly drawn codes decode to noise. Train a PixelCNN prior on its codes, then sample that run:\n"
+            f"  vae-train prior=pixelcnn prior.vqvae={run.run_dir}\n  vae-sample <that run> --out {args.out}\n"
+            f"(--uniform-codes decodes uniform codes anyway, to see the difference.)"
+        )
     split = load_split(run.cfg, args.split, data_root=args.data_root)
     images, labels = split.images, split.labels
     gen = torch.Generator().manual_seed(args.seed)

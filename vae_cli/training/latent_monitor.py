@@ -74,6 +74,11 @@ class LatentMonitor:
         pictures = epoch % self.every == 0 or last
         if pictures:
             mu, logvar = self._encode()
+            if hasattr(self.model, "codes"):  # a VQ-VAE: how often each code is used on the probe images
+                with torch.no_grad():
+                    batches = labelled_batches(self.images, self.labels, 500)
+                    codes = torch.cat([self.model.codes(x) for x, _ in batches])
+                self.tracker.histogram("latent/code_usage", codes.flatten().float(), step)
             self.tracker.histogram("latent/mu", mu, step)
             self.tracker.histogram("latent/logvar", logvar, step)
             dims = dims_by_usage(self.model, mu, logvar)[:TRAVERSAL_MAX_DIMS]

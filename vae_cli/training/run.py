@@ -40,6 +40,7 @@ from vae_cli.training.checkpoint import (
     load_with_fallback,
     remove_stale_temp_files,
 )
+from vae_cli.training.code_prior import FrozenVQVAE, attach_vqvae, load_frozen
 from vae_cli.training.distributed import Distributed, any_rank, from_environment
 from vae_cli.training.distributed import start as start_distributed
 from vae_cli.training.distributed import stop as stop_distributed
@@ -143,12 +144,17 @@ class Prepared:
     resume_path: Path | None = None
     warning: str | None = None  # the resume fell back to the run's other checkpoint
     overrides: list[str] = field(default_factory=list)  # this command line's (TensorBoard's HPARAMS view)
+    frozen_vqvae: FrozenVQVAE | None = None  # prior=pixelcnn: the VQ-VAE whose codes it learns
 
 
 def prepare(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> Prepared:
     if not cfg.trainer.resume:
+        frozen = None
+        if cfg.prior.name == "pixelcnn":
+            # A VQ-VAE's second stage: its model, likelihood and data are the VQ-VAE run's (training/code_prior.py).
+            cfg, frozen = attach_vqvae(cfg, list(overrides or []))
         validate(cfg)
-        return Prepared(cfg, overrides=list(overrides or []))
+        return Prepared(cfg, overrides=list(overrides or []), frozen_vqvae=frozen)
     path, ckpt, warning = load_with_fallback(cfg.trainer.resume, preferred="last")
     merged = merge_resume_config(cfg, ckpt["config"], overrides or [], ckpt.get("batch_in_epoch", 0))
     check_resume_epochs(merged, ckpt, run_dir)
@@ -231,7 +237,18 @@ def _train(prepared: Prepared, run_dir: Path, dist: Distributed) -> dict[str, An
     )
 
     model, objective = build_model_and_objective(cfg, data, device)
-    param_groups = [{"params": list(model.parameters()), "name": "model"}, *objective.param_groups()]
+    model_info: dict[str, Any] = {}
+    if cfg.prior.name == "pixelcnn":
+        if prepared.frozen_vqvae is not None:
+            load_frozen(model, prepared.frozen_vqvae)
+            model_info["vqvae"] = prepared.frozen_vqvae.info
+            if prepared.frozen_vqvae.info.get("warning"):
+                log.warning("%s", prepared.frozen_vqvae.info["warning"])
+        else:  # a resume: the pair is in the checkpoint (and the model was built frozen)
+            model_info["vqvae"] = (resume_ckpt or {}).get("model_info", {}).get("vqvae")
+        log.info("a PixelCNN prior over the codes of the VQ-VAE %s (frozen)", (model_info["vqvae"] or {}).get("path"))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    param_groups = [{"params": trainable, "name": "model"}, *objective.param_groups()]
     optimizer = build_optimizer(
         cfg.optim, param_groups, fused=device.type in ("cpu", "cuda"), compiled=bool(cfg.trainer.compile)
     )
@@ -272,6 +289,7 @@ def _train(prepared: Prepared, run_dir: Path, dist: Distributed) -> dict[str, An
         ),
         dist=dist,
         max_image_logs=cfg.logger.max_image_logs,
+        model_info=model_info,
     )
     if resume_ckpt is not None:
         trainer.load_state_dict(resume_ckpt)
@@ -401,6 +419,5 @@ def build_model_and_objective(cfg: DictConfig, data: ImageSplits, device: torch.
         )
     model = build_model(cfg, data.image_shape, num_classes=num_classes, init_images=init_images).to(device)
     train_size = data.train.shape[0]
-    context = ObjectiveContext(train_size=train_size, latent_dim=model.latent_dim, layer_names=model.layer_names)
-    objective = build_objective(cfg.loss, context)
+    objective = build_objective(cfg.loss, ObjectiveContext.of(model, train_size))
     return model, objective.to(device)

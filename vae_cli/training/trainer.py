@@ -123,10 +123,13 @@ class Trainer:
         stop_requested: Callable[[], int | None] = lambda: None,
         dist: Distributed | None = None,
         max_image_logs: int = 50,
+        model_info: dict[str, Any] | None = None,
     ) -> None:
         self.model = model
         self.objective = objective
         self.terms = objective.terms
+        # Recorded in every checkpoint beside what rebuilding the model needs (a prior's run: which VQ-VAE).
+        self.model_info = dict(model_info or {})
         # Under torchrun: this process's place; collectives below keep the ranks in step (vae_cli/distributed.py).
         self.dist = dist or Distributed()
         self.optimizer = optimizer
@@ -187,6 +190,7 @@ class Trainer:
             **self._average_and_guard_state(),
             # What rebuilding the model and the objective needs besides the config (vae-eval, vae-sample, load_run).
             "model_info": {
+                **self.model_info,
                 "num_classes": self.model.num_classes,
                 "train_size": int(self.data.train.shape[0]),
                 "image_shape": list(self.data.image_shape),
@@ -449,6 +453,9 @@ class Trainer:
         else:
             pairs = torch.cat([x, recon])
         self.tracker.images("images/reconstructions", pairs, self.state.step, epoch + 1, nrow=8)
+        if not self.model.can_sample:  # a VQ-VAE before its prior: uniform codes decode to noise, not samples
+            self.model.train(was_training)
+            return
         z = self.model.prior_sample(self.cfg.num_images, torch.Generator().manual_seed(self.sample_seed))
         samples = likelihood.mean(self.model.decode(z, self.sample_labels))
         # A CVAE's grid has one class per row of 8; otherwise a square grid.
