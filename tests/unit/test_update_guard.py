@@ -77,16 +77,20 @@ def test_the_guard_state_round_trips():
     assert other.in_a_row.item() == 2 and other.skipped.item() == 2
 
 
-def test_weight_average_is_the_exponential_moving_average_and_swaps_cleanly():
+def test_weight_average_is_the_warmed_up_exponential_moving_average_and_swaps_cleanly():
     model, optimizer = toy()
     ema = WeightAverage(model, decay=0.9)
     expected = [p.detach().clone() for p in model.parameters()]
-    for _ in range(5):
+    initial_share = 1.0
+    for n in range(1, 101):  # the warm-up (1 + n) / (10 + n) reaches 0.9 at n = 81: both regimes
         backward(model)
         optimizer.step()
         ema.update()
-        expected = [0.9 * e + 0.1 * p.detach() for e, p in zip(expected, model.parameters(), strict=True)]
+        d = min(0.9, (1 + n) / (10 + n))
+        initial_share *= d
+        expected = [d * e + (1 - d) * p.detach() for e, p in zip(expected, model.parameters(), strict=True)]
     assert all(torch.allclose(a, e, atol=1e-6) for a, e in zip(ema.average, expected, strict=True))
+    assert initial_share < 1e-7  # a plain 0.9 average would still hold 0.9**100 = 3e-5 of the initial weights
     trained = [p.detach().clone() for p in model.parameters()]
     with ema.swapped():
         assert all(torch.allclose(p, e, atol=1e-6) for p, e in zip(model.parameters(), expected, strict=True))
@@ -96,8 +100,8 @@ def test_weight_average_is_the_exponential_moving_average_and_swaps_cleanly():
     state = ema.averaged_state_dict()
     assert torch.allclose(state["0.weight"], expected[0], atol=1e-6)
     fresh = WeightAverage(toy(1)[0], decay=0.9)
-    fresh.load_averaged(state)
-    assert torch.allclose(fresh.average[0], expected[0], atol=1e-6)
+    fresh.load_averaged(state, updates=ema.updates.item())
+    assert torch.allclose(fresh.average[0], expected[0], atol=1e-6) and fresh.updates.item() == 100
 
 
 def test_clipping_then_the_guard_does_not_shrink_an_update_twice():

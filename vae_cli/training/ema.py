@@ -1,10 +1,15 @@
 """An exponential moving average of the weights (``trainer.ema_decay``), used wherever the model is judged.
 
-    ema <- decay * ema + (1 - decay) * weights      after every optimizer step
+    ema <- d_n * ema + (1 - d_n) * weights,  d_n = min(decay, (1 + n) / (10 + n))   after update n = 1, 2, ...
+
+The warm-up of d_n (TensorFlow's ExponentialMovingAverage with num_updates) keeps the initial weights from
+dominating a short run: with a plain decay 0.999 the average of a 2,500-step run still holds 8% of the random
+initialization (0.999^2500), enough to cost tens of nats; with the warm-up it holds 1e-12 of it.
 
 NVAE and VDVAE evaluate and sample with such an average: it smooths the last steps' noise and is usually a few
 tenths of a nat better. Not ``torch.optim.swa_utils.AveragedModel``: its ``update_parameters`` branches on a device
 counter (``n_averaged == 0``), a host sync at every step; here the update is one ``_foreach_lerp_`` on the device.
+The update count is a device tensor, so the warm-up needs no host sync and is replayed correctly inside a CUDA graph.
 Buffers are copied, not averaged. ``swapped()`` puts the average into the model for evaluation and restores the
 training weights afterwards (in place: compiled functions and optimizer references stay valid).
 """
@@ -26,11 +31,15 @@ class WeightAverage:
         params = dict(model.named_parameters())
         self.live = [params[name] for name in self.names]
         self.average = [p.detach().clone() for p in self.live]
+        device = self.live[0].device if self.live else torch.device("cpu")
+        self.updates = torch.zeros((), device=device)
         self._active = False
 
     @torch.no_grad()
     def update(self) -> None:
-        torch._foreach_lerp_(self.average, [p.detach() for p in self.live], 1.0 - self.decay)
+        self.updates.add_(1.0)
+        decay = torch.clamp((1.0 + self.updates) / (10.0 + self.updates), max=self.decay)
+        torch._foreach_lerp_(self.average, [p.detach() for p in self.live], 1.0 - decay)
 
     @contextmanager
     def swapped(self) -> Iterator[None]:
@@ -56,7 +65,9 @@ class WeightAverage:
             state[name] = value.detach().clone()
         return state
 
-    def load_averaged(self, state: dict[str, torch.Tensor]) -> None:
+    def load_averaged(self, state: dict[str, torch.Tensor], updates: float) -> None:
+        """The average and its update count from a checkpoint (count 0: averaging starts from these weights)."""
         with torch.no_grad():
+            self.updates.fill_(float(updates))
             for name, value in zip(self.names, self.average, strict=True):
                 value.copy_(state[name])

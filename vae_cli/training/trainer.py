@@ -203,6 +203,7 @@ class Trainer:
         if step.ema is not None:
             # What vae-eval, vae-sample, load_run and the test split use (checkpoint.evaluation_weights).
             out["ema_model"] = step.ema.averaged_state_dict()
+            out["ema_updates"] = float(step.ema.updates.item())  # at a checkpoint, not in the step
         if step.guard is not None:
             out["update_guard"] = step.guard.state_dict()
         return out
@@ -219,8 +220,10 @@ class Trainer:
             self.objective.load_state_dict(ckpt.get("objective", {}))
             self.optimizer.load_state_dict(ckpt["optimizer"])
             if self.train_step.ema is not None:
-                # A run that starts averaging on resume starts from its current weights.
-                self.train_step.ema.load_averaged(ckpt.get("ema_model", ckpt["model"]))
+                # A run that starts averaging on resume starts from its current weights, with the warm-up.
+                averaged = "ema_model" in ckpt
+                updates = ckpt.get("ema_updates", 1e9 if averaged else 0.0)  # 1e9: no warm-up left
+                self.train_step.ema.load_averaged(ckpt.get("ema_model", ckpt["model"]), updates)
             if self.train_step.guard is not None:
                 self.train_step.guard.load_state_dict(ckpt.get("update_guard", {}))
         except (RuntimeError, ValueError, KeyError) as exc:
