@@ -4,6 +4,7 @@ import torch
 from tests.conftest import model_config
 from vae_cli.config import MODEL_SCHEMAS, Arch, ConvConfig, MLPConfig, ResNetConfig
 from vae_cli.models import VAE, HierarchicalVAE, build_model
+from vae_cli.models.vqvae import VQVAE
 
 FLAT = {
     Arch.mlp: lambda cond: MLPConfig(latent_dim=7, hidden_dims=[32, 16], conditional=cond),
@@ -60,8 +61,11 @@ def test_encoder_outputs_define_the_posterior_the_sample_comes_from():
 
 
 def test_one_model_class_for_every_flat_architecture():
+    # The networks of a flat Gaussian VAE are interchangeable parts of one class; the hierarchy and the VQ-VAE
+    # (a different latent: a code grid) are their own.
+    special = {"hvae": HierarchicalVAE, "vqvae": VQVAE}
     for arch, schema in MODEL_SCHEMAS.items():
-        expected = HierarchicalVAE if arch == "hvae" else VAE
+        expected = special.get(arch, VAE)
         assert type(build_model(model_config(schema()), (1, 28, 28))) is expected
 
 
