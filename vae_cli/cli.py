@@ -168,6 +168,17 @@ def _sweeper_argv(argv: list[str]) -> list[str]:
     return [*argv, *(f"{key}={value}" for key, value in OPTUNA_DEFAULTS.items() if key not in given)]
 
 
+def _family_argv(argv: list[str]) -> list[str]:
+    """A sweep whose swept dataset or experiment picks the model (or another family) for every job: that choice on
+    the command line too, so Hydra's sweep-level config is composed with it (config/preflight.py)."""
+    flags, overrides = split_argv(argv)
+    if "-m" not in flags and "--multirun" not in flags:
+        return argv
+    from vae_cli.config.preflight import sweep_family_choices
+
+    return [*argv, *sweep_family_choices(overrides, Path(config_dir()))]
+
+
 def _fail(message: str, code: int = 2) -> None:
     print(f"vae-train: error: {message}", file=sys.stderr)
     sys.exit(code)
@@ -348,7 +359,7 @@ def _main() -> None:
         _preflight(argv)
         print_resumed_config(argv)
         return
-    argv = _sweeper_argv(_resume_argv(argv))
+    argv = _family_argv(_sweeper_argv(_resume_argv(argv)))
     _preflight(argv)
     _preload(argv)
     argv = _torchrun_argv(argv)

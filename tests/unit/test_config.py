@@ -72,3 +72,23 @@ def test_config_round_trips_to_plain_yaml():
     cfg = compose_config()
     plain = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     assert plain["likelihood"]["name"] == "bernoulli"
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        # Each swept colour dataset picks the conv model; the sweep-level config (swept keys left out) would be the MLP.
+        (["dataset=cifar10,svhn", "model.conv_channels=[8,16]"], ["model=conv"]),
+        (["dataset=cifar10,svhn", "model.latent_dim=8"], ["model=conv"]),
+        (["dataset=cifar10,svhn", "model=conv", "model.conv_channels=[8]"], []),  # already named
+        (["dataset=cifar10,svhn", "trainer.epochs=2"], []),  # no model key: nothing to fix
+        (["dataset=mnist,cifar10", "model.latent_dim=8"], []),  # the jobs differ: the preflight judges each
+        (["dataset=cifar10", "model.conv_channels=[8]"], []),  # not a sweep
+        (["loss.beta=1,2", "model.latent_dim=8"], []),  # the swept key picks no family
+    ],
+)
+def test_a_sweep_names_the_family_its_swept_datasets_pick(overrides, expected):
+    from tests.conftest import REPO
+    from vae_cli.config.preflight import sweep_family_choices
+
+    assert sweep_family_choices(overrides, REPO / "configs") == expected

@@ -114,6 +114,31 @@ def chosen_options(parsed: list[Any], config_dir: Path) -> dict[str, list[str]]:
     return chosen
 
 
+def sweep_family_choices(overrides: list[str], config_dir: Path) -> list[str]:
+    """``group=option`` to add to a sweep's command line so that Hydra's sweep-level config has the family its jobs
+    have. Hydra composes the sweep's own config with the swept overrides left out: ``-m dataset=cifar10,svhn
+    model.conv_channels=[8,16]`` composes the default dataset's MLP there and fails on a conv key, although every
+    job (each dataset picks the conv model) is fine. Where every job runs one option of a family whose keys the
+    command line sets, and the sweep-level composition would run another, naming that option fixes it (the jobs
+    run it anyway)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception:
+        return []  # the preflight reports it
+    fixed = [o for o in parsed if not o.is_sweep_override()]
+    if len(fixed) == len(parsed):
+        return []
+    keyed = {o.key_or_group.split(".")[0] for o in fixed if "." in o.key_or_group and not o.package}
+    jobs, sweep_level = chosen_options(parsed, config_dir), chosen_options(fixed, config_dir)
+    return [
+        f"{group}={jobs[group][0]}"
+        for group in FAMILIES
+        if group in keyed and len(jobs[group]) == 1 and jobs[group] != sweep_level[group]
+    ]
+
+
 def schemas_for(chosen: dict[str, list[str]]) -> list[DictConfig]:
     """One typed root schema per combination of the chosen family options (a sweep may choose several)."""
     combos: list[dict[str, str]] = [{}]
