@@ -210,3 +210,28 @@ def test_a_prior_for_a_run_that_is_not_a_vqvae_or_with_its_keys_changed_is_refus
         proc = run_vae_train(args, cwd=tmp_path, check=False)
         assert proc.returncode == 2, (args, proc.stderr)
         assert message in " ".join(proc.stderr.split()) and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_bf16_and_vae_compare_work_on_a_vqvae_sweep(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["-m", *DATA, *VQ, "trainer.epochs=2", "trainer.precision=fp32,bf16", f"hydra.sweep.dir={sweep}"]
+    run_vae_train(args, cwd=tmp_path, timeout=600)
+    fp32, bf16 = (json.loads((sweep / job / "metrics.json").read_text()) for job in ("0", "1"))
+    assert math.isfinite(bf16["test/recon"]) and bf16["test/recon"] == pytest.approx(fp32["test/recon"], rel=0.1)
+    assert 1 <= bf16["val/perplexity"] <= 32
+    compare = tool("vae-compare", [str(sweep), "--metric", "val/recon"], tmp_path)
+    assert compare.returncode == 0, compare.stderr
+    assert "trainer.precision" in compare.stdout and "bf16" in compare.stdout and "Traceback" not in compare.stderr
+
+
+def test_a_diverging_vqvae_is_rolled_back_like_any_run(tmp_path):
+    run = tmp_path / "run"
+    run_vae_train([*DATA, *VQ, "model.ema=true", "trainer.epochs=1", f"hydra.run.dir={run}"], cwd=tmp_path)
+    proc = run_vae_train(
+        [f"trainer.resume={run}", "trainer.epochs=3", "optim.lr=1e6", "trainer.nan_policy=rollback"],
+        cwd=tmp_path,
+        check=False,
+    )
+    text = proc.stdout + proc.stderr
+    assert "rolled back" in text and "Traceback" not in text, text[-3000:]
+    assert all(torch.isfinite(t).all() for t in last(run)["model"].values() if t.is_floating_point())
