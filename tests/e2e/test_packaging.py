@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import site
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,9 @@ from tests.conftest import REPO, TINY
 
 
 def _run(cmd: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    # Without PYTHONPATH: the fresh environment must find vae_cli in its own site-packages, not in a checkout.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
     assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc
 
