@@ -126,7 +126,7 @@ def load_uint8(root: str, train: bool) -> torch.Tensor:
 def run_bare(args: argparse.Namespace, device: torch.device) -> dict:
     from omegaconf import OmegaConf
 
-    from vae_cli.config import Arch, LikelihoodConfig, ModelConfig, PriorConfig
+    from vae_cli.config import MODEL_SCHEMAS, LikelihoodConfig, PriorConfig
     from vae_cli.models import build_model
 
     train = load_uint8(args.data_root, True)
@@ -134,7 +134,7 @@ def run_bare(args: argparse.Namespace, device: torch.device) -> dict:
         train = train[: args.subset]
     x_all = train.float().div_(255).to(device)  # preloaded once: no per-sample work, no per-epoch copies
     test = load_uint8(args.data_root, False).float().div_(255).to(device)
-    parts = {"model": ModelConfig(arch=Arch(args.model)), "prior": PriorConfig(), "likelihood": LikelihoodConfig()}
+    parts = {"model": MODEL_SCHEMAS[args.model](), "prior": PriorConfig(), "likelihood": LikelihoodConfig()}
     model = build_model(OmegaConf.create(parts), IMAGE_SHAPE).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True if args.fused_adam else None)
 
