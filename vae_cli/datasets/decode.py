@@ -12,7 +12,7 @@ import math
 import threading
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from PIL import Image, ImageOps
 
 from vae_cli.config import ResizeMode
 from vae_cli.errors import DataError
+from vae_cli.training.signals import STOP
 
 log = logging.getLogger(__name__)
 
@@ -171,13 +172,26 @@ def decode_files(
             ok[i] = False
             errors.append((paths[i], f"{type(e).__name__}: {e}"))
 
+    def work_range(start: int, stop: int) -> None:
+        for i in range(start, stop):
+            if stopping.is_set():
+                return
+            work(i)
+
+    # A stop signal must not raise inside the pool's locks (polled(): it is only recorded while the files decode,
+    # and this thread stops at its next poll, a tenth of a second later at most); the queued files are skipped.
     pool = ThreadPoolExecutor(max_workers=max(1, workers))
-    try:
-        list(pool.map(work, range(len(paths)), chunksize=64))
-    finally:
-        # A stop (Ctrl-C) raised here must not wait for thousands of queued files: the rest are skipped.
-        stopping.set()
-        pool.shutdown(wait=True, cancel_futures=True)
+    with STOP.polled():
+        try:
+            futures = [pool.submit(work_range, s, min(s + 64, len(paths))) for s in range(0, len(paths), 64)]
+            pending = set(futures)
+            while pending and STOP.received is None:
+                _, pending = wait(pending, timeout=0.1)
+        finally:
+            stopping.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+    for future in futures:
+        future.result()  # an error outside decode_image's own handling (MemoryError, say) is not swallowed
     if errors and not skip_bad:
         errors.sort()
         listed = "; ".join(f"{p} ({why})" for p, why in errors[:5])

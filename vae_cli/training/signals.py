@@ -57,17 +57,18 @@ class StopSignal:
         self.entered: set[str] = {STARTUP}  # the phases this job has reached
         self._previous: dict[int, object] = {}
         self._depth = 0
+        self._polled = 0  # inside polled(): record only, never raise
 
     def __bool__(self) -> bool:
         return self.received is not None
 
     # ----- handlers --------------------------------------------------------------------------------------
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.received is not None and signum == signal.SIGINT:
+        if self.received is not None and signum == signal.SIGINT and not self._polled:
             raise StopRequested(signum, self.current, second=True)  # the user really wants out now
         if self.received is None:
             self.received = signum
-        if self.current in IMMEDIATE:
+        if self.current in IMMEDIATE and not self._polled:
             raise StopRequested(signum, self.current)
 
     def install(self) -> None:
@@ -112,6 +113,20 @@ class StopSignal:
             yield
         finally:
             self.current = previous
+
+    @contextlib.contextmanager
+    def polled(self) -> Iterator[None]:
+        """A block that must not be interrupted by an exception at an arbitrary point: code that holds locks of
+        threads (a thread pool's queue and semaphores: an exception between a lock's acquire and its release
+        leaves it held, and the pool's shutdown then waits forever). Inside, a signal is only recorded; the block
+        polls ``received`` and returns early; on leaving it, an immediate phase stops at once."""
+        self._polled += 1
+        try:
+            yield
+        finally:
+            self._polled -= 1
+        if self.current in IMMEDIATE:
+            self.check()
 
     def check(self) -> None:
         """Stop here if a signal was recorded (a safe point of a deferred phase)."""
