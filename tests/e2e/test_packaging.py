@@ -4,8 +4,8 @@ and from a plain source checkout."""
 from __future__ import annotations
 
 import json
-import site
 import os
+import site
 import subprocess
 import sys
 from pathlib import Path

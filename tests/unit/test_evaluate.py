@@ -127,13 +127,42 @@ def test_active_units_follow_burdas_variance_criterion():
     assert res.active_units == 1
 
 
+def decode_calls(model: VAE) -> list[int]:
+    """Records the samples (K chunk x images) of each decode call the IW estimate makes."""
+    calls: list[int] = []
+    inner = model.log_weights
+
+    def recording(x, y, eps):
+        calls.append(eps.shape[0] * eps.shape[1])
+        return inner(x, y, eps)
+
+    model.log_weights = recording
+    return calls
+
+
 def test_result_does_not_depend_on_decode_chunking():
     model, w, b, _, _ = linear_gaussian(mean_scale=0.5)
     x = data(30, w, b)
     whole = importance_weighted_batch(model, x, 50, torch.Generator().manual_seed(5), max_decode=10_000)
-    chunked = importance_weighted_batch(model, x, 50, torch.Generator().manual_seed(5), max_decode=40)
+    calls = decode_calls(model)
+    chunked = importance_weighted_batch(model, x, 50, torch.Generator().manual_seed(5), max_decode=1)
+    assert len(calls) > 1
     torch.testing.assert_close(whole.log_px, chunked.log_px)
     torch.testing.assert_close(whole.log_px_given_z, chunked.log_px_given_z)
+
+
+def test_a_decode_call_holds_fewer_samples_the_more_outputs_each_has():
+    # max_decode counts 784-output samples: this model's samples have D outputs, a 100-parameter-per-pixel
+    # likelihood's 100 D.
+    model, w, b, _, _ = linear_gaussian()
+    x = data(4, w, b)
+    calls = decode_calls(model)
+    importance_weighted_batch(model, x, 1000, torch.Generator().manual_seed(0), max_decode=4)
+    assert max(calls) <= 4 * 784 // D and max(calls) > 4 * 784 // D - 4  # whole K chunks of the 4 images
+    calls.clear()
+    model.likelihood.param_channels = lambda channels: 100 * channels
+    importance_weighted_batch(model, x, 1000, torch.Generator().manual_seed(0), max_decode=4)
+    assert max(calls) <= 4 * 784 // (100 * D)
 
 
 def test_tiny_weights_do_not_underflow_and_match_a_float64_reference():

@@ -38,6 +38,11 @@ from vae_cli.models.vae import VAE
 ACTIVE_UNIT_THRESHOLD = 1e-2
 # Images decoded in one call: bounds memory (K * batch decoder outputs) while keeping the matmuls large.
 DEFAULT_MAX_DECODE = 16384
+# max_decode counts samples of a 28x28 grey image whose likelihood has one parameter per pixel (784 decoder outputs
+# each); images with more outputs per sample decode proportionally fewer samples per call, so one call's tensors stay
+# about the same size (a 32x32 RGB image under a 10-component logistic mixture has 130x as many: 16384 of them at once
+# took 23 GB).
+REFERENCE_OUTPUTS = 784
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -117,7 +122,8 @@ def importance_weighted_batch(
     log_w = torch.empty(k, b, device=x.device)
     log_lik = torch.empty(k, b, device=x.device)
     log_ratio = torch.empty(k, b, device=x.device)  # log q(z_k|x) - log p(z_k)
-    chunk = max(1, max_decode // b)
+    outputs = model.likelihood.param_channels(x.shape[1]) * x[0, 0].numel()
+    chunk = max(1, max_decode * REFERENCE_OUTPUTS // outputs // b)
     for start in range(0, k, chunk):
         e = eps[start : start + chunk]  # [kc, B, D]
         ll, log_pz, log_qz, _ = model.log_weights(x, y, e)
