@@ -75,6 +75,32 @@ def run_vae_train(
     return proc
 
 
+def stopped_mid_run_then_resumed(args: list[str], run: Path, cwd: Path, after: str, timeout: float = 300) -> None:
+    """Train ``args`` into ``run``, Ctrl-C it as soon as its log shows ``after`` (e.g. "epoch 1/3": inside epoch 2,
+    mid-epoch), check it stopped with a mid-epoch checkpoint, then resume it to the end."""
+    import signal
+    import time
+
+    import torch
+
+    proc = subprocess.Popen(
+        [vae_train_executable(), *args, f"hydra.run.dir={run}"],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + timeout
+    while not ((run / "vae-train.log").is_file() and after in (run / "vae-train.log").read_text()):
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 130, err
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["batch_in_epoch"] > 0
+    run_vae_train([f"trainer.resume={run}"], cwd=cwd, timeout=2 * timeout)
+
+
 def single_run_dir(cwd: Path) -> Path:
     """The one run directory a single `vae-train` call made under cwd/outputs/<date>/<time>/."""
     runs = [p for p in (cwd / "outputs").glob("*/*") if p.is_dir() and p.parent.name != "multirun"]

@@ -7,17 +7,15 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import run_vae_train, vae_train_executable
+from tests.conftest import run_vae_train, stopped_mid_run_then_resumed, vae_train_executable
 from tests.e2e.events import load_events
 
 DATA = [
@@ -44,25 +42,6 @@ def last(run: Path) -> dict:
     return torch.load(run / "checkpoints" / "last.pt", weights_only=True)
 
 
-def interrupted_then_resumed(args: list[str], run: Path, cwd: Path) -> None:
-    proc = subprocess.Popen(
-        [vae_train_executable(), *args, f"hydra.run.dir={run}"],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.time() + 300
-    while not ((run / "vae-train.log").is_file() and "epoch 1/3" in (run / "vae-train.log").read_text()):
-        assert proc.poll() is None and time.time() < deadline
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 130, err
-    assert last(run)["batch_in_epoch"] > 0
-    run_vae_train([f"trainer.resume={run}"], cwd=cwd, timeout=600)
-
-
 @pytest.fixture(scope="module")
 def stages(tmp_path_factory) -> dict[str, Path]:
     """Stage 1 (the VQ-VAE, EMA codebook) and stage 2 (its PixelCNN prior), each straight and interrupted+resumed."""
@@ -70,10 +49,10 @@ def stages(tmp_path_factory) -> dict[str, Path]:
     runs = {name: cwd / name for name in ("vq", "vq_resumed", "prior", "prior_resumed")}
     stage1 = [*DATA, *VQ, "model.ema=true", "trainer.epochs=3"]
     run_vae_train([*stage1, f"hydra.run.dir={runs['vq']}"], cwd=cwd, timeout=600)
-    interrupted_then_resumed(stage1, runs["vq_resumed"], cwd)
+    stopped_mid_run_then_resumed(stage1, runs["vq_resumed"], cwd, after="epoch 1/3")
     stage2 = ["prior=pixelcnn", f"prior.vqvae={runs['vq']}", *PRIOR, "trainer.epochs=3", "trainer.batch_size=64"]
     run_vae_train([*stage2, f"hydra.run.dir={runs['prior']}"], cwd=cwd, timeout=600)
-    interrupted_then_resumed(stage2, runs["prior_resumed"], cwd)
+    stopped_mid_run_then_resumed(stage2, runs["prior_resumed"], cwd, after="epoch 1/3")
     return runs
 
 

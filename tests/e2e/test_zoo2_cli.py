@@ -6,17 +6,22 @@ from __future__ import annotations
 
 import json
 import math
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import DEBIAN_FASHION, REPO, need_path, run_vae_train, vae_train_executable
+from tests.conftest import (
+    DEBIAN_FASHION,
+    REPO,
+    need_path,
+    run_vae_train,
+    stopped_mid_run_then_resumed,
+    vae_train_executable,
+)
 from tests.e2e.events import load_events, scalar_steps
 
 # The data and trainer part of TINY (its model keys belong to model=mlp).
@@ -64,22 +69,7 @@ def hvae_runs(tmp_path_factory) -> tuple[Path, Path]:
     straight = cwd / "straight"
     run_vae_train([*args, f"hydra.run.dir={straight}"], cwd=cwd, timeout=600)
     resumed = cwd / "resumed"
-    proc = subprocess.Popen(
-        [vae_train_executable(), *args, f"hydra.run.dir={resumed}"],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.time() + 300
-    while not ((resumed / "vae-train.log").is_file() and "epoch 1/3" in (resumed / "vae-train.log").read_text()):
-        assert proc.poll() is None and time.time() < deadline
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 130, err
-    assert checkpoint(resumed)["batch_in_epoch"] > 0  # stopped inside epoch 2
-    run_vae_train([f"trainer.resume={resumed}"], cwd=cwd, timeout=600)
+    stopped_mid_run_then_resumed(args, resumed, cwd, after="epoch 1/3")  # stopped inside epoch 2
     return straight, resumed
 
 

@@ -7,17 +7,15 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import TINY, run_vae_train, vae_train_executable
+from tests.conftest import TINY, run_vae_train, stopped_mid_run_then_resumed, vae_train_executable
 from tests.e2e.events import load_events, scalar_steps
 
 OBJECTIVE_TERMS = {
@@ -201,22 +199,7 @@ def test_factor_vae_resumes_bit_identically_discriminator_included(tmp_path):
     args = [*TINY, "trainer.epochs=3", "dataset.num_train=1280", "loss=factor_vae", "loss.disc_hidden=[64,64]"]
     run_vae_train([*args, f"hydra.run.dir={tmp_path / 'straight'}"], cwd=tmp_path)
     run = tmp_path / "run"
-    proc = subprocess.Popen(
-        [vae_train_executable(), *args, f"hydra.run.dir={run}"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.time() + 120
-    while not ((run / "vae-train.log").is_file() and "epoch 1/3" in (run / "vae-train.log").read_text()):
-        assert proc.poll() is None and time.time() < deadline
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
-    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["batch_in_epoch"] > 0
-    run_vae_train([f"trainer.resume={run}"], cwd=tmp_path)
+    stopped_mid_run_then_resumed(args, run, tmp_path, after="epoch 1/3", timeout=120)
     (ma, oa), (mb, ob) = _weights(tmp_path / "straight"), _weights(run)
     assert oa.keys() == ob.keys() and any(k.startswith("discriminator.") for k in oa)
     for a, b in ((ma, mb), (oa, ob)):
