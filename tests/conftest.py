@@ -75,6 +75,12 @@ def run_vae_train(
     return proc
 
 
+def run_tool(name: str, args: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run another installed command (vae-eval, vae-sample, vae-compare) beside vae-train."""
+    exe = Path(vae_train_executable()).parent / name
+    return subprocess.run([str(exe), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
 def stopped_mid_run_then_resumed(args: list[str], run: Path, cwd: Path, after: str, timeout: float = 300) -> None:
     """Train ``args`` into ``run``, Ctrl-C it as soon as its log shows ``after`` (e.g. "epoch 1/3": inside epoch 2,
     mid-epoch), check it stopped with a mid-epoch checkpoint, then resume it to the end."""

@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import run_vae_train, stopped_mid_run_then_resumed, vae_train_executable
+from tests.conftest import run_tool, run_vae_train, stopped_mid_run_then_resumed, vae_train_executable
 from tests.e2e.events import load_events
 
 DATA = [
@@ -31,11 +31,6 @@ DATA = [
 ]
 VQ = ["model=vqvae", "model.widths=[4,8,8]", "model.blocks=1", "model.codebook_size=32", "model.code_dim=8"]
 PRIOR = ["prior.layers=6", "prior.channels=16"]
-
-
-def tool(name: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    exe = Path(vae_train_executable()).parent / name
-    return subprocess.run([str(exe), *args], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
 def last(run: Path) -> dict:
@@ -90,7 +85,7 @@ def test_stage_one_logs_codebook_health_and_no_sample_grid(stages):
 def test_vae_eval_reports_code_usage_the_prior_nll_and_a_tighter_bound(stages, tmp_path):
     results = {}
     for name in ("vq", "prior"):
-        proc = tool("vae-eval", [str(stages[name])], cwd=tmp_path)
+        proc = run_tool("vae-eval", [str(stages[name])], cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr
         assert "codebook perplexity" in proc.stdout and "-log p(x) <=" in proc.stdout
         results[name] = json.loads((stages[name] / "eval.json").read_text())["test"]
@@ -104,7 +99,7 @@ def test_vae_eval_reports_code_usage_the_prior_nll_and_a_tighter_bound(stages, t
 
 
 def test_vae_sample_needs_a_prior_and_draws_through_it(stages, tmp_path):
-    proc = tool("vae-sample", [str(stages["vq"]), "--out", str(tmp_path / "none")], cwd=tmp_path)
+    proc = run_tool("vae-sample", [str(stages["vq"]), "--out", str(tmp_path / "none")], cwd=tmp_path)
     assert (
         proc.returncode == 2
         and "vae-train prior=pixelcnn prior.vqvae=" in proc.stderr
@@ -112,7 +107,7 @@ def test_vae_sample_needs_a_prior_and_draws_through_it(stages, tmp_path):
     )
     assert not (tmp_path / "none").exists()
     for run, extra, out in ((stages["prior"], [], "prior"), (stages["vq"], ["--uniform-codes"], "uniform")):
-        proc = tool(
+        proc = run_tool(
             "vae-sample",
             [str(run), "--out", str(tmp_path / out), "--n", "16", "--temperature", "0.9", *extra],
             cwd=tmp_path,
@@ -198,7 +193,7 @@ def test_bf16_and_vae_compare_work_on_a_vqvae_sweep(tmp_path):
     fp32, bf16 = (json.loads((sweep / job / "metrics.json").read_text()) for job in ("0", "1"))
     assert math.isfinite(bf16["test/recon"]) and bf16["test/recon"] == pytest.approx(fp32["test/recon"], rel=0.1)
     assert 1 <= bf16["val/perplexity"] <= 32
-    compare = tool("vae-compare", [str(sweep), "--metric", "val/recon"], tmp_path)
+    compare = run_tool("vae-compare", [str(sweep), "--metric", "val/recon"], tmp_path)
     assert compare.returncode == 0, compare.stderr
     assert "trainer.precision" in compare.stdout and "bf16" in compare.stdout and "Traceback" not in compare.stderr
 

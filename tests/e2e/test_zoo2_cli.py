@@ -18,9 +18,9 @@ from tests.conftest import (
     DEBIAN_FASHION,
     REPO,
     need_path,
+    run_tool,
     run_vae_train,
     stopped_mid_run_then_resumed,
-    vae_train_executable,
 )
 from tests.e2e.events import load_events, scalar_steps
 
@@ -50,11 +50,6 @@ HVAE = [
     "trainer.nll_iw_every_epochs=1",
     "trainer.nll_iw_k=4",
 ]
-
-
-def tool(name: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    exe = Path(vae_train_executable()).parent / name
-    return subprocess.run([str(exe), *args], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
 def checkpoint(run: Path) -> dict:
@@ -101,14 +96,14 @@ def test_hvae_logs_each_layers_kl_and_the_skipped_updates(hvae_runs):
 
 def test_hvae_eval_and_sample_work_on_the_hierarchy(hvae_runs, tmp_path):
     _, run = hvae_runs
-    proc = tool("vae-eval", [str(run), "--k", "20", "--num-images", "40"], cwd=tmp_path)
+    proc = run_tool("vae-eval", [str(run), "--k", "20", "--num-images", "40"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "KL of layer z2" in proc.stdout and "40 images" in proc.stdout
     entry = json.loads((run / "eval.json").read_text())["test_first40"]
     assert entry["num_images"] == 40 and set(entry["kl_per_layer"]) == {"z1", "z2"}
     assert entry["nll_iw"] <= -entry["elbo"] + 1e-3  # IW-20 is at least as tight as the ELBO
     out = tmp_path / "pictures"
-    proc = tool("vae-sample", [str(run), "--out", str(out), "--n", "16"], cwd=tmp_path)
+    proc = run_tool("vae-sample", [str(run), "--out", str(out), "--n", "16"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     for name in ("samples.png", "reconstructions.png", "traversals.png", "interpolations_slerp.png"):
         assert Image.open(out / name).size[0] > 0
@@ -143,7 +138,7 @@ def test_logistic_mixture_on_colour_images_reports_8_bit_bits_per_dim(colour_fol
         f"hydra.run.dir={run}",
     ]
     run_vae_train(args, cwd=tmp_path, timeout=600)
-    proc = tool("vae-eval", [str(run), "--k", "8"], cwd=tmp_path)
+    proc = run_tool("vae-eval", [str(run), "--k", "8"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     entry = json.loads((run / "eval.json").read_text())["test"]
     dims = 3 * 16 * 16
@@ -179,7 +174,7 @@ def test_density_likelihoods_report_bits_on_the_8_bit_scale(tmp_path):
         timeout=600,
     )
     for job in ("0", "1", "2", "cb"):
-        proc = tool("vae-eval", [str(sweep / job), "--k", "8"], cwd=tmp_path)
+        proc = run_tool("vae-eval", [str(sweep / job), "--k", "8"], cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr
         entry = json.loads((sweep / job / "eval.json").read_text())["test"]
         expected = entry["nll_iw"] / (entry["num_pixels"] * math.log(2)) + math.log2(255)
