@@ -442,3 +442,13 @@ def test_dreg_under_torch_compile_is_the_eager_dreg_step():
         inductor.fallback_random = previous
     eager, plain = weights_after_steps(False, "dreg"), weights_after_steps(False, "iwae")
     assert gap(compiled, eager) < 1e-5 < gap(compiled, plain)
+
+
+def test_factor_vaes_beta_weighs_the_kl_term():
+    model = tiny_model(1)
+    torch.manual_seed(101)
+    objective = FactorVAE(FactorVAEConfig(gamma=6.0, beta=3.0, disc_hidden=[32, 32]), ctx())
+    x = binary_images(16)
+    torch.manual_seed(3)
+    terms = objective(model, x, None, None)
+    torch.testing.assert_close(terms["loss"], terms["recon"] + 3.0 * terms["kl"] + 6.0 * terms["tc"])

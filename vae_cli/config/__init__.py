@@ -2,6 +2,7 @@
 command-line overrides (``vae_cli.config.preflight``)."""
 
 from vae_cli.config.data import DatasetConfig
+from vae_cli.config.disentanglement import DisentanglementConfig
 from vae_cli.config.enums import (
     Arch,
     Binarize,
@@ -81,6 +82,7 @@ __all__ = [
     "DIPVariant",
     "DatasetConfig",
     "DeviceName",
+    "DisentanglementConfig",
     "ELBOConfig",
     "EmnistSplit",
     "FactorVAEConfig",

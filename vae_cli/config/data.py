@@ -67,6 +67,10 @@ class DatasetConfig:
     # Images with more pixels than this are refused as possible decompression bombs (PIL's own limit); raise it
     # for real scans or panoramas.
     max_image_pixels: int = 89_478_485
-    # Only for name=synthetic: how many train/test images to generate.
-    num_train: int = 2048
+    # synthetic: how many train/test images to generate. shapes2d, xyobject, dsprites: how many grid points form
+    # the test split (fixed seed) and the training split (null = all the others; N = a seeded subset).
+    num_train: int | None = 2048
     num_test: int = 512
+    # image_folder only: a CSV of ground-truth factors (a 'file' column of paths relative to root, then one column
+    # per factor) that makes the folder a factor dataset for vae-eval --disentanglement; null = none.
+    factors_csv: str | None = None

@@ -61,6 +61,9 @@ class FactorVAEConfig(LossConfig):
     # ELBO + gamma * TC, the TC estimated by a discriminator between q(z) and its dimension-wise permutation
     # (Kim & Mnih, 2018).
     gamma: float = 10.0
+    # Weight on the KL term: 1 in Kim & Mnih's objective; kept as a key so one sweep can set loss.beta for
+    # elbo, beta_tcvae and factor_vae alike.
+    beta: float = 1.0
     # The discriminator: an MLP with these hidden widths (leaky ReLU), trained by its own Adam.
     disc_hidden: list[int] = field(default_factory=lambda: [1000] * 6)
     disc_lr: float = 1.0e-4

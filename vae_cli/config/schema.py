@@ -14,6 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from vae_cli.config.data import DatasetConfig
+from vae_cli.config.disentanglement import DisentanglementConfig
 from vae_cli.config.model import (
     LIKELIHOOD_SCHEMAS,
     MODEL_SCHEMAS,
@@ -37,6 +38,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    disentanglement: DisentanglementConfig = field(default_factory=DisentanglementConfig)
 
 
 # Groups whose options each have a schema of their own: the YAML of option X starts from ``<X>_schema``.

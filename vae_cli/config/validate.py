@@ -47,7 +47,20 @@ EMNIST_TEST_SIZES = {
 }
 # Datasets that have class labels whatever their files hold (image_folder: only with class sub-folders; celeba:
 # only with dataset.label_attribute).
-LABELLED = {"mnist", "fashion_mnist", "kmnist", "emnist", "cifar10", "svhn", "synthetic"}
+LABELLED = {
+    "mnist",
+    "fashion_mnist",
+    "kmnist",
+    "emnist",
+    "cifar10",
+    "svhn",
+    "synthetic",
+    "shapes2d",
+    "xyobject",
+    "dsprites",
+}
+# Grid points of the factor datasets (vae_cli/factors), known without rendering or reading them.
+FACTOR_GRID_SIZES = {"shapes2d": 737_280, "dsprites": 737_280, "xyobject": 6_144}
 # Objectives built on the aggregate posterior q(z) of one latent vector (total correlation, covariances, MMD).
 FLAT_ONLY_OBJECTIVES = ("beta_tcvae", "factor_vae", "dip_vae", "info_vae")
 # torch.manual_seed takes a 64-bit value; the trainer adds per-rank and per-purpose offsets to the seed.
@@ -62,6 +75,9 @@ def known_train_size(d: DictConfig) -> int | None:
     from_test = TrainSplit(d.get("train_split", TrainSplit.train)) == TrainSplit.test
     if d.name == "synthetic":
         total = d.num_test if from_test else d.num_train
+    elif d.name in FACTOR_GRID_SIZES:
+        grid = FACTOR_GRID_SIZES[d.name]
+        total = d.num_test if from_test else (grid - d.num_test if d.num_train is None else d.num_train)
     elif d.name == "emnist":
         total = (EMNIST_TEST_SIZES if from_test else EMNIST_TRAIN_SIZES).get(EmnistSplit(d.split).value)
     else:
@@ -98,6 +114,7 @@ def validate(cfg: DictConfig) -> None:
     _check_model(cfg, need)
     _check_objective(cfg, need)
     _check_dataset(cfg, need, problems)
+    _check_disentanglement(cfg, need)
     if problems:
         raise ConfigError("Invalid configuration:\n  - " + "\n  - ".join(problems))
 
@@ -460,10 +477,72 @@ def _check_dataset(cfg: DictConfig, need: Need, problems: list[str]) -> None:
     need(d.memory_budget_mb >= 0, f"dataset.memory_budget_mb must be >= 0 (got {d.memory_budget_mb}).")
     need(d.num_workers >= 0, f"dataset.num_workers must be >= 0 (got {d.num_workers}).")
     need(d.max_image_pixels >= 1, f"dataset.max_image_pixels must be >= 1 (got {d.max_image_pixels}).")
-    need(d.num_train >= 1 and d.num_test >= 1, "dataset.num_train and dataset.num_test must be >= 1.")
+    need(
+        (d.num_train is None or d.num_train >= 1) and d.num_test >= 1,
+        "dataset.num_train (or null) and dataset.num_test must be >= 1.",
+    )
+    need(d.num_train is not None or d.name in FACTOR_GRID_SIZES, "dataset.num_train=null is only for factor datasets.")
+    if d.name in FACTOR_GRID_SIZES:
+        grid = FACTOR_GRID_SIZES[d.name]
+        need(
+            d.num_test + (d.num_train or 1) <= grid,
+            f"dataset.num_train + dataset.num_test must be at most the {grid} grid points of '{d.name}' (got "
+            f"{d.num_train} + {d.num_test}).",
+        )
+        need(
+            d.image_size == 64 and d.channels == (3 if d.name == "xyobject" else 1),
+            f"'{d.name}' images are {3 if d.name == 'xyobject' else 1}x64x64: dataset.image_size must be 64 and "
+            f"dataset.channels {3 if d.name == 'xyobject' else 1}.",
+        )
+    need(
+        d.factors_csv is None or d.name == "image_folder",
+        "dataset.factors_csv is read only by dataset=image_folder.",
+    )
     n_train = known_train_size(d)
     if n_train is not None and t.batch_size > n_train:
         problems.append(
             f"trainer.batch_size={t.batch_size} is larger than the training set ({n_train} images of "
             f"'{d.name}' after dataset.val_size/subset); use a smaller trainer.batch_size."
+        )
+
+
+def check_disentanglement_node(node: DictConfig, need: Need, prefix: str = "disentanglement.") -> None:
+    """The metric names and sample sizes (also checked by vae-eval for its own overrides)."""
+    from vae_cli.config.disentanglement import METRICS
+
+    unknown = [m for m in node.metrics if m not in METRICS]
+    need(not unknown, f"{prefix}metrics: unknown {unknown}; choose among {', '.join(METRICS)}.")
+    need(node.every_epochs >= 0, f"{prefix}every_epochs must be >= 0 (got {node.every_epochs}).")
+    for key, value in _ints(node):
+        if key.endswith(("num_train", "num_test", "num_eval", "num_variance_estimate", "batch_size", "num_bins")):
+            need(value >= 2, f"{prefix}{key} must be >= 2 (got {value}): the metrics need a spread of samples.")
+
+
+def _ints(node: Any, prefix: str = "") -> Iterator[tuple[str, int]]:
+    if isinstance(node, DictConfig):
+        for key, value in node.items():
+            yield from _ints(value, f"{prefix}{key}.")
+    elif isinstance(node, int) and not isinstance(node, bool):
+        yield prefix[:-1], node
+
+
+def _check_disentanglement(cfg: DictConfig, need: Need) -> None:
+    from vae_cli.factors.from_config import FACTOR_DATASETS
+
+    node = cfg.get("disentanglement")
+    if node is None:
+        return
+    check_disentanglement_node(node, need)
+    if node.every_epochs > 0:
+        d = cfg.dataset
+        need(
+            d.name in FACTOR_DATASETS or (d.name == "image_folder" and d.get("factors_csv")),
+            f"disentanglement.every_epochs={node.every_epochs} needs ground-truth factors, which dataset "
+            f"'{d.name}' has not: use dataset=shapes2d, xyobject or dsprites, or an image folder with "
+            f"dataset.factors_csv; or set disentanglement.every_epochs=0.",
+        )
+        need(
+            cfg.model.get("arch") != "vqvae" and not cfg.model.get("conditional", False),
+            "disentanglement.every_epochs > 0 scores the encoder mean of an unconditional Gaussian-latent model; "
+            "not a VQ-VAE or a conditional model.",
         )

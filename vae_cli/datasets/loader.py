@@ -16,6 +16,7 @@ import torch
 from vae_cli.config import Binarize, DatasetConfig, SubsetMode, TrainSplit
 from vae_cli.datasets.celeba import load_celeba
 from vae_cli.datasets.cifar import load_cifar10
+from vae_cli.datasets.factor_sets import load_dsprites_splits, load_shapes2d, load_xyobject
 from vae_cli.datasets.idx import load_idx_dataset
 from vae_cli.datasets.image_folder import load_image_folder
 from vae_cli.datasets.preprocess import FIXED_SAMPLE_DOMAIN, binarize_static, mix_seed
@@ -37,6 +38,9 @@ BUILDERS: dict[str, Callable[[DatasetConfig, Parts], RawSplits]] = {
     "celeba": load_celeba,
     "image_folder": load_image_folder,
     "synthetic": load_synthetic,
+    "shapes2d": load_shapes2d,
+    "xyobject": load_xyobject,
+    "dsprites": load_dsprites_splits,
 }
 
 

@@ -1,7 +1,7 @@
 """``loss=factor_vae``: the ELBO plus gamma times a discriminator's estimate of the total correlation
 (Kim & Mnih, 2018).
 
-    loss = recon + KL + gamma * E_q(z)[log D(z) / (1 - D(z))]      (D(z): probability that z comes from q(z))
+    loss = recon + beta * KL + gamma * E_q(z)[log D(z) / (1 - D(z))]  (D(z): probability that z comes from q(z))
     disc = -1/2 E_q(z)[log D(z)] - 1/2 E_perm[log (1 - D(z~))]     (z~: each dimension permuted across the batch)
 
 D is an MLP with two logits (joint, permuted); the density-ratio trick gives TC ~ E[logit_joint - logit_perm].
@@ -54,6 +54,7 @@ class FactorVAE(Objective):
     def __init__(self, cfg: Any, context: ObjectiveContext) -> None:
         super().__init__()
         self.gamma = float(cfg.gamma)
+        self.beta = float(cfg.beta)
         self.disc_lr = float(cfg.disc_lr)
         self.disc_betas = tuple(float(b) for b in cfg.disc_betas)
         self.discriminator = Discriminator(context.latent_dim, [int(h) for h in cfg.disc_hidden])
@@ -86,5 +87,5 @@ class FactorVAE(Objective):
                 + nn.functional.cross_entropy(d_perm, torch.ones_like(joint_label))
             )
             accuracy = 0.5 * ((d_joint.argmax(1) == 0).float().mean() + (d_perm.argmax(1) == 1).float().mean())
-        loss = terms["recon"] + terms["kl"] + self.gamma * tc
+        loss = terms["recon"] + self.beta * terms["kl"] + self.gamma * tc
         return {"loss": loss, **terms, "tc": tc, "disc": disc, "disc_acc": accuracy.detach()}

@@ -46,6 +46,17 @@ EVAL_COLUMNS = (
     "eval/test/active_units",
     "eval/test/k",
 )
+# Shown when at least one job has them: the final disentanglement metrics, from training
+# (disentanglement.every_epochs > 0, metrics.json) or from vae-eval --disentanglement (eval.json; it wins).
+DISENTANGLEMENT_COLUMNS = (
+    "disentanglement/mig",
+    "disentanglement/dci_disentanglement",
+    "disentanglement/dci_completeness",
+    "disentanglement/dci_informativeness_test",
+    "disentanglement/sap",
+    "disentanglement/factor_vae_score",
+    "disentanglement/beta_vae_score",
+)
 EVAL_KEYS = ("elbo", "recon", "kl", "nll_iw", "log_px_iw", "bits_per_dim", "active_units", "k")
 
 
@@ -58,13 +69,17 @@ def read_eval(job_dir: Path) -> dict[str, Any]:
         return {}
     if not isinstance(entries, dict):
         return {}
-    return {
+    flat = {
         f"eval/{split}/{key}": entry[key]
         for split, entry in entries.items()
-        if isinstance(entry, dict)
+        if isinstance(entry, dict) and split != "disentanglement"
         for key in EVAL_KEYS
         if key in entry
     }
+    scores = entries.get("disentanglement", {})
+    scores = scores.get("scores", {}) if isinstance(scores, dict) else {}
+    flat.update({k: v for k, v in scores.items() if k in DISENTANGLEMENT_COLUMNS})
+    return flat
 
 
 JOB_MARKERS = (".hydra", "run.json", "metrics.json", "vae-train.log")
@@ -178,7 +193,11 @@ def write_summary(sweep_dir: Path, rows: list[dict[str, Any]] | None = None) -> 
     for row in rows:
         row.update({k: v for k, v in _as_dict(row).items() if k in axes})
     mark_best(rows)
-    shown = [c for c in (*METRIC_COLUMNS, *EVAL_COLUMNS) if any(row.get(c) is not None for row in rows)]
+    shown = [
+        c
+        for c in (*METRIC_COLUMNS, *EVAL_COLUMNS, *DISENTANGLEMENT_COLUMNS)
+        if any(row.get(c) is not None for row in rows)
+    ]
     extra = ["reason"] if any(row["reason"] for row in rows) else []
     columns = ["job", *axes, *shown, "status", *extra, "best"]
     csv_path = sweep_dir / "summary.csv"

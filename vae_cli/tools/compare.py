@@ -5,6 +5,7 @@ Usage::
     vae-compare outputs/multirun/2026-11-24/09-00-00                 # rank by the best metric available
     vae-compare SWEEP --eval --k 200                                 # first vae-eval every job (test split)
     vae-compare SWEEP --metric val/elbo --x loss.beta
+    vae-compare SWEEP --disentanglement --metric disentanglement/mig   # score every job on its factors first
 
 Writes ``compare.csv``, ``compare.md`` and ``compare.png`` (the metric against one swept key, one line per value
 of the other swept keys) into the sweep folder, and prints the ranked table. With ``--eval`` it also evaluates
@@ -25,7 +26,7 @@ from vae_cli.tools.eval_cli import positive_int
 
 # Default ranking metric: the first one every finished job has.
 PREFERRED_METRICS = ("eval/test/nll_iw", "val/nll_iw", "val/elbo", "val/loss")
-HIGHER_IS_BETTER_WORDS = ("elbo", "log_px", "active_units")
+HIGHER_IS_BETTER_WORDS = ("elbo", "log_px", "active_units", "disentanglement/")
 
 
 def higher_is_better(metric: str) -> bool:
@@ -43,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval", action="store_true", help="run vae-eval (test split) on jobs not evaluated yet")
     p.add_argument("--k", type=positive_int, default=100, help="importance samples for --eval (default 100)")
     p.add_argument("--data-root", help="for --eval: folder holding the dataset")
+    p.add_argument(
+        "--disentanglement",
+        action="store_true",
+        help="run vae-eval --disentanglement on jobs not scored yet (factor datasets: shapes2d, dsprites, ...)",
+    )
     return p
 
 
@@ -116,7 +122,10 @@ def compare(
         row.update({k: v for k, v in _as_dict(row).items() if k in axes})
     metric = choose_metric(rows, metric)
     ranked = rank(rows, metric)
-    shown = [c for c in ("val/elbo", "val/nll_iw", "test/elbo", "eval/test/nll_iw", "eval/test/active_units")]
+    from vae_cli.sweeps.summary import DISENTANGLEMENT_COLUMNS
+
+    shown = ["val/elbo", "val/nll_iw", "test/elbo", "eval/test/nll_iw", "eval/test/active_units"]
+    shown += list(DISENTANGLEMENT_COLUMNS)
     shown = [c for c in shown if c != metric and any(r.get(c) is not None for r in rows)]
     columns = ["rank", "job", *axes, metric, *shown, "status"]
     buffer = io.StringIO()
@@ -150,6 +159,31 @@ def evaluate_jobs(sweep_dir: Path, k: int, data_root: str | None) -> None:
         print(f"job {job_dir.name}: test nll_iw {result.nll_iw:.3f} (K={k}, {result.seconds:.1f} s)", file=sys.stderr)
 
 
+def score_jobs(sweep_dir: Path, data_root: str | None) -> None:
+    """vae-eval --disentanglement for every finished job whose eval.json has no disentanglement entry yet."""
+    import json
+
+    from vae_cli.errors import VaeCliError
+    from vae_cli.sweeps.summary import job_dirs
+    from vae_cli.tools.disentanglement_eval import disentanglement_run
+
+    for job_dir in job_dirs(sweep_dir):
+        eval_file = job_dir / "eval.json"
+        try:
+            done = "disentanglement" in json.loads(eval_file.read_text()) if eval_file.is_file() else False
+        except (OSError, ValueError, TypeError):
+            done = False
+        if done or not (job_dir / "checkpoints").is_dir():
+            continue
+        try:
+            result, _ = disentanglement_run(job_dir, data_root=data_root)
+        except VaeCliError as exc:
+            print(f"vae-compare: job {job_dir.name} not scored: {exc}", file=sys.stderr)
+            continue
+        shown = ", ".join(f"{k.split('/')[-1]} {v:.3f}" for k, v in result.scores.items())
+        print(f"job {job_dir.name}: {shown}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     from vae_cli.errors import VaeCliError, reported_errors
@@ -169,10 +203,13 @@ def main(argv: list[str] | None = None) -> None:
                 f"{sweep_dir} is not a sweep folder: expected numbered job folders (0/, 1/, ...) as written by "
                 f"vae-train -m (e.g. outputs/multirun/<date>/<time>). For a single run use vae-eval."
             )
-        if args.eval:
+        if args.eval or args.disentanglement:
             from vae_cli.sweeps.summary import write_summary
 
-            evaluate_jobs(sweep_dir, args.k, args.data_root)
+            if args.eval:
+                evaluate_jobs(sweep_dir, args.k, args.data_root)
+            if args.disentanglement:
+                score_jobs(sweep_dir, args.data_root)
             write_summary(sweep_dir)
         _, _, files = compare(sweep_dir, args.metric, args.x)
     print(files[1].read_text())

@@ -5,10 +5,15 @@ Usage::
     vae-eval outputs/2026-11-24/08-14-43                 # test split, K = 1000, best checkpoint
     vae-eval RUN --split val --k 5000                    # paper-grade IW estimate on the validation split
     vae-eval RUN/checkpoints/last.pt --data-root ~/data  # another checkpoint; data moved elsewhere
+    vae-eval RUN --disentanglement                       # MIG, DCI, SAP, FactorVAE and BetaVAE scores
+    vae-eval RUN --disentanglement --set dci.num_train=2000 --set seed=1
 
 Reports ELBO, reconstruction and KL per image, the importance-weighted log-likelihood (IW-K), bits/dim, the
 number of active latent units and the KL of each latent dimension; merges them into ``RUN/eval.json`` (one entry
 per split), prints a table and logs them to the run's TensorBoard (``eval/<split>/...`` at the checkpoint's step).
+With ``--disentanglement`` it scores the encoder mean against the dataset's ground-truth factors instead (the
+run's ``disentanglement`` config: metrics, sample sizes, seed; ``--set`` changes them), into eval.json's
+``disentanglement`` entry and TensorBoard's ``disentanglement/*``.
 """
 
 from __future__ import annotations
@@ -110,6 +115,20 @@ def build_parser() -> argparse.ArgumentParser:
         "<split>_first<N>, so the whole split's numbers are kept apart",
     )
     p.add_argument("--no-write", action="store_true", help="print only: no eval.json, no TensorBoard")
+    p.add_argument(
+        "--disentanglement",
+        action="store_true",
+        help="score disentanglement against the dataset's ground-truth factors (MIG, DCI, SAP, FactorVAE and "
+        "BetaVAE scores) instead of the likelihood",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with --disentanglement: change a key of the run's disentanglement config, e.g. dci.num_train=2000, "
+        "seed=1, metrics=[mig,dci] (repeatable)",
+    )
     return p
 
 
@@ -333,6 +352,19 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     from vae_cli.errors import reported_errors
 
+    if args.set and not args.disentanglement:
+        build_parser().error("--set changes the disentanglement config: use it with --disentanglement")
+    if args.disentanglement:
+        from vae_cli.tools.disentanglement_eval import disentanglement_run, format_disentanglement
+
+        with reported_errors("vae-eval", "interrupted; nothing was written."):
+            scored, run = disentanglement_run(
+                args.path, args.data_root, args.set, args.checkpoint, args.device, write=not args.no_write
+            )
+        print(format_disentanglement(scored, run))
+        if not args.no_write:
+            print(f"\nwrote {run.run_dir / 'eval.json'} (entry disentanglement) and TensorBoard disentanglement/*")
+        return
     with reported_errors("vae-eval", "interrupted; nothing was written."):
         result, run = evaluate_run(
             args.path,

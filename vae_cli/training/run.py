@@ -41,6 +41,7 @@ from vae_cli.training.checkpoint import (
     remove_stale_temp_files,
 )
 from vae_cli.training.code_prior import FrozenVQVAE, attach_vqvae, load_frozen
+from vae_cli.training.disentanglement_monitor import DisentanglementMonitor
 from vae_cli.training.distributed import Distributed, any_rank, from_environment
 from vae_cli.training.distributed import start as start_distributed
 from vae_cli.training.distributed import stop as stop_distributed
@@ -290,6 +291,7 @@ def _train(prepared: Prepared, run_dir: Path, dist: Distributed) -> dict[str, An
         dist=dist,
         max_image_logs=cfg.logger.max_image_logs,
         model_info=model_info,
+        disentanglement=DisentanglementMonitor(model, cfg.disentanglement, cfg.dataset, tracker),
     )
     if resume_ckpt is not None:
         trainer.load_state_dict(resume_ckpt)
@@ -379,6 +381,8 @@ def final_metrics(
     for key in ("val/nll_iw", "val/bits_per_dim"):  # logged by the latent monitor after the last epoch
         if final.get(key) is not None:
             metrics[key] = final[key]
+    # Scored after the last epoch (disentanglement.every_epochs > 0): the final model's, not best.pt's.
+    metrics.update({k: v for k, v in final.items() if k.startswith("disentanglement/")})
     metrics.update({f"train/{k}": final.get(f"train/{k}") for k in objective.terms})
     metrics.update({f"test/{k}": v for k, v in test.items()})
     metrics.update(

@@ -27,6 +27,7 @@ from vae_cli.losses import Objective
 from vae_cli.models.vae import VAE
 from vae_cli.runs import disk
 from vae_cli.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from vae_cli.training.disentanglement_monitor import DisentanglementMonitor
 from vae_cli.training.distributed import Distributed, any_rank, sum_over_ranks
 from vae_cli.training.latent_monitor import LatentMonitor
 from vae_cli.training.step import TrainStep, portable_optimizer_state
@@ -124,6 +125,7 @@ class Trainer:
         dist: Distributed | None = None,
         max_image_logs: int = 50,
         model_info: dict[str, Any] | None = None,
+        disentanglement: DisentanglementMonitor | None = None,
     ) -> None:
         self.model = model
         self.objective = objective
@@ -164,6 +166,7 @@ class Trainer:
         # A CVAE's samples: each row of 8 one class, in order.
         classes = max(1, model.num_classes)
         self.sample_labels = (torch.arange(cfg.num_images, device=self.device) // 8) % classes
+        self.disentanglement = disentanglement
         self.latent_monitor = LatentMonitor(
             model, data, cfg, tracker, every=thinned_every(cfg.latent_every_epochs, cfg.epochs, max_image_logs)
         )
@@ -489,6 +492,8 @@ class Trainer:
             if (epoch + 1) % self.image_every == 0 or last:
                 self._log_images(epoch)
             latent_scalars = self.latent_monitor.on_epoch_end(epoch + 1, s.step, last=last)
+            if self.disentanglement is not None and self.dist.is_main:
+                latent_scalars.update(self.disentanglement.on_epoch_end(epoch + 1, s.step, last=last))
         record = {"epoch": epoch + 1, "step": s.step, "images_per_sec": throughput, "lr": lr}
         record.update(latent_scalars)
         record.update({f"train/{k}": v for k, v in train_means.items()})

@@ -1,0 +1,243 @@
+"""Disentanglement end to end: factor datasets through vae-train, the metrics in TensorBoard and metrics.json,
+vae-eval --disentanglement, a sweep ranked by a metric, an image folder with a factors CSV, and bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import run_tool, run_vae_train
+from tests.e2e.events import load_events, scalar_steps, scalar_values
+
+SHAPES_TINY = [
+    "dataset=shapes2d",
+    "model=mlp",
+    "dataset.num_train=1200",
+    "dataset.num_test=200",
+    "dataset.val_size=200",
+    "model.hidden_dims=[64]",
+    "model.latent_dim=4",
+    "trainer.epochs=2",
+    "trainer.batch_size=100",
+    "trainer.num_images=16",
+    "trainer.latent_images=200",
+    "trainer.nll_iw_every_epochs=0",
+    "trainer.embedding=false",
+    "trainer.progress=none",
+]
+# Small enough for seconds, large enough for every metric to run its whole procedure.
+METRICS_TINY = [
+    "disentanglement.metrics=[mig,sap,factor_vae,beta_vae]",
+    "disentanglement.mig.num_train=600",
+    "disentanglement.sap.num_train=300",
+    "disentanglement.sap.num_test=200",
+    "disentanglement.factor_vae.batch_size=16",
+    "disentanglement.factor_vae.num_train=60",
+    "disentanglement.factor_vae.num_eval=40",
+    "disentanglement.factor_vae.num_variance_estimate=300",
+    "disentanglement.beta_vae.batch_size=16",
+    "disentanglement.beta_vae.num_train=60",
+    "disentanglement.beta_vae.num_eval=40",
+]
+TAGS = ("mig", "sap", "factor_vae_score", "beta_vae_score")
+
+
+@pytest.fixture(scope="module")
+def scored_run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("dis")
+    run = root / "run"
+    run_vae_train([*SHAPES_TINY, *METRICS_TINY, "disentanglement.every_epochs=1", f"hydra.run.dir={run}"], cwd=root)
+    return run
+
+
+def test_training_logs_the_metrics_every_epoch_and_keeps_the_last_in_metrics_json(scored_run):
+    acc = load_events(scored_run)
+    metrics = json.loads((scored_run / "metrics.json").read_text())
+    steps = sorted({s for tag in TAGS for s in scalar_steps(acc, f"disentanglement/{tag}")})
+    assert len(steps) == 2 and steps[-1] == metrics["steps"]  # after each of the two epochs
+    for tag in TAGS:
+        values = scalar_values(acc, f"disentanglement/{tag}")
+        assert len(values) == 2 and all(0.0 <= v <= 1.0 for v in values), tag
+        assert metrics[f"disentanglement/{tag}"] == pytest.approx(values[-1], abs=1e-6)
+    assert "disentanglement after epoch 2" in (scored_run / "vae-train.log").read_text()
+
+
+def test_vae_eval_scores_the_run_again_to_the_same_numbers_and_records_them(scored_run, tmp_path):
+    proc = run_tool("vae-eval", [str(scored_run), "--disentanglement", "--checkpoint", "last"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "MIG" in proc.stdout and "BetaVAE score" in proc.stdout
+    entry = json.loads((scored_run / "eval.json").read_text())["disentanglement"]
+    trained = json.loads((scored_run / "metrics.json").read_text())
+    for tag in TAGS:  # the same config, seed and weights give the same numbers in another process
+        assert entry["scores"][f"disentanglement/{tag}"] == pytest.approx(trained[f"disentanglement/{tag}"], abs=1e-9)
+    assert entry["config"]["seed"] == 0 and entry["config"]["mig"]["num_train"] == 600
+    assert entry["config"]["factor_vae"]["batch_size"] == 16 and entry["representation"] == "mean of q(z|x)"
+    assert len(entry["details"]["mig"]["per_factor"]) == 5
+
+    # DCI, with sizes changed on the command line; recorded as what was asked.
+    proc = run_tool(
+        "vae-eval",
+        [
+            str(scored_run),
+            "--disentanglement",
+            "--set",
+            "metrics=[dci]",
+            "--set",
+            "dci.num_train=150",
+            "--set",
+            "dci.num_test=100",
+            "--set",
+            "seed=3",
+        ],
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    entry = json.loads((scored_run / "eval.json").read_text())["disentanglement"]
+    assert entry["config"]["seed"] == 3 and entry["config"]["dci"]["num_train"] == 150
+    importance = np.array(entry["details"]["dci"]["importance"])
+    assert importance.shape == (4, 5)  # latent dims x factors
+    for key in ("dci_disentanglement", "dci_completeness", "dci_informativeness_test"):
+        assert 0.0 <= entry["scores"][f"disentanglement/{key}"] <= 1.0
+    acc = load_events(scored_run)
+    assert scalar_steps(acc, "disentanglement/dci_disentanglement") == [
+        json.loads((scored_run / "metrics.json").read_text())["steps"]
+    ]
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--set", "bogus=1"], "bogus"),
+        (["--set", "metrics=[nope]"], "unknown ['nope']"),
+        (["--set", "mig.num_train=1"], "must be >= 2"),
+        (["--set", "dci.num_train"], "KEY=VALUE"),
+    ],
+)
+def test_bad_metric_settings_get_one_clear_message(scored_run, tmp_path, args, message):
+    before = (scored_run / "eval.json").read_bytes() if (scored_run / "eval.json").exists() else None
+    proc = run_tool("vae-eval", [str(scored_run), "--disentanglement", *args], cwd=tmp_path)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    after = (scored_run / "eval.json").read_bytes() if (scored_run / "eval.json").exists() else None
+    assert before == after
+
+
+def test_datasets_without_factors_and_missing_dsprites_are_refused_clearly(tmp_path):
+    from tests.conftest import TINY
+
+    proc = run_vae_train([*TINY, "disentanglement.every_epochs=1"], cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "needs ground-truth factors" in proc.stderr and "Traceback" not in proc.stderr
+    run = tmp_path / "plain"
+    run_vae_train([*TINY, "trainer.epochs=1", f"hydra.run.dir={run}"], cwd=tmp_path)
+    proc = run_tool("vae-eval", [str(run), "--disentanglement"], cwd=tmp_path)
+    assert proc.returncode == 2 and "has no ground-truth factors" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_vae_train(
+        ["dataset=dsprites", f"dataset.root={tmp_path / 'empty'}", "trainer.epochs=1"], cwd=tmp_path, check=False
+    )
+    assert proc.returncode == 2 and "dataset.download=true" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_sweep_of_objectives_is_ranked_by_a_disentanglement_metric(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_vae_train(
+        [
+            "-m",
+            *SHAPES_TINY,
+            *METRICS_TINY,
+            "trainer.epochs=1",
+            "loss=elbo,beta_tcvae,factor_vae",
+            "loss.beta=1,4",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert proc.returncode == 0
+    assert len([p for p in sweep.iterdir() if p.name.isdigit()]) == 6
+    proc = run_tool("vae-compare", [str(sweep), "--disentanglement", "--metric", "disentanglement/mig"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader((sweep / "summary.csv").open()))
+    assert len(rows) == 6 and all(r["disentanglement/mig"] != "" for r in rows)
+    ranked = list(csv.DictReader((sweep / "compare.csv").open()))
+    values = [float(r["disentanglement/mig"]) for r in ranked]
+    assert values == sorted(values, reverse=True)  # higher is better
+    assert "higher is better" in (sweep / "compare.md").read_text()
+    for job in range(6):  # each job's own scoring is in its eval.json
+        entry = json.loads((sweep / str(job) / "eval.json").read_text())["disentanglement"]
+        assert entry["scores"]["disentanglement/mig"] == pytest.approx(
+            float(rows[job]["disentanglement/mig"]), abs=1e-3
+        )
+
+
+def test_an_image_folder_with_a_factors_csv_is_scored(tmp_path):
+    folder = tmp_path / "squares"
+    folder.mkdir()
+    rows = []
+    for x in range(8):
+        for y in range(8):
+            for size in (3, 5):
+                image = np.zeros((16, 16), dtype=np.uint8)
+                image[y : y + size, x : x + size] = 255
+                name = f"sq_{x}_{y}_{size}.png"
+                Image.fromarray(image).save(folder / name)
+                rows.append(f"{name},{x},{y},{size}")
+    (folder / "factors.csv").write_text("file,x,y,size\n" + "\n".join(rows) + "\n")
+    run = tmp_path / "run"
+    run_vae_train(
+        [
+            "dataset=image_folder",
+            "model=mlp",
+            f"dataset.root={folder}",
+            "dataset.image_size=16",
+            "dataset.val_size=16",
+            "dataset.factors_csv=factors.csv",
+            "model.hidden_dims=[32]",
+            "model.latent_dim=3",
+            "trainer.epochs=1",
+            "trainer.batch_size=16",
+            "trainer.num_images=8",
+            "trainer.progress=none",
+            "trainer.embedding=false",
+            "trainer.nll_iw_every_epochs=0",
+            f"hydra.run.dir={run}",
+        ],
+        cwd=tmp_path,
+    )
+    args = [
+        str(run),
+        "--disentanglement",
+        "--set",
+        "metrics=[mig,factor_vae,beta_vae]",
+        "--set",
+        "mig.num_train=300",
+        "--set",
+        "factor_vae.batch_size=8",
+        "--set",
+        "factor_vae.num_train=40",
+        "--set",
+        "factor_vae.num_eval=20",
+        "--set",
+        "factor_vae.num_variance_estimate=100",
+        "--set",
+        "beta_vae.batch_size=8",
+        "--set",
+        "beta_vae.num_train=40",
+        "--set",
+        "beta_vae.num_eval=20",
+    ]
+    proc = run_tool("vae-eval", args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    entry = json.loads((run / "eval.json").read_text())["disentanglement"]
+    assert len(entry["details"]["mig"]["per_factor"]) == 3  # x, y, size
+    assert set(entry["scores"]) == {
+        "disentanglement/mig",
+        "disentanglement/factor_vae_score",
+        "disentanglement/beta_vae_score",
+    }
+    (folder / "factors.csv").write_text("file,x\nmissing.png,1\n")
+    proc = run_tool("vae-eval", args, cwd=tmp_path)
+    assert proc.returncode == 2 and "do not exist" in proc.stderr and "Traceback" not in proc.stderr
