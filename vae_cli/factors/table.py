@@ -26,6 +26,8 @@ class FactorTable(FactorData):
         self.factor_names = tuple(names)
         self.factor_sizes = tuple(int(s) for s in self.factors.max(axis=0) + 1)
         self._values = values
+        # Factor values -> the first row that has them (what observations() looks up).
+        self._first_row = {tuple(row): i for i, row in reversed(list(enumerate(self.factors.tolist())))}
         # For each factor and level: the rows that have it (what holding that factor fixed draws from).
         self._rows = [
             [np.flatnonzero(self.factors[:, k] == level) for level in range(size)]
@@ -40,9 +42,8 @@ class FactorTable(FactorData):
 
     def _rows_of(self, factors: np.ndarray) -> np.ndarray:
         """A row with exactly these factor values, for each (the first listed one)."""
-        lookup = {tuple(row): i for i, row in reversed(list(enumerate(self.factors.tolist())))}
         try:
-            return np.array([lookup[tuple(row)] for row in np.asarray(factors).tolist()], dtype=np.int64)
+            return np.array([self._first_row[tuple(row)] for row in np.asarray(factors).tolist()], dtype=np.int64)
         except KeyError as exc:
             raise ValueError(f"no image has the factor values {exc.args[0]}") from None
 
