@@ -241,3 +241,50 @@ def test_an_image_folder_with_a_factors_csv_is_scored(tmp_path):
     (folder / "factors.csv").write_text("file,x\nmissing.png,1\n")
     proc = run_tool("vae-eval", args, cwd=tmp_path)
     assert proc.returncode == 2 and "do not exist" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_dsprites_from_a_file_of_the_official_layout_and_xyobject_train_and_score(tmp_path):
+    from vae_cli.factors.dsprites import FILENAME
+
+    sizes = (1, 3, 2, 4, 4, 4)  # dSprites' layout on a smaller grid: colour, shape, scale, orientation, x, y
+    classes = np.indices(sizes).reshape(len(sizes), -1).T
+    images = np.zeros((len(classes), 64, 64), dtype=np.uint8)
+    for i, (_, shape, scale, _, x, y) in enumerate(classes):  # a square whose place and size follow the factors
+        side = 6 + 4 * scale + 2 * shape
+        images[i, 8 + 10 * y : 8 + 10 * y + side, 8 + 10 * x : 8 + 10 * x + side] = 1
+    (tmp_path / "data" / "dsprites").mkdir(parents=True)
+    np.savez_compressed(tmp_path / "data" / "dsprites" / FILENAME, imgs=images, latents_classes=classes)
+    small = [
+        "--set",
+        "metrics=[mig,beta_vae]",
+        "--set",
+        "mig.num_train=300",
+        "--set",
+        "beta_vae.batch_size=8",
+        "--set",
+        "beta_vae.num_train=40",
+        "--set",
+        "beta_vae.num_eval=20",
+    ]
+    for name, extra in (
+        ("dsprites", [f"dataset.root={tmp_path / 'data'}", "dataset.num_test=64", "dataset.val_size=32"]),
+        ("xyobject", ["dataset.num_train=400", "dataset.num_test=64", "dataset.val_size=64"]),
+    ):
+        run = tmp_path / name
+        run_vae_train(
+            [
+                f"dataset={name}",
+                *extra,
+                *(a for a in SHAPES_TINY if not a.startswith("dataset")),
+                "trainer.epochs=1",
+                "trainer.batch_size=32",
+                f"hydra.run.dir={run}",
+            ],
+            cwd=tmp_path,
+        )
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert metrics["dataset"] == name and metrics["test/elbo"] < 0
+        proc = run_tool("vae-eval", [str(run), "--disentanglement", *small], cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        entry = json.loads((run / "eval.json").read_text())["disentanglement"]
+        assert len(entry["details"]["mig"]["per_factor"]) == (5 if name == "dsprites" else 4)
