@@ -88,15 +88,15 @@ def known_train_size(d: DictConfig) -> int | None:
     return min(n, d.subset) if d.subset is not None else n
 
 
-def _numbers(node: Any, prefix: str = "") -> Iterator[tuple[str, float]]:
-    """Every float leaf of a config, with its dotted key."""
+def _leaves(node: Any, kind: type, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Every leaf of a config of type ``kind`` (bools are not ints here), with its dotted key."""
     if isinstance(node, DictConfig):
         for key, value in node.items():
-            yield from _numbers(value, f"{prefix}{key}.")
+            yield from _leaves(value, kind, f"{prefix}{key}.")
     elif isinstance(node, ListConfig):
         for i, item in enumerate(node):
-            yield from _numbers(item, f"{prefix[:-1]}[{i}].")
-    elif isinstance(node, float):
+            yield from _leaves(item, kind, f"{prefix[:-1]}[{i}].")
+    elif isinstance(node, kind) and not isinstance(node, bool):
         yield prefix[:-1], node
 
 
@@ -108,7 +108,7 @@ def validate(cfg: DictConfig) -> None:
         if not ok:
             problems.append(message)
 
-    for key, value in _numbers(cfg):
+    for key, value in _leaves(cfg, float):
         need(math.isfinite(value), f"{key} must be a finite number (got {value}).")
     _check_trainer(cfg, need)
     _check_model(cfg, need)
@@ -513,17 +513,9 @@ def check_disentanglement_node(node: DictConfig, need: Need, prefix: str = "dise
     unknown = [m for m in node.metrics if m not in METRICS]
     need(not unknown, f"{prefix}metrics: unknown {unknown}; choose among {', '.join(METRICS)}.")
     need(node.every_epochs >= 0, f"{prefix}every_epochs must be >= 0 (got {node.every_epochs}).")
-    for key, value in _ints(node):
+    for key, value in _leaves(node, int):
         if key.endswith(("num_train", "num_test", "num_eval", "num_variance_estimate", "batch_size", "num_bins")):
             need(value >= 2, f"{prefix}{key} must be >= 2 (got {value}): the metrics need a spread of samples.")
-
-
-def _ints(node: Any, prefix: str = "") -> Iterator[tuple[str, int]]:
-    if isinstance(node, DictConfig):
-        for key, value in node.items():
-            yield from _ints(value, f"{prefix}{key}.")
-    elif isinstance(node, int) and not isinstance(node, bool):
-        yield prefix[:-1], node
 
 
 def _check_disentanglement(cfg: DictConfig, need: Need) -> None:

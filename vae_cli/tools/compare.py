@@ -161,19 +161,13 @@ def evaluate_jobs(sweep_dir: Path, k: int, data_root: str | None) -> None:
 
 def score_jobs(sweep_dir: Path, data_root: str | None) -> None:
     """vae-eval --disentanglement for every finished job whose eval.json has no disentanglement entry yet."""
-    import json
-
     from vae_cli.errors import VaeCliError
-    from vae_cli.sweeps.summary import job_dirs
+    from vae_cli.sweeps.summary import job_dirs, read_eval
     from vae_cli.tools.disentanglement_eval import disentanglement_run
 
     for job_dir in job_dirs(sweep_dir):
-        eval_file = job_dir / "eval.json"
-        try:
-            done = "disentanglement" in json.loads(eval_file.read_text()) if eval_file.is_file() else False
-        except (OSError, ValueError, TypeError):
-            done = False
-        if done or not (job_dir / "checkpoints").is_dir():
+        scored = any(key.startswith("disentanglement/") for key in read_eval(job_dir))
+        if scored or not (job_dir / "checkpoints").is_dir():
             continue
         try:
             result, _ = disentanglement_run(job_dir, data_root=data_root)
