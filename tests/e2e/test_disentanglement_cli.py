@@ -288,3 +288,14 @@ def test_dsprites_from_a_file_of_the_official_layout_and_xyobject_train_and_scor
         assert proc.returncode == 0, proc.stderr
         entry = json.loads((run / "eval.json").read_text())["disentanglement"]
         assert len(entry["details"]["mig"]["per_factor"]) == (5 if name == "dsprites" else 4)
+
+
+@pytest.mark.parametrize("mode", [[], ["--disentanglement"]])
+def test_a_device_torch_does_not_see_is_refused_by_name(scored_run, tmp_path, mode):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    proc = run_tool("vae-eval", [str(scored_run), *mode, "--device", "cuda"], cwd=tmp_path)
+    assert proc.returncode == 2 and "--device cuda is not available here" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vae_cli.tools.eval_cli import write_eval_json
+from vae_cli.tools.eval_cli import eval_device, write_eval_json
 
 if TYPE_CHECKING:
     from vae_cli.config import DisentanglementConfig
@@ -59,17 +59,11 @@ def disentanglement_run(
 
     from vae_cli.disentanglement.representation import encoder_mean
     from vae_cli.disentanglement.suite import score
-    from vae_cli.errors import ConfigError, VaeCliError
+    from vae_cli.errors import VaeCliError
     from vae_cli.factors.from_config import ground_truth_for
     from vae_cli.tools.run_loader import load_run
-    from vae_cli.training.run import pick_device
 
-    try:
-        dev = pick_device(device)
-    except ConfigError as exc:
-        raise ConfigError(
-            f"--device {device} is not available here (torch sees no such device); use --device auto or cpu."
-        ) from exc
+    dev = eval_device(device)
     run = load_run(path, which=which, device=dev)
     cfg = disentanglement_config(run.cfg, overrides or [])
     data_cfg = OmegaConf.merge(run.cfg.dataset, {})

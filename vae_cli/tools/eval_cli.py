@@ -143,6 +143,19 @@ def _progress(total: int, desc: str):
     return wrap
 
 
+def eval_device(name: str):
+    """The torch device of ``--device NAME``, or a message naming the fix when torch sees no such device."""
+    from vae_cli.errors import ConfigError
+    from vae_cli.training.run import pick_device
+
+    try:
+        return pick_device(name)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"--device {name} is not available here (torch sees no such device); use --device auto or cpu."
+        ) from exc
+
+
 def evaluate_run(
     path: str | Path,
     split: str = "test",
@@ -159,17 +172,11 @@ def evaluate_run(
     """Evaluate one run on one split; unless ``write`` is False, merge the result into ``RUN/eval.json`` and
     log it to the run's TensorBoard."""
     from vae_cli.datasets import labelled_batches
-    from vae_cli.errors import ConfigError, VaeCliError
+    from vae_cli.errors import VaeCliError
     from vae_cli.tools.evaluate import default_batch_size, evaluate_images
     from vae_cli.tools.run_loader import load_run, load_split
-    from vae_cli.training.run import pick_device
 
-    try:
-        dev = pick_device(device)
-    except ConfigError as exc:
-        raise ConfigError(
-            f"--device {device} is not available here (torch sees no such device); use --device auto or cpu."
-        ) from exc
+    dev = eval_device(device)
     run = load_run(path, which=which, device=dev)
     data = load_split(run.cfg, split, data_root=data_root, dataset=dataset)
     images, labels = data.images.to(dev), data.labels.to(dev)
