@@ -299,3 +299,28 @@ def test_a_device_torch_does_not_see_is_refused_by_name(scored_run, tmp_path, mo
     proc = run_tool("vae-eval", [str(scored_run), *mode, "--device", "cuda"], cwd=tmp_path)
     assert proc.returncode == 2 and "--device cuda is not available here" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_run_scored_while_training_resumes_to_the_same_weights_and_scores(tmp_path):
+    import torch
+
+    from tests.conftest import stopped_mid_run_then_resumed
+
+    args = [
+        *SHAPES_TINY,
+        *METRICS_TINY,
+        "disentanglement.metrics=[mig,factor_vae]",
+        "disentanglement.every_epochs=1",
+        "trainer.epochs=3",
+        "dataset.num_train=2400",
+    ]
+    run_vae_train([*args, f"hydra.run.dir={tmp_path / 'straight'}"], cwd=tmp_path)
+    stopped_mid_run_then_resumed(args, tmp_path / "run", tmp_path, after="epoch 1/3", timeout=180)
+    a, b = (
+        torch.load(d / "checkpoints" / "last.pt", weights_only=True)["model"]
+        for d in (tmp_path / "straight", tmp_path / "run")
+    )
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (tmp_path / "straight", tmp_path / "run"))
+    for key in ("disentanglement/mig", "disentanglement/factor_vae_score"):
+        assert ma[key] == mb[key]
