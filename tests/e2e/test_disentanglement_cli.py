@@ -47,6 +47,11 @@ METRICS_TINY = [
 TAGS = ("mig", "sap", "factor_vae_score", "beta_vae_score")
 
 
+def as_sets(*settings: str) -> list[str]:
+    """vae-eval's ``--set KEY=VALUE`` arguments for each setting."""
+    return [a for setting in settings for a in ("--set", setting)]
+
+
 @pytest.fixture(scope="module")
 def scored_run(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("dis")
@@ -85,14 +90,7 @@ def test_vae_eval_scores_the_run_again_to_the_same_numbers_and_records_them(scor
         [
             str(scored_run),
             "--disentanglement",
-            "--set",
-            "metrics=[dci]",
-            "--set",
-            "dci.num_train=150",
-            "--set",
-            "dci.num_test=100",
-            "--set",
-            "seed=3",
+            *as_sets("metrics=[dci]", "dci.num_train=150", "dci.num_test=100", "seed=3"),
         ],
         cwd=tmp_path,
     )
@@ -210,24 +208,17 @@ def test_an_image_folder_with_a_factors_csv_is_scored(tmp_path):
     args = [
         str(run),
         "--disentanglement",
-        "--set",
-        "metrics=[mig,factor_vae,beta_vae]",
-        "--set",
-        "mig.num_train=300",
-        "--set",
-        "factor_vae.batch_size=8",
-        "--set",
-        "factor_vae.num_train=40",
-        "--set",
-        "factor_vae.num_eval=20",
-        "--set",
-        "factor_vae.num_variance_estimate=100",
-        "--set",
-        "beta_vae.batch_size=8",
-        "--set",
-        "beta_vae.num_train=40",
-        "--set",
-        "beta_vae.num_eval=20",
+        *as_sets(
+            "metrics=[mig,factor_vae,beta_vae]",
+            "mig.num_train=300",
+            "factor_vae.batch_size=8",
+            "factor_vae.num_train=40",
+            "factor_vae.num_eval=20",
+            "factor_vae.num_variance_estimate=100",
+            "beta_vae.batch_size=8",
+            "beta_vae.num_train=40",
+            "beta_vae.num_eval=20",
+        ),
     ]
     proc = run_tool("vae-eval", args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -255,16 +246,13 @@ def test_dsprites_from_a_file_of_the_official_layout_and_xyobject_train_and_scor
     (tmp_path / "data" / "dsprites").mkdir(parents=True)
     np.savez_compressed(tmp_path / "data" / "dsprites" / FILENAME, imgs=images, latents_classes=classes)
     small = [
-        "--set",
-        "metrics=[mig,beta_vae]",
-        "--set",
-        "mig.num_train=300",
-        "--set",
-        "beta_vae.batch_size=8",
-        "--set",
-        "beta_vae.num_train=40",
-        "--set",
-        "beta_vae.num_eval=20",
+        *as_sets(
+            "metrics=[mig,beta_vae]",
+            "mig.num_train=300",
+            "beta_vae.batch_size=8",
+            "beta_vae.num_train=40",
+            "beta_vae.num_eval=20",
+        ),
     ]
     for name, extra in (
         ("dsprites", [f"dataset.root={tmp_path / 'data'}", "dataset.num_test=64", "dataset.val_size=32"]),
@@ -324,3 +312,23 @@ def test_a_run_scored_while_training_resumes_to_the_same_weights_and_scores(tmp_
     ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (tmp_path / "straight", tmp_path / "run"))
     for key in ("disentanglement/mig", "disentanglement/factor_vae_score"):
         assert ma[key] == mb[key]
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["dataset=shapes2d", "disentanglement.metrics=[nope]"], "unknown ['nope']"),
+        (["dataset=shapes2d", "disentanglement.mig.num_bins=1"], "disentanglement.mig.num_bins must be >= 2"),
+        (["dataset=shapes2d", "disentanglement.bogus=1"], "Unknown config key 'disentanglement.bogus'"),
+        (["dataset=shapes2d", "dataset.image_size=32"], "'shapes2d' images are 1x64x64"),
+        (["dataset=shapes2d", "dataset.num_train=737000"], "at most the 737280 grid points"),
+        (["dataset=shapes2d", "model=vqvae", "disentanglement.every_epochs=1"], "not a VQ-VAE"),
+        (["dataset=fashion_mnist", "dataset.num_train=null"], "only for factor datasets"),
+        (["dataset=fashion_mnist", "dataset.factors_csv=x.csv"], "read only by dataset=image_folder"),
+    ],
+)
+def test_bad_factor_dataset_and_metric_keys_stop_vae_train_before_any_write(tmp_path, args, message):
+    run = tmp_path / "run"
+    proc = run_vae_train([*args, "trainer.epochs=1", f"hydra.run.dir={run}"], cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert not run.exists()
