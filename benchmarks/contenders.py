@@ -126,15 +126,17 @@ def load_uint8(root: str, train: bool) -> torch.Tensor:
 def run_bare(args: argparse.Namespace, device: torch.device) -> dict:
     from omegaconf import OmegaConf
 
-    from vae_cli.config import MODEL_SCHEMAS, LikelihoodConfig, PriorConfig
-    from vae_cli.models import build_model
+    from vae_cli.config.catalog import ARCHITECTURES
+    from vae_cli.config.likelihoods import LikelihoodConfig
+    from vae_cli.config.priors import PriorConfig
+    from vae_cli.models.build import build_model
 
     train = load_uint8(args.data_root, True)
     if args.subset:
         train = train[: args.subset]
     x_all = train.float().div_(255).to(device)  # preloaded once: no per-sample work, no per-epoch copies
     test = load_uint8(args.data_root, False).float().div_(255).to(device)
-    parts = {"model": MODEL_SCHEMAS[args.model](), "prior": PriorConfig(), "likelihood": LikelihoodConfig()}
+    parts = {"model": ARCHITECTURES[args.model].schema(), "prior": PriorConfig(), "likelihood": LikelihoodConfig()}
     model = build_model(OmegaConf.create(parts), IMAGE_SHAPE).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True if args.fused_adam else None)
 
@@ -202,7 +204,7 @@ def main() -> None:
     p.add_argument("--malloc", action="store_true", help="vae-train's malloc thresholds (vae_cli/allocator.py)")
     args = p.parse_args()
     if args.malloc:
-        from vae_cli.training.allocator import keep_freed_memory_for_reuse
+        from vae_cli.process.allocator import keep_freed_memory_for_reuse
 
         keep_freed_memory_for_reuse()
     torch.manual_seed(args.seed)

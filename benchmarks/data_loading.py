@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from vae_cli.config import DatasetConfig
+from vae_cli.config.datasets import DatasetConfig
 from vae_cli.datasets import BatchPreprocess, IndexBatches, load_dataset
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")

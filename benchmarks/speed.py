@@ -50,8 +50,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vae_cli.config import CpuWait
-from vae_cli.training.cpu_threads import BOUNDED_SPINS, choose_wait_env, describe, read_machine_load
+from vae_cli.config.enums import CpuWait
+from vae_cli.process.cpu_threads import BOUNDED_SPINS, choose_wait_env, describe, read_machine_load
 
 REPO = Path(__file__).resolve().parents[1]
 CONTENDERS = REPO / "benchmarks" / "contenders.py"
@@ -597,7 +597,7 @@ def link_folder(big: Path, root: Path, n_train: int, n_test: int) -> None:
 
 TIME_LOAD = """
 import sys, time
-from vae_cli.config import DatasetConfig
+from vae_cli.config.datasets import DatasetConfig
 from vae_cli.datasets.loader import load_dataset
 cfg = DatasetConfig(name="image_folder", root=sys.argv[1], cache_dir=sys.argv[2], image_size=64, channels=3,
                     val_size=0)

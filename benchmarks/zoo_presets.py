@@ -115,7 +115,7 @@ def main() -> int:
         curves[preset] = curve(run_dir)
         print(f"{preset}: nll {result['nll_iw']:.2f} ({trained:.0f} s this call)", file=sys.stderr)
     (args.out / "results.json").write_text(json.dumps({"rows": rows, "curves": curves}, indent=2))
-    from vae_cli.tools.plots import line_plot, save_png
+    from vae_cli.evaluation.plots import line_plot, save_png
 
     shown = {name: pts for name, pts in curves.items() if pts and name.startswith("fmnist") and name != "fmnist_cb"}
     if shown:

@@ -13,8 +13,11 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
-from vae_cli.cli import config_dir
-from vae_cli.config import LikelihoodConfig, MLPConfig, ModelConfig, PriorConfig, register_configs
+from vae_cli.config.architectures import MLPConfig, ModelConfig
+from vae_cli.config.likelihoods import LikelihoodConfig
+from vae_cli.config.priors import PriorConfig
+from vae_cli.config.schema import register_configs
+from vae_cli.config.tree import config_dir
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = REPO.parent / "shared" / "datasets" / "mnist"

@@ -13,7 +13,7 @@ From Python (a notebook)::
     pictures = run.model.likelihood.mean(run.model.sample(16))
 """
 
-__version__ = "0.1.0"
+from vae_cli.process.version import __version__
 
 
 def load_run(path, which: str = "best", device: str = "cpu"):
@@ -22,7 +22,7 @@ def load_run(path, which: str = "best", device: str = "cpu"):
     ``path`` is a run directory (``checkpoints/<which>.pt``, falling back to the other checkpoint) or a checkpoint
     file. Torch and the rest load here, not at ``import vae_cli``.
     """
-    from vae_cli.tools.run_loader import load_run as load
+    from vae_cli.runs.loaded import load_run as load
 
     return load(path, which=which, device=device)
 

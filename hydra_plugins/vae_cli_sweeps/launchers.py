@@ -8,7 +8,7 @@ the plugin's launchers with three changes:
   sweep goes on and is summarized (the plugin's ``launch`` raises on the first such job, so no summary is written);
 - **job states without an accounting database**: submitit learns that a job died from ``sacct``; a cluster without
   accounting (the local one of ``scripts/local-slurm.sh``) has nothing there, and submitit would wait forever. Then
-  states come from ``scontrol`` (``vae_cli.sweeps.slurm_states``), which keeps finished jobs for ``MinJobAge``;
+  states come from ``scontrol`` (``vae_cli.runs.sweeps.slurm_states``), which keeps finished jobs for ``MinJobAge``;
 - **several tasks per job are one data-parallel run** (``hydra.launcher.tasks_per_node=N``, ``nodes=M``): each task
   gets the torch.distributed environment from SLURM's variables (submitit's helper), so the job runs the same code
   path as under torchrun: one run directory, written by rank 0.
@@ -33,7 +33,7 @@ from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
 from omegaconf import OmegaConf
 
-from vae_cli.sweeps.resolvers import register_resolvers
+from vae_cli.runs.resolvers import register_resolvers
 
 log = logging.getLogger(__name__)
 register_resolvers()  # a submitit job process imports this module first (it unpickles the launcher)
@@ -51,14 +51,14 @@ def accounting_available() -> bool:
 
 
 def states_from_scontrol() -> None:
-    """Make submitit read SLURM job states through ``vae_cli.sweeps.slurm_states`` (scontrol) instead of sacct."""
+    """Make submitit read SLURM job states through ``vae_cli.runs.sweeps.slurm_states`` (scontrol) instead of sacct."""
     from submitit.slurm.slurm import SlurmInfoWatcher
 
     def make_command(self: SlurmInfoWatcher) -> list[str] | None:
         to_check = {x.split("_")[0] for x in self._registered - self._finished}
         if not to_check:
             return None
-        return [sys.executable, "-m", "vae_cli.sweeps.slurm_states", *sorted(to_check)]
+        return [sys.executable, "-m", "vae_cli.runs.sweeps.slurm_states", *sorted(to_check)]
 
     SlurmInfoWatcher._make_command = make_command  # type: ignore[method-assign]
 
@@ -69,7 +69,7 @@ def export_distributed_environment() -> None:
         return
     import submitit
 
-    # The GPUs stay all visible: vae-train binds cuda:LOCAL_RANK itself (vae_cli/training/distributed.py).
+    # The GPUs stay all visible: vae-train binds cuda:LOCAL_RANK itself (vae_cli/process/distributed.py).
     submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
 
 

@@ -1,7 +1,7 @@
 """End to end: vae-eval, vae-sample, vae-compare and the training-time latent views, on one tiny trained sweep.
 
 One ``vae-train -m`` (latent_dim 2 and 4) per module; every number the commands write is checked against a
-computation done here, from the checkpoint, independently of vae_cli.tools.evaluate.
+computation done here, from the checkpoint, independently of vae_cli.evaluation.bounds.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from tests.conftest import TINY, run_vae_train
 from tests.e2e.events import scalar_steps, scalar_values
-from vae_cli.config import structured
+from vae_cli.commands import compare, evaluate, sample
+from vae_cli.config.schema import structured
 from vae_cli.datasets import load_dataset, to_unit_float
-from vae_cli.models import build_model
-from vae_cli.tools import compare, eval_cli, sample_cli
+from vae_cli.models.build import build_model
 from vae_cli.training.checkpoint import save_checkpoint
 
 TILE = 30  # 28-pixel images + 2 pixels of grid padding
@@ -164,7 +164,7 @@ def test_vae_sample_writes_the_pictures_reproducibly(sweep, tmp_path):
     # Two processes with the same seed (byte-identical files), one more seed through the same main() in-process.
     for out in (a, b):
         run_cli("vae-sample", [run2, "--out", out, "--n", "16", "--seed", "1"], cwd=tmp_path)
-    sample_cli.main([str(run2), "--out", str(c), "--n", "16", "--seed", "2"])
+    sample.main([str(run2), "--out", str(c), "--n", "16", "--seed", "2"])
     names = sorted(p.name for p in a.iterdir())
     assert names == sorted(
         [
@@ -200,7 +200,7 @@ def test_vae_sample_writes_the_pictures_reproducibly(sweep, tmp_path):
 
     # Temperature 0: every sample is the decoder's mean at z = 0.
     d = tmp_path / "d"
-    sample_cli.main([str(run4), "--out", str(d), "--n", "4", "--temperature", "0"])
+    sample.main([str(run4), "--out", str(d), "--n", "4", "--temperature", "0"])
     grid = np.asarray(Image.open(d / "samples.png"))[..., 0].astype("float32") / 255
     with torch.no_grad():
         expected = torch.sigmoid(restore(run4)[0].decode(torch.zeros(1, 4)))[0, 0].numpy()
@@ -244,15 +244,15 @@ def test_bad_paths_and_missing_data_are_one_clear_message(sweep, tmp_path, capsy
         assert all(n in err for n in needles), err
 
     (tmp_path / "empty_run").mkdir()
-    fails(eval_cli.main, [tmp_path / "empty_run"], "vae-eval: error: No checkpoint in run directory")
-    fails(sample_cli.main, [tmp_path / "empty_run", "--out", tmp_path / "o"], "vae-sample: error: No checkpoint")
-    fails(eval_cli.main, [sweep / "0", "--k", "0"], "--k", "must be >= 1")
-    fails(sample_cli.main, [sweep / "0", "--out", "x", "--temperature", "-1"], "--temperature", ">= 0")
+    fails(evaluate.main, [tmp_path / "empty_run"], "vae-eval: error: No checkpoint in run directory")
+    fails(sample.main, [tmp_path / "empty_run", "--out", tmp_path / "o"], "vae-sample: error: No checkpoint")
+    fails(evaluate.main, [sweep / "0", "--k", "0"], "--k", "must be >= 1")
+    fails(sample.main, [sweep / "0", "--out", "x", "--temperature", "-1"], "--temperature", ">= 0")
     fails(compare.main, [tmp_path / "empty_run"], "vae-compare: error:", "not a sweep folder")
     fails(compare.main, [sweep, "--metric", "nope"], "No finished job has the metric 'nope'")
     not_a_ckpt = tmp_path / "junk.pt"
     not_a_ckpt.write_bytes(b"not a checkpoint")
-    fails(eval_cli.main, [not_a_ckpt], "not a vae-cli checkpoint")
+    fails(evaluate.main, [not_a_ckpt], "not a vae-cli checkpoint")
 
     # A run whose dataset is not on this machine: the data layer's message, naming --data-root's folder.
     ckpt = torch.load(sweep / "0" / "checkpoints" / "best.pt", weights_only=True)
@@ -261,6 +261,6 @@ def test_bad_paths_and_missing_data_are_one_clear_message(sweep, tmp_path, capsy
     (moved / "checkpoints").mkdir(parents=True)
     # Re-saved as vae-train saves (a fresh content digest): a run moved here from another machine, not a damaged file.
     save_checkpoint({k: v for k, v in ckpt.items() if k != "integrity"}, moved / "checkpoints" / "best.pt")
-    fails(eval_cli.main, [moved, "--data-root", tmp_path / "no_data"], "Dataset 'mnist' was not found", "no_data")
-    fails(sample_cli.main, [moved, "--out", tmp_path / "o"], "Dataset 'mnist' was not found")
+    fails(evaluate.main, [moved, "--data-root", tmp_path / "no_data"], "Dataset 'mnist' was not found", "no_data")
+    fails(sample.main, [moved, "--out", tmp_path / "o"], "Dataset 'mnist' was not found")
     assert not (moved / "eval.json").exists() and not (tmp_path / "o").exists()

@@ -156,7 +156,7 @@ def test_a_cvae_is_evaluated_as_log_p_x_given_y(cvae, tmp_path):
     """Right labels give a higher conditional likelihood than shuffled ones: the labels are really used."""
     from vae_cli import load_run
     from vae_cli.datasets import labelled_batches
-    from vae_cli.tools.evaluate import evaluate_images
+    from vae_cli.evaluation.bounds import evaluate_images
 
     run = load_run(cvae)
     test = run.split("test")

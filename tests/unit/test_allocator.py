@@ -8,13 +8,16 @@ import pytest
 FAULTS = """
 import resource, sys, torch
 from omegaconf import OmegaConf
-from vae_cli.config import ConvConfig, ELBOConfig, LikelihoodConfig, PriorConfig
-from vae_cli.losses import ObjectiveContext
-from vae_cli.losses.elbo import ELBO
-from vae_cli.models import build_model
+from vae_cli.config.architectures import ConvConfig
+from vae_cli.config.likelihoods import LikelihoodConfig
+from vae_cli.config.objectives import ELBOConfig
+from vae_cli.config.priors import PriorConfig
+from vae_cli.objectives.base import ObjectiveContext
+from vae_cli.objectives.elbo import ELBO
+from vae_cli.models.build import build_model
 
 if sys.argv[1] == "tuned":
-    from vae_cli.training.allocator import keep_freed_memory_for_reuse
+    from vae_cli.process.allocator import keep_freed_memory_for_reuse
     print(keep_freed_memory_for_reuse(), file=sys.stderr)
 torch.manual_seed(0)
 cfg = OmegaConf.create({"model": ConvConfig(), "prior": PriorConfig(), "likelihood": LikelihoodConfig()})

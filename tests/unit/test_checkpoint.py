@@ -4,7 +4,7 @@ import pickle
 import pytest
 import torch
 
-from vae_cli.errors import CheckpointError
+from vae_cli.process.errors import CheckpointError
 from vae_cli.training.checkpoint import FORMAT_VERSION, load_checkpoint, resolve_checkpoint_path, save_checkpoint
 
 

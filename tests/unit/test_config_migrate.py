@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from vae_cli.config import structured, to_plain_dict
-from vae_cli.config.model import ConvConfig, GaussianLikelihoodConfig, LikelihoodConfig, MLPConfig
+from vae_cli.config.architectures import ConvConfig, MLPConfig
+from vae_cli.config.likelihoods import BernoulliConfig, GaussianLikelihoodConfig
+from vae_cli.config.schema import structured, to_plain_dict
 
 BEFORE_ZOO = {  # one model with every architecture's keys; the likelihood inside the loss group
     "dataset": {"name": "fashion_mnist"},
@@ -32,6 +33,6 @@ def test_a_config_from_before_zoo_ii_loads_and_round_trips():
     cfg = structured(BEFORE_ZOO_II)
     assert isinstance(cfg.model._metadata.object_type(), ConvConfig)
     assert list(cfg.model.conv_channels) == [8, 16] and "hidden_dims" not in cfg.model
-    assert cfg.likelihood._metadata.object_type is LikelihoodConfig and "std" not in cfg.likelihood
+    assert cfg.likelihood._metadata.object_type is BernoulliConfig and "std" not in cfg.likelihood
     again = structured(to_plain_dict(cfg))
     assert to_plain_dict(again) == to_plain_dict(cfg)

@@ -11,11 +11,11 @@ import torch
 
 from tests.conftest import DEBIAN_FASHION, SHARED_MNIST, need_path
 from tests.dataset_files import arrange_shared_mnist, write_idx, write_mnist_like
-from vae_cli.config import DatasetConfig
+from vae_cli.config.datasets import DatasetConfig
 from vae_cli.datasets import IndexBatches, load_dataset, loader
 from vae_cli.datasets.idx import read_idx
 from vae_cli.datasets.splits import RawSplits
-from vae_cli.errors import DataError
+from vae_cli.process.errors import DataError
 
 
 def synthetic(**kw):
@@ -66,7 +66,7 @@ def test_files_that_disagree_with_the_configured_shape_are_a_clear_error(monkeyp
         y = torch.zeros(100, dtype=torch.long)
         return RawSplits(x, y, x[:10], y[:10])
 
-    monkeypatch.setitem(loader.BUILDERS, "rgb", rgb_files)
+    monkeypatch.setattr(loader, "builder", lambda name: rgb_files)
     with pytest.raises(DataError, match=r"\(3, 32, 32\).*\(1, 28, 28\)"):
         load_dataset(DatasetConfig(name="rgb", channels=1, image_size=28, val_size=10), seed=0)
 
@@ -226,8 +226,8 @@ def test_read_idx_parses_other_types(tmp_path):
 
 def test_batch_size_above_a_known_training_split_is_refused_before_any_file_is_read():
     from tests.conftest import compose_config
-    from vae_cli.config import validate
-    from vae_cli.errors import ConfigError
+    from vae_cli.config.validate import validate
+    from vae_cli.process.errors import ConfigError
 
     for overrides, n in (
         (["dataset=emnist", "dataset.split=digits", "dataset.val_size=0", "trainer.batch_size=240001"], 240_000),

@@ -19,10 +19,10 @@ from tests.dataset_files import (
     write_mnist_like,
     write_svhn,
 )
-from vae_cli.config import DatasetConfig
+from vae_cli.config.datasets import DatasetConfig
 from vae_cli.datasets import load_dataset
 from vae_cli.datasets.matlab import read_mat
-from vae_cli.errors import DataError
+from vae_cli.process.errors import DataError
 
 
 def cfg(name, root, **kw):

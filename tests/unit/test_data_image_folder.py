@@ -8,10 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from vae_cli.config import DatasetConfig
+from vae_cli.config.datasets import DatasetConfig
 from vae_cli.datasets import IndexBatches, StreamingBatches, decode, load_dataset
 from vae_cli.datasets.decode import DecodeSpec, decode_image
-from vae_cli.errors import DataError
+from vae_cli.process.errors import DataError
 
 
 def folder_cfg(root, **kw):

@@ -4,9 +4,10 @@ import pytest
 import torch
 
 from tests.conftest import compose_config
-from vae_cli.config import DatasetConfig, validate
+from vae_cli.config.datasets import DatasetConfig
+from vae_cli.config.validate import validate
 from vae_cli.datasets import BatchPreprocess, IndexBatches, load_dataset
-from vae_cli.errors import ConfigError
+from vae_cli.process.errors import ConfigError
 
 
 def synthetic(**kw):

@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 
 from tests.conftest import TINY, compose_config
-from vae_cli.losses.elbo import ELBO
+from vae_cli.objectives.elbo import ELBO
 from vae_cli.training.checkpoint import load_checkpoint
-from vae_cli.training.run import train
+from vae_cli.training.session import train
 from vae_cli.training.trainer import TrainingInterrupted
 
 

@@ -11,11 +11,11 @@ import scipy.stats
 from sklearn.metrics import mutual_info_score
 
 from vae_cli.config.disentanglement import DisentanglementConfig
-from vae_cli.disentanglement.dci import completeness, disentanglement
-from vae_cli.disentanglement.information import entropy, histogram_discretize, mutual_information
-from vae_cli.disentanglement.mig import mig
-from vae_cli.disentanglement.sampling import codes_and_factors
-from vae_cli.disentanglement.suite import score
+from vae_cli.evaluation.disentanglement.dci import completeness, disentanglement
+from vae_cli.evaluation.disentanglement.information import entropy, histogram_discretize, mutual_information
+from vae_cli.evaluation.disentanglement.mig import mig
+from vae_cli.evaluation.disentanglement.sampling import codes_and_factors
+from vae_cli.evaluation.disentanglement.suite import score
 from vae_cli.factors.ground_truth import FactorGrid
 
 
@@ -168,7 +168,7 @@ def test_mig_is_the_normalized_gap_between_the_two_most_informative_codes():
 
 
 def test_sap_continuous_is_the_squared_correlation_and_discrete_ranks_the_right_code():
-    from vae_cli.disentanglement.sap import sap, squared_correlations
+    from vae_cli.evaluation.disentanglement.sap import sap, squared_correlations
 
     rng = np.random.default_rng(3)
     train = codes_and_factors(DATA, lambda x: x + rng.normal(size=x.shape), 2000, rng)
@@ -184,7 +184,7 @@ def test_sap_continuous_is_the_squared_correlation_and_discrete_ranks_the_right_
 
 
 def test_factor_vae_votes_name_the_real_code_dimensions_and_skip_dead_ones():
-    from vae_cli.disentanglement.factor_vae_score import factor_vae_score
+    from vae_cli.evaluation.disentanglement.factor_vae_score import factor_vae_score
 
     def represent(x):  # a dead dimension first, then the factors in reverse order
         return np.hstack([np.zeros((len(x), 1)), x[:, ::-1]])
@@ -201,10 +201,10 @@ def test_the_encoder_mean_is_the_representation_and_other_models_are_refused():
     import torch
 
     from tests.conftest import model_config
-    from vae_cli.config import MLPConfig
-    from vae_cli.disentanglement.representation import encoder_mean
-    from vae_cli.errors import ConfigError
-    from vae_cli.models import build_model
+    from vae_cli.config.architectures import MLPConfig
+    from vae_cli.evaluation.disentanglement.representation import encoder_mean
+    from vae_cli.models.build import build_model
+    from vae_cli.process.errors import ConfigError
 
     torch.manual_seed(0)
     model = build_model(model_config(MLPConfig(hidden_dims=[16], latent_dim=3)), (1, 4, 4))

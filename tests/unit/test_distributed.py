@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from vae_cli.datasets import IndexBatches
-from vae_cli.training.distributed import Distributed, from_environment, shard_order
+from vae_cli.process.distributed import Distributed, from_environment, shard_order
 
 
 def test_the_environment_torchrun_sets_is_read():
@@ -40,9 +40,9 @@ def test_index_batches_of_two_ranks_together_make_one_epoch():
 
 COLLECTIVES = """
 import signal, sys, torch
-from vae_cli.training.distributed import Distributed, any_rank, from_environment, start, stop, sum_over_ranks
-from vae_cli.training.signals import StopSignal
-from vae_cli.training.run import AgreedStop
+from vae_cli.process.distributed import Distributed, any_rank, from_environment, start, stop, sum_over_ranks
+from vae_cli.process.signals import StopSignal
+from vae_cli.training.session import AgreedStop
 
 dist = from_environment()
 device = start(dist, torch.device("cpu"))

@@ -1,6 +1,6 @@
 import pytest
 
-from vae_cli.errors import TrainingError, VaeCliError, reported_errors
+from vae_cli.process.errors import TrainingError, VaeCliError, reported_errors
 
 
 def test_user_errors_become_one_message_and_status_2(capsys):

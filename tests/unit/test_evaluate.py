@@ -9,15 +9,17 @@ import pytest
 import torch
 from torch import nn
 
-from vae_cli.models.likelihoods import BernoulliLikelihood, GaussianLikelihood, Measures
-from vae_cli.models.priors import StandardNormal
-from vae_cli.models.vae import VAE
-from vae_cli.tools.evaluate import (
+from vae_cli.evaluation.bounds import (
     ACTIVE_UNIT_THRESHOLD,
     bits_per_dim,
     evaluate_images,
     importance_weighted_batch,
 )
+from vae_cli.models.likelihoods.base import Measures
+from vae_cli.models.likelihoods.bernoulli import BernoulliLikelihood
+from vae_cli.models.likelihoods.gaussian import GaussianLikelihood
+from vae_cli.models.priors import StandardNormal
+from vae_cli.models.vae import VAE
 
 SHAPE = (1, 2, 3)  # 6 "pixels"
 D, LATENT, SIGMA = 6, 2, 0.3

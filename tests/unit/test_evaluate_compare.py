@@ -9,9 +9,10 @@ import pytest
 import yaml
 from PIL import Image
 
-from vae_cli.errors import VaeCliError
-from vae_cli.sweeps.summary import write_summary
-from vae_cli.tools.compare import compare, higher_is_better
+from vae_cli.process.errors import VaeCliError
+from vae_cli.runs.sweeps.compare import compare
+from vae_cli.runs.sweeps.metrics import higher_is_better
+from vae_cli.runs.sweeps.summary import write_summary
 
 JOBS = [  # (latent_dim, beta, val/elbo, eval test nll_iw or None)
     (2, 1.0, -250.0, 245.0),

@@ -9,11 +9,11 @@ import zipfile
 import numpy as np
 import pytest
 
-from vae_cli.errors import DataError
 from vae_cli.factors.dsprites import FILENAME, download, load_dsprites
 from vae_cli.factors.shapes2d import SIZES, Shapes2D, render
 from vae_cli.factors.table import FactorTable, read_factors_csv
 from vae_cli.factors.xyobject import XYObject
+from vae_cli.process.errors import DataError
 
 S2D = Shapes2D()
 
@@ -190,7 +190,7 @@ def test_a_factor_table_holds_factors_among_existing_rows_only(tmp_path):
 
 
 def test_factor_datasets_split_the_grid_once_and_label_by_a_factor():
-    from vae_cli.config import DatasetConfig
+    from vae_cli.config.datasets import DatasetConfig
     from vae_cli.datasets import load_dataset
     from vae_cli.datasets.factor_sets import grid_split
 

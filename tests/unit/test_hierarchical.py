@@ -10,13 +10,15 @@ import torch
 from torch import nn
 
 from tests.conftest import model_config
-from vae_cli.config import ELBOConfig, HVAEConfig, LikelihoodConfig
-from vae_cli.losses import ObjectiveContext
-from vae_cli.losses.elbo import ELBO
-from vae_cli.models import HierarchicalVAE, build_model
-from vae_cli.models.hierarchical import TopDownCell, bounded_sigma
-from vae_cli.models.likelihoods import GaussianLikelihood
-from vae_cli.tools.evaluate import evaluate_images
+from vae_cli.config.architectures import HVAEConfig
+from vae_cli.config.likelihoods import LikelihoodConfig
+from vae_cli.config.objectives import ELBOConfig
+from vae_cli.evaluation.bounds import evaluate_images
+from vae_cli.models.build import build_model
+from vae_cli.models.hierarchical import HierarchicalVAE, TopDownCell, bounded_sigma
+from vae_cli.models.likelihoods.gaussian import GaussianLikelihood
+from vae_cli.objectives.base import ObjectiveContext
+from vae_cli.objectives.elbo import ELBO
 
 D, S, Z = 3, 2, 1  # data dims, state channels, latent channels per layer (all 1x1 maps: a linear model)
 SIGMA_X = 0.4

@@ -16,15 +16,11 @@ from torch.distributions import (
     Uniform,
 )
 
-from vae_cli.models.likelihoods import (
-    BernoulliLikelihood,
-    ContinuousBernoulliLikelihood,
-    GaussianLikelihood,
-    GaussianStd,
-    LogisticMixtureLikelihood,
-    Measures,
-    continuous_bernoulli_log_norm,
-)
+from vae_cli.models.likelihoods.base import Measures
+from vae_cli.models.likelihoods.bernoulli import BernoulliLikelihood
+from vae_cli.models.likelihoods.continuous_bernoulli import ContinuousBernoulliLikelihood, continuous_bernoulli_log_norm
+from vae_cli.models.likelihoods.gaussian import GaussianLikelihood, GaussianStd
+from vae_cli.models.likelihoods.logistic_mixture import LogisticMixtureLikelihood
 
 LEVELS = torch.arange(256, dtype=torch.float64) / 255
 

@@ -8,12 +8,15 @@ import torch
 from torch.distributions import Bernoulli, Normal, kl_divergence
 
 from tests.conftest import model_config
-from vae_cli.config import ELBOConfig, MLPConfig
-from vae_cli.losses import ObjectiveContext
-from vae_cli.losses.elbo import ELBO
-from vae_cli.models import VAE, build_model
-from vae_cli.models.likelihoods import BernoulliLikelihood, GaussianLikelihood
+from vae_cli.config.architectures import MLPConfig
+from vae_cli.config.objectives import ELBOConfig
+from vae_cli.models.build import build_model
+from vae_cli.models.likelihoods.bernoulli import BernoulliLikelihood
+from vae_cli.models.likelihoods.gaussian import GaussianLikelihood
 from vae_cli.models.priors import StandardNormal
+from vae_cli.models.vae import VAE
+from vae_cli.objectives.base import ObjectiveContext
+from vae_cli.objectives.elbo import ELBO
 
 
 def test_kl_matches_torch_distributions():

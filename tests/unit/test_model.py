@@ -2,14 +2,17 @@ import pytest
 import torch
 
 from tests.conftest import model_config
-from vae_cli.config import MODEL_SCHEMAS, Arch, ConvConfig, MLPConfig, ResNetConfig
-from vae_cli.models import VAE, HierarchicalVAE, build_model
+from vae_cli.config.architectures import ConvConfig, MLPConfig, ResNetConfig
+from vae_cli.config.catalog import ARCHITECTURES
+from vae_cli.models.build import build_model
+from vae_cli.models.hierarchical import HierarchicalVAE
+from vae_cli.models.vae import VAE
 from vae_cli.models.vqvae import VQVAE
 
 FLAT = {
-    Arch.mlp: lambda cond: MLPConfig(latent_dim=7, hidden_dims=[32, 16], conditional=cond),
-    Arch.conv: lambda cond: ConvConfig(latent_dim=7, conv_channels=[8, 16], conditional=cond),
-    Arch.resnet: lambda cond: ResNetConfig(latent_dim=7, widths=[8, 16], blocks=1, conditional=cond),
+    "mlp": lambda cond: MLPConfig(latent_dim=7, hidden_dims=[32, 16], conditional=cond),
+    "conv": lambda cond: ConvConfig(latent_dim=7, conv_channels=[8, 16], conditional=cond),
+    "resnet": lambda cond: ResNetConfig(latent_dim=7, widths=[8, 16], blocks=1, conditional=cond),
 }
 
 
@@ -64,9 +67,9 @@ def test_one_model_class_for_every_flat_architecture():
     # The networks of a flat Gaussian VAE are interchangeable parts of one class; the hierarchy and the VQ-VAE
     # (a different latent: a code grid) are their own.
     special = {"hvae": HierarchicalVAE, "vqvae": VQVAE}
-    for arch, schema in MODEL_SCHEMAS.items():
-        expected = special.get(arch, VAE)
-        assert type(build_model(model_config(schema()), (1, 28, 28))) is expected
+    for entry in ARCHITECTURES:
+        expected = special.get(entry.name, VAE)
+        assert type(build_model(model_config(entry.schema()), (1, 28, 28))) is expected
 
 
 def test_a_cvae_label_changes_the_decoded_image_and_the_posterior():

@@ -13,26 +13,26 @@ from torch import nn
 from torch.distributions import Bernoulli, Normal
 
 from tests.conftest import model_config
-from vae_cli.config import (
+from vae_cli.config.architectures import MLPConfig
+from vae_cli.config.objectives import (
     BetaTCVAEConfig,
     DIPVAEConfig,
     ELBOConfig,
     FactorVAEConfig,
     InfoVAEConfig,
     IWAEConfig,
-    MLPConfig,
 )
-from vae_cli.losses import ObjectiveContext
-from vae_cli.losses.beta_tcvae import BetaTCVAE, log_q_estimates, stratified_log_weights
-from vae_cli.losses.dip_vae import DIPVAE, dip_covariance
-from vae_cli.losses.elbo import ELBO
-from vae_cli.losses.factor_vae import FactorVAE, permute_dims
-from vae_cli.losses.info_vae import InfoVAE, mmd_unbiased
-from vae_cli.losses.iwae import IWAE
-from vae_cli.models import build_model
-from vae_cli.models.likelihoods import BernoulliLikelihood
+from vae_cli.models.build import build_model
+from vae_cli.models.likelihoods.bernoulli import BernoulliLikelihood
 from vae_cli.models.priors import StandardNormal
 from vae_cli.models.vae import VAE
+from vae_cli.objectives.base import ObjectiveContext
+from vae_cli.objectives.beta_tcvae import BetaTCVAE, log_q_estimates, stratified_log_weights
+from vae_cli.objectives.dip_vae import DIPVAE, dip_covariance
+from vae_cli.objectives.elbo import ELBO
+from vae_cli.objectives.factor_vae import FactorVAE, permute_dims
+from vae_cli.objectives.info_vae import InfoVAE, mmd_unbiased
+from vae_cli.objectives.iwae import IWAE
 
 SHAPE = (1, 4, 4)
 LATENT = 3
@@ -414,7 +414,7 @@ def test_dreg_under_torch_compile_is_the_eager_dreg_step():
     compiled DReG step gives the eager one's weights, and not the plain IWAE step's."""
     import torch._inductor.config as inductor
 
-    from vae_cli.config import OptimConfig, TrainerConfig
+    from vae_cli.config.training import OptimConfig, TrainerConfig
     from vae_cli.training.optim import build_optimizer
     from vae_cli.training.step import TrainStep
 

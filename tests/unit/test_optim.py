@@ -7,12 +7,12 @@ import sys
 
 import torch
 
-from vae_cli.config import OptimConfig
+from vae_cli.config.training import OptimConfig
 from vae_cli.training.optim import EagerAdam, EagerAdamW, build_optimizer
 
 NO_DYNAMO = """
 import sys, torch
-from vae_cli.config import OptimConfig
+from vae_cli.config.training import OptimConfig
 from vae_cli.training.optim import build_optimizer
 model = torch.nn.Linear(8, 8)
 for name in ("adam", "adamw"):

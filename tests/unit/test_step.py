@@ -9,25 +9,20 @@ import torch
 import torch.nn.functional as F
 
 from tests.conftest import model_config
-from vae_cli.config import (
-    ConvConfig,
-    ELBOConfig,
+from vae_cli.config.architectures import ConvConfig, HVAEConfig, MLPConfig, ResNetConfig
+from vae_cli.config.enums import Precision
+from vae_cli.config.likelihoods import (
+    ContinuousBernoulliConfig,
     GaussianLikelihoodConfig,
-    HVAEConfig,
-    LikelihoodConfig,
-    LikelihoodName,
     LogisticMixtureConfig,
-    MLPConfig,
-    OptimConfig,
-    Precision,
-    ResNetConfig,
-    TrainerConfig,
 )
-from vae_cli.errors import ConfigError
-from vae_cli.losses import ObjectiveContext
-from vae_cli.losses.elbo import ELBO
-from vae_cli.models import build_model
-from vae_cli.models.likelihoods import BernoulliLikelihood, _BCEWithLogitsPerSample
+from vae_cli.config.objectives import ELBOConfig
+from vae_cli.config.training import OptimConfig, TrainerConfig
+from vae_cli.models.build import build_model
+from vae_cli.models.likelihoods.bernoulli import BCEWithLogitsPerSample, BernoulliLikelihood
+from vae_cli.objectives.base import ObjectiveContext
+from vae_cli.objectives.elbo import ELBO
+from vae_cli.process.errors import ConfigError
 from vae_cli.training.optim import build_optimizer
 from vae_cli.training.step import TrainStep
 
@@ -61,7 +56,7 @@ def test_fast_bce_passes_gradcheck_for_logits_and_data():
     logits = torch.randn(3, 7, dtype=torch.double, generator=g).requires_grad_()
     x = torch.rand(3, 7, dtype=torch.double, generator=g).requires_grad_()
     # The Function itself: log_prob casts to fp32, too coarse for finite differences.
-    assert torch.autograd.gradcheck(_BCEWithLogitsPerSample.apply, (logits, x))
+    assert torch.autograd.gradcheck(BCEWithLogitsPerSample.apply, (logits, x))
 
 
 def _setup(precision: Precision = Precision.fp32, seed: int = 0, **trainer_kw):
@@ -83,7 +78,7 @@ def test_fp32_step_is_exactly_the_textbook_step():
     ref_model, ref_loss, ref_opt, _ = _setup()
     for i, x in enumerate(_batches()):
         torch.manual_seed(100 + i)
-        terms = step(x, NO_LABELS, i)
+        terms, _ = step(x, NO_LABELS, i)
         torch.manual_seed(100 + i)
         t = ref_loss(ref_model, x, None, torch.tensor(float(i)))
         ref_opt.zero_grad(set_to_none=True)
@@ -100,9 +95,9 @@ def test_bf16_step_keeps_fp32_weights_and_follows_the_fp32_trajectory():
     m16, *_, s16 = _setup(Precision.bf16)
     for i, x in enumerate(_batches(10)):
         torch.manual_seed(i)
-        t32 = s32(x, NO_LABELS, i)
+        t32, _ = s32(x, NO_LABELS, i)
         torch.manual_seed(i)
-        t16 = s16(x, NO_LABELS, i)
+        t16, _ = s16(x, NO_LABELS, i)
         # Same terms within bf16 rounding of the logits (the loss itself is summed in fp32).
         assert abs(t16[0] - t32[0]) / t32[0] < 0.01
     assert all(p.dtype == torch.float32 for p in m16.parameters())
@@ -114,7 +109,7 @@ def test_a_partial_last_batch_runs_and_terms_are_per_sample_means():
     _, loss_fn, _, step = _setup()
     big, small = torch.rand(32, 1, 28, 28), torch.rand(5, 1, 28, 28)
     step(big, NO_LABELS, 0)
-    terms = step(small, NO_LABELS[:5], 1)
+    terms, _ = step(small, NO_LABELS[:5], 1)
     loss, recon, kl, elbo = terms.tolist()
     assert recon > 0 and kl >= 0 and elbo == pytest.approx(-(recon + kl), rel=1e-6)
     assert loss == pytest.approx(recon + loss_fn.schedule_values(1)["kl_weight"] * kl, rel=1e-6)
@@ -135,7 +130,7 @@ def test_bf16_on_cpu_keeps_convolutions_fp32_and_linear_layers_bf16():
     for name, module in model.named_modules():
         if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)):
             module.register_forward_hook(lambda m, i, o, name=name: dtypes.__setitem__(name, o.dtype))
-    terms = step(torch.rand(16, 1, 28, 28), NO_LABELS[:16], 0)
+    terms, _ = step(torch.rand(16, 1, 28, 28), NO_LABELS[:16], 0)
     assert torch.isfinite(terms).all()
     convs = {n for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))}
     assert convs and all(dtypes[n] == torch.float32 for n in convs)
@@ -173,14 +168,14 @@ def test_checkpointed_optimizer_state_loads_anywhere_after_cuda_graphs_changed_i
     ],
 )
 def test_cpu_wait_policy_sleeps_only_when_asked_or_the_machine_is_busy(setting, load_1min, runnable_others, env):
-    from vae_cli.config import CpuWait
-    from vae_cli.training.cpu_threads import MachineLoad, choose_wait_env
+    from vae_cli.config.enums import CpuWait
+    from vae_cli.process.cpu_threads import MachineLoad, choose_wait_env
 
     assert choose_wait_env(CpuWait(setting), MachineLoad(load_1min, runnable_others, cpus=2)) == env
 
 
 def test_machine_load_is_read_from_the_kernel():
-    from vae_cli.training.cpu_threads import read_machine_load
+    from vae_cli.process.cpu_threads import read_machine_load
 
     load = read_machine_load()
     assert load.cpus >= 1 and load.load_1min >= 0.0
@@ -189,8 +184,8 @@ def test_machine_load_is_read_from_the_kernel():
 
 
 def test_cpu_wait_policy_leaves_the_users_environment_and_a_started_runtime_alone(monkeypatch):
-    from vae_cli.config import CpuWait
-    from vae_cli.training.cpu_threads import apply_wait_policy
+    from vae_cli.config.enums import CpuWait
+    from vae_cli.process.cpu_threads import apply_wait_policy
 
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     assert "set by the environment" in apply_wait_policy(CpuWait.sleep)
@@ -250,7 +245,7 @@ def test_the_whole_step_with_guard_and_average_reads_nothing_back_to_the_host(na
     """What the CUDA-graph path runs (forward, backward, clipping, the skip decision, Adam, the average) must
     not wait for the device: every decision stays a tensor."""
     arch, likelihood = MODELS[name]
-    lik = likelihood or LikelihoodConfig(name=LikelihoodName.continuous_bernoulli)
+    lik = likelihood or ContinuousBernoulliConfig()
     torch.manual_seed(0)
     model = build_model(model_config(arch, likelihood=lik), (1, 28, 28))
     context = ObjectiveContext(train_size=64, latent_dim=model.latent_dim, layer_names=model.layer_names)
@@ -262,7 +257,7 @@ def test_the_whole_step_with_guard_and_average_reads_nothing_back_to_the_host(na
     before = [p.detach().clone() for p in model.parameters()]
     with no_host_sync:
         for i in range(4):
-            terms = step(x, torch.zeros(8, dtype=torch.long), i)
+            terms = step.whole_step(x, torch.zeros(8, dtype=torch.long), i)
     assert torch.isfinite(terms).all()
     assert step.guard.skipped.item() == 2  # a threshold every step exceeds: skip, apply, skip, apply
     assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True))

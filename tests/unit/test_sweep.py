@@ -3,7 +3,7 @@ import json
 
 import yaml
 
-from vae_cli.sweeps.summary import write_summary
+from vae_cli.runs.sweeps.summary import write_summary
 
 
 def test_summary_table_lists_every_job_with_overrides_and_metrics(tmp_path):

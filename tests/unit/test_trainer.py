@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 from tests.conftest import TINY, compose_config
-from vae_cli.losses.elbo import ELBO
+from vae_cli.objectives.elbo import ELBO
 from vae_cli.training.checkpoint import load_checkpoint
-from vae_cli.training.run import train
+from vae_cli.training.session import train
 
 
 def _nan_at(monkeypatch, bad_steps: set[int]) -> list[int]:
@@ -42,7 +42,7 @@ def test_skip_policy_drops_only_the_bad_batch(tmp_path, monkeypatch):
 def test_stop_policy_keeps_no_state_from_the_bad_step(tmp_path, monkeypatch):
     import pytest
 
-    from vae_cli.errors import TrainingError
+    from vae_cli.process.errors import TrainingError
 
     _nan_at(monkeypatch, {10})
     cfg = compose_config([*TINY, "trainer.nan_policy=stop"])

@@ -7,8 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from vae_cli.training.ema import WeightAverage
-from vae_cli.training.guard import UpdateGuard
+from vae_cli.training.updates import UpdateGuard, WeightAverage
 
 
 def toy(seed: int = 0) -> tuple[nn.Module, torch.optim.Optimizer]:

@@ -8,8 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vae_cli.tools.plots import PALETTE, bar_chart, grid_image, line_plot, save_png, scatter_plot, to_tensor
-from vae_cli.tools.visuals import (
+from vae_cli.evaluation.latent_views import (
     dims_by_kl,
     interpolation_grid,
     latent_scatter,
@@ -19,6 +18,7 @@ from vae_cli.tools.visuals import (
     slerp,
     traversal_latents,
 )
+from vae_cli.evaluation.plots import PALETTE, bar_chart, grid_image, line_plot, save_png, scatter_plot, to_tensor
 
 
 def test_lerp_is_a_straight_line_between_the_ends():
@@ -134,7 +134,7 @@ def test_charts_and_grids_have_the_expected_sizes_and_are_written_atomically(tmp
 def test_image_grids_have_torchvisions_layout_without_importing_it(shape, nrow):
     from torchvision.utils import make_grid as torchvision_grid
 
-    from vae_cli.tools.plots import make_grid
+    from vae_cli.evaluation.plots import make_grid
 
     images = torch.rand(shape)
     assert torch.equal(

@@ -10,13 +10,15 @@ import pytest
 import torch
 
 from tests.conftest import model_config
-from vae_cli.config import ELBOConfig, PixelCNNPriorConfig, VQVAEConfig
-from vae_cli.losses import ObjectiveContext
-from vae_cli.losses.elbo import ELBO
-from vae_cli.models import build_model
+from vae_cli.config.architectures import VQVAEConfig
+from vae_cli.config.objectives import ELBOConfig
+from vae_cli.config.priors import PixelCNNPriorConfig
+from vae_cli.evaluation.bounds import codebook_statistics
+from vae_cli.models.build import build_model
 from vae_cli.models.pixelcnn import GatedPixelCNN, UniformCodePrior
 from vae_cli.models.quantizer import DEAD_USAGE, VectorQuantizer
-from vae_cli.tools.evaluate import codebook_statistics
+from vae_cli.objectives.base import ObjectiveContext
+from vae_cli.objectives.elbo import ELBO
 
 
 def grid(b=2, d=3, h=2, w=3, seed=0) -> torch.Tensor:

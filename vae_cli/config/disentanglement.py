@@ -4,6 +4,11 @@ defaults), and how often training logs them. Read by vae-eval --disentanglement 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
+
+from vae_cli.config.catalog import ARCHITECTURES
+from vae_cli.config.checks import Need, leaves
+from vae_cli.config.datasets import DATASETS
 
 METRICS = ("mig", "dci", "sap", "factor_vae", "beta_vae")
 
@@ -57,3 +62,32 @@ class DisentanglementConfig:
     sap: SapConfig = field(default_factory=SapConfig)
     factor_vae: FactorVaeScoreConfig = field(default_factory=FactorVaeScoreConfig)
     beta_vae: BetaVaeScoreConfig = field(default_factory=BetaVaeScoreConfig)
+
+    @classmethod
+    def check(cls, node: Any, cfg: Any, need: Need, prefix: str = "disentanglement.") -> None:
+        """The metric names and sample sizes (also checked by vae-eval for its own ``--set`` values); with the whole
+        config, also that the run has what the metrics need."""
+        unknown = [m for m in node.metrics if m not in METRICS]
+        need(not unknown, f"{prefix}metrics: unknown {unknown}; choose among {', '.join(METRICS)}.")
+        need(node.every_epochs >= 0, f"{prefix}every_epochs must be >= 0 (got {node.every_epochs}).")
+        for key, value in leaves(node, int):
+            if key.endswith(("num_train", "num_test", "num_eval", "num_variance_estimate", "batch_size", "num_bins")):
+                need(value >= 2, f"{prefix}{key} must be >= 2 (got {value}): the metrics need a spread of samples.")
+        if cfg is None or node.every_epochs <= 0:
+            return
+        d = cfg.dataset
+        spec = DATASETS.get(d.name)
+        grids = ", ".join(DATASETS.with_factors()[:-1]) + " or " + DATASETS.with_factors()[-1]
+        need(
+            spec is not None and spec.has_factors(d),
+            f"disentanglement.every_epochs={node.every_epochs} needs ground-truth factors, which dataset "
+            f"'{d.name}' has not: use dataset={grids}, or an image folder with "
+            f"dataset.factors_csv; or set disentanglement.every_epochs=0.",
+        )
+        arch = ARCHITECTURES.option_of(cfg.model)
+        need(
+            (arch not in ARCHITECTURES or ARCHITECTURES[arch].latent != "code_grid")
+            and not cfg.model.get("conditional", False),
+            "disentanglement.every_epochs > 0 scores the encoder mean of an unconditional Gaussian-latent model; "
+            "not a VQ-VAE or a conditional model.",
+        )

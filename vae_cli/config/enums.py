@@ -6,14 +6,6 @@ from __future__ import annotations
 from enum import Enum
 
 
-class Arch(str, Enum):
-    mlp = "mlp"
-    conv = "conv"
-    resnet = "resnet"
-    hvae = "hvae"
-    vqvae = "vqvae"
-
-
 class OptimizerName(str, Enum):
     adam = "adam"
     adamw = "adamw"
@@ -30,6 +22,7 @@ class Precision(str, Enum):
 
 
 class CpuWait(str, Enum):
+    # The values of vae_cli/process/cpu_threads.py (AUTO, SPIN, SLEEP), which decides the OpenMP settings.
     auto = "auto"  # sleep if the machine is already busy when the run starts, else spin briefly (bounded)
     spin = "spin"  # OMP_WAIT_POLICY=ACTIVE: fastest on an idle machine that stays idle
     sleep = "sleep"  # OMP_WAIT_POLICY=PASSIVE: no collapse when cores are oversubscribed
@@ -84,42 +77,3 @@ class TrainSplit(str, Enum):
     # dataset that holds only its test files; the run then has no held-out test numbers.
     train = "train"
     test = "test"
-
-
-class LikelihoodName(str, Enum):
-    bernoulli = "bernoulli"
-    continuous_bernoulli = "continuous_bernoulli"
-    gaussian = "gaussian"
-    logistic_mixture = "logistic_mixture"
-
-
-class PriorName(str, Enum):
-    normal = "normal"
-    vamp = "vamp"
-    mog = "mog"
-    pixelcnn = "pixelcnn"
-
-
-class PseudoInputInit(str, Enum):
-    random = "random"  # grey 0.5 plus a little noise (Tomczak & Welling), bounded to [0, 1]
-    data = "data"  # random training images
-
-
-class IWEstimator(str, Enum):
-    iwae = "iwae"  # gradients of the importance-weighted bound itself
-    dreg = "dreg"  # doubly reparameterized gradients for the encoder (Tucker et al., 2019)
-
-
-class TCEstimator(str, Enum):
-    mws = "mws"  # minibatch-weighted sampling
-    mss = "mss"  # minibatch-stratified sampling
-
-
-class DIPVariant(str, Enum):
-    i = "i"
-    ii = "ii"
-
-
-class MMDKernel(str, Enum):
-    imq = "imq"
-    rbf = "rbf"

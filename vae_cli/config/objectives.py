@@ -1,4 +1,5 @@
-"""The ``loss`` group's schemas: one dataclass per objective, each extending ``LossConfig``.
+"""The ``loss`` group: the objective (``loss=elbo``, ``iwae``, ...), one schema each, registered in ``OBJECTIVES``
+(config/catalog.py) with its module in ``vae_cli.objectives`` and the facts other groups' checks read.
 
 The root config holds a ``LossConfig``; ``configs/loss/<name>.yaml`` starts from its own schema (``<name>_schema``
 in Hydra's ConfigStore), so ``loss.k`` exists for ``loss=iwae`` only and a misspelt key still fails, naming it.
@@ -7,16 +8,44 @@ in Hydra's ConfigStore), so ``loss.k`` exists for ``loss=iwae`` only and a missp
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
 
-from vae_cli.config.enums import DIPVariant, IWEstimator, MMDKernel, TCEstimator
+from vae_cli.config.catalog import ARCHITECTURES, OBJECTIVES, PRIORS
+from vae_cli.config.checks import Need
+
+
+class IWEstimator(str, Enum):
+    iwae = "iwae"  # gradients of the importance-weighted bound itself
+    dreg = "dreg"  # doubly reparameterized gradients for the encoder (Tucker et al., 2019)
+
+
+class TCEstimator(str, Enum):
+    mws = "mws"  # minibatch-weighted sampling
+    mss = "mss"  # minibatch-stratified sampling
+
+
+class DIPVariant(str, Enum):
+    i = "i"
+    ii = "ii"
+
+
+class MMDKernel(str, Enum):
+    imq = "imq"
+    rbf = "rbf"
 
 
 @dataclass
 class LossConfig:
-    # Which objective in vae_cli/losses/ (docs/models.md): elbo | iwae | beta_tcvae | factor_vae | dip_vae | info_vae.
+    # Which objective of OBJECTIVES (vae_cli/objectives/, docs/models.md): loss=elbo, iwae, beta_tcvae, ...
     name: str = "elbo"
 
 
+def batch_size(cfg: Any) -> int | None:
+    return None if cfg is None else int(cfg.trainer.batch_size)
+
+
+@OBJECTIVES.register(build="vae_cli.objectives.elbo:ELBO", code_grid=True)
 @dataclass
 class ELBOConfig(LossConfig):
     name: str = "elbo"
@@ -34,7 +63,42 @@ class ELBOConfig(LossConfig):
     capacity_max: float | None = None
     capacity_steps: int = 100_000
 
+    @classmethod
+    def check(cls, loss: Any, cfg: Any, need: Need) -> None:
+        need(loss.beta >= 0, f"loss.beta must be >= 0 (got {loss.beta}).")
+        need(loss.recon_weight > 0, f"loss.recon_weight must be > 0 (got {loss.recon_weight}).")
+        need(loss.kl_warmup_steps >= 0, f"loss.kl_warmup_steps must be >= 0 (got {loss.kl_warmup_steps}).")
+        need(loss.free_bits >= 0, f"loss.free_bits must be >= 0 nats, 0 = off (got {loss.free_bits}).")
+        if loss.free_bits > 0 and cfg is not None:
+            prior = cfg.prior.name
+            need(
+                prior in PRIORS and PRIORS[prior].kl_per_dim,
+                f"loss.free_bits works on the KL of each latent dimension, which only prior=normal has in closed "
+                f"form (got prior={prior}). Use prior=normal, or loss.capacity_max for a total-KL target.",
+            )
+        if loss.capacity_max is not None:
+            need(loss.capacity_max >= 0, f"loss.capacity_max must be >= 0 nats (got {loss.capacity_max}).")
+            need(loss.capacity_steps >= 1, f"loss.capacity_steps must be >= 1 (got {loss.capacity_steps}).")
+            need(loss.free_bits == 0, "loss.free_bits and loss.capacity_max both reshape the KL term; use one of them.")
+            need(
+                loss.kl_warmup_steps == 0,
+                "loss.kl_warmup_steps and loss.capacity_max both schedule the KL term (capacity annealing already "
+                "raises C from 0); use one of them.",
+            )
 
+
+def check_dreg(loss: Any, cfg: Any, need: Need) -> None:
+    if cfg is None or IWEstimator(loss.estimator) != IWEstimator.dreg:
+        return
+    arch = ARCHITECTURES.option_of(cfg.model)
+    need(
+        arch not in ARCHITECTURES or ARCHITECTURES[arch].latent != "layers",
+        f"loss.estimator=dreg needs a one-layer posterior (its gradient stops q's parameters, which in "
+        f"model={arch} depend on the layers above); use loss.estimator=iwae with model={arch}.",
+    )
+
+
+@OBJECTIVES.register(build="vae_cli.objectives.iwae:IWAE")
 @dataclass
 class IWAEConfig(LossConfig):
     name: str = "iwae"
@@ -43,7 +107,13 @@ class IWAEConfig(LossConfig):
     # iwae: gradients of the bound; dreg: doubly reparameterized encoder gradients (Tucker et al., 2019).
     estimator: IWEstimator = IWEstimator.iwae
 
+    @classmethod
+    def check(cls, loss: Any, cfg: Any, need: Need) -> None:
+        check_dreg(loss, cfg, need)
+        need(1 <= loss.k <= 5000, f"loss.k must be in [1, 5000] importance samples (got {loss.k}).")
 
+
+@OBJECTIVES.register(build="vae_cli.objectives.beta_tcvae:BetaTCVAE", flat_only=True, batch_statistics=True)
 @dataclass
 class BetaTCVAEConfig(LossConfig):
     name: str = "beta_tcvae"
@@ -54,7 +124,20 @@ class BetaTCVAEConfig(LossConfig):
     # How log q(z) is estimated from a minibatch: mws (weighted) | mss (stratified; uses the training-set size).
     estimator: TCEstimator = TCEstimator.mws
 
+    @classmethod
+    def check(cls, loss: Any, cfg: Any, need: Need) -> None:
+        for key in ("alpha", "beta", "gamma"):
+            need(loss[key] >= 0, f"loss.{key} must be >= 0 (got {loss[key]}).")
+        b = batch_size(cfg)
+        if TCEstimator(loss.estimator) == TCEstimator.mss and b is not None:
+            need(
+                b >= 3,
+                f"loss.estimator=mss stratifies over the other images of a batch and needs trainer.batch_size >= 3 "
+                f"(got {b}).",
+            )
 
+
+@OBJECTIVES.register(build="vae_cli.objectives.factor_vae:FactorVAE", flat_only=True, batch_statistics=True)
 @dataclass
 class FactorVAEConfig(LossConfig):
     name: str = "factor_vae"
@@ -69,7 +152,33 @@ class FactorVAEConfig(LossConfig):
     disc_lr: float = 1.0e-4
     disc_betas: list[float] = field(default_factory=lambda: [0.5, 0.9])
 
+    @classmethod
+    def check(cls, loss: Any, cfg: Any, need: Need) -> None:
+        need(loss.gamma >= 0, f"loss.gamma must be >= 0 (got {loss.gamma}).")
+        latent_dim = None if cfg is None else cfg.model.get("latent_dim")
+        if latent_dim is not None:
+            need(
+                latent_dim >= 2,
+                f"loss=factor_vae estimates the total correlation between latent dimensions, which needs "
+                f"model.latent_dim >= 2 (got {latent_dim}).",
+            )
+        need(
+            len(loss.disc_hidden) >= 1 and all(h >= 1 for h in loss.disc_hidden),
+            f"loss.disc_hidden must be a non-empty list of positive widths (got {list(loss.disc_hidden)}).",
+        )
+        need(loss.disc_lr > 0, f"loss.disc_lr must be > 0 (got {loss.disc_lr}).")
+        need(
+            len(loss.disc_betas) == 2 and all(0 <= b < 1 for b in loss.disc_betas),
+            f"loss.disc_betas must be two numbers in [0, 1) (got {list(loss.disc_betas)}).",
+        )
+        b = batch_size(cfg)
+        need(
+            b is None or b >= 2,
+            f"loss=factor_vae permutes latents across the batch and needs trainer.batch_size >= 2 (got {b}).",
+        )
 
+
+@OBJECTIVES.register(build="vae_cli.objectives.dip_vae:DIPVAE", flat_only=True, batch_statistics=True)
 @dataclass
 class DIPVAEConfig(LossConfig):
     name: str = "dip_vae"
@@ -79,6 +188,27 @@ class DIPVAEConfig(LossConfig):
     lambda_od: float = 10.0
     # Weight on (diagonal - 1)^2; null = the paper's choice: 10 * lambda_od for variant i, lambda_od for ii.
     lambda_d: float | None = None
+
+    @classmethod
+    def check(cls, loss: Any, cfg: Any, need: Need) -> None:
+        need(loss.lambda_od >= 0, f"loss.lambda_od must be >= 0 (got {loss.lambda_od}).")
+        need(loss.lambda_d is None or loss.lambda_d >= 0, f"loss.lambda_d must be >= 0 or null (got {loss.lambda_d}).")
+        b = batch_size(cfg)
+        need(
+            b is None or b >= 2,
+            f"loss=dip_vae estimates a covariance over the batch and needs trainer.batch_size >= 2 (got {b}).",
+        )
+
+
+def check_info_vae(cls: type, loss: Any, cfg: Any, need: Need) -> None:
+    need(loss.kernel_scale > 0, f"loss.kernel_scale must be > 0 (got {loss.kernel_scale}).")
+    need(loss.alpha <= 1, f"loss.alpha must be <= 1: the KL weight is 1 - alpha (got {loss.alpha}).")
+    need(
+        loss.alpha + loss["lambda"] - 1 >= 0,
+        f"loss.alpha + loss.lambda - 1 is the MMD weight and must be >= 0 (got {loss.alpha + loss['lambda'] - 1:g}).",
+    )
+    b = batch_size(cfg)
+    need(b is None or b >= 2, f"loss=info_vae's unbiased MMD needs trainer.batch_size >= 2 (got {b}).")
 
 
 # InfoVAE's weight is called lambda in the paper and on the command line (loss.lambda), and ``lambda`` is a Python
@@ -106,19 +236,11 @@ InfoVAEConfig = dataclass(
             "lambda": 1000.0,
             # The prior's variance in the kernel scale (1 for N(0, I)).
             "kernel_scale": 1.0,
+            "check": classmethod(check_info_vae),
         },
     ),
     init=False,
     repr=False,
     eq=False,
 )
-
-
-LOSS_SCHEMAS: dict[str, type[LossConfig]] = {
-    "elbo": ELBOConfig,
-    "iwae": IWAEConfig,
-    "beta_tcvae": BetaTCVAEConfig,
-    "factor_vae": FactorVAEConfig,
-    "dip_vae": DIPVAEConfig,
-    "info_vae": InfoVAEConfig,
-}
+OBJECTIVES.register(build="vae_cli.objectives.info_vae:InfoVAE", flat_only=True, batch_statistics=True)(InfoVAEConfig)

@@ -13,19 +13,15 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from vae_cli.config.data import DatasetConfig
+from vae_cli.config.architectures import ModelConfig
+from vae_cli.config.catalog import FAMILIES
+from vae_cli.config.datasets import DatasetConfig
 from vae_cli.config.disentanglement import DisentanglementConfig
-from vae_cli.config.model import (
-    LIKELIHOOD_SCHEMAS,
-    MODEL_SCHEMAS,
-    PRIOR_SCHEMAS,
-    LikelihoodConfig,
-    ModelConfig,
-    PriorConfig,
-)
-from vae_cli.config.objectives import LOSS_SCHEMAS, LossConfig
+from vae_cli.config.likelihoods import LikelihoodConfig
+from vae_cli.config.objectives import LossConfig
+from vae_cli.config.priors import PriorConfig
 from vae_cli.config.training import LoggerConfig, OptimConfig, TrainerConfig
-from vae_cli.errors import ConfigError
+from vae_cli.process.errors import ConfigError
 
 
 @dataclass
@@ -41,21 +37,8 @@ class TrainConfig:
     disentanglement: DisentanglementConfig = field(default_factory=DisentanglementConfig)
 
 
-# Groups whose options each have a schema of their own: the YAML of option X starts from ``<X>_schema``.
-FAMILIES: dict[str, dict[str, type]] = {
-    "model": MODEL_SCHEMAS,
-    "likelihood": LIKELIHOOD_SCHEMAS,
-    "prior": PRIOR_SCHEMAS,
-    "loss": LOSS_SCHEMAS,
-}
-# The key that names a family member's option (the YAML file's stem).
-FAMILY_KEY: dict[str, str] = {"model": "arch", "likelihood": "name", "prior": "name", "loss": "name"}
-
-
-def family_option(group: str, node: Any) -> str:
-    """The option a family group's config node is (``model`` -> its ``arch``, others -> their ``name``)."""
-    value = node.get(FAMILY_KEY[group]) if node is not None else None
-    return str(getattr(value, "value", value)) if value is not None else ""
+# The groups whose options each have a schema of their own (config/catalog.py): the YAML of option X starts from
+# ``<X>_schema`` in Hydra's ConfigStore.
 
 
 def register_configs() -> None:
@@ -64,9 +47,9 @@ def register_configs() -> None:
 
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
-    for group, schemas in FAMILIES.items():
-        for name, schema in schemas.items():
-            cs.store(group=group, name=f"{name}_schema", node=schema)
+    for group, catalog in FAMILIES.items():
+        for entry in catalog:
+            cs.store(group=group, name=f"{entry.name}_schema", node=entry.schema)
 
 
 def to_plain_dict(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
@@ -106,14 +89,14 @@ def migrate(plain: dict[str, Any]) -> dict[str, Any]:
 def schema_for(plain: dict[str, Any]) -> DictConfig:
     """The typed, empty schema that fits ``plain``: each family group typed by the option its ``name`` names."""
     schema = OmegaConf.structured(TrainConfig)
-    for group, schemas in FAMILIES.items():
-        name = family_option(group, plain.get(group) or {}) or family_option(group, schema[group])
-        if name not in schemas:
+    for group, catalog in FAMILIES.items():
+        name = catalog.option_of(plain.get(group) or {}) or catalog.option_of(schema[group])
+        if name not in catalog:
             raise ConfigError(
-                f"{group}.{FAMILY_KEY[group]} '{name}' is not a {group} this vae-cli knows (known: {', '.join(schemas)}); the "
-                f"config comes from another version."
+                f"{group}.{catalog.key} '{name}' is not a {group} this vae-cli knows (known: "
+                f"{', '.join(catalog.names())}); the config comes from another version."
             )
-        schema[group] = OmegaConf.structured(schemas[name])
+        schema[group] = OmegaConf.structured(catalog[name].schema)
     return schema
 
 

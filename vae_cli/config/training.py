@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from vae_cli.config.checks import Need
 from vae_cli.config.enums import CpuWait, DeviceName, NanPolicy, OptimizerName, Precision, Schedule
+
+# torch.manual_seed takes a 64-bit value; the trainer adds per-rank and per-purpose offsets to the seed.
+MAX_SEED = 2**62
 
 
 @dataclass
@@ -16,6 +21,19 @@ class OptimConfig:
     # Cosine schedule: the lr decays from lr to lr * min_lr_ratio over the whole run.
     min_lr_ratio: float = 0.0
     warmup_steps: int = 0
+
+    @classmethod
+    def check(cls, o: Any, cfg: Any, need: Need) -> None:
+        need(o.lr > 0, f"optim.lr must be > 0 (got {o.lr}).")
+        need(o.weight_decay >= 0, f"optim.weight_decay must be >= 0 (got {o.weight_decay}).")
+        need(0 <= o.min_lr_ratio <= 1, f"optim.min_lr_ratio must be in [0, 1] (got {o.min_lr_ratio}).")
+        need(o.warmup_steps >= 0, f"optim.warmup_steps must be >= 0 (got {o.warmup_steps}).")
+        if o.weight_decay > 0 and o.name == OptimizerName.adam:
+            need(
+                False,
+                "optim.weight_decay > 0 with optim=adam couples the decay with the adaptive step (L2, not decoupled "
+                "decay); use optim=adamw for weight decay.",
+            )
 
 
 @dataclass
@@ -92,6 +110,64 @@ class TrainerConfig:
     # Embedding projector (mu, labels, thumbnails) at the end of training.
     embedding: bool = True
 
+    @classmethod
+    def check(cls, t: Any, cfg: Any, need: Need) -> None:
+        need(t.epochs >= 1, f"trainer.epochs must be >= 1 (got {t.epochs}).")
+        need(t.batch_size >= 1, f"trainer.batch_size must be >= 1 (got {t.batch_size}).")
+        need(t.eval_batch_size >= 1, f"trainer.eval_batch_size must be >= 1 (got {t.eval_batch_size}).")
+        need(0 <= t.seed < MAX_SEED, f"trainer.seed must be in [0, 2**62) (got {t.seed}).")
+        need(t.log_every_steps >= 1, f"trainer.log_every_steps must be >= 1 (got {t.log_every_steps}).")
+        need(t.image_every_epochs >= 1, f"trainer.image_every_epochs must be >= 1 (got {t.image_every_epochs}).")
+        if cfg is not None:
+            most = cfg.logger.max_grid_images
+            need(
+                1 <= t.num_images <= most,
+                f"trainer.num_images must be in [1, logger.max_grid_images={most}] (got {t.num_images}): a "
+                f"grid of more images is a picture nobody can read and megabytes per epoch. Raise "
+                f"logger.max_grid_images to allow it.",
+            )
+        need(t.latent_every_epochs >= 1, f"trainer.latent_every_epochs must be >= 1 (got {t.latent_every_epochs}).")
+        need(t.latent_images >= 1, f"trainer.latent_images must be >= 1 (got {t.latent_images}).")
+        need(
+            t.nll_iw_every_epochs >= 0,
+            f"trainer.nll_iw_every_epochs must be >= 0, 0 = off (got {t.nll_iw_every_epochs}).",
+        )
+        need(t.nll_iw_k >= 1, f"trainer.nll_iw_k must be >= 1 (got {t.nll_iw_k}).")
+        need(t.grad_clip is None or t.grad_clip > 0, f"trainer.grad_clip must be > 0 or null (got {t.grad_clip}).")
+        need(
+            t.checkpoint_every_steps is None or t.checkpoint_every_steps >= 1,
+            f"trainer.checkpoint_every_steps must be >= 1 or null (got {t.checkpoint_every_steps}).",
+        )
+        need(
+            t.cpu_threads is None or 1 <= t.cpu_threads <= 1024,
+            f"trainer.cpu_threads must be >= 1 or null (got {t.cpu_threads}).",
+        )
+        need(
+            t.sweep_metric.startswith(("val/", "test/", "train/")),
+            f"trainer.sweep_metric must name a metric of metrics.json such as val/loss or val/nll_iw "
+            f"(got {t.sweep_metric}).",
+        )
+        need(
+            not (t.sweep_metric.endswith("/nll_iw") and t.nll_iw_every_epochs == 0),
+            f"trainer.sweep_metric={t.sweep_metric} is computed only with trainer.nll_iw_every_epochs > 0 (it is 0).",
+        )
+        need(t.max_nan_skips >= 1, f"trainer.max_nan_skips must be >= 1 (got {t.max_nan_skips}).")
+        need(t.max_rollbacks >= 1, f"trainer.max_rollbacks must be >= 1 (got {t.max_rollbacks}).")
+        need(
+            0 < t.rollback_lr_factor < 1,
+            f"trainer.rollback_lr_factor must be in (0, 1) (got {t.rollback_lr_factor}).",
+        )
+        need(t.progress in ("auto", "bar", "none"), f"trainer.progress must be auto, bar or none (got {t.progress}).")
+        need(
+            not (t.cuda_graphs and t.device not in (DeviceName.cuda, DeviceName.auto)),
+            f"trainer.cuda_graphs=true needs a CUDA device (got trainer.device={DeviceName(t.device).value}).",
+        )
+        need(
+            not (t.cuda_graphs and t.nan_policy != NanPolicy.stop),
+            "trainer.cuda_graphs=true replays the optimizer update inside the graph, so it works with "
+            f"trainer.nan_policy=stop only (got {NanPolicy(t.nan_policy).value}).",
+        )
+
 
 @dataclass
 class LoggerConfig:
@@ -104,3 +180,7 @@ class LoggerConfig:
     max_image_logs: int = 50
     # No image grid holds more images than this (trainer.num_images is checked against it).
     max_grid_images: int = 256
+
+    @classmethod
+    def check(cls, lg: Any, cfg: Any, need: Need) -> None:
+        need(lg.max_image_logs >= 1, f"logger.max_image_logs must be >= 1 (got {lg.max_image_logs}).")

@@ -15,8 +15,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from vae_cli.datasets.preprocess import BatchPreprocess, to_unit_float
 from vae_cli.datasets.splits import ImageSplits, MappedImages
-from vae_cli.training.distributed import Distributed, shard_order, shard_size
-from vae_cli.training.signals import reset_in_worker
+from vae_cli.process.distributed import Distributed, shard_order, shard_size
+from vae_cli.process.signals import reset_in_worker
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vae_cli.atomic import dir_mode
 from vae_cli.datasets.decode import DecodeSpec
-from vae_cli.errors import DataError
+from vae_cli.process.atomic import dir_mode
+from vae_cli.process.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from vae_cli.config import DatasetConfig
+from vae_cli.config.datasets import DatasetConfig
 from vae_cli.datasets.download import torchvision_download
 from vae_cli.datasets.image_folder import FileTable, decode_spec, decode_table
 from vae_cli.datasets.splits import BOTH, Parts, RawSplits
-from vae_cli.errors import DataError
+from vae_cli.process.errors import DataError
 
 CELEBA_CROP = 148  # centre square of the 178x218 aligned faces that holds the face
 

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from vae_cli.config import DatasetConfig
+from vae_cli.config.datasets import DatasetConfig
 from vae_cli.datasets.download import torchvision_download
 from vae_cli.datasets.splits import BOTH, Parts, RawSplits, empty_images
-from vae_cli.errors import DataError
+from vae_cli.process.errors import DataError
 
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILES = ("test_batch",)

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from vae_cli.config import ResizeMode
-from vae_cli.errors import DataError
-from vae_cli.training.signals import STOP
+from vae_cli.config.enums import ResizeMode
+from vae_cli.process.errors import DataError
+from vae_cli.process.signals import STOP
 
 log = logging.getLogger(__name__)
 

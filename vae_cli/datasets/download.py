@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from vae_cli.errors import DataError
+from vae_cli.process.errors import DataError
 
 log = logging.getLogger(__name__)
 

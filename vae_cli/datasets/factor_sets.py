@@ -1,10 +1,11 @@
-"""``dataset=shapes2d | xyobject | dsprites``: the ground-truth factor datasets as train/test splits.
+"""Datasets with ground-truth factors: the factor grids (``dataset=shapes2d | xyobject | dsprites``) as train/test
+splits, and the ground truth of any dataset config that has one, for the disentanglement metrics.
 
-The grid is split once with a constant seed (the same whatever trainer.seed): ``dataset.num_test`` grid points
-are the test split, then ``dataset.num_train`` others (null: all the rest) the training split, from which the
-loader carves the validation split as for any dataset. The label of each image is one factor (shape, colour), so
-the latent scatter is coloured by it and a conditional model can use it. The metrics do not use these splits:
-they draw fresh observations from the whole grid (``vae_cli.factors``).
+A grid is split once with a constant seed (the same whatever trainer.seed): ``dataset.num_test`` grid points are
+the test split, then ``dataset.num_train`` others (null: all the rest) the training split, from which the loader
+carves the validation split as for any dataset. The label of each image is one factor (its spec's
+``label_factor``), so the latent scatter is coloured by it and a conditional model can use it. The metrics do not
+use these splits: they draw fresh observations from the whole grid (``vae_cli.factors``).
 """
 
 from __future__ import annotations
@@ -15,21 +16,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vae_cli.config import DatasetConfig
+from vae_cli.config.catalog import load_attribute
+from vae_cli.config.datasets import DATASETS, DatasetCatalog, DatasetConfig
 from vae_cli.datasets.splits import BOTH, Parts, RawSplits, empty_images
-from vae_cli.errors import DataError
-from vae_cli.factors.ground_truth import FactorGrid
+from vae_cli.factors.ground_truth import FactorData, FactorGrid
+from vae_cli.process.errors import DataError
 
 log = logging.getLogger(__name__)
 
 GRID_SPLIT_SEED = 20_261_201  # constant: the test grid points must not change with trainer.seed
-# Which factor is each dataset's class label.
-LABEL_FACTOR = {"shapes2d": "shape", "dsprites": "shape", "xyobject": "colour"}
-CLASS_NAMES = {
-    "shapes2d": ("square", "ellipse", "heart"),
-    "dsprites": ("square", "ellipse", "heart"),
-    "xyobject": ("red", "yellow", "green", "cyan", "blue", "magenta"),
-}
 
 
 def grid_split(size: int, num_train: int | None, num_test: int, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -50,8 +45,10 @@ def grid_split(size: int, num_train: int | None, num_test: int, name: str) -> tu
 
 
 def grid_splits(grid: FactorGrid, cfg: DatasetConfig, parts: Parts) -> RawSplits:
+    spec = DATASETS[cfg.name].grid
+    assert spec is not None
     train_idx, test_idx = grid_split(grid.size, cfg.num_train, cfg.num_test, cfg.name)
-    label = grid.factor_names.index(LABEL_FACTOR[cfg.name])
+    label = grid.factor_names.index(spec.label_factor)
     rng = np.random.default_rng(0)  # unused by grids (each combination is one image)
     shape = (cfg.channels, cfg.image_size, cfg.image_size)
 
@@ -66,22 +63,72 @@ def grid_splits(grid: FactorGrid, cfg: DatasetConfig, parts: Parts) -> RawSplits
 
     train, train_labels = split(train_idx, "train")
     test, test_labels = split(test_idx, "test")
-    return RawSplits(train, train_labels, test, test_labels, CLASS_NAMES[cfg.name])
+    return RawSplits(train, train_labels, test, test_labels, spec.class_names)
 
 
-def load_shapes2d(cfg: DatasetConfig, parts: Parts = BOTH) -> RawSplits:
+def load_grid_dataset(cfg: DatasetConfig, parts: Parts = BOTH) -> RawSplits:
+    """The builder of every factor-grid dataset: its grid (``ground_truth``), split."""
+    grid = ground_truth_for(cfg)
+    assert isinstance(grid, FactorGrid)
+    return grid_splits(grid, cfg, parts)
+
+
+# ----- the ground truth of each dataset that has one (DatasetSpec.ground_truth) -----------------------------------
+def shapes2d_grid(cfg: DatasetConfig) -> FactorData:
     from vae_cli.factors.shapes2d import Shapes2D
 
-    return grid_splits(Shapes2D(), cfg, parts)
+    return Shapes2D()
 
 
-def load_xyobject(cfg: DatasetConfig, parts: Parts = BOTH) -> RawSplits:
+def xyobject_grid(cfg: DatasetConfig) -> FactorData:
     from vae_cli.factors.xyobject import XYObject
 
-    return grid_splits(XYObject(), cfg, parts)
+    return XYObject()
 
 
-def load_dsprites_splits(cfg: DatasetConfig, parts: Parts = BOTH) -> RawSplits:
+def dsprites_grid(cfg: DatasetConfig) -> FactorData:
     from vae_cli.factors.dsprites import load_dsprites
 
-    return grid_splits(load_dsprites(Path(cfg.root).expanduser(), cfg.download), cfg, parts)
+    return load_dsprites(Path(cfg.root).expanduser(), cfg.download)
+
+
+def folder_with_factors(cfg: DatasetConfig) -> FactorData:
+    """The images listed in the factors CSV, decoded as the run decodes the folder, with their factors."""
+    from vae_cli.datasets.decode import decode_files
+    from vae_cli.datasets.image_folder import decode_spec
+    from vae_cli.factors.table import FactorTable, read_factors_csv
+
+    root = Path(cfg.root).expanduser()
+    csv_path = Path(cfg.factors_csv).expanduser()
+    if not csv_path.is_absolute() and not csv_path.is_file():
+        csv_path = root / csv_path  # a relative path names a file in the folder itself
+    if not csv_path.is_file():
+        raise DataError(
+            f"dataset.factors_csv={cfg.factors_csv} is neither a file nor a file in dataset.root ({root}); give the "
+            f"path of the CSV that lists each image's factors."
+        )
+    files, factors, names, values = read_factors_csv(csv_path)
+    paths = [root / f for f in files]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise DataError(
+            f"{len(missing)} image(s) the factors CSV {csv_path} lists do not exist, e.g. {missing[0]}. File paths "
+            f"in the CSV are relative to dataset.root ({root})."
+        )
+    images = np.zeros((len(paths), cfg.channels, cfg.image_size, cfg.image_size), dtype=np.uint8)
+    decode_files(paths, decode_spec(cfg), images, cfg.num_workers, skip_bad=False, root=root)
+    return FactorTable(images, factors, names, values)
+
+
+def ground_truth_for(cfg: DatasetConfig) -> FactorData:
+    """The ground-truth factors of a run's ``dataset`` config (its spec's ``ground_truth``), or a DataError."""
+    spec = DATASETS.get(cfg.name)
+    if spec is None or not spec.has_factors(cfg):
+        grids = ", ".join(DATASETS.with_factors())
+        raise DataError(
+            f"dataset '{cfg.name}' has no ground-truth factors, so disentanglement cannot be measured on it. Use a "
+            f"factor dataset ({grids}), or an image folder with a factors CSV "
+            f"(dataset=image_folder dataset.factors_csv=factors.csv, see docs/disentanglement.md)."
+        )
+    assert spec.ground_truth is not None
+    return load_attribute(spec.ground_truth, DatasetCatalog.package)(cfg)

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vae_cli.atomic import atomic_write
-from vae_cli.config import DatasetConfig
+from vae_cli.config.datasets import DatasetConfig
 from vae_cli.datasets.download import torchvision_download
 from vae_cli.datasets.splits import BOTH, Parts, RawSplits, empty_images
-from vae_cli.errors import DataError
+from vae_cli.process.atomic import atomic_write
+from vae_cli.process.errors import DataError
 
 log = logging.getLogger(__name__)
 

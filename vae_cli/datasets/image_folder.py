@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vae_cli.config import DatasetConfig, ResizeMode
+from vae_cli.config.datasets import DatasetConfig
+from vae_cli.config.enums import ResizeMode
 from vae_cli.datasets.cache import cache_key, cached_decode
 from vae_cli.datasets.decode import IMAGE_SUFFIXES, DecodeSpec, decode_files
 from vae_cli.datasets.splits import BOTH, MappedImages, Parts, RawSplits
-from vae_cli.errors import DataError
+from vae_cli.process.errors import DataError
 
 log = logging.getLogger(__name__)
 

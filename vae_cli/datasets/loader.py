@@ -1,6 +1,7 @@
 """``load_dataset``: a config -> the train/val/test splits, preprocessed and ready for the device.
 
-Steps: the dataset's builder reads its files (``BUILDERS``) -> shape check -> a seeded validation split carved
+Steps: the dataset's builder (its spec's ``build`` in the dataset catalog, config/datasets.py) reads its files ->
+shape check -> a seeded validation split carved
 from the official training split -> optional subset -> static binarization -> in memory, or left on disk to be
 streamed when the training split exceeds dataset.memory_budget_mb. The official test split is never shuffled,
 subset or mixed into training.
@@ -13,35 +14,24 @@ from collections.abc import Callable
 
 import torch
 
-from vae_cli.config import Binarize, DatasetConfig, SubsetMode, TrainSplit
-from vae_cli.datasets.celeba import load_celeba
-from vae_cli.datasets.cifar import load_cifar10
-from vae_cli.datasets.factor_sets import load_dsprites_splits, load_shapes2d, load_xyobject
-from vae_cli.datasets.idx import load_idx_dataset
-from vae_cli.datasets.image_folder import load_image_folder
+from vae_cli.config.catalog import load_attribute
+from vae_cli.config.datasets import DATASETS, DatasetCatalog, DatasetConfig
+from vae_cli.config.enums import Binarize, SubsetMode, TrainSplit
 from vae_cli.datasets.preprocess import FIXED_SAMPLE_DOMAIN, binarize_static, mix_seed
 from vae_cli.datasets.splits import ImageSplits, MappedImages, Parts, RawSplits, materialize, take
-from vae_cli.datasets.svhn import load_svhn
-from vae_cli.datasets.synthetic import load_synthetic
-from vae_cli.errors import DataError
+from vae_cli.process.errors import DataError
 
 log = logging.getLogger(__name__)
 
-# Each builder reads the official splits it is asked for (``Parts``) and returns the others empty.
-BUILDERS: dict[str, Callable[[DatasetConfig, Parts], RawSplits]] = {
-    "mnist": load_idx_dataset,
-    "fashion_mnist": load_idx_dataset,
-    "kmnist": load_idx_dataset,
-    "emnist": load_idx_dataset,
-    "cifar10": load_cifar10,
-    "svhn": load_svhn,
-    "celeba": load_celeba,
-    "image_folder": load_image_folder,
-    "synthetic": load_synthetic,
-    "shapes2d": load_shapes2d,
-    "xyobject": load_xyobject,
-    "dsprites": load_dsprites_splits,
-}
+
+def builder(name: str) -> Callable[[DatasetConfig, Parts], RawSplits]:
+    """The function that reads dataset ``name``'s files: it reads the official splits it is asked for (``Parts``)
+    and returns the others empty."""
+    if name not in DATASETS:
+        raise DataError(
+            f"Unknown dataset.name '{name}'. Choose one of: {', '.join(sorted(DATASETS.names()))} (e.g. dataset=mnist)."
+        )
+    return load_attribute(DATASETS[name].build, DatasetCatalog.package)
 
 
 def carve_indices(n: int, cfg: DatasetConfig, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,10 +70,7 @@ def load_dataset(cfg: DatasetConfig, seed: int, splits: tuple[str, ...] = SPLITS
     Only the files the asked ``splits`` come from are read: evaluating the test split needs no training files.
     ``dataset.train_split=test`` trains (and validates) on the official test split; its test split is then empty.
     """
-    if cfg.name not in BUILDERS:
-        raise DataError(
-            f"Unknown dataset.name '{cfg.name}'. Choose one of: {', '.join(sorted(BUILDERS))} (e.g. dataset=mnist)."
-        )
+    build = builder(cfg.name)
     from_test = TrainSplit(cfg.train_split) == TrainSplit.test
     source = "test" if from_test else "train"
     parts = set()
@@ -91,7 +78,7 @@ def load_dataset(cfg: DatasetConfig, seed: int, splits: tuple[str, ...] = SPLITS
         parts.add(source)
     if "test" in splits and not from_test:
         parts.add("test")
-    raw = BUILDERS[cfg.name](cfg, frozenset(parts))
+    raw = build(cfg, frozenset(parts))
     expected = (cfg.channels, cfg.image_size, cfg.image_size)
     if from_test:  # the official test split stands in for the training split; no held-out test numbers
         empty = torch.zeros((0, *expected), dtype=torch.uint8)

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-from vae_cli.config import Binarize, DatasetConfig
+from vae_cli.config.datasets import DatasetConfig
+from vae_cli.config.enums import Binarize
 
 
 def mix_seed(*parts: int) -> int:

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vae_cli.config import DatasetConfig
+from vae_cli.config.datasets import DatasetConfig
 from vae_cli.datasets.download import torchvision_download
 from vae_cli.datasets.matlab import MatFileError, read_mat
 from vae_cli.datasets.splits import BOTH, Parts, RawSplits, empty_images
-from vae_cli.errors import DataError
+from vae_cli.process.errors import DataError
 
 SVHN_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
 

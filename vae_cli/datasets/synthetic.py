@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from vae_cli.config import DatasetConfig
+from vae_cli.config.datasets import DatasetConfig
 from vae_cli.datasets.splits import BOTH, Parts, RawSplits
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vae_cli.errors import DataError
 from vae_cli.factors.ground_truth import ImageGrid
+from vae_cli.process.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vae_cli.errors import DataError
 from vae_cli.factors.ground_truth import FactorData
+from vae_cli.process.errors import DataError
 
 
 class FactorTable(FactorData):

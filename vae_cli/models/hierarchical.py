@@ -19,14 +19,15 @@ posterior mean, which the layers below are conditioned on): what reconstructions
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from vae_cli.models.likelihoods import Likelihood
-from vae_cli.models.networks import PreActBlock, coarsest_shape, residual_stages_down, residual_stages_up
-from vae_cli.models.vae import NoExtraTerms, VAEOutput
+from vae_cli.models.likelihoods.base import Likelihood
+from vae_cli.models.networks.residual import PreActBlock, coarsest_shape, residual_stages_down, residual_stages_up
+from vae_cli.models.protocol import NoExtraTerms, VAEOutput
 
 SIGMA_MIN = 1e-3
 SOFTPLUS_ONE = math.log(math.e - 1)  # softplus(SOFTPLUS_ONE) = 1
@@ -243,9 +244,12 @@ class HierarchicalVAE(NoExtraTerms, nn.Module):
         return log_px_z.view(k, b), log_p.view(k, b), log_q.view(k, b), z
 
 
-def build_hierarchical(cfg, image_shape: tuple[int, int, int], likelihood: Likelihood) -> HierarchicalVAE:
+def build(
+    cfg: Any, image_shape: tuple[int, int, int], likelihood: Likelihood, num_classes: int = 0, init_images=None
+) -> HierarchicalVAE:
     """``model=hvae`` for images of ``image_shape``: the residual backbone of ``model=resnet`` bottom-up and as the
-    decoder, ``layers`` top-down cells at its coarsest resolution."""
+    decoder, ``layers`` top-down cells at its coarsest resolution. (It has its own prior and no CVAE form.)"""
+    cfg = cfg.model
     widths, blocks = list(cfg.widths), int(cfg.blocks)
     state = coarsest_shape(image_shape, widths)
     latent = (int(cfg.latent_channels), state[1], state[2])

@@ -15,6 +15,7 @@ gated, tanh(a) * sigmoid(b), with a residual connection on the horizontal stack.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -127,3 +128,8 @@ class GatedPixelCNN(CodePrior):
                 u = torch.rand(logits.shape, generator=generator, device=gen_device).to(device).clamp(1e-9, 1 - 1e-9)
                 codes[:, i, j] = (logits - torch.log(-torch.log(u))).argmax(dim=1)  # Gumbel-max
         return codes
+
+
+def build(cfg: Any, codebook_size: int, grid: tuple[int, int]) -> GatedPixelCNN:
+    """``prior=pixelcnn`` over a VQ-VAE's ``grid`` of ``codebook_size`` codes."""
+    return GatedPixelCNN(codebook_size, grid, int(cfg.channels), int(cfg.layers), int(cfg.kernel))

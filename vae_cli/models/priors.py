@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
 
-from vae_cli.config import PriorConfig, PseudoInputInit
+from vae_cli.config.catalog import PRIORS
+from vae_cli.config.priors import PseudoInputInit
 
 LOG_2PI = math.log(2 * math.pi)
 # Elements of the [chunk, K] tensors a mixture density builds at once: bounds memory for large evaluations.
@@ -83,6 +85,9 @@ class Prior(nn.Module):
     def kl_per_dim(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor | None:
         """KL(q(z|x) || p(z)) of each dimension in closed form, ``[B, D]``; None where the prior has none."""
         return None
+
+    def attach(self, encoder: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """The model's encoder, for a prior defined through it (the VampPrior); the others ignore it."""
 
     def kl(self, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         """KL(q(z|x) || p(z)) per image ``[B]``: closed form where it exists, else the one-sample estimate
@@ -191,15 +196,19 @@ class VampPrior(_Mixture):
 
 
 def build_prior(
-    cfg: PriorConfig,
-    latent_dim: int,
-    image_shape: tuple[int, int, int],
-    init_images: torch.Tensor | None = None,
+    cfg: Any, latent_dim: int, image_shape: tuple[int, int, int], init_images: torch.Tensor | None = None
 ) -> Prior:
-    if cfg.name == "normal":
-        return StandardNormal(latent_dim)
-    if cfg.name == "mog":
-        return MixtureOfGaussians(latent_dim, cfg.components)
-    if cfg.name == "vamp":
-        return VampPrior(latent_dim, cfg.components, image_shape, cfg.init, init_images)
-    raise ValueError(f"unknown prior {cfg.name!r}")
+    """The prior over a latent vector that ``cfg`` (the ``prior`` group) names, through its catalog entry."""
+    return PRIORS.load(cfg.name)(cfg, latent_dim, image_shape, init_images)
+
+
+def build_standard_normal(cfg: Any, latent_dim: int, image_shape: tuple[int, int, int], init_images=None) -> Prior:
+    return StandardNormal(latent_dim)
+
+
+def build_mixture(cfg: Any, latent_dim: int, image_shape: tuple[int, int, int], init_images=None) -> Prior:
+    return MixtureOfGaussians(latent_dim, cfg.components)
+
+
+def build_vamp(cfg: Any, latent_dim: int, image_shape: tuple[int, int, int], init_images=None) -> Prior:
+    return VampPrior(latent_dim, cfg.components, image_shape, cfg.init, init_images)

@@ -2,51 +2,21 @@
 prior p(z) and a likelihood p(x|z). For a CVAE (``num_classes > 0``) the one-hot label joins the encoder's and the
 decoder's inputs: q(z|x, y) and p(x|z, y), with p(z) independent of y.
 
-The model returns named outputs and no loss: objectives (``vae_cli.losses``) combine these parts, so a beta-VAE, an
+The model returns named outputs and no loss: objectives (``vae_cli.objectives``) combine these parts, so a beta-VAE, an
 IWAE or a beta-TCVAE is this same model with another objective, and a VampPrior VAE the same model with another
 prior.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
-from vae_cli.models.likelihoods import Likelihood
-from vae_cli.models.priors import LOG_2PI, Prior, VampPrior, diag_normal_log_prob
-
-
-@dataclass
-class VAEOutput:
-    params: torch.Tensor  # decoder output: the likelihood's parameters, [B, P, H, W]
-    mu: torch.Tensor  # [B, latent_dim]
-    logvar: torch.Tensor  # [B, latent_dim]
-    z: torch.Tensor  # [B, latent_dim], the reparameterized sample
-    # A hierarchical model's closed-form KL of each dimension given the layers sampled above it; None for a flat one.
-    kl_dims: torch.Tensor | None = None
-    # What a model adds for its own objective terms (a VQ-VAE's codes, codebook and commitment losses).
-    extras: dict[str, torch.Tensor] | None = None
-
-
-class NoExtraTerms:
-    """The default of the model contract's extra terms: a model with no losses or monitors of its own."""
-
-    layer_names: tuple[str, ...] = ()
-    # Losses the objective adds to its loss (a VQ-VAE's codebook and commitment), and batch statistics it reports.
-    aux_loss_names: tuple[str, ...] = ()
-    monitor_names: tuple[str, ...] = ()
-    # False when prior samples are meaningless (a VQ-VAE before its prior is trained): no sample grids then.
-    can_sample = True
-    # True when q(z|x) is a single point (VQ-VAE): importance sampling has nothing to average.
-    deterministic_posterior = False
-
-    def aux_losses(self, out: VAEOutput) -> dict[str, torch.Tensor]:
-        return {}
-
-    def monitors(self, out: VAEOutput) -> dict[str, torch.Tensor]:
-        return {}
+from vae_cli.models.likelihoods.base import Likelihood
+from vae_cli.models.priors import LOG_2PI, Prior, build_prior, diag_normal_log_prob
+from vae_cli.models.protocol import NoExtraTerms, VAEOutput
 
 
 class VAE(NoExtraTerms, nn.Module):
@@ -68,8 +38,7 @@ class VAE(NoExtraTerms, nn.Module):
         self.prior = prior
         self.likelihood = likelihood
         self.num_classes = num_classes
-        if isinstance(prior, VampPrior):
-            prior.attach(self.encode)
+        prior.attach(self.encode)  # a prior built from the encoder (the VampPrior) keeps a handle on it
 
     @property
     def conditional(self) -> bool:
@@ -157,3 +126,19 @@ class VAE(NoExtraTerms, nn.Module):
         ``Likelihood.mean`` for images)."""
         z = self.prior_sample(n, generator, temperature)
         return self.decode(z, None if y is None else y.to(z.device))
+
+
+def flat_vae(
+    cfg: Any,
+    image_shape: tuple[int, int, int],
+    encoder: nn.Module,
+    decoder: nn.Module,
+    likelihood: Likelihood,
+    num_classes: int = 0,
+    init_images: torch.Tensor | None = None,
+) -> VAE:
+    """The flat VAE of an architecture's ``encoder`` and ``decoder`` with ``cfg.prior`` (built after the networks,
+    so their initial weights do not depend on the prior)."""
+    latent_dim = int(cfg.model.latent_dim)
+    prior = build_prior(cfg.prior, latent_dim, image_shape, init_images)
+    return VAE(encoder, decoder, latent_dim, prior, likelihood, num_classes=num_classes)

@@ -18,15 +18,17 @@ codes from the prior and looks them up. Importance weights are the ELBO itself (
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
 
-from vae_cli.models.likelihoods import Likelihood
-from vae_cli.models.networks import coarsest_shape, residual_stages_down, residual_stages_up
-from vae_cli.models.pixelcnn import CodePrior, GatedPixelCNN, UniformCodePrior
+from vae_cli.config.catalog import PRIORS
+from vae_cli.models.likelihoods.base import Likelihood
+from vae_cli.models.networks.residual import coarsest_shape, residual_stages_down, residual_stages_up
+from vae_cli.models.pixelcnn import CodePrior, UniformCodePrior
+from vae_cli.models.protocol import NoExtraTerms, VAEOutput
 from vae_cli.models.quantizer import VectorQuantizer
-from vae_cli.models.vae import NoExtraTerms, VAEOutput
 
 
 class VQVAE(NoExtraTerms, nn.Module):
@@ -79,6 +81,10 @@ class VQVAE(NoExtraTerms, nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    @property
+    def codebook_size(self) -> int:
+        return self.quantizer.size
 
     def condition(self, y: torch.Tensor | None) -> None:
         return None
@@ -169,9 +175,13 @@ class VQVAE(NoExtraTerms, nn.Module):
                 p.requires_grad_(False)
 
 
-def build_vqvae(cfg, prior_cfg, image_shape: tuple[int, int, int], likelihood: Likelihood) -> VQVAE:
+def build(
+    cfg: Any, image_shape: tuple[int, int, int], likelihood: Likelihood, num_classes: int = 0, init_images=None
+) -> VQVAE:
     """``model=vqvae`` for images of ``image_shape``: the residual backbone of model=resnet down to a grid of
-    ``code_dim``-dimensional vectors, quantized against ``codebook_size`` codes, and back."""
+    ``code_dim``-dimensional vectors, quantized against ``codebook_size`` codes, and back; its prior is the uniform
+    one over codes, or a prior over codes (``prior=pixelcnn``: the second stage)."""
+    cfg, prior_cfg = cfg.model, cfg.prior
     widths, blocks = list(cfg.widths), int(cfg.blocks)
     _, h, w = coarsest_shape(image_shape, widths)
     d = int(cfg.code_dim)
@@ -189,10 +199,8 @@ def build_vqvae(cfg, prior_cfg, image_shape: tuple[int, int, int], likelihood: L
         decay=float(cfg.ema_decay),
         restart_dead=bool(cfg.restart_dead_codes),
     )
-    if prior_cfg.name == "pixelcnn":
-        prior: CodePrior = GatedPixelCNN(
-            int(cfg.codebook_size), (h, w), int(prior_cfg.channels), int(prior_cfg.layers), int(prior_cfg.kernel)
-        )
+    if PRIORS[prior_cfg.name].code_prior:
+        prior: CodePrior = PRIORS.load(prior_cfg.name)(prior_cfg, int(cfg.codebook_size), (h, w))
     else:
         prior = UniformCodePrior(int(cfg.codebook_size), (h, w))
     model = VQVAE(encoder, quantizer, decoder, likelihood, prior, (h, w), commitment=float(cfg.commitment))

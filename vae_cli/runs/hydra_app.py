@@ -1,6 +1,7 @@
 """The Hydra application: ``@hydra.main`` around ``vae_cli.runs.job.run_job``.
 
-Kept apart from ``vae_cli.cli`` so the command line is checked (and Ctrl-C handled) before Hydra is even imported.
+Kept apart from the command (``vae_cli.commands.train``) so the command line is checked (and Ctrl-C handled) before
+Hydra is even imported.
 """
 
 from __future__ import annotations
@@ -8,9 +9,10 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from vae_cli.cli import config_dir
-from vae_cli.errors import reported_errors
-from vae_cli.sweeps.resolvers import register_resolvers
+from vae_cli.config.tree import config_dir
+from vae_cli.process.errors import reported_errors
+from vae_cli.runs.job import run_job
+from vae_cli.runs.resolvers import register_resolvers
 
 # Also in the workers of parallel launchers, which import this module to run a job and re-load its config.
 register_resolvers()
@@ -18,8 +20,6 @@ register_resolvers()
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
 def hydra_main(cfg: DictConfig) -> float | None:
-    from vae_cli.runs.job import run_job
-
     with reported_errors("vae-train", "interrupted."):
         # The returned value lets Hydra sweepers (e.g. Optuna) optimize the final validation loss.
         return run_job(cfg)

@@ -5,7 +5,7 @@ Order matters here, because nothing may be written into a directory before it is
 1. the config is resolved (a bad ``${...}`` interpolation is a message, not a traceback);
 2. the run directory is claimed (``vae_cli.runs.ownership``): locked, and checked for a run already there;
 3. only then the Hydra record (``.hydra/``, which ``train.yaml`` tells Hydra not to write itself), ``run.json`` and
-   the log are written, and training runs (``vae_cli.training.run``);
+   the log are written, and training runs (``vae_cli.training.session``);
 4. ``run.json`` ends as finished, interrupted or failed, with the reason. A run that stopped before its first
    training step leaves nothing behind (the directory it made is removed again); one that trained leaves a
    directory that says why it stopped.
@@ -27,17 +27,14 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from vae_cli.atomic import write_text
-from vae_cli.errors import ConfigError, VaeCliError
-from vae_cli.runs.ownership import Claim, Intent, claim, command_line, move_aside
+from vae_cli.process.atomic import write_text
+from vae_cli.process.errors import ConfigError, VaeCliError
+from vae_cli.process.signals import STOP, TRAINING, StopRequested
+from vae_cli.runs.ownership import Claim, DirLock, Intent, claim, command_line
+from vae_cli.runs.resolvers import CREATED_BY_RESOLVER
 from vae_cli.runs.status import write_status
-from vae_cli.training.signals import STOP, TRAINING, StopRequested
 
 log = logging.getLogger("vae_cli")
-
-# Run directories made for this process (by the unique_dir resolver, or an explicit hydra.run.dir that did not
-# exist): a run that stops before training removes them again.
-CREATED_BY_RESOLVER: set[str] = set()
 
 
 def resolve_or_explain(cfg: DictConfig) -> None:
@@ -59,7 +56,7 @@ def resolve_or_explain(cfg: DictConfig) -> None:
 def scratch_for_other_ranks(run_dir: Path) -> Path:
     """In a data-parallel job started by a launcher (SLURM tasks), only rank 0 writes the run directory: the other
     ranks get a scratch folder (removed at exit) for their own checkpoints, and stop writing the job's log file.
-    (torchrun's ranks get theirs from vae_cli.cli already.)"""
+    (torchrun's ranks get theirs from vae-train's argv handling already: commands/train_argv.py.)"""
     import atexit
     import os
     import tempfile
@@ -134,8 +131,6 @@ def undo_start(held: Claim) -> None:
 def _remove_unclaimed(exc: BaseException) -> None:
     """A job that failed before it claimed its directory: the empty directory made for it goes again."""
     from hydra.core.hydra_config import HydraConfig
-
-    from vae_cli.runs.ownership import DirLock
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     made = {str(run_dir), str(run_dir.absolute())} & CREATED_BY_RESOLVER
@@ -214,13 +209,13 @@ def _train_in(held: Claim, cfg: DictConfig, hc: Any, overrides: list[str]) -> fl
     run_dir = held.path
     if held.action == "resume" and not cfg.trainer.resume:
         cfg.trainer.resume = str(run_dir)  # a sweep job interrupted earlier continues where it stopped
-    from vae_cli.training.cpu_threads import apply_thread_count, apply_wait_policy, thread_count
+    from vae_cli.process.cpu_threads import apply_thread_count, apply_wait_policy, thread_count
 
     # Before torch is imported: the OpenMP runtime reads its wait policy (and thread count) once.
     wait_policy = apply_wait_policy(cfg.trainer.cpu_wait)
     threads = apply_thread_count(thread_count(cfg.trainer.cpu_threads, hc.get("launcher")))
-    from vae_cli.training.allocator import keep_freed_memory_for_reuse
-    from vae_cli.training.run import prepare, train  # torch loads only when a run really starts (fast --help)
+    from vae_cli.process.allocator import keep_freed_memory_for_reuse
+    from vae_cli.training.session import prepare, train  # torch loads only when a run really starts (fast --help)
 
     # Everything that could refuse the run (the checkpoint, the merged config, the epochs) before any write.
     prepared = prepare(cfg, run_dir, overrides)
@@ -269,6 +264,3 @@ def _record_failure(held: Claim | None, exc: BaseException) -> None:
     exc.cleaned = False  # type: ignore[attr-defined]
     log.error("%s", reason)
     write_status(run_dir, "interrupted" if interrupted else "failed", reason=reason, overrides=held.overrides)
-
-
-__all__ = ["CREATED_BY_RESOLVER", "move_aside", "run_job"]

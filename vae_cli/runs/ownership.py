@@ -26,8 +26,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from vae_cli.atomic import write_json
-from vae_cli.errors import ConfigError
+from vae_cli.process.atomic import write_json
+from vae_cli.process.errors import ConfigError
 from vae_cli.runs.status import STATUS_FILE, read_status
 
 LOCK_FILE = ".lock"

@@ -18,8 +18,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from vae_cli import __version__
-from vae_cli.atomic import write_json
+from vae_cli.process.atomic import write_json
+from vae_cli.process.version import __version__
 
 STATUS_FILE = "run.json"
 

@@ -24,9 +24,9 @@ from typing import Any
 
 import torch
 
-from vae_cli import __version__
-from vae_cli.atomic import atomic_write
-from vae_cli.errors import CheckpointError
+from vae_cli.process.atomic import atomic_write
+from vae_cli.process.errors import CheckpointError
+from vae_cli.process.version import __version__
 
 FORMAT_VERSION = 2
 REQUIRED_KEYS = ("format_version", "model", "optimizer", "epoch", "step", "config")

@@ -15,10 +15,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from vae_cli.config import structured
-from vae_cli.errors import ConfigError
+from vae_cli.config.catalog import ARCHITECTURES, PRIORS
+from vae_cli.config.overrides import parse_overrides
+from vae_cli.config.schema import structured
+from vae_cli.process.errors import ConfigError
 from vae_cli.training.checkpoint import evaluation_weights, load_with_fallback
-from vae_cli.training.resume import CHANGEABLE_DATASET_KEYS, parse_overrides
+from vae_cli.training.resume import CHANGEABLE_DATASET_KEYS
 
 
 @dataclass
@@ -39,13 +41,13 @@ def attach_vqvae(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Fro
         )
     path, ckpt, warning = load_with_fallback(str(source), preferred="best")
     saved = structured(ckpt["config"])
-    arch = str(getattr(saved.model.arch, "value", saved.model.arch))
-    if arch != "vqvae":
+    arch = ARCHITECTURES.option_of(saved.model)
+    if ARCHITECTURES[arch].latent != "code_grid":
         raise ConfigError(
             f"prior.vqvae={source} is a model={arch} run, not a VQ-VAE: a PixelCNN prior is learned over "
             f"the codes of a vae-train model=vqvae run."
         )
-    if saved.prior.name != "normal":
+    if not PRIORS[saved.prior.name].own:
         raise ConfigError(
             f"prior.vqvae={source} is itself a prior's run (prior={saved.prior.name}); give the VQ-VAE's own run, "
             f"whose prior is the uniform one."

@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import time
 
-from vae_cli.config import DatasetConfig, DisentanglementConfig
-from vae_cli.training.tracking import Tracker
+from vae_cli.config.datasets import DatasetConfig
+from vae_cli.config.disentanglement import DisentanglementConfig
+from vae_cli.evaluation.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +32,9 @@ class DisentanglementMonitor:
     def on_epoch_end(self, epoch: int, step: int, last: bool) -> dict[str, float]:
         if not self.enabled or not (epoch % self.cfg.every_epochs == 0 or last):
             return {}
-        from vae_cli.disentanglement.representation import encoder_mean
-        from vae_cli.disentanglement.suite import score
-        from vae_cli.factors.from_config import ground_truth_for
+        from vae_cli.datasets.factor_sets import ground_truth_for
+        from vae_cli.evaluation.disentanglement.representation import encoder_mean
+        from vae_cli.evaluation.disentanglement.suite import score
 
         if self._ground_truth is None:
             self._ground_truth = ground_truth_for(self.dataset)

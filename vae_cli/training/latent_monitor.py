@@ -15,21 +15,23 @@ from __future__ import annotations
 
 import torch
 
-from vae_cli.config import TrainerConfig
-from vae_cli.datasets import ImageSplits, labelled_batches, to_unit_float
-from vae_cli.models.likelihoods import Measures
-from vae_cli.models.vae import VAE
-from vae_cli.tools.evaluate import default_batch_size, evaluate_images
-from vae_cli.tools.plots import to_tensor
-from vae_cli.tools.visuals import MeanDecoder, dims_by_usage, latent_scatter, traversal_latents
-from vae_cli.training.tracking import Tracker
+from vae_cli.config.training import TrainerConfig
+from vae_cli.datasets.batches import labelled_batches
+from vae_cli.datasets.preprocess import to_unit_float
+from vae_cli.datasets.splits import ImageSplits
+from vae_cli.evaluation.bounds import default_batch_size, evaluate_images
+from vae_cli.evaluation.latent_views import MeanDecoder, dims_by_usage, latent_scatter, traversal_latents
+from vae_cli.evaluation.plots import to_tensor
+from vae_cli.evaluation.tracking import Tracker
+from vae_cli.models.likelihoods.base import Measures
+from vae_cli.models.protocol import CodeGridModel, Model
 
 TRAVERSAL_VALUES = torch.linspace(-3, 3, 9)
 TRAVERSAL_MAX_DIMS = 10
 
 
 class LatentMonitor:
-    def __init__(self, model: VAE, data: ImageSplits, cfg: TrainerConfig, tracker: Tracker, every: int | None = None):
+    def __init__(self, model: Model, data: ImageSplits, cfg: TrainerConfig, tracker: Tracker, every: int | None = None):
         self.model = model
         self.cfg = cfg
         # Histograms, traversals and the scatter, every this many epochs (and after the last one).
@@ -74,7 +76,7 @@ class LatentMonitor:
         pictures = epoch % self.every == 0 or last
         if pictures:
             mu, logvar = self._encode()
-            if hasattr(self.model, "codes"):  # a VQ-VAE: how often each code is used on the probe images
+            if isinstance(self.model, CodeGridModel):  # a VQ-VAE: how often each code is used on the probe images
                 with torch.no_grad():
                     batches = labelled_batches(self.images, self.labels, 500)
                     codes = torch.cat([self.model.codes(x) for x, _ in batches])

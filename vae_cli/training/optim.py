@@ -7,7 +7,8 @@ import math
 
 import torch
 
-from vae_cli.config import OptimConfig, OptimizerName, Schedule
+from vae_cli.config.enums import OptimizerName, Schedule
+from vae_cli.config.training import OptimConfig
 
 # Start-up: torch's optimizers import torch._dynamo (about 1.0 s, a third of vae-train's launch -> first step) the
 # first time they are used, only to tell dynamo not to trace them: ``step`` through its grad-mode wrapper, which

@@ -8,12 +8,14 @@ quoted value (``trainer.resume="/runs/a b"``) is one value.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from vae_cli.config import structured
-from vae_cli.errors import ConfigError
+from vae_cli.config.overrides import parse_overrides
+from vae_cli.config.schema import structured
+from vae_cli.process.errors import ConfigError, NothingToDo
 
 # Groups chosen by name on the command line; ``experiment`` only sets keys, which are checked one by one.
 GROUPS = ("dataset", "model", "likelihood", "prior", "loss", "optim", "trainer", "logger")
@@ -30,13 +32,6 @@ CHANGEABLE_DATASET_KEYS = {
     "dataset.skip_bad_files",
     "dataset.max_image_pixels",
 }
-
-
-def parse_overrides(overrides: list[str]) -> list[Any]:
-    """Hydra's parsed ``Override`` objects (the same parser Hydra itself uses)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    return OverridesParser.create().parse_overrides(overrides)
 
 
 def why_fixed(key: str) -> str | None:
@@ -93,3 +88,19 @@ def merge_resume_config(
             )
         OmegaConf.update(merged, key, new, merge=False)
     return merged
+
+
+def check_resume_epochs(cfg: DictConfig, ckpt: dict[str, Any], run_dir: Path) -> None:
+    """A resume that would train nothing is said out loud: an error if it asks for fewer epochs than the run has,
+    'nothing to do' if the run has finished exactly these."""
+    done, wanted = int(ckpt["epoch"]), int(cfg.trainer.epochs)
+    if wanted < done:
+        raise ConfigError(
+            f"trainer.epochs={wanted} is below the {done} epochs the run has already trained, so the resume would "
+            f"train nothing. Pass trainer.epochs={done + 10} (or any number above {done}) to train further."
+        )
+    if wanted == done and ckpt.get("batch_in_epoch", 0) == 0 and (run_dir / "metrics.json").is_file():
+        raise NothingToDo(
+            f"{run_dir} has finished its {done} epochs and its results are written (metrics.json); nothing to do. "
+            f"Pass trainer.epochs={done + 10} (or any number above {done}) to train further."
+        )

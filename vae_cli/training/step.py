@@ -1,8 +1,11 @@
-"""One training step (forward, loss, backward, optimizer update), as fast as the device allows.
+"""One training step (forward, loss, backward, clipping, the checks of a bad update, the update), as fast as the
+device allows.
 
-The trainer's hot loop calls ``forward_backward`` once per batch (then checks the gradients against its NaN policy
-and steps the optimizer), or, with CUDA graphs, calls the step itself. Either way it gets a detached tensor of the
-objective's terms (``objective.terms``, in that order) on the device, and reads back to the host only when it logs.
+The trainer's hot loop calls the step once per batch and gets a detached tensor of the objective's terms
+(``objective.terms``, in that order) on the device, read back to the host only when it logs, and what was non-finite
+if anything was (then nothing was applied, and the trainer's NaN policy decides). One path serves the eager step and
+the captured one (CUDA graphs): ``forward_backward``, ``clip`` (``trainer.grad_clip``, the only place it happens),
+then ``apply_update`` (the skip guard, the optimizer, the weight average: ``updates.py``).
 What runs is a ``TrainingModule``: the model and the objective together, so DDP all-reduces the gradients of both
 (an objective can have parameters of its own, e.g. FactorVAE's discriminator) and ``torch.compile`` sees one
 function.
@@ -28,13 +31,13 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from vae_cli.config import Precision, TrainerConfig
-from vae_cli.errors import ConfigError
-from vae_cli.losses import Objective
-from vae_cli.models.vae import VAE
-from vae_cli.training.distributed import Distributed
-from vae_cli.training.ema import WeightAverage
-from vae_cli.training.guard import UpdateGuard
+from vae_cli.config.enums import NanPolicy, Precision
+from vae_cli.config.training import TrainerConfig
+from vae_cli.models.protocol import Model
+from vae_cli.objectives.base import Objective
+from vae_cli.process.distributed import Distributed, any_rank
+from vae_cli.process.errors import ConfigError
+from vae_cli.training.updates import UpdateGuard, WeightAverage
 
 # Eager steps before a CUDA graph is captured: cuBLAS/cuDNN handles, the optimizer's state and (with compile)
 # the compiled kernels must all exist before capture. They are ordinary training steps on real batches.
@@ -81,7 +84,7 @@ def portable_optimizer_state(state: dict) -> dict:
 class TrainingModule(nn.Module):
     """The model and the objective as one module: ``forward(x, y, step)`` is the objective's terms."""
 
-    def __init__(self, model: VAE, objective: Objective) -> None:
+    def __init__(self, model: Model, objective: Objective) -> None:
         super().__init__()
         self.model = model
         self.objective = objective
@@ -98,7 +101,7 @@ def optimized_parameters(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]
 class TrainStep:
     def __init__(
         self,
-        model: VAE,
+        model: Model,
         objective: Objective,
         optimizer: torch.optim.Optimizer,
         cfg: TrainerConfig,
@@ -119,6 +122,13 @@ class TrainStep:
         self.optimizer = optimizer
         self.parameters = optimized_parameters(optimizer)
         self.grad_clip = cfg.grad_clip
+        self.dist = dist
+        # A host sync per step costs nothing on CPU; on a GPU only the skip/rollback policies pay for it (they
+        # must see a bad step before the optimizer applies it), while "stop" checks at log points and before
+        # every checkpoint write, so a bad state is never saved.
+        self.check_each_step = device.type != "cuda" or cfg.nan_policy != NanPolicy.stop
+        # A NaN policy that acts on a bad gradient needs its norm even without clipping.
+        self.norm_needed = cfg.nan_policy != NanPolicy.stop
         # Skipping of bad updates (device-side, so also inside a CUDA graph) and the weight average.
         self.guard = (
             UpdateGuard(cfg.skip_grad_norm, cfg.max_skips_in_a_row, optimizer, device)
@@ -168,15 +178,34 @@ class TrainStep:
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
-    @property
-    def whole_step(self) -> bool:
-        """True when ``__call__`` must run the whole step (CUDA graphs); otherwise the trainer calls
-        ``forward_backward``, checks the gradients, then steps the optimizer itself."""
-        return self.use_graphs
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, step: int) -> tuple[torch.Tensor, str | None]:
+        """One optimizer step on batch ``(x, y)`` at global step ``step``. Returns the detached terms and, when the
+        loss or the gradient was NaN/Inf (checked where ``check_each_step``), what was (the update then was not
+        applied). With CUDA graphs, full-size batches replay the captured step (only nan_policy=stop is allowed
+        there, which checks at log points and before every checkpoint)."""
+        if self.use_graphs and x.shape[0] == self.batch_size:
+            return self._graph_step(x, y, step), None
+        if not self.check_each_step:
+            return self.whole_step(x, y, step), None
+        loss, terms = self.forward_backward(x, y, step)
+        # Under torchrun each rank sees only its own loss; they agree, or one would skip/stop while the others wait.
+        if any_rank(not torch.isfinite(loss).item(), self.dist, self.device):
+            return terms, "NaN/Inf loss"
+        norm = self.clip()
+        if norm is not None and not torch.isfinite(norm).item():
+            return terms, "NaN/Inf gradient"
+        self.apply_update(norm)
+        return terms, None
+
+    def whole_step(self, x: torch.Tensor, y: torch.Tensor, step: int) -> torch.Tensor:
+        """Forward, backward, clip and update with nothing read back to the host: what a CUDA graph captures, and
+        what a GPU runs eagerly under nan_policy=stop. Returns the detached terms."""
+        _, terms = self.forward_backward(x, y, step)
+        self.apply_update(self.clip())
+        return terms
 
     def forward_backward(self, x: torch.Tensor, y: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Zero the gradients, run forward + loss + backward; returns ``(loss, terms)``. The caller clips,
-        checks and applies the update."""
+        """Zero the gradients, run forward + loss + backward; returns ``(loss, terms)``."""
         x = self._prepare(x)
         self.optimizer.zero_grad(set_to_none=True)
         self.step_tensor.fill_(step)
@@ -185,37 +214,31 @@ class TrainStep:
         loss.backward()
         return loss, terms
 
-    def grad_norm(self) -> torch.Tensor:
-        """The global gradient norm (a device tensor; no sync)."""
-        return nn.utils.get_total_norm([p.grad for p in self.parameters if p.grad is not None])
+    def clip(self) -> torch.Tensor | None:
+        """Clip the gradients to ``trainer.grad_clip`` (the only place they are clipped); returns the global norm
+        before clipping where it was computed (clipping, the skip guard or a NaN policy needs it), else None. A
+        device tensor: no sync. Without any of them a bad gradient shows up as a bad loss one step later, before
+        anything is saved."""
+        grads = [p for p in self.parameters if p.grad is not None]
+        if self.grad_clip is not None:
+            return nn.utils.clip_grad_norm_(grads, self.grad_clip)
+        if self.norm_needed or self.guard is not None:
+            return nn.utils.get_total_norm([p.grad for p in grads])
+        return None
 
-    def apply_update(self, norm: torch.Tensor | None = None) -> None:
-        """The optimizer step after backward: the skip guard's decision (given the norm before clipping, computed
-        here when None), the step, and the weight average. Gradient clipping (``grad_clip``) is the caller's."""
+    def apply_update(self, norm: torch.Tensor | None) -> None:
+        """The update after backward and clipping: the skip guard's decision (given the norm before clipping), the
+        optimizer's step, and the weight average."""
         if self.guard is not None:
-            grads = [p for p in self.parameters if p.grad is not None]
-            if norm is None:
-                norm = self.grad_norm()
-            self.guard.decide(grads, norm, clipped_to=self.grad_clip)
+            assert norm is not None
+            self.guard.decide([p for p in self.parameters if p.grad is not None], norm, clipped_to=self.grad_clip)
             self.guard.step()
         else:
             self.optimizer.step()
         if self.ema is not None:
             self.ema.update()
 
-    def _clip_and_update(self) -> None:
-        norm = None
-        if self.grad_clip is not None:
-            norm = nn.utils.clip_grad_norm_(self.parameters, self.grad_clip)
-        self.apply_update(norm)
-
-    def __call__(self, x: torch.Tensor, y: torch.Tensor, step: int) -> torch.Tensor:
-        """One whole optimizer step on batch ``(x, y)`` at global step ``step`` (clipping included); returns the
-        detached terms. With CUDA graphs, full-size batches replay the captured step."""
-        if not (self.use_graphs and x.shape[0] == self.batch_size):
-            _, terms = self.forward_backward(x, y, step)
-            self._clip_and_update()
-            return terms
+    def _graph_step(self, x: torch.Tensor, y: torch.Tensor, step: int) -> torch.Tensor:
         self.graph_steps += 1
         if self.graph is None:
             if self.graph_steps <= GRAPH_WARMUP_STEPS:
@@ -244,8 +267,7 @@ class TrainStep:
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
-            _, terms = self.forward_backward(x, y, step)
-            self._clip_and_update()
+            terms = self.whole_step(x, y, step)
         torch.cuda.current_stream().wait_stream(side)
         return terms
 
@@ -261,6 +283,6 @@ class TrainStep:
         with torch.cuda.graph(graph):
             loss, terms = self.fast_forward(self.static_x, self.static_y, self.step_tensor)
             loss.backward()
-            self._clip_and_update()
+            self.apply_update(self.clip())
         self.static_terms = terms
         self.graph = graph

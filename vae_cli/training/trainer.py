@@ -1,6 +1,19 @@
 """The training loop: fit, evaluate, checkpoint, resume. Knows no dataset, architecture or objective by name: it
 works on the named terms the objective declares (``objective.terms``).
 
+The path of one step, from the command line to ``optimizer.step()``::
+
+    commands/train.py  main: signals, argv, preflight            -> runs/hydra_app.py  @hydra.main
+    runs/job.py        run_job: claim the run directory, run.json -> training/session.py  prepare (every refusal
+                       before any write), then train: data, model, objective, optimizer, Trainer
+    training/trainer.py  Trainer.fit -> _train_epoch: for each batch, TrainStep(x, y, step), then the NaN policy
+    training/step.py     TrainStep: forward + loss + backward, clip (the one place), non-finite checks,
+                         apply_update: skip guard -> optimizer.step() -> weight average (training/updates.py)
+
+Bad updates: the step reports what was NaN/Inf (a loss, a gradient) without applying it; this module's NaN policy
+(``trainer.nan_policy``) stops, skips the batch, or rolls back to the last checkpoint with a lower learning rate.
+The skip guard (``trainer.skip_grad_norm``) and the weight average (``trainer.ema_decay``) are in updates.py.
+
 Hot-loop rules: batches are index slices of a tensor already on the device; metrics accumulate in a device
 tensor and are read back (one host sync) only every ``log_every_steps`` steps and at the end of an epoch.
 """
@@ -12,26 +25,29 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from torch import nn
 
-from vae_cli.config import NanPolicy, TrainerConfig
-from vae_cli.datasets import Batch, ImageSplits, labelled_batches, to_unit_float
-from vae_cli.errors import CheckpointError, TrainingError
-from vae_cli.losses import Objective
-from vae_cli.models.vae import VAE
-from vae_cli.runs import disk
+from vae_cli.config.enums import NanPolicy
+from vae_cli.config.training import TrainerConfig
+from vae_cli.datasets.batches import Batch, labelled_batches
+from vae_cli.datasets.preprocess import to_unit_float
+from vae_cli.datasets.splits import ImageSplits
+from vae_cli.evaluation.terms import evaluate
+from vae_cli.evaluation.tracking import Tracker
+from vae_cli.models.protocol import Model
+from vae_cli.objectives.base import Objective
+from vae_cli.process import disk
+from vae_cli.process.distributed import Distributed, sum_over_ranks
+from vae_cli.process.errors import CheckpointError, TrainingError
 from vae_cli.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from vae_cli.training.disentanglement_monitor import DisentanglementMonitor
-from vae_cli.training.distributed import Distributed, any_rank, sum_over_ranks
 from vae_cli.training.latent_monitor import LatentMonitor
 from vae_cli.training.step import TrainStep, portable_optimizer_state
-from vae_cli.training.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -84,25 +100,6 @@ class BatchSource(Protocol):
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]: ...
 
 
-@torch.no_grad()
-def evaluate(model: VAE, objective: Objective, batches: Iterable[Batch]) -> dict[str, float]:
-    """Per-sample means of every term of ``objective`` over ``(images, labels)`` batches on the model's device
-    (batch statistics such as an MMD are averaged over batches, weighted by their size)."""
-    was_training = model.training
-    model.eval()
-    objective.eval()
-    sums = torch.zeros(len(objective.terms), device=model.device)
-    count = 0
-    for x, y in batches:
-        terms = objective(model, x, y, None)
-        sums += torch.stack([terms[name].float() for name in objective.terms]) * x.shape[0]
-        count += x.shape[0]
-    model.train(was_training)
-    objective.train(was_training)
-    values = (sums / max(1, count)).tolist()
-    return dict(zip(objective.terms, values, strict=True))
-
-
 def thinned_every(every: int, epochs: int, max_logs: int) -> int:
     """An epoch interval no smaller than ``every`` that logs at most ``max_logs`` times in ``epochs`` epochs."""
     return max(every, -(-epochs // max(1, max_logs)))
@@ -111,7 +108,7 @@ def thinned_every(every: int, epochs: int, max_logs: int) -> int:
 class Trainer:
     def __init__(
         self,
-        model: VAE,
+        model: Model,
         objective: Objective,
         optimizer: torch.optim.Optimizer,
         scheduler: torch.optim.lr_scheduler.LRScheduler,
@@ -146,11 +143,7 @@ class Trainer:
         self.batches = train_batches
         # The model's device, not data.train's: a streamed training split stays on the host.
         self.device = model.device
-        # A host sync per step costs nothing on CPU; on a GPU only the skip/rollback policies pay for it (they
-        # must see a bad step before the optimizer applies it), while "stop" checks at log points and before
-        # every checkpoint write, so a bad state is never saved.
-        self.check_each_step = self.device.type != "cuda" or cfg.nan_policy != NanPolicy.stop
-        # Forward, loss, backward and update of one batch, with the speed options (bf16, compile, CUDA graphs).
+        # Forward, loss, backward, clipping, the bad-update checks and the update of one batch, with the speed options (bf16, compile, CUDA graphs).
         self.train_step = TrainStep(model, objective, optimizer, cfg, self.device, self.dist)
         self.first_step_at: float | None = None  # wall-clock time of the first optimizer step (start-up metric)
         # Pictures are thinned for runs of many short epochs, so the run directory stays bounded.
@@ -280,23 +273,6 @@ class Trainer:
             return tqdm(iterable, total=total, desc=f"epoch {epoch + 1}/{self.cfg.epochs}", leave=False)
         return iterable
 
-    def _step_is_bad(self, loss: torch.Tensor) -> tuple[str | None, torch.Tensor | None]:
-        """What is non-finite in this step (loss, gradient), or None; and the gradient norm before clipping where it
-        was computed. Grad clipping happens here too."""
-        # Under torchrun each rank sees only its own loss; they agree, or one would skip/stop while the others wait.
-        if self.check_each_step and any_rank(not torch.isfinite(loss).item(), self.dist, self.device):
-            return "NaN/Inf loss", None
-        params = [p for p in self.train_step.parameters if p.grad is not None]
-        if self.cfg.grad_clip is not None:
-            norm = nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
-        elif self.cfg.nan_policy != NanPolicy.stop:
-            norm = nn.utils.get_total_norm([p.grad for p in params])
-        else:
-            return None, None  # a bad gradient shows up as a bad loss one step later, before anything is saved
-        if self.check_each_step and not torch.isfinite(norm).item():
-            return "NaN/Inf gradient", norm
-        return None, norm
-
     def _train_epoch(self, epoch: int) -> tuple[dict[str, float], float]:
         s = self.state
         epoch_sums = torch.tensor(s.epoch_sums, device=self.device)
@@ -305,24 +281,16 @@ class Trainer:
         total = len(self.batches) - s.batch_in_epoch
         t0 = time.perf_counter() - s.epoch_seconds
         for x, y in self._progress(self.batches.epoch(epoch, s.batch_in_epoch), total, epoch):
-            if self.train_step.whole_step:
-                # CUDA graphs: forward, backward, clipping and update replay as one graph. Only nan_policy=stop
-                # is allowed with them; it checks at log points and before every checkpoint, as on any GPU.
-                terms = self.train_step(x, y, s.step)
-                s.batch_in_epoch += 1
-            else:
-                loss, terms = self.train_step.forward_backward(x, y, s.step)
-                bad, norm = self._step_is_bad(loss)
-                s.batch_in_epoch += 1
-                if bad is not None:
-                    if self.cfg.nan_policy != NanPolicy.skip or consecutive_skips + 1 >= self.cfg.max_nan_skips:
-                        raise NonFinite(bad, epoch, s.batch_in_epoch, s.step)
-                    consecutive_skips += 1
-                    s.skipped_batches += 1
-                    log.warning("skipped batch %d of epoch %d: %s (step %d)", s.batch_in_epoch, epoch + 1, bad, s.step)
-                    continue
-                consecutive_skips = 0
-                self.train_step.apply_update(norm)
+            terms, bad = self.train_step(x, y, s.step)
+            s.batch_in_epoch += 1
+            if bad is not None:  # nothing was applied: the NaN policy decides
+                if self.cfg.nan_policy != NanPolicy.skip or consecutive_skips + 1 >= self.cfg.max_nan_skips:
+                    raise NonFinite(bad, epoch, s.batch_in_epoch, s.step)
+                consecutive_skips += 1
+                s.skipped_batches += 1
+                log.warning("skipped batch %d of epoch %d: %s (step %d)", s.batch_in_epoch, epoch + 1, bad, s.step)
+                continue
+            consecutive_skips = 0
             self.scheduler.step()
             s.step += 1
             if self.first_step_at is None:

@@ -1,0 +1,75 @@
+"""``vae-compare``: rank the runs of a sweep by one metric, as a table and a plot.
+
+Usage::
+
+    vae-compare outputs/multirun/2026-11-24/09-00-00                 # rank by the best metric available
+    vae-compare SWEEP --eval --k 200                                 # first vae-eval every job (test split)
+    vae-compare SWEEP --metric val/elbo --x loss.beta
+    vae-compare SWEEP --disentanglement --metric disentanglement/mig   # score every job on its factors first
+
+Writes ``compare.csv``, ``compare.md`` and ``compare.png`` (the metric against one swept key, one line per value
+of the other swept keys) into the sweep folder, and prints the ranked table. With ``--eval`` it also evaluates
+every job that has no test entry in its eval.json yet and rewrites the sweep's ``summary.csv``/``summary.md``
+with the new columns.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from vae_cli.commands.arguments import positive_int
+from vae_cli.runs.sweeps.metrics import PREFERRED_METRICS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vae-compare",
+        description="Rank the runs of a vae-train sweep (vae-train -m ...) by one metric; write a table and a plot.",
+    )
+    p.add_argument("sweep_dir", help="a sweep folder, e.g. outputs/multirun/2026-11-24/09-00-00")
+    p.add_argument("--metric", help=f"column to rank by (default: first of {', '.join(PREFERRED_METRICS)} present)")
+    p.add_argument("--x", help="swept key on the plot's x axis (default: the first numeric one)")
+    p.add_argument("--eval", action="store_true", help="run vae-eval (test split) on jobs not evaluated yet")
+    p.add_argument("--k", type=positive_int, default=100, help="importance samples for --eval (default 100)")
+    p.add_argument("--data-root", help="for --eval: folder holding the dataset")
+    p.add_argument(
+        "--disentanglement",
+        action="store_true",
+        help="run vae-eval --disentanglement on jobs not scored yet (factor datasets: shapes2d, dsprites, ...)",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    from vae_cli.process.errors import VaeCliError, reported_errors
+    from vae_cli.runs.sweeps.compare import compare, evaluate_jobs, score_jobs
+    from vae_cli.runs.sweeps.summary import is_single_run, job_dirs, write_summary
+
+    sweep_dir = Path(args.sweep_dir).expanduser()
+    with reported_errors("vae-compare", "interrupted; every file already written is complete."):
+        if sweep_dir.is_dir() and is_single_run(sweep_dir):
+            raise VaeCliError(
+                f"{sweep_dir} is a single run, not a sweep; nothing was written into it. vae-compare ranks the jobs "
+                f"of a sweep (vae-train -m ..., e.g. outputs/multirun/<date>/<time>); for one run use vae-eval "
+                f"{sweep_dir}."
+            )
+        if not sweep_dir.is_dir() or not job_dirs(sweep_dir):
+            raise VaeCliError(
+                f"{sweep_dir} is not a sweep folder: expected numbered job folders (0/, 1/, ...) as written by "
+                f"vae-train -m (e.g. outputs/multirun/<date>/<time>). For a single run use vae-eval."
+            )
+        if args.eval or args.disentanglement:
+            if args.eval:
+                evaluate_jobs(sweep_dir, args.k, args.data_root)
+            if args.disentanglement:
+                score_jobs(sweep_dir, args.data_root)
+            write_summary(sweep_dir)
+        _, _, files = compare(sweep_dir, args.metric, args.x)
+    print(files[1].read_text())
+    print("wrote " + ", ".join(str(f) for f in files))
+
+
+if __name__ == "__main__":
+    main()

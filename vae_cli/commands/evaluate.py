@@ -1,0 +1,112 @@
+"""``vae-eval``: how good is a trained VAE on a data split.
+
+Usage::
+
+    vae-eval outputs/2026-11-24/08-14-43                 # test split, K = 1000, best checkpoint
+    vae-eval RUN --split val --k 5000                    # paper-grade IW estimate on the validation split
+    vae-eval RUN/checkpoints/last.pt --data-root ~/data  # another checkpoint; data moved elsewhere
+    vae-eval RUN --disentanglement                       # MIG, DCI, SAP, FactorVAE and BetaVAE scores
+    vae-eval RUN --disentanglement --set dci.num_train=2000 --set seed=1
+
+Reports ELBO, reconstruction and KL per image, the importance-weighted log-likelihood (IW-K), bits/dim, the
+number of active latent units and the KL of each latent dimension; merges them into ``RUN/eval.json`` (one entry
+per split), prints a table and logs them to the run's TensorBoard (``eval/<split>/...`` at the checkpoint's step).
+With ``--disentanglement`` it scores the encoder mean against the dataset's ground-truth factors instead (the
+run's ``disentanglement`` config: metrics, sample sizes, seed; ``--set`` changes them), into eval.json's
+``disentanglement`` entry and TensorBoard's ``disentanglement/*``. The work is ``vae_cli.runs.scores``'s; this
+module is the command line (torch loads only when a command really runs: fast ``--help``).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from vae_cli.commands.arguments import at_most, positive_int
+
+# More importance samples than this change the estimate by far less than its run time grows (and --k 1e9 would
+# ask for terabytes of noise).
+MAX_K = 100_000
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vae-eval",
+        description="Evaluate a trained VAE: ELBO, importance-weighted log p(x), bits/dim, active units, KL per "
+        "latent dimension. Writes RUN/eval.json and logs to the run's TensorBoard.",
+    )
+    p.add_argument("path", help="a run directory (uses checkpoints/best.pt, else last.pt) or a checkpoint file")
+    p.add_argument("--split", choices=("test", "val"), default="test", help="data split to evaluate (default test)")
+    p.add_argument(
+        "--k",
+        type=at_most(MAX_K, "K = 1000-5000 already gives paper-grade estimates"),
+        default=1000,
+        help="importance samples per image (default 1000; 5000 for paper-grade numbers)",
+    )
+    p.add_argument("--data-root", help="folder holding the dataset, replacing the run's dataset.root")
+    p.add_argument("--dataset", help="evaluate on another dataset of the same image shape (e.g. mnist)")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best", help="for a run directory: which one")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    p.add_argument("--seed", type=int, default=0, help="seed of the importance samples (default 0)")
+    p.add_argument("--batch-size", type=positive_int, help="images per batch (default: about 16k decodes per batch)")
+    p.add_argument(
+        "--num-images",
+        type=positive_int,
+        help="evaluate only the split's first N images (for slow models: K x N decodes); recorded as the entry "
+        "<split>_first<N>, so the whole split's numbers are kept apart",
+    )
+    p.add_argument("--no-write", action="store_true", help="print only: no eval.json, no TensorBoard")
+    p.add_argument(
+        "--disentanglement",
+        action="store_true",
+        help="score disentanglement against the dataset's ground-truth factors (MIG, DCI, SAP, FactorVAE and "
+        "BetaVAE scores) instead of the likelihood",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with --disentanglement: change a key of the run's disentanglement config, e.g. dci.num_train=2000, "
+        "seed=1, metrics=[mig,dci] (repeatable)",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    from vae_cli.commands.eval_report import format_disentanglement, format_table
+    from vae_cli.process.errors import reported_errors
+    from vae_cli.runs.scores import disentanglement_run, evaluate_run
+
+    if args.set and not args.disentanglement:
+        build_parser().error("--set changes the disentanglement config: use it with --disentanglement")
+    if args.disentanglement:
+        with reported_errors("vae-eval", "interrupted; nothing was written."):
+            scored, run = disentanglement_run(
+                args.path, args.data_root, args.set, args.checkpoint, args.device, write=not args.no_write
+            )
+        print(format_disentanglement(scored, run))
+        if not args.no_write:
+            print(f"\nwrote {run.run_dir / 'eval.json'} (entry disentanglement) and TensorBoard disentanglement/*")
+        return
+    with reported_errors("vae-eval", "interrupted; nothing was written."):
+        result, run = evaluate_run(
+            args.path,
+            split=args.split,
+            k=args.k,
+            data_root=args.data_root,
+            dataset=args.dataset,
+            which=args.checkpoint,
+            device=args.device,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            write=not args.no_write,
+            num_images=args.num_images,
+        )
+    print(format_table(result, run))
+    if not args.no_write:
+        print(f"\nwrote {run.run_dir / 'eval.json'} and TensorBoard scalars eval/{result.split}/* in {run.run_dir}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""The ``likelihood`` group: p(x|z) (``likelihood=bernoulli``, ``gaussian``, ...), one schema each, registered in
+``LIKELIHOODS`` (config/catalog.py) with its builder in ``vae_cli.models.likelihoods``; docs/models.md,
+"Likelihoods"."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from vae_cli.config.catalog import LIKELIHOODS
+from vae_cli.config.checks import Need
+from vae_cli.config.enums import Binarize
+
+# A Gaussian likelihood with a smaller std makes the loss explode (1/std^2 per pixel) and means nothing on
+# 8-bit data: 1e-3 is a quarter of one grey level.
+MIN_GAUSSIAN_STD = 1e-3
+
+
+def binarized(cfg: Any) -> bool:
+    return cfg is not None and Binarize(cfg.dataset.binarize) != Binarize.none
+
+
+@dataclass
+class LikelihoodConfig:
+    # p(x|z): one of LIKELIHOODS (likelihood=bernoulli, gaussian, ...; docs/models.md, "Likelihoods").
+    name: str = "bernoulli"
+
+
+@LIKELIHOODS.register(build="vae_cli.models.likelihoods.bernoulli:build")
+@dataclass
+class BernoulliConfig(LikelihoodConfig):
+    name: str = "bernoulli"
+
+
+@LIKELIHOODS.register(build="vae_cli.models.likelihoods.continuous_bernoulli:build")
+@dataclass
+class ContinuousBernoulliConfig(LikelihoodConfig):
+    name: str = "continuous_bernoulli"
+
+    @classmethod
+    def check(cls, lik: Any, cfg: Any, need: Need) -> None:
+        need(
+            not binarized(cfg),
+            "likelihood=continuous_bernoulli is a density on grey levels in [0, 1]; on binarized data "
+            "(dataset.binarize) use likelihood=bernoulli, which is then a proper likelihood.",
+        )
+
+
+@LIKELIHOODS.register(build="vae_cli.models.likelihoods.gaussian:build")
+@dataclass
+class GaussianLikelihoodConfig(LikelihoodConfig):
+    name: str = "gaussian"
+    # A fixed σ in pixel units [0, 1] (e.g. 0.1), or learned (per pixel, output by the decoder beside the mean),
+    # or learned_global (one σ for all pixels, a parameter). A string so that one key takes all three.
+    std: str = "0.1"
+    # A learned σ is min_std + softplus(.): it cannot collapse to 0 (a density spike, then NaN).
+    min_std: float = 1e-3
+
+    @classmethod
+    def check(cls, lik: Any, cfg: Any, need: Need) -> None:
+        try:
+            std = float(lik.std)
+        except ValueError:
+            std = None
+            need(
+                str(lik.std) in ("learned", "learned_global"),
+                f"likelihood.std must be a number (a fixed σ), learned (per pixel, from the decoder) or "
+                f"learned_global (one σ) (got {lik.std!r}).",
+            )
+        if std is not None:
+            need(
+                math.isfinite(std) and MIN_GAUSSIAN_STD <= std <= 10,
+                f"likelihood.std must be in [{MIN_GAUSSIAN_STD:g}, 10] (got {lik.std}): below that the loss grows "
+                f"as 1/std^2 per pixel and overflows (a quarter of one grey level is 1e-3). The usual range is "
+                f"0.05-0.2, or likelihood.std=learned.",
+            )
+        need(
+            math.isfinite(lik.min_std) and MIN_GAUSSIAN_STD <= lik.min_std <= 1,
+            f"likelihood.min_std must be in [{MIN_GAUSSIAN_STD:g}, 1] (got {lik.min_std}).",
+        )
+
+
+@LIKELIHOODS.register(build="vae_cli.models.likelihoods.logistic_mixture:build")
+@dataclass
+class LogisticMixtureConfig(LikelihoodConfig):
+    name: str = "logistic_mixture"
+    # Discretized logistics per pixel (PixelCNN++), colour channels coupled; the data must be 8-bit.
+    components: int = 10
+
+    @classmethod
+    def check(cls, lik: Any, cfg: Any, need: Need) -> None:
+        need(1 <= lik.components <= 256, f"likelihood.components must be in [1, 256] (got {lik.components}).")
+        if cfg is None:
+            return
+        bin_, deq = binarized(cfg), bool(cfg.dataset.dequantize)
+        need(
+            not bin_ and not deq,
+            "likelihood=logistic_mixture is a distribution over the 256 levels of 8-bit pixels, and "
+            + ("dataset.binarize makes them 0/1 (use likelihood=bernoulli for binary data)" if bin_ else "")
+            + (" and " if bin_ and deq else "")
+            + ("dataset.dequantize=true moves them off the levels (drop it)" if deq else "")
+            + ".",
+        )

@@ -1,0 +1,240 @@
+"""Scoring a run directory and recording the result in it: ``vae-eval``'s work, also done by ``vae-compare --eval``.
+
+``evaluate_run``: the importance-weighted bound and its companions on one split (``vae_cli.evaluation.bounds``);
+``disentanglement_run``: the disentanglement metrics against the dataset's ground-truth factors
+(``vae_cli.evaluation.disentanglement``). Each merges its entry into ``RUN/eval.json`` (one entry per split, and
+``disentanglement``) and logs to the run's TensorBoard at the checkpoint's step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from vae_cli.config.disentanglement import DisentanglementConfig
+from vae_cli.datasets.batches import labelled_batches
+from vae_cli.datasets.factor_sets import ground_truth_for
+from vae_cli.evaluation.bounds import EvalResult, bits_per_dim_note, default_batch_size, evaluate_images
+from vae_cli.evaluation.disentanglement.representation import encoder_mean
+from vae_cli.evaluation.disentanglement.suite import DisentanglementResult, score
+from vae_cli.evaluation.plots import bar_chart, to_tensor
+from vae_cli.evaluation.tracking import Tracker
+from vae_cli.process.atomic import write_json
+from vae_cli.process.device import pick_device
+from vae_cli.process.errors import ConfigError, VaeCliError
+from vae_cli.runs.loaded import LoadedRun, load_run, load_split
+
+
+def progress_bar(total: int, desc: str) -> Callable[[Iterable[Any]], Iterable[Any]]:
+    """A tqdm bar over an iterable of ``total`` items, on a terminal only."""
+
+    def wrap(iterable: Iterable[Any]) -> Iterable[Any]:
+        if not sys.stderr.isatty():
+            return iterable
+        from tqdm import tqdm
+
+        return tqdm(iterable, total=total, desc=desc, unit="batch", leave=False)
+
+    return wrap
+
+
+def eval_device(name: str):
+    """The torch device of ``--device NAME``, or a message naming the fix when torch sees no such device."""
+    try:
+        return pick_device(name)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"--device {name} is not available here (torch sees no such device); use --device auto or cpu."
+        ) from exc
+
+
+def evaluate_run(
+    path: str | Path,
+    split: str = "test",
+    k: int = 1000,
+    data_root: str | None = None,
+    dataset: str | None = None,
+    which: str = "best",
+    device: str = "auto",
+    seed: int = 0,
+    batch_size: int | None = None,
+    write: bool = True,
+    num_images: int | None = None,
+) -> tuple[EvalResult, LoadedRun]:
+    """Evaluate one run on one split; unless ``write`` is False, merge the result into ``RUN/eval.json`` and
+    log it to the run's TensorBoard."""
+    dev = eval_device(device)
+    run = load_run(path, which=which, device=dev)
+    data = load_split(run.cfg, split, data_root=data_root, dataset=dataset)
+    images, labels = data.images.to(dev), data.labels.to(dev)
+    # Another dataset gets its own entry (e.g. "test_mnist"), so the run's own test numbers are kept; so does a
+    # subset (e.g. "test_first1000").
+    entry = split if dataset in (None, run.cfg.dataset.name) else f"{split}_{dataset}"
+    if num_images is not None and num_images < images.shape[0]:
+        images, labels = images[:num_images], labels[:num_images]
+        entry = f"{entry}_first{num_images}"
+    bs = batch_size or default_batch_size(k)
+    result = evaluate_images(
+        run.model,
+        labelled_batches(images, labels, bs),
+        k=k,
+        seed=seed,
+        split=entry,
+        progress=progress_bar(-(-images.shape[0] // bs), f"vae-eval {split} K={k}"),
+    )
+    if write:
+        record = {
+            **result.to_dict(),
+            "checkpoint": str(run.checkpoint_path),
+            "epoch": run.epoch,
+            "step": run.step,
+            "dataset": dataset or run.cfg.dataset.name,
+            "seed": seed,
+            "batch_size": bs,
+            "device": str(dev),
+            "bits_per_dim_note": bits_per_dim_note(run.cfg, run.model.likelihood.measures),
+        }
+        try:
+            # TensorBoard first: if the disk is full it fails there, and eval.json is left as it was.
+            log_to_tensorboard(run, result)
+            write_eval_json(run.run_dir / "eval.json", entry, record)
+        except OSError as exc:
+            raise VaeCliError(
+                f"Could not write the results into {run.run_dir}: {exc.strerror or exc}. Nothing half-written was "
+                f"left there (eval.json is replaced whole or not at all). Free disk space or fix the folder's "
+                f"permissions, or print the numbers only with --no-write."
+            ) from exc
+    return result, run
+
+
+def write_eval_json(path: Path, split: str, record: dict[str, Any]) -> None:
+    """Merge ``record`` under ``split`` into eval.json, keeping the other entries; atomic."""
+    existing: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            loaded = json.loads(path.read_text())
+            existing = loaded if isinstance(loaded, dict) else {}
+        except (OSError, json.JSONDecodeError):
+            existing = {}  # unreadable: replaced whole (the write itself is atomic)
+    existing[split] = record
+    write_json(path, existing)
+
+
+def log_to_tensorboard(run: LoadedRun, result: EvalResult) -> None:
+    logger = run.cfg.logger
+    tracker = Tracker(run.run_dir, enabled=logger.tensorboard, save_png=logger.save_png)
+    done = False
+    try:
+        prefix = f"eval/{result.split}"
+        tracker.scalars(
+            {
+                f"{prefix}/elbo": result.elbo,
+                f"{prefix}/recon": result.recon,
+                f"{prefix}/kl": result.kl,
+                f"{prefix}/nll_iw": result.nll_iw,
+                f"{prefix}/bits_per_dim": result.bits_per_dim,
+                f"{prefix}/active_units": float(result.active_units),
+                **{f"{prefix}/kl_{name}": value for name, value in (result.kl_per_layer or {}).items()},
+                **(
+                    {
+                        f"{prefix}/perplexity": float(result.codebook["perplexity"]),
+                        f"{prefix}/codes_used": float(result.codebook["fraction_used"]),
+                    }
+                    if result.codebook is not None
+                    else {}
+                ),
+            },
+            run.step,
+        )
+        if result.codebook is not None:  # a VQ-VAE: how often each code is used, most used first
+            counts = sorted(result.codebook["counts"], reverse=True)
+            chart = bar_chart(counts, f"code usage ({result.split})", "codes, most used first", "assignments")
+        elif result.kl_per_dim is not None:
+            chart = bar_chart(
+                result.kl_per_dim, f"KL per latent dimension ({result.split})", "latent dimension", "KL (nats)"
+            )
+        else:  # a prior without a per-dimension KL: the spread of the posterior means shows which units are used
+            chart = bar_chart(
+                result.mu_variance, f"Var[mu] per latent dimension ({result.split})", "latent dimension", "Var[mu]"
+            )
+        tracker.images(f"{prefix}/kl_per_dim", to_tensor(chart)[None], run.step, run.epoch, nrow=1)
+        tracker.close()
+        done = True
+    finally:
+        if not done:  # a failed write: remove this evaluation's own, incomplete event file
+            event_file = tracker.event_file
+            with contextlib.suppress(OSError):
+                tracker.close()
+            if event_file is not None:
+                event_file.unlink(missing_ok=True)
+
+
+def disentanglement_config(run_cfg: Any, overrides: list[str]) -> DisentanglementConfig:
+    """The run's ``disentanglement`` node with ``KEY=VALUE`` overrides, typed and checked."""
+    node = OmegaConf.merge(OmegaConf.structured(DisentanglementConfig), run_cfg.get("disentanglement") or {})
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise ConfigError(f"--set takes KEY=VALUE (e.g. --set dci.num_train=2000); got {bad[0]!r}.")
+    try:
+        node = OmegaConf.merge(node, OmegaConf.from_dotlist([o.removeprefix("disentanglement.") for o in overrides]))
+    except OmegaConfBaseException as exc:
+        raise ConfigError(
+            f"--set {' '.join(overrides)}: {str(exc).splitlines()[0]}. The keys are those of the disentanglement "
+            f"config (metrics, seed, mig.num_bins, dci.num_train, sap.continuous, factor_vae.batch_size, ...)."
+        ) from None
+    problems: list[str] = []
+    DisentanglementConfig.check(node, None, lambda ok, message: ok or problems.append(message))
+    if problems:
+        raise ConfigError(" ".join(problems))
+    return OmegaConf.to_object(node)
+
+
+def disentanglement_run(
+    path: str | Path,
+    data_root: str | None = None,
+    overrides: list[str] | None = None,
+    which: str = "best",
+    device: str = "auto",
+    write: bool = True,
+) -> tuple[DisentanglementResult, LoadedRun]:
+    """Score one run's representation on its dataset's factors; unless ``write`` is False, merge the result into
+    ``RUN/eval.json`` (entry ``disentanglement``) and log ``disentanglement/*`` to the run's TensorBoard."""
+    dev = eval_device(device)
+    run = load_run(path, which=which, device=dev)
+    cfg = disentanglement_config(run.cfg, overrides or [])
+    data_cfg = OmegaConf.merge(run.cfg.dataset, {})
+    if data_root is not None:
+        data_cfg.root = str(Path(data_root).expanduser())
+    represent = encoder_mean(run.model)
+    result = score(ground_truth_for(data_cfg), represent, cfg)
+    if write:
+        record = {
+            "scores": result.scores,
+            "details": result.details,
+            "seconds": result.seconds,
+            "config": OmegaConf.to_container(OmegaConf.structured(cfg)),
+            "checkpoint": str(run.checkpoint_path),
+            "epoch": run.epoch,
+            "step": run.step,
+            "dataset": run.cfg.dataset.name,
+            "device": str(dev),
+            "representation": "mean of q(z|x)",
+        }
+        try:
+            tracker = Tracker(run.run_dir, enabled=run.cfg.logger.tensorboard, save_png=False)
+            tracker.scalars(result.scores, run.step)
+            tracker.close()
+            write_eval_json(run.run_dir / "eval.json", "disentanglement", record)
+        except OSError as exc:
+            raise VaeCliError(
+                f"Could not write the results into {run.run_dir}: {exc.strerror or exc}. eval.json is replaced whole "
+                f"or not at all. Free disk space or fix the folder's permissions, or print only with --no-write."
+            ) from exc
+    return result, run

@@ -1,0 +1,234 @@
+"""Sweep summary: after ``vae-train -m ...``, one table of every run's overrides and final metrics.
+
+It also lists the importance-weighted estimates: ``val/nll_iw`` from training and, for jobs evaluated with
+``vae-eval`` (or ``vae-compare --eval``, which rewrites this summary), the ``eval/test/*`` numbers of eval.json.
+
+A Hydra callback (``hydra.callbacks.sweep_summary`` in train.yaml), so it works with any launcher that runs the
+jobs and leaves their directories under the sweep directory (basic, joblib, submitit).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from vae_cli.process.atomic import write_text
+
+log = logging.getLogger(__name__)
+
+# Shown when at least one job has them: the bounds and losses of any objective, then the run's size.
+METRIC_COLUMNS = (
+    "val/loss",
+    "val/elbo",
+    "val/iw_elbo",
+    "test/loss",
+    "test/elbo",
+    "test/iw_elbo",
+    "test/recon",
+    "test/kl",
+    "epochs",
+    "wall_time_s",
+)
+# Shown when at least one job has them: val/nll_iw from training (metrics.json), the rest from vae-eval (eval.json).
+EVAL_COLUMNS = (
+    "val/nll_iw",
+    "eval/test/elbo",
+    "eval/test/nll_iw",
+    "eval/test/bits_per_dim",
+    "eval/test/active_units",
+    "eval/test/k",
+)
+# Shown when at least one job has them: the final disentanglement metrics, from training
+# (disentanglement.every_epochs > 0, metrics.json) or from vae-eval --disentanglement (eval.json; it wins).
+DISENTANGLEMENT_COLUMNS = (
+    "disentanglement/mig",
+    "disentanglement/dci_disentanglement",
+    "disentanglement/dci_completeness",
+    "disentanglement/dci_informativeness_test",
+    "disentanglement/sap",
+    "disentanglement/factor_vae_score",
+    "disentanglement/beta_vae_score",
+)
+EVAL_KEYS = ("elbo", "recon", "kl", "nll_iw", "log_px_iw", "bits_per_dim", "active_units", "k")
+
+
+def read_eval(job_dir: Path) -> dict[str, Any]:
+    """``eval.json`` (written by vae-eval, one entry per split) flattened to ``eval/<split>/<metric>``."""
+    path = job_dir / "eval.json"
+    try:
+        entries = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+    if not isinstance(entries, dict):
+        return {}
+    flat = {
+        f"eval/{split}/{key}": entry[key]
+        for split, entry in entries.items()
+        if isinstance(entry, dict) and split != "disentanglement"
+        for key in EVAL_KEYS
+        if key in entry
+    }
+    scores = entries.get("disentanglement", {})
+    scores = scores.get("scores", {}) if isinstance(scores, dict) else {}
+    flat.update({k: v for k, v in scores.items() if k in DISENTANGLEMENT_COLUMNS})
+    return flat
+
+
+JOB_MARKERS = (".hydra", "run.json", "metrics.json", "vae-train.log")
+
+
+def is_single_run(path: Path) -> bool:
+    return (path / "run.json").is_file() or (path / "checkpoints").is_dir() or (path / "metrics.json").is_file()
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    """The job folders of a sweep (``0/``, ``1/``, ...: numbered, and holding a vae-train job), in job order."""
+    jobs = [
+        p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit() and any((p / m).exists() for m in JOB_MARKERS)
+    ]
+    return sorted(jobs, key=lambda p: int(p.name))
+
+
+def job_status(job_dir: Path, metrics: dict[str, Any]) -> tuple[str, str]:
+    """``(status, reason)`` of one job: ok, or what its run.json says (failed, interrupted), or killed (it said
+    "running" but nobody holds its directory any more: SIGKILL, a node lost, out of memory)."""
+    from vae_cli.runs.ownership import DirLock
+    from vae_cli.runs.status import read_status
+
+    status = read_status(job_dir)
+    state, reason = status.get("state"), str(status.get("reason") or "")
+    if metrics.get("epochs") is not None and state in (None, "finished"):
+        return "ok", ""
+    if state == "running":
+        lock = DirLock(job_dir)
+        if lock.acquire():
+            lock.release()
+            return "killed", "the process ended without a word (SIGKILL, out of memory, a lost node)"
+        return "running", ""
+    return (state or "failed"), reason or ("no metrics.json: it stopped before the end" if not metrics else "")
+
+
+def collect_runs(sweep_dir: Path) -> list[dict[str, Any]]:
+    """One row per job directory: its number, its overrides, its metrics.json and eval.json, and its status."""
+    rows = []
+    for job_dir in job_dirs(sweep_dir):
+        overrides_file = job_dir / ".hydra" / "overrides.yaml"
+        overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
+        if not overrides:
+            from vae_cli.runs.status import read_status
+
+            overrides = read_status(job_dir).get("overrides") or []
+        metrics_file = job_dir / "metrics.json"
+        try:
+            metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+        except (OSError, ValueError):
+            metrics = {}
+        status, reason = job_status(job_dir, metrics)
+        first_sentence = " ".join(reason.split()).split(". ")[0].replace("|", "/")[:160]  # one table cell
+        rows.append(
+            {
+                "job": int(job_dir.name),
+                "overrides": " ".join(overrides or []),
+                **metrics,
+                **read_eval(job_dir),
+                "status": status,
+                "reason": first_sentence,
+                "sweep_metric": _sweep_metric(job_dir),
+            }
+        )
+    return rows
+
+
+def _sweep_metric(job_dir: Path) -> str:
+    """The job's trainer.sweep_metric (what a sweeper minimized), from its recorded config."""
+    try:
+        cfg = yaml.safe_load((job_dir / ".hydra" / "config.yaml").read_text())
+        return str(cfg["trainer"].get("sweep_metric") or "val/loss")
+    except (OSError, KeyError, TypeError, AttributeError, yaml.YAMLError):
+        return "val/loss"
+
+
+def mark_best(rows: list[dict[str, Any]]) -> None:
+    """The finished job with the lowest sweep metric (what vae-train returned to the sweeper) gets best = yes."""
+    scored = [r for r in rows if r["status"] == "ok" and isinstance(r.get(r["sweep_metric"]), (int, float))]
+    if scored:
+        best = min(scored, key=lambda r: r[r["sweep_metric"]])
+        best["best"] = "yes"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return "" if value is None else str(value)
+
+
+def swept_keys(rows: list[dict[str, Any]]) -> list[str]:
+    """The override keys whose value differs between jobs: the sweep's axes, in first-seen order."""
+    values: dict[str, set[str]] = {}
+    for row in rows:
+        for item in row["overrides"].split():
+            key, _, value = item.partition("=")
+            values.setdefault(key, set()).add(value)
+    return [k for k, v in values.items() if len(v) > 1 or any(k not in _as_dict(r) for r in rows)]
+
+
+def _as_dict(row: dict[str, Any]) -> dict[str, str]:
+    return dict(item.partition("=")[::2] for item in row["overrides"].split())
+
+
+def write_summary(sweep_dir: Path, rows: list[dict[str, Any]] | None = None) -> tuple[Path, Path]:
+    """Write ``summary.csv`` and ``summary.md`` into ``sweep_dir``: one row per job, one column per swept key
+    and per final metric, its status (and why it failed), the best job marked; the CSV also keeps each job's full
+    override list. Built from the files each job leaves, so it works for every launcher."""
+    rows = collect_runs(sweep_dir) if rows is None else rows
+    axes = swept_keys(rows)
+    for row in rows:
+        row.update({k: v for k, v in _as_dict(row).items() if k in axes})
+    mark_best(rows)
+    shown = [
+        c
+        for c in (*METRIC_COLUMNS, *EVAL_COLUMNS, *DISENTANGLEMENT_COLUMNS)
+        if any(row.get(c) is not None for row in rows)
+    ]
+    extra = ["reason"] if any(row["reason"] for row in rows) else []
+    columns = ["job", *axes, *shown, "status", *extra, "best"]
+    csv_path = sweep_dir / "summary.csv"
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=[*columns, "overrides"], extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({c: row.get(c, "") for c in [*columns, "overrides"]})
+    write_text(csv_path, buffer.getvalue())
+    md_path = sweep_dir / "summary.md"
+    write_text(md_path, markdown_table(rows, columns))
+    return csv_path, md_path
+
+
+def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_fmt(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+# Jobs that did not finish in the sweeps this process summarized (vae-train then exits with status 1).
+UNFINISHED: list[str] = []
+
+
+class SweepSummary(Callback):
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if not sweep_dir.is_dir():
+            return
+        rows = collect_runs(sweep_dir)
+        csv_path, md_path = write_summary(sweep_dir, rows)
+        log.info("sweep summary: %s and %s", csv_path, md_path)
+        print(md_path.read_text())
+        UNFINISHED.extend(f"{sweep_dir / str(r['job'])} ({r['status']})" for r in rows if r["status"] != "ok")

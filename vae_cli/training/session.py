@@ -1,0 +1,361 @@
+"""One training session, from a composed config to a finished run directory. Independent of Hydra's runtime.
+
+``prepare(cfg, run_dir)`` finds every reason to refuse the session before anything is written (the config checks;
+on resume the checkpoint and the merged config); ``train`` is what ``vae-train``'s job calls (and tests call with
+``hydra.compose()``): data -> model -> objective -> optimizer -> Trainer -> the test split -> metrics.json.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from vae_cli.config.catalog import PRIORS
+from vae_cli.config.schema import to_plain_dict
+from vae_cli.config.validate import validate
+from vae_cli.datasets.batches import labelled_batches, make_train_batches
+from vae_cli.datasets.loader import load_dataset
+from vae_cli.datasets.preprocess import BatchPreprocess, to_unit_float
+from vae_cli.datasets.splits import ImageSplits, splits_to
+from vae_cli.evaluation.terms import evaluate
+from vae_cli.evaluation.tracking import Tracker
+from vae_cli.models.build import build_model
+from vae_cli.models.protocol import Model
+from vae_cli.objectives import build_objective
+from vae_cli.objectives.base import Objective, ObjectiveContext
+from vae_cli.process import disk
+from vae_cli.process.atomic import write_json
+from vae_cli.process.device import pick_device
+from vae_cli.process.distributed import Distributed, any_rank, from_environment
+from vae_cli.process.distributed import start as start_distributed
+from vae_cli.process.distributed import stop as stop_distributed
+from vae_cli.process.errors import ConfigError, TrainingError
+from vae_cli.process.signals import EVALUATING, LOADING, STOP, TRAINING, WRITING, StopSignal
+from vae_cli.process.version import __version__
+from vae_cli.training.checkpoint import evaluation_weights, load_checkpoint, load_with_fallback, remove_stale_temp_files
+from vae_cli.training.code_prior import FrozenVQVAE, attach_vqvae, load_frozen
+from vae_cli.training.disentanglement_monitor import DisentanglementMonitor
+from vae_cli.training.hparams import run_hparams
+from vae_cli.training.optim import build_optimizer, build_scheduler
+from vae_cli.training.resume import check_resume_epochs, merge_resume_config
+from vae_cli.training.trainer import Trainer, TrainingInterrupted, describe_terms
+
+log = logging.getLogger(__name__)
+
+# Under torchrun, rank r draws its noise from seed + r * this (rank 0: the single-process seed).
+RANK_SEED_STRIDE = 1_000_003
+
+
+class AgreedStop:
+    """Under torchrun: a stop signal any rank received, so all ranks checkpoint and stop at the same step.
+
+    Called once per step by every rank. The agreement is an all-reduce read back to the host: on CPU that costs
+    nothing, on GPUs it would stall the pipeline every step, so there it runs every ``every`` steps (the same steps
+    on every rank, so they still agree)."""
+
+    def __init__(self, stop: StopSignal, dist: Distributed, device: torch.device, every: int = 1) -> None:
+        self.stop, self.dist, self.device, self.every = stop, dist, device, every
+        self.calls = 0
+
+    def __call__(self) -> int | None:
+        self.calls += 1
+        if self.calls % self.every:
+            return None
+        if any_rank(self.stop.received is not None, self.dist, self.device):
+            return self.stop.received or signal.SIGTERM
+        return None
+
+
+# Steps between stop agreements of torchrun ranks on a GPU (AgreedStop).
+GPU_STOP_AGREEMENT_STEPS = 20
+
+
+@dataclass
+class Prepared:
+    """A run's config as it will train (a resume's merged with its checkpoint's), checked, and the checkpoint to
+    continue from. Making it writes nothing, so everything that would refuse a run is found before any file is."""
+
+    cfg: DictConfig
+    resume_ckpt: dict[str, Any] | None = None
+    resume_path: Path | None = None
+    warning: str | None = None  # the resume fell back to the run's other checkpoint
+    overrides: list[str] = field(default_factory=list)  # this command line's (TensorBoard's HPARAMS view)
+    frozen_vqvae: FrozenVQVAE | None = None  # prior=pixelcnn: the VQ-VAE whose codes it learns
+
+
+def prepare(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> Prepared:
+    """The session's config as it will train, checked, and what it continues from; writes nothing."""
+    if not cfg.trainer.resume:
+        frozen = None
+        if is_code_prior_run(cfg):
+            # A VQ-VAE's second stage: its model, likelihood and data are the VQ-VAE run's (training/code_prior.py).
+            cfg, frozen = attach_vqvae(cfg, list(overrides or []))
+        validate(cfg)
+        return Prepared(cfg, overrides=list(overrides or []), frozen_vqvae=frozen)
+    path, ckpt, warning = load_with_fallback(cfg.trainer.resume, preferred="last")
+    merged = merge_resume_config(cfg, ckpt["config"], overrides or [], ckpt.get("batch_in_epoch", 0))
+    check_resume_epochs(merged, ckpt, run_dir)
+    validate(merged)
+    return Prepared(merged, ckpt, path, warning, list(overrides or []))
+
+
+def is_code_prior_run(cfg: DictConfig) -> bool:
+    """A second stage: a prior learned over the codes of a trained VQ-VAE (``prior=pixelcnn prior.vqvae=RUN``)."""
+    return cfg.prior.name in PRIORS and PRIORS[cfg.prior.name].code_prior
+
+
+def train(
+    cfg: DictConfig,
+    run_dir: Path,
+    overrides: list[str] | None = None,
+    dist: Distributed | None = None,
+    prepared: Prepared | None = None,
+) -> dict[str, Any]:
+    """Train one VAE as ``cfg`` says, writing everything into ``run_dir``; returns the final metrics.
+
+    Under torchrun (``dist``, default: from the environment) every rank calls this; only rank 0 evaluates on the
+    test split and returns metrics (the others return ``{}``), and ``run_dir`` of the others is scratch."""
+    dist = dist or from_environment()
+    try:
+        with STOP:  # the handlers for this run (already installed by vae-train; a library call gets them here)
+            prepared = prepared or prepare(cfg, run_dir, overrides)
+            return _train(prepared, run_dir, dist)
+    except TrainingError as exc:
+        if dist.is_main:
+            raise
+        # Stops and NaN failures are agreed by all ranks; rank 0 reports them, naming the run's own files (the
+        # other ranks' checkpoints are scratch).
+        quiet = TrainingError(
+            f"process {dist.rank} of {dist.world_size} stopped together with rank 0, which reports why above or "
+            "below and keeps the run's checkpoints."
+        )
+        quiet.exit_code = getattr(exc, "exit_code", 2)  # type: ignore[attr-defined]
+        raise quiet from None
+    finally:
+        stop_distributed(dist)
+
+
+def _train(prepared: Prepared, run_dir: Path, dist: Distributed) -> dict[str, Any]:
+    started = time.perf_counter()
+    cfg, resume_ckpt = prepared.cfg, prepared.resume_ckpt
+    if prepared.warning:
+        log.warning("%s", prepared.warning)
+    if resume_ckpt is not None:
+        log.info(
+            "resuming from %s (epoch %d, step %d)", prepared.resume_path, resume_ckpt["epoch"], resume_ckpt["step"]
+        )
+    if not dist.is_main:
+        # Nothing of what these would compute is shown: rank 0 writes the run's TensorBoard views.
+        cfg.trainer.nll_iw_every_epochs, cfg.trainer.embedding = 0, False
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.trainer.deterministic:
+        # cuBLAS needs this set before its first use to be deterministic; harmless on CPU.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    config_dict = to_plain_dict(cfg)
+
+    device = start_distributed(dist, pick_device(cfg.trainer.device))
+    if dist.enabled:
+        log.info("process %d of %d (torchrun), device %s", dist.rank, dist.world_size, device)
+    torch.manual_seed(cfg.trainer.seed)
+    with STOP.phase(LOADING):
+        data = load_dataset(cfg.dataset, seed=cfg.trainer.seed)
+    if cfg.trainer.batch_size > data.train.shape[0]:
+        raise ConfigError(
+            f"trainer.batch_size={cfg.trainer.batch_size} is larger than the training set "
+            f"({data.train.shape[0]} images of '{data.name}'); use a smaller trainer.batch_size."
+        )
+    data = splits_to(data, device)
+    log.info(
+        "data %s: %d train / %d val / %d test images of shape %s on %s%s",
+        data.name,
+        data.train.shape[0],
+        data.val.shape[0],
+        data.test.shape[0],
+        data.image_shape,
+        device,
+        " (training split streamed from disk)" if data.streamed else "",
+    )
+
+    model, objective = build_model_and_objective(cfg, data, device)
+    model_info: dict[str, Any] = {}
+    if is_code_prior_run(cfg):
+        if prepared.frozen_vqvae is not None:
+            load_frozen(model, prepared.frozen_vqvae)
+            model_info["vqvae"] = prepared.frozen_vqvae.info
+            if prepared.frozen_vqvae.info.get("warning"):
+                log.warning("%s", prepared.frozen_vqvae.info["warning"])
+        else:  # a resume: the pair is in the checkpoint (and the model was built frozen)
+            model_info["vqvae"] = (resume_ckpt or {}).get("model_info", {}).get("vqvae")
+        log.info("a PixelCNN prior over the codes of the VQ-VAE %s (frozen)", (model_info["vqvae"] or {}).get("path"))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    param_groups = [{"params": trainable, "name": "model"}, *objective.param_groups()]
+    optimizer = build_optimizer(
+        cfg.optim, param_groups, fused=device.type in ("cpu", "cuda"), compiled=bool(cfg.trainer.compile)
+    )
+    if dist.enabled:
+        # The same initial weights everywhere (DDP also broadcasts rank 0's), then each rank its own sampling
+        # noise and augmentation draws: ranks see different images, their noise should not be the same either.
+        torch.manual_seed(cfg.trainer.seed + RANK_SEED_STRIDE * dist.rank)
+    # In-memory data: index batches on the device; data over dataset.memory_budget_mb: streamed from disk.
+    noise_seed = cfg.trainer.seed + RANK_SEED_STRIDE * dist.rank
+    preprocess = BatchPreprocess.from_config(cfg.dataset, noise_seed, streamed=data.streamed)
+    # The shuffling seed is the same on every rank: each takes its shard of one global order.
+    train_batches = make_train_batches(
+        data, cfg.trainer.batch_size, cfg.trainer.seed, device, preprocess, cfg.dataset.num_workers, dist
+    )
+    scheduler = build_scheduler(cfg.optim, optimizer, total_steps=cfg.trainer.epochs * len(train_batches))
+    purge_step = resume_ckpt["step"] + 1 if resume_ckpt is not None else None
+    tracker = Tracker(
+        run_dir,
+        enabled=cfg.logger.tensorboard and dist.is_main,
+        save_png=cfg.logger.save_png and dist.is_main,
+        purge_step=purge_step,
+    )
+    trainer = Trainer(
+        model,
+        objective,
+        optimizer,
+        scheduler,
+        data,
+        train_batches,
+        cfg.trainer,
+        run_dir,
+        tracker,
+        config_dict,
+        stop_requested=(
+            AgreedStop(STOP, dist, device, GPU_STOP_AGREEMENT_STEPS if device.type == "cuda" else 1)
+            if dist.enabled
+            else (lambda: STOP.received)
+        ),
+        dist=dist,
+        max_image_logs=cfg.logger.max_image_logs,
+        model_info=model_info,
+        disentanglement=DisentanglementMonitor(model, cfg.disentanglement, cfg.dataset, tracker),
+    )
+    if resume_ckpt is not None:
+        trainer.load_state_dict(resume_ckpt)
+        remove_stale_temp_files(run_dir / "checkpoints")
+        if cfg.optim.lr != resume_ckpt["config"]["optim"]["lr"]:
+            trainer.set_base_lr(cfg.optim.lr)  # the restored optimizer state would otherwise keep the old lr
+    try:
+        STOP.check()  # a signal during start-up stops here, before the first step
+        with STOP.phase(TRAINING):
+            state = trainer.fit()
+        if not dist.is_main:
+            return {}  # rank 0 evaluates on the test split and writes metrics.json
+        log.info("run directory: %s", disk.describe(run_dir))
+        with STOP.phase(EVALUATING):
+            metrics, test = final_metrics(cfg, model, objective, data, state, run_dir, device)
+        metrics["wall_time_s"] = round(time.perf_counter() - started, 3)
+        with STOP.phase(WRITING):
+            tracker.scalars({f"test/{k}": v for k, v in test.items()}, state.step)
+            # The metrics are the run's own val/ and test/ scalars (no separate "final" copies to clutter the view).
+            tracker.hparams(
+                run_hparams(config_dict, prepared.overrides),
+                {k: float(v) for k, v in metrics.items() if k.startswith(("val/", "test/")) and v is not None},
+                state.step,
+            )
+            tracker.close()
+            write_json(
+                run_dir / "metrics.json",
+                {
+                    **metrics,
+                    "dataset": data.name,
+                    "device": str(device),
+                    "vae_cli_version": __version__,
+                    "torch_version": torch.__version__,
+                    "python_version": platform.python_version(),
+                },
+            )
+    finally:
+        tracker.close()
+    log.info("done: test %s; run directory %s", describe_terms(test) if test else "(none)", run_dir)
+    if STOP.received is not None:  # arrived while the results were written: they are complete; say so and stop
+        raise TrainingInterrupted(
+            f"{signal.Signals(STOP.received).name} arrived while the results were being written; they were "
+            f"written completely ({run_dir / 'metrics.json'}) and the run is finished.",
+            exit_code=128 + STOP.received,
+        )
+    return metrics
+
+
+def final_metrics(
+    cfg: DictConfig,
+    model: Model,
+    objective: Objective,
+    data: ImageSplits,
+    state: Any,
+    run_dir: Path,
+    device: torch.device,
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """The numbers of metrics.json: the last epoch's, and the test split's, evaluated once, at the end, with the
+    model selected on validation loss (best.pt). A run trained on the test split (dataset.train_split=test) has
+    no held-out test numbers."""
+    final = state.history[-1] if state.history else {}
+    test: dict[str, float] = {}
+    if data.test.shape[0] > 0:
+        best_path = run_dir / "checkpoints" / "best.pt"
+        if best_path.is_file():
+            best = load_checkpoint(best_path, map_location=device)
+            model.load_state_dict(evaluation_weights(best))
+            objective.load_state_dict(best.get("objective", {}))
+        test = evaluate(model, objective, labelled_batches(data.test, data.test_labels, cfg.trainer.eval_batch_size))
+    metrics: dict[str, Any] = {f"val/{k}": final.get(f"val/{k}") for k in objective.terms}
+    for key in ("val/nll_iw", "val/bits_per_dim"):  # logged by the latent monitor after the last epoch
+        if final.get(key) is not None:
+            metrics[key] = final[key]
+    # Scored after the last epoch (disentanglement.every_epochs > 0): the final model's, not best.pt's.
+    metrics.update({k: v for k, v in final.items() if k.startswith("disentanglement/")})
+    metrics.update({f"train/{k}": final.get(f"train/{k}") for k in objective.terms})
+    metrics.update({f"test/{k}": v for k, v in test.items()})
+    metrics.update(
+        {
+            "epochs": state.epoch,
+            "steps": state.step,
+            "best_epoch": state.best_epoch,
+            "images_per_sec": final.get("images_per_sec"),
+        }
+    )
+    return metrics, test
+
+
+def build_model_and_objective(cfg: DictConfig, data: ImageSplits, device: torch.device) -> tuple[Model, Objective]:
+    """The model (on ``device``) and the objective of ``cfg`` for ``data``: a CVAE gets the dataset's classes,
+    a VampPrior with ``prior.init=data`` its first pseudo-inputs from the training images."""
+    num_classes = 0
+    if cfg.model.conditional:
+        num_classes = data.num_classes
+        if num_classes < 2:
+            raise ConfigError(
+                f"model.conditional=true needs class labels, but '{data.name}' has "
+                f"{'none' if num_classes == 0 else 'a single class'} (an image folder gets its classes from one "
+                f"sub-folder per class). Train an unconditional model (model.conditional=false), or give the "
+                f"dataset labels."
+            )
+    init_images = None
+    if str(cfg.prior.get("init", "")) in ("data", "PseudoInputInit.data"):  # a VampPrior's pseudo-inputs
+        k = cfg.prior.components
+        if data.train.shape[0] < k:
+            raise ConfigError(
+                f"prior.init=data takes prior.components={k} training images as pseudo-inputs, but '{data.name}' "
+                f"has {data.train.shape[0]}; lower prior.components or use prior.init=random."
+            )
+        pick = torch.randperm(data.train.shape[0], generator=torch.Generator().manual_seed(cfg.trainer.seed))[:k]
+        init_images = to_unit_float(
+            data.train[pick.to(data.train.device)] if not data.streamed else data.train.read(pick)
+        )
+    model = build_model(cfg, data.image_shape, num_classes=num_classes, init_images=init_images).to(device)
+    train_size = data.train.shape[0]
+    objective = build_objective(cfg.loss, ObjectiveContext.of(model, train_size))
+    return model, objective.to(device)
