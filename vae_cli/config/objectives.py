@@ -113,6 +113,27 @@ class IWAEConfig(LossConfig):
         need(1 <= loss.k <= 5000, f"loss.k must be in [1, 5000] importance samples (got {loss.k}).")
 
 
+@OBJECTIVES.register(build="vae_cli.objectives.miwae:MIWAE")
+@dataclass
+class MIWAEConfig(LossConfig):
+    name: str = "miwae"
+    # M importance-weighted bounds of K samples each, averaged (Rainforth et al., 2018): M = 1 is loss=iwae,
+    # K = 1 the ELBO with M samples. M * K decoder passes per image.
+    m: int = 4
+    k: int = 5
+    # iwae: gradients of the bound; dreg: doubly reparameterized encoder gradients, per group of K.
+    estimator: IWEstimator = IWEstimator.iwae
+
+    @classmethod
+    def check(cls, loss: Any, cfg: Any, need: Need) -> None:
+        check_dreg(loss, cfg, need)
+        need(loss.m >= 1 and loss.k >= 1, f"loss.m and loss.k must be >= 1 (got m={loss.m}, k={loss.k}).")
+        need(
+            loss.m * loss.k <= 5000,
+            f"loss.m * loss.k is the number of samples per image and must be at most 5000 (got {loss.m * loss.k}).",
+        )
+
+
 @OBJECTIVES.register(build="vae_cli.objectives.beta_tcvae:BetaTCVAE", flat_only=True, batch_statistics=True)
 @dataclass
 class BetaTCVAEConfig(LossConfig):
