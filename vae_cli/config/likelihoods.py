@@ -12,8 +12,8 @@ from vae_cli.config.catalog import LIKELIHOODS
 from vae_cli.config.checks import Need
 from vae_cli.config.enums import Binarize
 
-# A Gaussian likelihood with a smaller std makes the loss explode (1/std^2 per pixel) and means nothing on
-# 8-bit data: 1e-3 is a quarter of one grey level.
+# A Gaussian (or Laplace) likelihood with a smaller scale makes the loss explode (1/std^2, 1/b per pixel) and means
+# nothing on 8-bit data: 1e-3 is a quarter of one grey level.
 MIN_GAUSSIAN_STD = 1e-3
 
 
@@ -101,4 +101,38 @@ class LogisticMixtureConfig(LikelihoodConfig):
             + (" and " if bin_ and deq else "")
             + ("dataset.dequantize=true moves them off the levels (drop it)" if deq else "")
             + ".",
+        )
+
+
+@LIKELIHOODS.register(build="vae_cli.models.likelihoods.laplace:build")
+@dataclass
+class LaplaceLikelihoodConfig(LikelihoodConfig):
+    name: str = "laplace"
+    # The scale b in pixel units [0, 1] (e.g. 0.1: the L1 reconstruction, weighted 1/b), or learned (per pixel,
+    # output by the decoder beside the mean). A string so that one key takes both.
+    scale: str = "0.1"
+    # A learned b is min_scale + softplus(.): it cannot collapse to 0.
+    min_scale: float = 1e-3
+
+    @classmethod
+    def check(cls, lik: Any, cfg: Any, need: Need) -> None:
+        try:
+            scale = float(lik.scale)
+        except ValueError:
+            scale = None
+            need(
+                str(lik.scale) == "learned",
+                f"likelihood.scale must be a number (a fixed b) or learned (per pixel, from the decoder) "
+                f"(got {lik.scale!r}).",
+            )
+        if scale is not None:
+            need(
+                math.isfinite(scale) and MIN_GAUSSIAN_STD <= scale <= 10,
+                f"likelihood.scale must be in [{MIN_GAUSSIAN_STD:g}, 10] (got {lik.scale}): below that the loss grows "
+                f"as 1/b per pixel (a quarter of one grey level is 1e-3). The usual range is 0.05-0.2, or "
+                f"likelihood.scale=learned.",
+            )
+        need(
+            math.isfinite(lik.min_scale) and MIN_GAUSSIAN_STD <= lik.min_scale <= 1,
+            f"likelihood.min_scale must be in [{MIN_GAUSSIAN_STD:g}, 1] (got {lik.min_scale}).",
         )
