@@ -211,9 +211,10 @@ def run_vae_train(
     dataset: list[str] | None = None,
     n_train: int = 0,
     tree: list | None = None,
+    exe: str | None = None,
 ) -> Run:
     """One ``vae-train`` run on Fashion-MNIST, or on ``dataset`` (overrides; then ``n_train`` training images).
-    ``tree``: see :func:`run_process`."""
+    ``tree``: see :func:`run_process`; ``exe``: another installation's vae-train (default: this one's)."""
     if dataset is None:
         n_train = _n_train(args, overrides)
         if not any(o.startswith("dataset.subset=") for o in overrides) and args.subset:
@@ -222,7 +223,7 @@ def run_vae_train(
         dataset = ["dataset=fashion_mnist", f"dataset.root={args.data_root}", "dataset.val_size=0"]
     with tempfile.TemporaryDirectory(prefix="vae-bench-") as tmp:
         run_dir = Path(tmp) / "run"
-        cmd = [vae_train_exe(), *dataset, f"hydra.run.dir={run_dir}", f"trainer.seed={seed}", *overrides]
+        cmd = [exe or vae_train_exe(), *dataset, f"hydra.run.dir={run_dir}", f"trainer.seed={seed}", *overrides]
         _, wall, rss, launched = run_process(cmd, Path(tmp), args.timeout, tree=tree)
         metrics = json.loads((run_dir / "metrics.json").read_text())
         ckpt = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
@@ -440,22 +441,44 @@ def suite_waits(args: argparse.Namespace) -> str:
 
 
 def suite_startup(args: argparse.Namespace) -> str:
+    """``vae-train --help`` and launch -> first optimizer step; with ``--baseline-exe`` (another installation's
+    vae-train, e.g. the previous commit's) both side by side, interleaved, with their ratio."""
     reps = max(3, args.reps)
-    help_s = [run_process([vae_train_exe(), "--help"], REPO, args.timeout)[1] for _ in range(reps)]
+    exes = {"this": vae_train_exe()}
+    if args.baseline_exe:
+        exes["baseline"] = args.baseline_exe
+    help_s: dict[str, list[float]] = {name: [] for name in exes}
+    firsts: dict[str, list[float]] = {name: [] for name in exes}
     torch_s = [run_process([sys.executable, "-c", "import torch"], REPO, args.timeout)[1] for _ in range(reps)]
-    firsts = []
-    for _ in range(reps):
-        r = run_vae_train(args, ["trainer.epochs=1", "dataset.subset=1280"])
-        firsts.append(r.first_step_s)
+    for rep in range(reps):
+        order = list(exes.items()) if rep % 2 == 0 else list(reversed(exes.items()))  # alternate who goes first
+        for name, exe in order:
+            help_s[name].append(run_process([exe, "--help"], REPO, args.timeout)[1])
+        for name, exe in order:
+            firsts[name].append(run_vae_train(args, ["trainer.epochs=1", "dataset.subset=1280"], exe=exe).first_step_s)
+    med = {name: (statistics.median(help_s[name]), statistics.median(firsts[name])) for name in exes}
+    lines = [f"### Start-up (median of {reps})", ""]
+    if args.baseline_exe:
+        lines += [
+            f"Baseline: `{args.baseline_exe}`, measured interleaved with this installation.",
+            "",
+            "| what | this (s) | baseline (s) | this / baseline |",
+            "|---|---|---|---|",
+            f"| `vae-train --help` | {med['this'][0]:.2f} | {med['baseline'][0]:.2f} | "
+            f"{med['this'][0] / med['baseline'][0]:.2f} |",
+            f"| `vae-train dataset=fashion_mnist`: launch → first optimizer step | {med['this'][1]:.2f} | "
+            f"{med['baseline'][1]:.2f} | {med['this'][1] / med['baseline'][1]:.2f} |",
+            f"| `python -c 'import torch'` (for scale) | {statistics.median(torch_s):.2f} | | |",
+        ]
+        return "\n".join(lines)
     return "\n".join(
         [
-            f"### Start-up (median of {reps})",
-            "",
+            *lines,
             "| what | seconds |",
             "|---|---|",
-            f"| `vae-train --help` | {statistics.median(help_s):.2f} |",
+            f"| `vae-train --help` | {med['this'][0]:.2f} |",
             f"| `python -c 'import torch'` (for scale) | {statistics.median(torch_s):.2f} |",
-            f"| `vae-train dataset=fashion_mnist`: launch → first optimizer step | {statistics.median(firsts):.2f} |",
+            f"| `vae-train dataset=fashion_mnist`: launch → first optimizer step | {med['this'][1]:.2f} |",
         ]
     )
 
@@ -708,6 +731,12 @@ def main() -> None:
         choices=["mlp", "conv", "ablation", "startup", "scaling", "folder", "waits", "zoo", "sweeps"],
     )
     p.add_argument("--reps", type=int, default=3)
+    p.add_argument(
+        "--baseline-exe",
+        default="",
+        help="startup suite: another installation's vae-train (e.g. the previous commit's .venv/bin/vae-train), "
+        "measured side by side",
+    )
     p.add_argument("--epochs", type=int, default=10, help="MLP epochs per run (the classic budget)")
     p.add_argument("--conv-epochs", type=int, default=2)
     p.add_argument("--ablation-epochs", type=int, default=2)

@@ -44,7 +44,11 @@ def test_built_wheel_works_in_a_fresh_environment_from_an_unrelated_directory(tm
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     where = _run(
-        [str(venv / "bin" / "python"), "-c", "import vae_cli.cli as c; print(c.__file__); print(c.config_dir())"],
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import vae_cli.config.tree as c; print(c.__file__); print(c.config_dir())",
+        ],
         cwd=elsewhere,
     )
     module_file, configs = where.stdout.split()
@@ -82,5 +86,5 @@ def test_source_checkout_finds_the_top_level_configs(tmp_path):
     # `python -m vae_cli.cli` from the checkout itself: the package next to configs/, nothing installed needed.
     proc = _run([sys.executable, "-m", "vae_cli.cli", "--cfg", "job", "dataset=mnist"], cwd=REPO)
     assert yaml.safe_load(proc.stdout)["dataset"]["name"] == "mnist"
-    where = _run([sys.executable, "-c", "import vae_cli.cli as c; print(c.config_dir())"], cwd=REPO)
+    where = _run([sys.executable, "-c", "import vae_cli.config.tree as c; print(c.config_dir())"], cwd=REPO)
     assert where.stdout.strip() == str(REPO / "configs")

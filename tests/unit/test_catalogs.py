@@ -54,9 +54,9 @@ def test_every_dataset_spec_has_its_yaml_its_builder_and_the_model_its_yaml_pick
         text = (CONFIGS / "dataset" / f"{spec.name}.yaml").read_text()
         picked = re.findall(r"override\s+/model\s*:\s*(\w+)", text)
         assert (picked[0] if picked else "mlp") == spec.model, spec.name
-        assert callable(load_attribute(spec.build, DatasetCatalog.package))
+        assert callable(load_attribute(spec.build, DatasetCatalog.packages))
         if spec.ground_truth is not None:
-            assert callable(load_attribute(spec.ground_truth, DatasetCatalog.package))
+            assert callable(load_attribute(spec.ground_truth, DatasetCatalog.packages))
 
 
 def test_the_docs_tables_are_the_catalogs():

@@ -5,6 +5,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from tests.conftest import compose_config
+from vae_cli.config.catalog import LIKELIHOODS
 from vae_cli.config.overrides import check_overrides
 from vae_cli.config.tree import config_dir
 from vae_cli.config.validate import validate
@@ -42,9 +43,10 @@ def test_an_unknown_option_name_is_refused_naming_the_key_and_the_options():
     # A family's option name is a plain string (a new option needs no enum edit); the preflight and validate
     # refuse an unknown one by name.
     assert check_overrides(["likelihood.name=poisson"], Path(config_dir())) == [
-        "likelihood.name='poisson' is not valid: likelihood.name must be one of bernoulli, continuous_bernoulli, "
-        "gaussian, logistic_mixture (choose it with likelihood=<option>)."
+        f"likelihood.name='poisson' is not valid: likelihood.name must be one of {', '.join(LIKELIHOODS.names())} "
+        "(choose it with likelihood=<option>)."
     ]
+    assert LIKELIHOODS.names()[:4] == ("bernoulli", "continuous_bernoulli", "gaussian", "logistic_mixture")
     with pytest.raises(ConfigError, match=r"likelihood\.name=poisson is not a likelihood.*likelihood=bernoulli"):
         validate(compose_config(["likelihood.name=poisson"]))
 

@@ -107,12 +107,13 @@ class Catalog(Generic[E]):
         return load_attribute(self[name].build, self.package)
 
 
-def load_attribute(path: str, package: str) -> Any:
-    """``"module:attribute"`` imported; the module must be inside ``package`` (a builder of another layer would
-    be an import the layer contract cannot see)."""
+def load_attribute(path: str, package: str | tuple[str, ...]) -> Any:
+    """``"module:attribute"`` imported; the module must be inside ``package`` (or one of them): a builder of another
+    layer would be an import the layer contract cannot see."""
     module, _, attribute = path.partition(":")
-    if not (module == package or module.startswith(package + ".")):
-        raise ValueError(f"{path} is outside {package}: a builder must live in its family's package")
+    packages = (package,) if isinstance(package, str) else package
+    if not any(module == p or module.startswith(p + ".") for p in packages):
+        raise ValueError(f"{path} is outside {', '.join(packages)}: a builder must live in its family's package")
     return getattr(importlib.import_module(module), attribute)
 
 
@@ -126,32 +127,19 @@ def _default_of(schema: type, key: str) -> Any:
 # The four families. Their options register themselves in their schema modules (config/architectures.py,
 # likelihoods.py, priors.py, objectives.py), imported on a catalog's first use; the facts each option may declare,
 # with their defaults:
+# latent: what the model's latent is: vector (one Gaussian latent vector: every objective and prior applies),
+# layers (a hierarchy of conditional Gaussian layers with its own prior), code_grid (a VQ-VAE's one-hot codes).
 ARCHITECTURES: Catalog = Catalog(
-    "model",
-    "arch",
-    "vae_cli.config.architectures",
-    "vae_cli.models",
-    # latent: what the model's latent is: vector (one Gaussian latent vector: every objective and prior applies),
-    # layers (a hierarchy of conditional Gaussian layers with its own prior), code_grid (a VQ-VAE's one-hot codes).
-    defaults={"latent": "vector"},
+    "model", "arch", "vae_cli.config.architectures", "vae_cli.models", {"latent": "vector"}
 )
-LIKELIHOODS: Catalog = Catalog("likelihood", "name", "vae_cli.config.likelihoods", "vae_cli.models", defaults={})
-PRIORS: Catalog = Catalog(
-    "prior",
-    "name",
-    "vae_cli.config.priors",
-    "vae_cli.models",
-    # own: the model's own prior (N(0, I) for a flat model, the hierarchy's, a VQ-VAE's uniform codes);
-    # kl_per_dim: the KL to it is in closed form per latent dimension; code_prior: a prior over a VQ-VAE's codes.
-    defaults={"own": False, "kl_per_dim": False, "code_prior": False},
-)
-OBJECTIVES: Catalog = Catalog(
-    "loss",
-    "name",
-    "vae_cli.config.objectives",
-    "vae_cli.objectives",
-    # flat_only: works on the aggregate posterior of one latent vector (total correlation, covariances, MMD);
-    # code_grid: also trains a VQ-VAE (a one-hot posterior); batch_statistics: a term is a statistic of the batch.
-    defaults={"flat_only": False, "code_grid": False, "batch_statistics": False},
-)
+LIKELIHOODS: Catalog = Catalog("likelihood", "name", "vae_cli.config.likelihoods", "vae_cli.models", {})
+# own: the model's own prior (N(0, I) for a flat model, the hierarchy's, a VQ-VAE's uniform codes);
+# kl_per_dim: the KL to it is in closed form per latent dimension; code_prior: a prior over a VQ-VAE's codes.
+PRIOR_FACTS = {"own": False, "kl_per_dim": False, "code_prior": False}
+PRIORS: Catalog = Catalog("prior", "name", "vae_cli.config.priors", "vae_cli.models", PRIOR_FACTS)
+# flat_only: works on the aggregate posterior of one latent vector (total correlation, covariances, MMD);
+# code_grid: also trains a VQ-VAE (a one-hot posterior); min_batch: (the least batch size, what the objective does
+# with the batch that needs it): a term is a statistic of the batch.
+OBJECTIVE_FACTS = {"flat_only": False, "code_grid": False, "min_batch": (1, "")}
+OBJECTIVES: Catalog = Catalog("loss", "name", "vae_cli.config.objectives", "vae_cli.objectives", OBJECTIVE_FACTS)
 FAMILIES: dict[str, Catalog] = {c.group: c for c in (ARCHITECTURES, LIKELIHOODS, PRIORS, OBJECTIVES)}

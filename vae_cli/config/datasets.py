@@ -158,7 +158,7 @@ class DatasetSpec:
     model: str = "mlp"
     # Ground-truth factors: a full factor grid, and/or the function that builds the ground truth of a config.
     grid: FactorGridSpec | None = None
-    ground_truth: str | None = None  # "vae_cli.datasets.<module>:<function>(cfg) -> FactorData"
+    ground_truth: str | None = None  # "vae_cli.<datasets|factors>.<module>:<function>(cfg) -> FactorData"
     factors_from_csv: bool = False  # the ground truth comes from dataset.factors_csv (when it is set)
 
     def has_factors(self, d: Any) -> bool:
@@ -169,7 +169,8 @@ class DatasetSpec:
 class DatasetCatalog:
     """The datasets vae-cli reads, in the order the docs list them."""
 
-    package = "vae_cli.datasets"
+    # Where the builders and ground-truth functions live: the data layer (readers, and the factor generators below it).
+    packages = ("vae_cli.datasets", "vae_cli.factors")
 
     def __init__(self, *specs: DatasetSpec) -> None:
         self._specs = {spec.name: spec for spec in specs}
@@ -197,9 +198,10 @@ class DatasetCatalog:
         return tuple(s.name for s in self._specs.values() if s.grid is not None)
 
 
-DSPRITES_SHAPES = ("square", "ellipse", "heart")
 IDX = "vae_cli.datasets.idx:load_idx_dataset"
 GRID = "vae_cli.datasets.factor_sets:load_grid_dataset"
+# dSprites' grid: shape x scale x orientation x x x y = 3 x 6 x 40 x 32 x 32 (rendered by shapes2d, read by dsprites).
+DSPRITES_GRID = FactorGridSpec(737_280, (1, 64, 64), "shape", ("square", "ellipse", "heart"))
 
 DATASETS = DatasetCatalog(
     DatasetSpec("mnist", IDX, train_size=60_000, test_size=10_000),
@@ -230,25 +232,17 @@ DATASETS = DatasetCatalog(
     ),
     DatasetSpec("synthetic", "vae_cli.datasets.synthetic:load_synthetic", generated=True),
     DatasetSpec(
-        "shapes2d",
-        GRID,
-        model="conv",
-        grid=FactorGridSpec(737_280, (1, 64, 64), "shape", DSPRITES_SHAPES),
-        ground_truth="vae_cli.datasets.factor_sets:shapes2d_grid",
+        "shapes2d", GRID, model="conv", grid=DSPRITES_GRID, ground_truth="vae_cli.factors.shapes2d:from_config"
     ),
     DatasetSpec(
         "xyobject",
         GRID,
         model="conv",
         grid=FactorGridSpec(6_144, (3, 64, 64), "colour", ("red", "yellow", "green", "cyan", "blue", "magenta")),
-        ground_truth="vae_cli.datasets.factor_sets:xyobject_grid",
+        ground_truth="vae_cli.factors.xyobject:from_config",
     ),
     DatasetSpec(
-        "dsprites",
-        GRID,
-        model="conv",
-        grid=FactorGridSpec(737_280, (1, 64, 64), "shape", DSPRITES_SHAPES),
-        ground_truth="vae_cli.datasets.factor_sets:dsprites_grid",
+        "dsprites", GRID, model="conv", grid=DSPRITES_GRID, ground_truth="vae_cli.factors.dsprites:from_config"
     ),
 )
 

@@ -17,6 +17,50 @@ from vae_cli.config.enums import Binarize
 MIN_GAUSSIAN_STD = 1e-3
 
 
+@dataclass(frozen=True)
+class PixelScale:
+    """A likelihood's scale key in pixel units: a number or a learned kind, and its floor."""
+
+    key: str  # likelihood.<key>
+    floor: str  # likelihood.<floor>, the least a learned scale can be
+    learned: tuple[str, ...]  # the values besides a number
+    choices: str  # how the message says the valid values
+    growth: str  # how the loss grows as the scale shrinks
+
+
+GAUSSIAN_STD = PixelScale(
+    "std",
+    "min_std",
+    ("learned", "learned_global"),
+    "a number (a fixed σ), learned (per pixel, from the decoder) or learned_global (one σ)",
+    "1/std^2",
+)
+LAPLACE_SCALE = PixelScale(
+    "scale", "min_scale", ("learned",), "a number (a fixed b) or learned (per pixel, from the decoder)", "1/b"
+)
+
+
+def check_pixel_scale(lik: Any, scale: PixelScale, need: Need) -> None:
+    value = lik[scale.key]
+    try:
+        number = float(value)
+    except ValueError:
+        number = None
+        need(str(value) in scale.learned, f"likelihood.{scale.key} must be {scale.choices} (got {value!r}).")
+    if number is not None:
+        need(
+            math.isfinite(number) and MIN_GAUSSIAN_STD <= number <= 10,
+            f"likelihood.{scale.key} must be in [{MIN_GAUSSIAN_STD:g}, 10] (got {value}): below that the loss grows "
+            f"as {scale.growth} per pixel and overflows (a quarter of one grey level is 1e-3). The usual range is "
+            f"0.05-0.2, or likelihood.{scale.key}=learned.",
+        )
+    floor = lik[scale.floor]
+    need(
+        math.isfinite(floor) and MIN_GAUSSIAN_STD <= floor <= 1,
+        f"likelihood.{scale.floor} must be in [{MIN_GAUSSIAN_STD:g}, 1] (got {floor}).",
+    )
+
+
 def binarized(cfg: Any) -> bool:
     return cfg is not None and Binarize(cfg.dataset.binarize) != Binarize.none
 
@@ -59,26 +103,7 @@ class GaussianLikelihoodConfig(LikelihoodConfig):
 
     @classmethod
     def check(cls, lik: Any, cfg: Any, need: Need) -> None:
-        try:
-            std = float(lik.std)
-        except ValueError:
-            std = None
-            need(
-                str(lik.std) in ("learned", "learned_global"),
-                f"likelihood.std must be a number (a fixed σ), learned (per pixel, from the decoder) or "
-                f"learned_global (one σ) (got {lik.std!r}).",
-            )
-        if std is not None:
-            need(
-                math.isfinite(std) and MIN_GAUSSIAN_STD <= std <= 10,
-                f"likelihood.std must be in [{MIN_GAUSSIAN_STD:g}, 10] (got {lik.std}): below that the loss grows "
-                f"as 1/std^2 per pixel and overflows (a quarter of one grey level is 1e-3). The usual range is "
-                f"0.05-0.2, or likelihood.std=learned.",
-            )
-        need(
-            math.isfinite(lik.min_std) and MIN_GAUSSIAN_STD <= lik.min_std <= 1,
-            f"likelihood.min_std must be in [{MIN_GAUSSIAN_STD:g}, 1] (got {lik.min_std}).",
-        )
+        check_pixel_scale(lik, GAUSSIAN_STD, need)
 
 
 @LIKELIHOODS.register(build="vae_cli.models.likelihoods.logistic_mixture:build")
@@ -116,23 +141,4 @@ class LaplaceLikelihoodConfig(LikelihoodConfig):
 
     @classmethod
     def check(cls, lik: Any, cfg: Any, need: Need) -> None:
-        try:
-            scale = float(lik.scale)
-        except ValueError:
-            scale = None
-            need(
-                str(lik.scale) == "learned",
-                f"likelihood.scale must be a number (a fixed b) or learned (per pixel, from the decoder) "
-                f"(got {lik.scale!r}).",
-            )
-        if scale is not None:
-            need(
-                math.isfinite(scale) and MIN_GAUSSIAN_STD <= scale <= 10,
-                f"likelihood.scale must be in [{MIN_GAUSSIAN_STD:g}, 10] (got {lik.scale}): below that the loss grows "
-                f"as 1/b per pixel (a quarter of one grey level is 1e-3). The usual range is 0.05-0.2, or "
-                f"likelihood.scale=learned.",
-            )
-        need(
-            math.isfinite(lik.min_scale) and MIN_GAUSSIAN_STD <= lik.min_scale <= 1,
-            f"likelihood.min_scale must be in [{MIN_GAUSSIAN_STD:g}, 1] (got {lik.min_scale}).",
-        )
+        check_pixel_scale(lik, LAPLACE_SCALE, need)

@@ -134,7 +134,7 @@ class MIWAEConfig(LossConfig):
         )
 
 
-@OBJECTIVES.register(build="vae_cli.objectives.beta_tcvae:BetaTCVAE", flat_only=True, batch_statistics=True)
+@OBJECTIVES.register(build="vae_cli.objectives.beta_tcvae:BetaTCVAE", flat_only=True)
 @dataclass
 class BetaTCVAEConfig(LossConfig):
     name: str = "beta_tcvae"
@@ -158,7 +158,11 @@ class BetaTCVAEConfig(LossConfig):
             )
 
 
-@OBJECTIVES.register(build="vae_cli.objectives.factor_vae:FactorVAE", flat_only=True, batch_statistics=True)
+@OBJECTIVES.register(
+    build="vae_cli.objectives.factor_vae:FactorVAE",
+    flat_only=True,
+    min_batch=(2, "permutes latents across the batch"),
+)
 @dataclass
 class FactorVAEConfig(LossConfig):
     name: str = "factor_vae"
@@ -192,14 +196,13 @@ class FactorVAEConfig(LossConfig):
             len(loss.disc_betas) == 2 and all(0 <= b < 1 for b in loss.disc_betas),
             f"loss.disc_betas must be two numbers in [0, 1) (got {list(loss.disc_betas)}).",
         )
-        b = batch_size(cfg)
-        need(
-            b is None or b >= 2,
-            f"loss=factor_vae permutes latents across the batch and needs trainer.batch_size >= 2 (got {b}).",
-        )
 
 
-@OBJECTIVES.register(build="vae_cli.objectives.dip_vae:DIPVAE", flat_only=True, batch_statistics=True)
+@OBJECTIVES.register(
+    build="vae_cli.objectives.dip_vae:DIPVAE",
+    flat_only=True,
+    min_batch=(2, "estimates a covariance over the batch"),
+)
 @dataclass
 class DIPVAEConfig(LossConfig):
     name: str = "dip_vae"
@@ -214,11 +217,6 @@ class DIPVAEConfig(LossConfig):
     def check(cls, loss: Any, cfg: Any, need: Need) -> None:
         need(loss.lambda_od >= 0, f"loss.lambda_od must be >= 0 (got {loss.lambda_od}).")
         need(loss.lambda_d is None or loss.lambda_d >= 0, f"loss.lambda_d must be >= 0 or null (got {loss.lambda_d}).")
-        b = batch_size(cfg)
-        need(
-            b is None or b >= 2,
-            f"loss=dip_vae estimates a covariance over the batch and needs trainer.batch_size >= 2 (got {b}).",
-        )
 
 
 def check_info_vae(cls: type, loss: Any, cfg: Any, need: Need) -> None:
@@ -228,8 +226,6 @@ def check_info_vae(cls: type, loss: Any, cfg: Any, need: Need) -> None:
         loss.alpha + loss["lambda"] - 1 >= 0,
         f"loss.alpha + loss.lambda - 1 is the MMD weight and must be >= 0 (got {loss.alpha + loss['lambda'] - 1:g}).",
     )
-    b = batch_size(cfg)
-    need(b is None or b >= 2, f"loss=info_vae's unbiased MMD needs trainer.batch_size >= 2 (got {b}).")
 
 
 # InfoVAE's weight is called lambda in the paper and on the command line (loss.lambda), and ``lambda`` is a Python
@@ -264,4 +260,8 @@ InfoVAEConfig = dataclass(
     repr=False,
     eq=False,
 )
-OBJECTIVES.register(build="vae_cli.objectives.info_vae:InfoVAE", flat_only=True, batch_statistics=True)(InfoVAEConfig)
+OBJECTIVES.register(
+    build="vae_cli.objectives.info_vae:InfoVAE",
+    flat_only=True,
+    min_batch=(2, "estimates an unbiased MMD over the batch"),
+)(InfoVAEConfig)

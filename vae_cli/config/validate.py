@@ -48,6 +48,8 @@ def validate(cfg: DictConfig) -> None:
         if group == "loss" and not objective_applies(cfg, need):
             continue
         run_checks(schema_of(group, node), node, cfg, need)
+        if group == "loss":
+            check_objective_batch(cfg, need)
     check_labels(cfg, need)
     check_batch_fits(cfg, need)
     if problems:
@@ -97,6 +99,14 @@ def check_labels(cfg: DictConfig, need: Need) -> None:
         )
     elif labels not in ("always", "attribute", "class_folders"):
         need(False, f"model.conditional=true needs class labels, and dataset={d.name} has none.")
+
+
+def check_objective_batch(cfg: DictConfig, need: Need) -> None:
+    """An objective whose terms are statistics of the batch needs a batch of several images."""
+    name = str(cfg.loss.name)
+    least, why = OBJECTIVES[name].min_batch
+    b = cfg.trainer.batch_size
+    need(b >= least, f"loss={name} {why} and needs trainer.batch_size >= {least} (got {b}).")
 
 
 def check_batch_fits(cfg: DictConfig, need: Need) -> None:

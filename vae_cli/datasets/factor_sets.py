@@ -74,24 +74,6 @@ def load_grid_dataset(cfg: DatasetConfig, parts: Parts = BOTH) -> RawSplits:
 
 
 # ----- the ground truth of each dataset that has one (DatasetSpec.ground_truth) -----------------------------------
-def shapes2d_grid(cfg: DatasetConfig) -> FactorData:
-    from vae_cli.factors.shapes2d import Shapes2D
-
-    return Shapes2D()
-
-
-def xyobject_grid(cfg: DatasetConfig) -> FactorData:
-    from vae_cli.factors.xyobject import XYObject
-
-    return XYObject()
-
-
-def dsprites_grid(cfg: DatasetConfig) -> FactorData:
-    from vae_cli.factors.dsprites import load_dsprites
-
-    return load_dsprites(Path(cfg.root).expanduser(), cfg.download)
-
-
 def folder_with_factors(cfg: DatasetConfig) -> FactorData:
     """The images listed in the factors CSV, decoded as the run decodes the folder, with their factors."""
     from vae_cli.datasets.decode import decode_files
@@ -131,4 +113,4 @@ def ground_truth_for(cfg: DatasetConfig) -> FactorData:
             f"(dataset=image_folder dataset.factors_csv=factors.csv, see docs/disentanglement.md)."
         )
     assert spec.ground_truth is not None
-    return load_attribute(spec.ground_truth, DatasetCatalog.package)(cfg)
+    return load_attribute(spec.ground_truth, DatasetCatalog.packages)(cfg)

@@ -31,7 +31,7 @@ def builder(name: str) -> Callable[[DatasetConfig, Parts], RawSplits]:
         raise DataError(
             f"Unknown dataset.name '{name}'. Choose one of: {', '.join(sorted(DATASETS.names()))} (e.g. dataset=mnist)."
         )
-    return load_attribute(DATASETS[name].build, DatasetCatalog.package)
+    return load_attribute(DATASETS[name].build, DatasetCatalog.packages)
 
 
 def carve_indices(n: int, cfg: DatasetConfig, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,6 +12,7 @@ import logging
 import urllib.request
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -89,3 +90,9 @@ def load_dsprites(root: Path, allow_download: bool) -> ImageGrid:
     if images.max() <= 1:  # the official file stores 0/1; in place: the array is 2.9 GB
         np.multiply(images, np.uint8(255), out=images)
     return ImageGrid(images, [NAMES[k] for k in keep], [int(sizes[k]) for k in keep])
+
+
+def from_config(cfg: Any) -> ImageGrid:
+    """The ground truth of ``dataset=dsprites`` (the dataset catalog's ``ground_truth``): the official file under
+    ``dataset.root``, fetched first with ``dataset.download=true``."""
+    return load_dsprites(Path(cfg.root).expanduser(), bool(cfg.download))

@@ -12,6 +12,7 @@ shape at any angle stays inside), x to the right and y downwards; orientation tu
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -95,3 +96,8 @@ class Shapes2D(FactorGrid):
     def observations(self, factors: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         f = np.asarray(factors, dtype=np.int64)
         return render(*(self.factor_values(k)[f[:, k]] for k in range(self.num_factors)))
+
+
+def from_config(cfg: Any) -> Shapes2D:
+    """The ground truth of ``dataset=shapes2d`` (the dataset catalog's ``ground_truth``): the whole grid."""
+    return Shapes2D()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import torch
-from torch import nn
+from torch import Generator, Tensor, nn
 
 from vae_cli.models.likelihoods.base import Likelihood
 
@@ -97,17 +97,13 @@ class Model(Protocol):
         """``(log p(x|z), log p(z), log q(z|x), z)`` for noise ``eps`` ``[K, B, D]``: the first three ``[K, B]``."""
         ...
 
-    def prior_sample(
-        self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0
-    ) -> torch.Tensor: ...
+    def prior_sample(self, n: int, generator: Generator | None = None, temperature: float = 1.0) -> Tensor:
+        """n draws of z ~ p(z), flat."""
+        ...
 
-    def sample(
-        self,
-        n: int,
-        generator: torch.Generator | None = None,
-        y: torch.Tensor | None = None,
-        temperature: float = 1.0,
-    ) -> torch.Tensor: ...
+    def sample(self, n: int, generator: Generator | None = None, y: Tensor | None = None, temperature: float = 1.0):
+        """The likelihood's parameters of n prior samples (given labels ``y`` for a CVAE)."""
+        ...
 
     def aux_losses(self, out: VAEOutput) -> dict[str, torch.Tensor]: ...
 

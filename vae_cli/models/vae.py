@@ -9,6 +9,7 @@ prior.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -128,17 +129,25 @@ class VAE(NoExtraTerms, nn.Module):
         return self.decode(z, None if y is None else y.to(z.device))
 
 
-def flat_vae(
-    cfg: Any,
-    image_shape: tuple[int, int, int],
-    encoder: nn.Module,
-    decoder: nn.Module,
-    likelihood: Likelihood,
-    num_classes: int = 0,
-    init_images: torch.Tensor | None = None,
-) -> VAE:
-    """The flat VAE of an architecture's ``encoder`` and ``decoder`` with ``cfg.prior`` (built after the networks,
-    so their initial weights do not depend on the prior)."""
-    latent_dim = int(cfg.model.latent_dim)
-    prior = build_prior(cfg.prior, latent_dim, image_shape, init_images)
-    return VAE(encoder, decoder, latent_dim, prior, likelihood, num_classes=num_classes)
+# An architecture's encoder/decoder pair: (model config, image shape, condition size, decoder output channels).
+Networks = Callable[[Any, tuple[int, int, int], int, int], tuple[nn.Module, nn.Module]]
+
+
+def flat_builder(networks: Networks) -> Callable[..., VAE]:
+    """The catalog builder of a flat architecture (config/architectures.py) from its encoder/decoder pair: the
+    pair, then ``cfg.prior`` (built after the networks, so their initial weights do not depend on the prior)."""
+
+    def build(
+        cfg: Any,
+        image_shape: tuple[int, int, int],
+        likelihood: Likelihood,
+        num_classes: int = 0,
+        init_images: torch.Tensor | None = None,
+    ) -> VAE:
+        cond = num_classes if cfg.model.conditional else 0
+        encoder, decoder = networks(cfg.model, image_shape, cond, likelihood.param_channels(image_shape[0]))
+        latent_dim = int(cfg.model.latent_dim)
+        prior = build_prior(cfg.prior, latent_dim, image_shape, init_images)
+        return VAE(encoder, decoder, latent_dim, prior, likelihood, num_classes=cond)
+
+    return build

@@ -8,29 +8,23 @@ from typing import Any
 import torch
 from torch import nn
 
-from vae_cli.models.likelihoods.base import Likelihood
-from vae_cli.models.networks.condition import join
-from vae_cli.models.vae import VAE, flat_vae
+from vae_cli.models.networks.heads import FeatureEncoder, join
+from vae_cli.models.vae import flat_builder
 
 
-class ConvEncoder(nn.Module):
+class ConvEncoder(FeatureEncoder):
     """Stride-2 4x4 convolutions (each halves H and W), then a linear head."""
 
     def __init__(
         self, image_shape: tuple[int, int, int], channels: list[int], latent_dim: int, cond_dim: int = 0
     ) -> None:
-        super().__init__()
         c, h, w = image_shape
         layers: list[nn.Module] = []
         for c_in, c_out in zip([c, *channels[:-1]], channels, strict=True):
             layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), nn.ReLU()]
-        self.body = nn.Sequential(*layers, nn.Flatten())
         scale = 2 ** len(channels)
-        self.head = nn.Linear(channels[-1] * (h // scale) * (w // scale) + cond_dim, 2 * latent_dim)
-
-    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, logvar = self.head(join(self.body(x), c)).chunk(2, dim=-1)
-        return mu, logvar
+        features = channels[-1] * (h // scale) * (w // scale)
+        super().__init__(nn.Sequential(*layers, nn.Flatten()), features, latent_dim, cond_dim)
 
 
 class ConvDecoder(nn.Module):
@@ -64,12 +58,11 @@ class ConvDecoder(nn.Module):
         return self.body(self.fc(join(z, c)))
 
 
-def build(
-    cfg: Any, image_shape: tuple[int, int, int], likelihood: Likelihood, num_classes: int = 0, init_images=None
-) -> VAE:
-    m = cfg.model
-    cond = num_classes if m.conditional else 0
+def networks(m: Any, image_shape: tuple[int, int, int], cond: int, out: int) -> tuple[nn.Module, nn.Module]:
     channels = list(m.conv_channels)
-    encoder = ConvEncoder(image_shape, channels, m.latent_dim, cond)
-    decoder = ConvDecoder(image_shape, channels, m.latent_dim, cond, likelihood.param_channels(image_shape[0]))
-    return flat_vae(cfg, image_shape, encoder, decoder, likelihood, cond, init_images)
+    return ConvEncoder(image_shape, channels, m.latent_dim, cond), ConvDecoder(
+        image_shape, channels, m.latent_dim, cond, out
+    )
+
+
+build = flat_builder(networks)

@@ -8,9 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from vae_cli.models.likelihoods.base import Likelihood
-from vae_cli.models.networks.condition import join
-from vae_cli.models.vae import VAE, flat_vae
+from vae_cli.models.networks.heads import join
+from vae_cli.models.vae import flat_builder
 
 
 def _mlp(widths: list[int]) -> list[nn.Module]:
@@ -55,12 +54,9 @@ class MLPDecoder(nn.Module):
         return self.net(join(z, c))
 
 
-def build(
-    cfg: Any, image_shape: tuple[int, int, int], likelihood: Likelihood, num_classes: int = 0, init_images=None
-) -> VAE:
-    m = cfg.model
-    cond = num_classes if m.conditional else 0
+def networks(m: Any, image_shape: tuple[int, int, int], cond: int, out: int) -> tuple[nn.Module, nn.Module]:
     hidden = list(m.hidden_dims)
-    encoder = MLPEncoder(image_shape, hidden, m.latent_dim, cond)
-    decoder = MLPDecoder(image_shape, hidden, m.latent_dim, cond, likelihood.param_channels(image_shape[0]))
-    return flat_vae(cfg, image_shape, encoder, decoder, likelihood, cond, init_images)
+    return MLPEncoder(image_shape, hidden, m.latent_dim, cond), MLPDecoder(image_shape, hidden, m.latent_dim, cond, out)
+
+
+build = flat_builder(networks)

@@ -8,9 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from vae_cli.models.likelihoods.base import Likelihood
-from vae_cli.models.networks.condition import join
-from vae_cli.models.vae import VAE, flat_vae
+from vae_cli.models.networks.heads import FeatureEncoder, join
+from vae_cli.models.vae import flat_builder
 
 
 class PreActBlock(nn.Module):
@@ -66,18 +65,13 @@ def coarsest_shape(image_shape: tuple[int, int, int], widths: list[int]) -> tupl
     return widths[-1], image_shape[1] // scale, image_shape[2] // scale
 
 
-class ResNetEncoder(nn.Module):
+class ResNetEncoder(FeatureEncoder):
     def __init__(
         self, image_shape: tuple[int, int, int], widths: list[int], blocks: int, latent_dim: int, cond_dim: int = 0
     ) -> None:
-        super().__init__()
         c, h, w = coarsest_shape(image_shape, widths)
-        self.body = nn.Sequential(residual_stages_down(image_shape[0], widths, blocks), nn.SiLU(), nn.Flatten())
-        self.head = nn.Linear(c * h * w + cond_dim, 2 * latent_dim)
-
-    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, logvar = self.head(join(self.body(x), c)).chunk(2, dim=-1)
-        return mu, logvar
+        body = nn.Sequential(residual_stages_down(image_shape[0], widths, blocks), nn.SiLU(), nn.Flatten())
+        super().__init__(body, c * h * w, latent_dim, cond_dim)
 
 
 class ResNetDecoder(nn.Module):
@@ -99,12 +93,10 @@ class ResNetDecoder(nn.Module):
         return self.body(self.fc(join(z, c)))
 
 
-def build(
-    cfg: Any, image_shape: tuple[int, int, int], likelihood: Likelihood, num_classes: int = 0, init_images=None
-) -> VAE:
-    m = cfg.model
-    cond = num_classes if m.conditional else 0
+def networks(m: Any, image_shape: tuple[int, int, int], cond: int, out: int) -> tuple[nn.Module, nn.Module]:
     widths, blocks = list(m.widths), int(m.blocks)
     encoder = ResNetEncoder(image_shape, widths, blocks, m.latent_dim, cond)
-    decoder = ResNetDecoder(image_shape, widths, blocks, m.latent_dim, cond, likelihood.param_channels(image_shape[0]))
-    return flat_vae(cfg, image_shape, encoder, decoder, likelihood, cond, init_images)
+    return encoder, ResNetDecoder(image_shape, widths, blocks, m.latent_dim, cond, out)
+
+
+build = flat_builder(networks)
