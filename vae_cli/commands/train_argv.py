@@ -124,7 +124,7 @@ def sweeper_argv(argv: list[str]) -> list[str]:
 
 def family_argv(argv: list[str]) -> list[str]:
     """A sweep whose swept dataset or experiment picks the model (or another family) for every job: that choice on
-    the command line too, so Hydra's sweep-level config is composed with it (config/preflight.py)."""
+    the command line too, so Hydra's sweep-level config is composed with it (config/overrides.py)."""
     flags, overrides = split_argv(argv)
     if "-m" not in flags and "--multirun" not in flags:
         return argv

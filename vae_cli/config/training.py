@@ -79,7 +79,7 @@ class TrainerConfig:
     cuda_graphs: bool = False
     # Conv models on CUDA: NHWC memory format, which the tensor-core convolution kernels want.
     channels_last: bool = True
-    # How idle CPU threads wait (vae_cli/cpu_threads.py): spinning is fastest alone, sleeping avoids a 10-40x
+    # How idle CPU threads wait (vae_cli/process/cpu_threads.py): spinning is fastest alone, sleeping avoids a 10-40x
     # collapse when other jobs share the cores. auto picks by the machine's load at start.
     cpu_wait: CpuWait = CpuWait.auto
     # torch's CPU threads; null = auto: a SLURM task's CPUs, or the cores divided among parallel sweep jobs
@@ -98,7 +98,7 @@ class TrainerConfig:
     rollback_lr_factor: float = 0.5
     # Strict determinism (torch.use_deterministic_algorithms): slower on GPU; CPU runs are deterministic anyway.
     deterministic: bool = False
-    # Latent views in TensorBoard (vae_cli/latent_monitor.py), all on the first latent_images val images:
+    # Latent views in TensorBoard (vae_cli/training/latent_monitor.py), all on the first latent_images val images:
     # histograms of mu and log sigma^2 every epoch; traversals and the 2-D scatter every latent_every_epochs
     # epochs and after the last one.
     latent_every_epochs: int = 1

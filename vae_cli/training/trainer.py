@@ -129,7 +129,7 @@ class Trainer:
         self.terms = objective.terms
         # Recorded in every checkpoint beside what rebuilding the model needs (a prior's run: which VQ-VAE).
         self.model_info = dict(model_info or {})
-        # Under torchrun: this process's place; collectives below keep the ranks in step (vae_cli/distributed.py).
+        # Under torchrun: this process's place; collectives below keep the ranks in step (vae_cli/process/distributed.py).
         self.dist = dist or Distributed()
         self.optimizer = optimizer
         self.scheduler = scheduler
