@@ -154,6 +154,10 @@ class DatasetSpec:
     generated: bool = False
     # Class labels: always | attribute (only with dataset.label_attribute) | class_folders (one sub-folder per class).
     labels: str = "always"
+    # The class names, where the dataset fixes them (label i is entry i).
+    classes: tuple[str, ...] = ()
+    # What the format's reader needs to find the files (e.g. the IDX folder name, system locations), its own keys.
+    reader: dict[str, Any] = field(default_factory=dict)
     # The model a dataset=<name> picks (its YAML's "override /model:"): a conv model for colour and large images.
     model: str = "mlp"
     # Ground-truth factors: a full factor grid, and/or the function that builds the ground truth of a config.
@@ -203,13 +207,37 @@ GRID = "vae_cli.datasets.factor_sets:load_grid_dataset"
 # dSprites' grid: shape x scale x orientation x x x y = 3 x 6 x 40 x 32 x 32 (rendered by shapes2d, read by dsprites).
 DSPRITES_GRID = FactorGridSpec(737_280, (1, 64, 64), "shape", ("square", "ellipse", "heart"))
 
+DIGITS = tuple("0123456789")
+FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+DEBIAN_FASHION = {
+    "system_dirs": ("/usr/share/datasets/fashion-mnist",),
+    "how_to_get": "install Debian's package (apt-get install dataset-fashion-mnist; found automatically in "
+    "/usr/share/datasets/fashion-mnist), or ",
+}
+
 DATASETS = DatasetCatalog(
-    DatasetSpec("mnist", IDX, train_size=60_000, test_size=10_000),
-    DatasetSpec("fashion_mnist", IDX, train_size=60_000, test_size=10_000),
-    DatasetSpec("kmnist", IDX, train_size=60_000, test_size=10_000),
+    DatasetSpec("mnist", IDX, train_size=60_000, test_size=10_000, classes=DIGITS, reader={"folder": "MNIST"}),
+    DatasetSpec(
+        "fashion_mnist",
+        IDX,
+        train_size=60_000,
+        test_size=10_000,
+        classes=FASHION,
+        reader={"folder": "FashionMNIST", **DEBIAN_FASHION},
+    ),
+    DatasetSpec(
+        "kmnist",
+        IDX,
+        train_size=60_000,
+        test_size=10_000,
+        classes=("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
+        reader={"folder": "KMNIST"},
+    ),
     DatasetSpec(
         "emnist",
         IDX,
+        # Its files are named per dataset.split, their images stored transposed, its classes per split (idx.py).
+        reader={"folder": "EMNIST", "per_split": True},
         split_sizes={
             "byclass": (697_932, 116_323),
             "bymerge": (697_932, 116_323),

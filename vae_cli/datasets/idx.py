@@ -13,13 +13,12 @@ import logging
 import string
 import struct
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from vae_cli.config.datasets import DatasetConfig
+from vae_cli.config.datasets import DATASETS, DatasetConfig
 from vae_cli.datasets.download import torchvision_download
 from vae_cli.datasets.splits import BOTH, Parts, RawSplits, empty_images
 from vae_cli.process.atomic import atomic_write
@@ -102,30 +101,6 @@ def read_idx_staged(path: Path, raw_dir: Path) -> np.ndarray:
     return array
 
 
-@dataclass(frozen=True)
-class IdxDataset:
-    """Where one MNIST-format dataset lives and what it holds."""
-
-    torchvision_class: str  # also the folder name under dataset.root: <root>/<Class>/raw/
-    class_names: tuple[str, ...]
-    system_dirs: tuple[Path, ...] = ()  # operating system package locations, searched after the root
-    how_to_get: str = ""
-
-
-MNIST_FAMILY: dict[str, IdxDataset] = {
-    "mnist": IdxDataset("MNIST", tuple(string.digits)),
-    "fashion_mnist": IdxDataset(
-        "FashionMNIST",
-        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
-        system_dirs=(Path("/usr/share/datasets/fashion-mnist"),),
-        how_to_get="install Debian's package (apt-get install dataset-fashion-mnist; found automatically in "
-        "/usr/share/datasets/fashion-mnist), or ",
-    ),
-    "kmnist": IdxDataset("KMNIST", ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")),
-    "emnist": IdxDataset("EMNIST", ()),  # classes depend on dataset.split, see emnist_classes
-}
-
-
 def emnist_classes(split: str) -> tuple[str, ...]:
     """torchvision's class list per EMNIST split (label i is entry i; 'letters' labels start at 1)."""
     merged = set("cijklmopsuvwxyz")
@@ -140,9 +115,10 @@ def emnist_classes(split: str) -> tuple[str, ...]:
     }[split]
 
 
-def file_names(name: str, split: str) -> dict[str, str]:
-    """The four IDX file names (without .gz) of a dataset: keys train_images, train_labels, test_*."""
-    if name == "emnist":
+def file_names(per_split: bool, split: str) -> dict[str, str]:
+    """The four IDX file names (without .gz) of a dataset: keys train_images, train_labels, test_*; EMNIST's
+    (``per_split``) name the split."""
+    if per_split:
         return {
             f"{part}_{kind}": f"emnist-{split}-{part}-{kind}-{'idx3' if kind == 'images' else 'idx1'}-ubyte"
             for part in ("train", "test")
@@ -170,17 +146,20 @@ def find_file(name: str, dirs: list[Path]) -> Path | None:
 
 
 def load_idx_dataset(cfg: DatasetConfig, parts: Parts = BOTH) -> RawSplits:
-    """Read mnist / fashion_mnist / kmnist / emnist from ``<root>/<Class>/raw/`` (or a known system location);
+    """Read an IDX dataset (the MNIST family) from ``<root>/<folder>/raw/`` (or a known system location; its spec's
+    ``reader``: ``folder``, the torchvision class of the same name, ``system_dirs``, ``how_to_get``, ``per_split``);
     only the files of the official splits in ``parts`` are needed."""
-    spec = MNIST_FAMILY[cfg.name]
+    spec = DATASETS[cfg.name]
+    folder, per_split = spec.reader["folder"], bool(spec.reader.get("per_split"))
+    how_to_get = spec.reader.get("how_to_get", "")
     split = getattr(cfg.split, "value", cfg.split)
     root = Path(cfg.root).expanduser().resolve()
-    raw_dir = root / spec.torchvision_class / "raw"
-    names = {k: v for k, v in file_names(cfg.name, split).items() if k.split("_")[0] in parts}
-    search = [raw_dir, raw_dir.parent, root, *spec.system_dirs]
+    raw_dir = root / folder / "raw"
+    names = {k: v for k, v in file_names(per_split, split).items() if k.split("_")[0] in parts}
+    search = [raw_dir, raw_dir.parent, root, *(Path(d) for d in spec.reader.get("system_dirs", ()))]
     if cfg.download and any(find_file(n, search) is None for n in names.values()):
-        kwargs = {"split": split} if cfg.name == "emnist" else {}
-        torchvision_download(cfg.name, spec.torchvision_class, root, **kwargs)
+        kwargs = {"split": split} if per_split else {}
+        torchvision_download(cfg.name, folder, root, **kwargs)
     found = {key: find_file(n, search) for key, n in names.items()}
     missing = [names[k] for k, p in found.items() if p is None]
     if missing:
@@ -197,12 +176,12 @@ def load_idx_dataset(cfg: DatasetConfig, parts: Parts = BOTH) -> RawSplits:
         raise DataError(
             f"Dataset '{cfg.name}' was not found: the IDX files {', '.join(names.values())} (uncompressed or .gz) "
             f"are expected in {raw_dir}/ and {len(missing)} of them are missing ({', '.join(missing)}). To fix it, "
-            f"{spec.how_to_get}run once with dataset.download=true where there is internet, or copy the files "
-            f"there yourself, or set dataset.root to the folder that holds {spec.torchvision_class}/raw/ "
+            f"{how_to_get}run once with dataset.download=true where there is internet, or copy the files "
+            f"there yourself, or set dataset.root to the folder that holds {folder}/raw/ "
             f"(docs/datasets.md).{hint}"
         )
     arrays = {key: read_idx_staged(path, raw_dir) for key, path in found.items()}  # type: ignore[arg-type]
-    class_names = emnist_classes(split) if cfg.name == "emnist" else spec.class_names
+    class_names = emnist_classes(split) if per_split else spec.classes
     out = {part: empty_images((1, 28, 28)) for part in ("train", "test")}
     for part in sorted(parts):
         images, labels = arrays[f"{part}_images"], arrays[f"{part}_labels"]
@@ -223,7 +202,7 @@ def load_idx_dataset(cfg: DatasetConfig, parts: Parts = BOTH) -> RawSplits:
                 f"{len(class_names)} classes; it belongs to another dataset or split (dataset.split?)."
             )
         tensor = torch.from_numpy(images).unsqueeze(1)  # read_idx returns arrays that own writable memory
-        if cfg.name == "emnist":
+        if per_split:
             # EMNIST's IDX files store each image transposed; turn them upright like MNIST.
             tensor = tensor.transpose(2, 3)
         out[part] = (tensor.contiguous(), torch.from_numpy(labels.astype(np.int64)))
