@@ -9,7 +9,11 @@ sweep directory (``hydra.sweeper.storage``, ``study_name=vae-train``), unless th
   (the plugin restarts them at 0);
 - trials left RUNNING by a killed sweep are marked failed and their parameters asked again;
 - a failed or NaN trial (vae-train returns NaN for a job that failed) is a failed trial; when no trial completed,
-  the sweep says so instead of crashing on Optuna's "no trials are completed yet".
+  the sweep says so instead of crashing on Optuna's "no trials are completed yet";
+- what would make the study mean nothing is refused before any trial, in one message (exit 2): ``n_trials`` or
+  ``n_jobs`` below 1, an interval whose low end is above its high end, a study database that is empty or damaged
+  while the sweep folder holds jobs of the study, one another process holds locked, or one that cannot be created
+  (a full disk).
 
 Hydra imports this module when it scans for plugins at every start: Optuna is imported only when a sweep runs.
 """
@@ -19,6 +23,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import sqlite3
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -63,17 +69,33 @@ def resumable_impl() -> type:
 
     class ResumableImpl(OptunaSweeperImpl):
         def sweep(self, arguments: list[str]) -> None:
+            params = self._parse_sweeper_params_config() if self.params is not None else []
+            check_search(self.n_trials, self.n_jobs, [*params, *arguments])
             if isinstance(self.storage, str) and self.storage.startswith("sqlite:///"):
-                Path(self.storage[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+                database = Path(self.storage[len("sqlite:///") :])
+                database.parent.mkdir(parents=True, exist_ok=True)
+                check_database(database, Path(str(self.config.hydra.sweep.dir)))
+            try:
+                self._continue_and_sweep(arguments)
+            except sqlalchemy_errors() as exc:
+                refuse(
+                    f"the study's database ({self.storage}) failed: {str(exc).splitlines()[0]}. Trials that ran are "
+                    f"kept in their folders. If the disk is full, free space and run the same command again: the "
+                    f"study continues."
+                )
+
+        def _continue_and_sweep(self, arguments: list[str]) -> None:
             existing = self._existing_trials()
             total = self.n_trials
             if existing:
                 finished = [t for t in existing if t.state.is_finished()]
                 stale = [t for t in existing if t.state == optuna.trial.TrialState.RUNNING]
                 study = optuna.load_study(study_name=self.study_name, storage=self.storage)
-                for trial in stale:  # a killed sweep's trials: failed, and asked again
-                    study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+                for i, trial in enumerate(stale):  # a stopped sweep's trials: failed, and asked again
+                    study._storage.set_trial_state(trial._trial_id, optuna.trial.TrialState.FAIL)  # Optuna 2.10 API
                     study.enqueue_trial(trial.params)
+                    # Its job folder (job numbers follow trial numbers) says where the trial went on.
+                    mark_replaced(self.config, trial.number, len(existing) + i)
                 self.job_idx = len(existing)
                 self.n_trials = max(0, total - len(finished))
                 log.info(
@@ -89,9 +111,9 @@ def resumable_impl() -> type:
             try:
                 with non_finite_values_fail_trials():
                     super().sweep(arguments)
-            except ValueError:
+            except ValueError as exc:
                 completed = [t for t in self._existing_trials() if t.state == optuna.trial.TrialState.COMPLETE]
-                if completed:
+                if completed or "no trials are completed" not in str(exc).lower():
                     raise
                 log.error(
                     "No trial of study %s completed: every job failed (their run.json files say why; the sweep "
@@ -109,6 +131,85 @@ def resumable_impl() -> type:
 
     _IMPL = ResumableImpl
     return _IMPL
+
+
+def refuse(message: str) -> None:
+    """End the sweep before (or instead of) its trials with one message and exit status 2 (SystemExit: Hydra would
+    print a traceback for any other exception)."""
+    print(f"vae-train: error: hydra/sweeper=optuna: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def sqlalchemy_errors() -> tuple[type[BaseException], ...]:
+    from sqlalchemy.exc import DatabaseError, OperationalError
+
+    return (OperationalError, DatabaseError)
+
+
+def check_search(n_trials: int, n_jobs: int, params: list[str]) -> None:
+    """Trials to run, trials at a time, and every interval of the search space the right way round."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import IntervalSweep
+
+    problems = []
+    if n_trials < 1:
+        problems.append(f"hydra.sweeper.n_trials={n_trials}: the study must run at least one trial")
+    if n_jobs < 1:
+        problems.append(f"hydra.sweeper.n_jobs={n_jobs}: at least one trial runs at a time")
+    for override in OverridesParser.create().parse_overrides(params):
+        value = override.value() if override.is_sweep_override() else None
+        if isinstance(value, IntervalSweep) and value.start is not None and value.start > value.end:
+            problems.append(
+                f"{override.get_key_element()}: interval({value.start}, {value.end}) has its low end above its high "
+                f"end; write interval({value.end}, {value.start})"
+            )
+    if problems:
+        refuse("; ".join(problems) + ". Nothing was run.")
+
+
+def check_database(database: Path, sweep_dir: Path) -> None:
+    """The study's SQLite file: readable (not damaged), not locked by another process, and not empty (or missing)
+    while the sweep folder already holds trials' jobs: a new study there would run its trials into their folders."""
+    jobs = [p for p in sweep_dir.glob("[0-9]*") if p.is_dir() and p.name.isdigit()] if sweep_dir.is_dir() else []
+    if not database.exists() or database.stat().st_size == 0:
+        if jobs:
+            refuse(
+                f"{database} {'is empty' if database.exists() else 'is missing'}, but {sweep_dir} holds {len(jobs)} "
+                f"job(s) of a study: it cannot be continued without its database. Nothing was written. Restore "
+                f"optuna.db, or run the sweep in another hydra.sweep.dir."
+            )
+        return
+    try:
+        connection = sqlite3.connect(f"file:{database}?mode=rw", uri=True, timeout=5)
+        try:
+            connection.execute("SELECT name FROM sqlite_master").fetchall()
+            connection.execute("BEGIN IMMEDIATE")  # the write lock a sweep needs: held by another process?
+            connection.rollback()
+        finally:
+            connection.close()
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc):
+            refuse(
+                f"{database} is locked by another process (another sweep continuing this study?). Nothing was run. "
+                f"Wait for it to finish, or run this sweep in another hydra.sweep.dir."
+            )
+        refuse(f"{database} cannot be opened ({exc}). Nothing was run. Check the folder's permissions and free space.")
+    except sqlite3.DatabaseError as exc:
+        refuse(
+            f"{database} is damaged ({exc}): it is not a study database. Nothing was written. Move it aside (the "
+            f"jobs' folders keep their results) and run the sweep in another hydra.sweep.dir, or restore it."
+        )
+
+
+def mark_replaced(config: Any, job: int, by: int) -> None:
+    """The folder of an interrupted trial's job: replaced by job ``by``, which runs the same parameters again (so the
+    summary counts it as neither finished nor failed)."""
+    from vae_cli.runs.status import read_status, write_status
+
+    folder = Path(str(config.hydra.sweep.dir)) / str(job)
+    if folder.is_dir() and read_status(folder).get("state") != "finished":
+        with contextlib.suppress(OSError):
+            write_status(folder, "replaced", reason=f"its trial was stopped and asked again as job {by}")
 
 
 class ResumableOptunaSweeper(OptunaSweeper):

@@ -55,7 +55,7 @@ def test_default_metric_is_the_best_one_every_finished_job_has(tmp_path):
     assert [r.get("rank") for r in ranked] == [1, 2, 3, 4, None]  # the failed job is listed last, unranked
     table = list(csv.DictReader(files[0].open()))
     assert [t["job"] for t in table] == ["2", "0", "3", "1", "4"] and table[-1]["status"] == "failed"
-    assert files[1].read_text().startswith("Ranked by val/nll_iw (lower is better).")
+    assert files[1].read_text().startswith("Ranked by val/nll_iw (lower is better): a bound on log p(x)")
     plot = Image.open(files[2])
     assert plot.height == 380 and plot.width > 560  # one line per loss.beta value, legend at the right
 
@@ -76,3 +76,60 @@ def test_direction_of_known_metrics():
     assert higher_is_better("val/elbo") and higher_is_better("eval/test/active_units")
     assert not higher_is_better("eval/test/nll_iw") and not higher_is_better("test/loss")
     assert not higher_is_better("eval/test/bits_per_dim")
+
+
+def _job(root, job, metrics, loss=None, sweep_metric="val/loss", evaluation=None):
+    d = root / str(job)
+    (d / ".hydra").mkdir(parents=True)
+    (d / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"trainer.seed={job}"]))
+    config = {"trainer": {"sweep_metric": sweep_metric}, "loss": loss or {"name": "elbo", "beta": 1.0}}
+    (d / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    (d / "metrics.json").write_text(json.dumps({"epochs": 1, **metrics}))
+    if evaluation is not None:
+        (d / "eval.json").write_text(json.dumps({"test": evaluation}))
+    return d
+
+
+def _best(sweep):
+    write_summary(sweep)
+    return [int(r["job"]) for r in csv.DictReader((sweep / "summary.csv").open()) if r["best"] == "yes"]
+
+
+def test_a_nan_is_never_best_in_the_summary_nor_ranked_by_compare(tmp_path):
+    _job(tmp_path, 0, {"val/loss": float("nan"), "val/elbo": -240.0, "val/nll_iw": 230.0})
+    _job(tmp_path, 1, {"val/loss": 250.0, "val/elbo": -250.0, "val/nll_iw": 240.0})
+    # Not every job has a finite val/loss: the bound ranks them.
+    assert _best(tmp_path) == [0]
+    ranked, metric, _ = compare(tmp_path, metric="val/loss")
+    assert metric == "val/loss" and [r.get("rank") for r in ranked] == [1, None] and ranked[1]["job"] == 0
+    assert "Not ranked (no finite value): job(s) 0" in (tmp_path / "compare.md").read_text()
+
+
+def test_a_sweep_over_objectives_is_ranked_by_a_bound_and_one_objective_by_its_sweep_metric(tmp_path):
+    over = tmp_path / "objectives"
+    _job(over, 0, {"val/loss": 100.0, "val/elbo": -260.0, "val/nll_iw": 250.0}, loss={"name": "elbo", "beta": 4.0})
+    _job(over, 1, {"val/loss": 245.0, "val/elbo": -250.0, "val/nll_iw": 240.0}, loss={"name": "iwae", "k": 5})
+    # The beta-VAE's val/loss is smallest, but it is not the same quantity: the bound decides, in both tools.
+    assert _best(over) == [1]
+    assert "best: the lowest val/nll_iw (a bound on log p(x)" in (over / "summary.md").read_text()
+    assert compare(over)[1] == "val/nll_iw"
+    one = tmp_path / "one"
+    _job(one, 0, {"val/loss": 240.0, "val/elbo": -240.0, "val/nll_iw": 250.0})
+    _job(one, 1, {"val/loss": 245.0, "val/elbo": -245.0, "val/nll_iw": 239.0})
+    assert _best(one) == [0]  # one objective, one weight: what the sweeper minimized means the same for both
+    assert compare(one)[1] == "val/loss"
+
+
+def test_eval_entries_of_another_k_or_from_an_older_checkpoint_are_not_ranked_together(tmp_path):
+    base = {"val/loss": 240.0, "val/elbo": -240.0, "val/nll_iw": 250.0}
+    _job(tmp_path, 0, base, evaluation={"nll_iw": 230.0, "k": 100, "num_images": 10000})
+    _job(tmp_path, 1, base, evaluation={"nll_iw": 220.0, "k": 5000, "num_images": 10000})
+    with pytest.raises(VaeCliError, match=r"different K \(importance samples\) \(job 0: 100, job 1: 5000\)"):
+        compare(tmp_path, metric="eval/test/nll_iw")
+    assert compare(tmp_path)[1] == "val/loss"  # the default passes over the incomparable column
+    stale_sweep = tmp_path / "stale"
+    checkpoint = {"checkpoint": "RUN/checkpoints/best.pt", "checkpoint_digest": "old", "k": 100, "num_images": 10}
+    _job(stale_sweep, 0, {**base, "checkpoints": {"best": {"digest": "new"}}}, evaluation={"nll_iw": 1.0, **checkpoint})
+    _job(stale_sweep, 1, {**base, "checkpoints": {"best": {"digest": "old"}}}, evaluation={"nll_iw": 2.0, **checkpoint})
+    with pytest.raises(VaeCliError, match=r"job\(s\) 0 were computed before the job trained further"):
+        compare(stale_sweep, metric="eval/test/nll_iw")

@@ -24,4 +24,7 @@ def test_summary_table_lists_every_job_with_overrides_and_metrics(tmp_path):
     assert float(rows[1]["test/elbo"]) == -240.5
     assert [r["status"] for r in rows] == ["ok", "ok", "failed"]
     md = md_path.read_text().splitlines()
-    assert len(md) == 2 + 3 and md[3].startswith("| 1 | 16 | -239.500 |") and "-240.500" in md[3]
+    table = md[: md.index("")]
+    assert len(table) == 2 + 3 and md[3].startswith("| 1 | 16 | -239.500 |") and "-240.500" in md[3]
+    # The best job is said, with the metric that chose it (the one vae-compare ranks by).
+    assert md[3].endswith("| yes |") and md[-1].startswith("best: the highest val/elbo (")

@@ -28,9 +28,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Rank the runs of a vae-train sweep (vae-train -m ...) by one metric; write a table and a plot.",
     )
     p.add_argument("sweep_dir", help="a sweep folder, e.g. outputs/multirun/2026-11-24/09-00-00")
-    p.add_argument("--metric", help=f"column to rank by (default: first of {', '.join(PREFERRED_METRICS)} present)")
+    p.add_argument(
+        "--metric",
+        help="column to rank by (default: what the sweep summary's 'best' uses, the first comparable across every "
+        f"finished job of eval/test/nll_iw (same K and N), the jobs' trainer.sweep_metric when it means the same for "
+        f"all, {', '.join(PREFERRED_METRICS[1:])})",
+    )
     p.add_argument("--x", help="swept key on the plot's x axis (default: the first numeric one)")
-    p.add_argument("--eval", action="store_true", help="run vae-eval (test split) on jobs not evaluated yet")
+    p.add_argument(
+        "--eval",
+        action="store_true",
+        help="run vae-eval (test split) on jobs not evaluated yet, or evaluated with another K or before they trained on",
+    )
     p.add_argument("--k", type=positive_int, default=100, help="importance samples for --eval (default 100)")
     p.add_argument("--data-root", help="for --eval: folder holding the dataset")
     p.add_argument(

@@ -14,6 +14,7 @@ function is ``vae_cli.runs.job.run_job``.
 
 from __future__ import annotations
 
+import signal
 import sys
 
 from vae_cli.commands.train_argv import (
@@ -26,6 +27,7 @@ from vae_cli.commands.train_argv import (
     torchrun_argv,
 )
 from vae_cli.process.signals import STOP, StopRequested, describe_stop
+from vae_cli.process.workers import forward_stop, mark_sweep_parent
 
 
 def preload(argv: list[str]) -> None:
@@ -82,11 +84,24 @@ def _main() -> None:
     argv = torchrun_argv(argv)
     STOP.check()
     sys.argv = [sys.argv[0], *argv]
+    if "-m" in flags or "--multirun" in flags:
+        # A sweep's workers learn this process's pid, and a stop signal sent here reaches them too.
+        mark_sweep_parent()
+        STOP.on_signal.append(forward_stop)
     from vae_cli.runs.hydra_app import hydra_main
 
     hydra_main()
     from vae_cli.runs.sweeps.summary import UNFINISHED
 
+    if STOP.received is not None:  # the workers have checkpointed and said so; the summary is written
+        name = signal.Signals(STOP.received).name
+        print(
+            f"vae-train: the sweep was stopped by {name}: its running jobs checkpointed and are recorded as "
+            f"interrupted, the jobs not started were left alone. The same command continues it (finished jobs are "
+            f"kept, interrupted ones resume).",
+            file=sys.stderr,
+        )
+        sys.exit(128 + STOP.received)
     if UNFINISHED:
         print(
             f"vae-train: {len(UNFINISHED)} job(s) of the sweep did not finish: {', '.join(UNFINISHED)}. Each one's "

@@ -8,6 +8,7 @@ checks what a type cannot express (ranges, combinations) and reports every probl
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,7 +101,24 @@ def schema_for(plain: dict[str, Any]) -> DictConfig:
     return schema
 
 
+def literal(value: Any) -> Any:
+    """``value`` (a config read back from a file) as data: every ``${`` in its strings escaped, so OmegaConf keeps it
+    as text instead of resolving it (an interpolation in a file could run a resolver: read the environment, make
+    directories). A string's backslashes before ``${`` are doubled first, so the text comes back exactly."""
+    if isinstance(value, str):
+        return _INTERPOLATION_START.sub(lambda m: m.group(1) * 2 + "\\${", value)
+    if isinstance(value, dict):
+        return {k: literal(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [literal(v) for v in value]
+    return value
+
+
+_INTERPOLATION_START = re.compile(r"(\\*)\$\{")
+
+
 def structured(plain: dict[str, Any]) -> DictConfig:
-    """A plain-dict config (a checkpoint's) as a typed config, migrated to today's layout."""
-    cfg = migrate(plain)
+    """A plain-dict config read from a file (a checkpoint's) as a typed config, migrated to today's layout. It is
+    data: nothing in it is interpolated or resolved (``literal``)."""
+    cfg = literal(migrate(plain))
     return OmegaConf.merge(schema_for(cfg), cfg)  # type: ignore[return-value]

@@ -58,6 +58,8 @@ class StopSignal:
         self._previous: dict[int, object] = {}
         self._depth = 0
         self._polled = 0  # inside polled(): record only, never raise
+        # Called with the first signal received (a sweep's parent forwards it to its workers: process/workers.py).
+        self.on_signal: list = []
 
     def __bool__(self) -> bool:
         return self.received is not None
@@ -68,8 +70,14 @@ class StopSignal:
             raise StopRequested(signum, self.current, second=True)  # the user really wants out now
         if self.received is None:
             self.received = signum
+            for hook in self.on_signal:
+                hook(signum)
         if self.current in IMMEDIATE and not self._polled:
             raise StopRequested(signum, self.current)
+
+    @property
+    def installed(self) -> bool:
+        return self._depth > 0
 
     def install(self) -> None:
         """Take over SIGINT and SIGTERM (nested calls count; ``uninstall`` gives them back at depth 0)."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import shutil
+import signal
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from vae_cli.process.atomic import write_text
 from vae_cli.process.errors import ConfigError, VaeCliError
 from vae_cli.process.signals import STOP, TRAINING, StopRequested
+from vae_cli.process.workers import in_sweep_worker, running_job, sweep_parent, watch_parent
 from vae_cli.runs.ownership import Claim, DirLock, Intent, claim, command_line
 from vae_cli.runs.resolvers import CREATED_BY_RESOLVER
 from vae_cli.runs.status import write_status
@@ -147,6 +149,23 @@ def _remove_unclaimed(exc: BaseException) -> None:
             lock.release()
 
 
+def sweep_stopped(exc: BaseException, job: int, held: Claim | None) -> VaeCliError:
+    """What a stop signal during a job of an in-process sweep ends the sweep with: the sweep's own advice (its
+    command continues it), not the job's (``trainer.resume`` of one job)."""
+    signum = exc.signum if isinstance(exc, StopRequested) else getattr(exc, "exit_code", 143) - 128
+    where = (
+        f"its state is checkpointed in {held.path}"
+        if held is not None and (held.path / "checkpoints" / "last.pt").is_file()
+        else "it had not checkpointed yet"
+    )
+    stopped = VaeCliError(
+        f"The sweep was stopped by {signal.Signals(signum).name} during job {job} ({where}; it is recorded as "
+        f"interrupted). The same command continues the sweep: finished jobs are kept, interrupted ones resume."
+    )
+    stopped.exit_code = 128 + signum  # type: ignore[attr-defined]
+    return stopped
+
+
 def sweep_value(metrics: dict[str, Any], metric: str) -> float:
     """What a sweeper optimizes (``trainer.sweep_metric``); NaN when the run does not have it (a failed trial)."""
     value = metrics.get(metric)
@@ -173,6 +192,18 @@ def run_job(cfg: DictConfig) -> float | None:
 
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
+    if not (multirun and in_sweep_worker()):
+        return _run_job(cfg, hc, multirun, worker=False)
+    # A launcher's worker process (joblib, submitit local): the stop handlers for its whole life (so a signal
+    # stops every job it is given afterwards too), and a watch on the sweep's parent (orphans stop).
+    if not STOP.installed:
+        STOP.install()
+    watch_parent(sweep_parent())  # type: ignore[arg-type]
+    with running_job():
+        return _run_job(cfg, hc, multirun, worker=True)
+
+
+def _run_job(cfg: DictConfig, hc: Any, multirun: bool, worker: bool) -> float | None:
     run_dir = scratch_for_other_ranks(Path(hc.runtime.output_dir))
     overrides = [str(o) for o in OmegaConf.to_container(hc.overrides.task, resolve=False)]  # type: ignore[union-attr]
     STOP.new_job()
@@ -188,8 +219,16 @@ def run_job(cfg: DictConfig) -> float | None:
         return _train_in(held, cfg, hc, overrides)
     except (VaeCliError, StopRequested) as exc:
         _record_failure(held, exc)
-        if not multirun or isinstance(exc, StopRequested) or getattr(exc, "exit_code", 2) in (130, 143):
-            raise
+        stopped = isinstance(exc, StopRequested) or getattr(exc, "exit_code", 2) in (130, 143)
+        if not multirun:
+            raise  # a single run: the stop ends the process, with its message
+        if stopped and not worker:
+            raise sweep_stopped(exc, hc.job.num, held) from None  # an in-process sweep: the stop ends it
+        if stopped:
+            # A worker: the job is recorded as interrupted; the parent, which was signalled, ends the sweep with
+            # the message and the exit status (raising here would make the launcher kill the other workers).
+            print(f"vae-train: job {hc.job.num} ({' '.join(overrides)}) stopped: {exc}", file=sys.stderr)
+            return math.nan
         print(f"vae-train: job {hc.job.num} ({' '.join(overrides)}) failed: {exc}", file=sys.stderr)
         return math.nan
     except Exception as exc:  # a bug: the run says so; a sweep goes on, a single run keeps the traceback

@@ -36,6 +36,17 @@ class LoadedRun:
     objective: Objective  # in eval mode, on the requested device (FactorVAE's discriminator restored)
     epoch: int
     step: int
+    digest: str | None = None  # the checkpoint's content digest: what its results record they came from
+
+    @property
+    def provenance(self) -> dict[str, object]:
+        """What a number computed from this run's checkpoint was computed from (eval.json records it)."""
+        return {
+            "checkpoint": str(self.checkpoint_path),
+            "checkpoint_digest": self.digest,
+            "epoch": self.epoch,
+            "step": self.step,
+        }
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -99,6 +110,7 @@ def load_run(path: str | Path, which: str = "best", device: torch.device | str =
         objective=objective,
         epoch=int(ckpt["epoch"]),
         step=int(ckpt["step"]),
+        digest=(ckpt.get("integrity") or {}).get("digest"),
     )
 
 

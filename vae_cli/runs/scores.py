@@ -9,9 +9,8 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +25,10 @@ from vae_cli.evaluation.disentanglement.representation import encoder_mean
 from vae_cli.evaluation.disentanglement.suite import DisentanglementResult, score
 from vae_cli.evaluation.plots import bar_chart, to_tensor
 from vae_cli.evaluation.tracking import Tracker
-from vae_cli.process.atomic import write_json
 from vae_cli.process.device import pick_device
 from vae_cli.process.errors import ConfigError, VaeCliError
-from vae_cli.runs.loaded import LoadedRun, load_run, load_split
+from vae_cli.runs.loaded import LoadedRun, load_run, load_split, run_dir_of
+from vae_cli.runs.results import owned, record_entry
 
 
 def progress_bar(total: int, desc: str) -> Callable[[Iterable[Any]], Iterable[Any]]:
@@ -68,63 +67,66 @@ def evaluate_run(
     write: bool = True,
     num_images: int | None = None,
 ) -> tuple[EvalResult, LoadedRun]:
-    """Evaluate one run on one split; unless ``write`` is False, merge the result into ``RUN/eval.json`` and
-    log it to the run's TensorBoard."""
+    """Evaluate one run on one split; unless ``write`` is False, merge the result into ``RUN/eval.json`` and log it
+    to the run's TensorBoard, holding the run's lock from before the checkpoint is read until both are written."""
     dev = eval_device(device)
-    run = load_run(path, which=which, device=dev)
-    data = load_split(run.cfg, split, data_root=data_root, dataset=dataset)
-    images, labels = data.images.to(dev), data.labels.to(dev)
-    # Another dataset gets its own entry (e.g. "test_mnist"), so the run's own test numbers are kept; so does a
-    # subset (e.g. "test_first1000").
-    entry = split if dataset in (None, run.cfg.dataset.name) else f"{split}_{dataset}"
-    if num_images is not None and num_images < images.shape[0]:
-        images, labels = images[:num_images], labels[:num_images]
-        entry = f"{entry}_first{num_images}"
-    bs = batch_size or default_batch_size(k)
-    result = evaluate_images(
-        run.model,
-        labelled_batches(images, labels, bs),
-        k=k,
-        seed=seed,
-        split=entry,
-        progress=progress_bar(-(-images.shape[0] // bs), f"vae-eval {split} K={k}"),
-    )
-    if write:
-        record = {
-            **result.to_dict(),
-            "checkpoint": str(run.checkpoint_path),
-            "epoch": run.epoch,
-            "step": run.step,
-            "dataset": dataset or run.cfg.dataset.name,
-            "seed": seed,
-            "batch_size": bs,
-            "device": str(dev),
-            "bits_per_dim_note": bits_per_dim_note(run.cfg, run.model.likelihood.measures),
-        }
-        try:
-            # TensorBoard first: if the disk is full it fails there, and eval.json is left as it was.
-            log_to_tensorboard(run, result)
-            write_eval_json(run.run_dir / "eval.json", entry, record)
-        except OSError as exc:
-            raise VaeCliError(
-                f"Could not write the results into {run.run_dir}: {exc.strerror or exc}. Nothing half-written was "
-                f"left there (eval.json is replaced whole or not at all). Free disk space or fix the folder's "
-                f"permissions, or print the numbers only with --no-write."
-            ) from exc
+    with owned_if(write, path, "eval.json"):
+        run = load_run(path, which=which, device=dev)
+        data = load_split(run.cfg, split, data_root=data_root, dataset=dataset)
+        images, labels = data.images.to(dev), data.labels.to(dev)
+        # Another dataset gets its own entry (e.g. "test_mnist"), so the run's own test numbers are kept; so does a
+        # subset (e.g. "test_first1000").
+        entry = split if dataset in (None, run.cfg.dataset.name) else f"{split}_{dataset}"
+        if num_images is not None and num_images < images.shape[0]:
+            images, labels = images[:num_images], labels[:num_images]
+            entry = f"{entry}_first{num_images}"
+        bs = batch_size or default_batch_size(k)
+        result = evaluate_images(
+            run.model,
+            labelled_batches(images, labels, bs),
+            k=k,
+            seed=seed,
+            split=entry,
+            progress=progress_bar(-(-images.shape[0] // bs), f"vae-eval {split} K={k}"),
+        )
+        if write:
+            record = {
+                **result.to_dict(),
+                **run.provenance,
+                "dataset": dataset or run.cfg.dataset.name,
+                "seed": seed,
+                "batch_size": bs,
+                "device": str(dev),
+                "bits_per_dim_note": bits_per_dim_note(run.cfg, run.model.likelihood.measures),
+            }
+            with written_whole(run.run_dir):
+                # TensorBoard first: if the disk is full it fails there, and eval.json is left as it was.
+                log_to_tensorboard(run, result)
+                record_entry(run.run_dir, entry, record)
     return result, run
 
 
-def write_eval_json(path: Path, split: str, record: dict[str, Any]) -> None:
-    """Merge ``record`` under ``split`` into eval.json, keeping the other entries; atomic."""
-    existing: dict[str, Any] = {}
-    if path.is_file():
-        try:
-            loaded = json.loads(path.read_text())
-            existing = loaded if isinstance(loaded, dict) else {}
-        except (OSError, json.JSONDecodeError):
-            existing = {}  # unreadable: replaced whole (the write itself is atomic)
-    existing[split] = record
-    write_json(path, existing)
+@contextlib.contextmanager
+def owned_if(write: bool, path: str | Path, what: str) -> Iterator[None]:
+    """The run directory of ``path`` (a run directory or a checkpoint in one) held for the block when writing."""
+    if not write:
+        yield
+        return
+    p = Path(path).expanduser()
+    with owned(p if p.is_dir() else run_dir_of(p), what):
+        yield
+
+
+@contextlib.contextmanager
+def written_whole(run_dir: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        raise VaeCliError(
+            f"Could not write the results into {run_dir}: {exc.strerror or exc}. Nothing half-written was left "
+            f"there (eval.json is replaced whole or not at all). Free disk space or fix the folder's permissions, "
+            f"or print the numbers only with --no-write."
+        ) from exc
 
 
 def log_to_tensorboard(run: LoadedRun, result: EvalResult) -> None:
@@ -182,6 +184,12 @@ def disentanglement_config(run_cfg: Any, overrides: list[str]) -> Disentanglemen
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise ConfigError(f"--set takes KEY=VALUE (e.g. --set dci.num_train=2000); got {bad[0]!r}.")
+    interpolated = [o for o in overrides if "${" in o.partition("=")[2]]
+    if interpolated:
+        raise ConfigError(
+            f"--set {interpolated[0]}: vae-eval takes plain values, and an interpolation (${{...}}) is not resolved "
+            f"(it could read the environment or run a resolver). Give the value itself, e.g. --set seed=1."
+        )
     try:
         node = OmegaConf.merge(node, OmegaConf.from_dotlist([o.removeprefix("disentanglement.") for o in overrides]))
     except OmegaConfBaseException as exc:
@@ -204,37 +212,34 @@ def disentanglement_run(
     device: str = "auto",
     write: bool = True,
 ) -> tuple[DisentanglementResult, LoadedRun]:
-    """Score one run's representation on its dataset's factors; unless ``write`` is False, merge the result into
-    ``RUN/eval.json`` (entry ``disentanglement``) and log ``disentanglement/*`` to the run's TensorBoard."""
+    """Score one run's representation on its dataset's factors; unless ``write`` is False, merge the scores into
+    ``RUN/eval.json`` (entry ``disentanglement``: scores of other metrics are kept) and log ``disentanglement/*`` to
+    the run's TensorBoard, holding the run's lock throughout."""
     dev = eval_device(device)
-    run = load_run(path, which=which, device=dev)
-    cfg = disentanglement_config(run.cfg, overrides or [])
-    data_cfg = OmegaConf.merge(run.cfg.dataset, {})
-    if data_root is not None:
-        data_cfg.root = str(Path(data_root).expanduser())
-    represent = encoder_mean(run.model)
-    result = score(ground_truth_for(data_cfg), represent, cfg)
-    if write:
-        record = {
-            "scores": result.scores,
-            "details": result.details,
-            "seconds": result.seconds,
-            "config": OmegaConf.to_container(OmegaConf.structured(cfg)),
-            "checkpoint": str(run.checkpoint_path),
-            "epoch": run.epoch,
-            "step": run.step,
-            "dataset": run.cfg.dataset.name,
-            "device": str(dev),
-            "representation": "mean of q(z|x)",
-        }
-        try:
-            tracker = Tracker(run.run_dir, enabled=run.cfg.logger.tensorboard, save_png=False)
-            tracker.scalars(result.scores, run.step)
-            tracker.close()
-            write_eval_json(run.run_dir / "eval.json", "disentanglement", record)
-        except OSError as exc:
-            raise VaeCliError(
-                f"Could not write the results into {run.run_dir}: {exc.strerror or exc}. eval.json is replaced whole "
-                f"or not at all. Free disk space or fix the folder's permissions, or print only with --no-write."
-            ) from exc
+    with owned_if(write, path, "eval.json"):
+        run = load_run(path, which=which, device=dev)
+        cfg = disentanglement_config(run.cfg, overrides or [])
+        data_cfg = OmegaConf.merge(run.cfg.dataset, {})
+        if data_root is not None:
+            data_cfg.root = str(Path(data_root).expanduser())
+        represent = encoder_mean(run.model)
+        result = score(ground_truth_for(data_cfg), represent, cfg)
+        if write:
+            config = OmegaConf.to_container(OmegaConf.structured(cfg))
+            # Each metric's own provenance: a partial scoring (--set metrics=[mig]) merges into the others.
+            made = {**run.provenance, "config": config, "seconds": result.seconds}
+            provenance = {metric: made for metric in cfg.metrics}
+            record = {
+                "scores": result.scores,
+                "details": result.details,
+                "provenance": provenance,
+                "dataset": run.cfg.dataset.name,
+                "device": str(dev),
+                "representation": "mean of q(z|x)",
+            }
+            with written_whole(run.run_dir):
+                tracker = Tracker(run.run_dir, enabled=run.cfg.logger.tensorboard, save_png=False)
+                tracker.scalars(result.scores, run.step)
+                tracker.close()
+                record_entry(run.run_dir, "disentanglement", record, merge_scores=True)
     return result, run

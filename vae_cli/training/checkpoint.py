@@ -181,6 +181,11 @@ def load_with_fallback(
     raise first_error
 
 
+def identity(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """What names a checkpoint's content: its digest, epoch and step (results computed from it record these)."""
+    return {"digest": (ckpt.get("integrity") or {}).get("digest"), "epoch": ckpt["epoch"], "step": ckpt["step"]}
+
+
 def evaluation_weights(ckpt: dict[str, Any]) -> dict[str, Any]:
     """The model weights to evaluate and sample with: the weight average where the run kept one
     (``trainer.ema_decay``), else the trained weights."""

@@ -41,7 +41,13 @@ from vae_cli.process.distributed import stop as stop_distributed
 from vae_cli.process.errors import ConfigError, TrainingError
 from vae_cli.process.signals import EVALUATING, LOADING, STOP, TRAINING, WRITING, StopSignal
 from vae_cli.process.version import __version__
-from vae_cli.training.checkpoint import evaluation_weights, load_checkpoint, load_with_fallback, remove_stale_temp_files
+from vae_cli.training.checkpoint import (
+    evaluation_weights,
+    identity,
+    load_checkpoint,
+    load_with_fallback,
+    remove_stale_temp_files,
+)
 from vae_cli.training.code_prior import FrozenVQVAE, attach_vqvae, load_frozen
 from vae_cli.training.disentanglement_monitor import DisentanglementMonitor
 from vae_cli.training.hparams import run_hparams
@@ -304,12 +310,16 @@ def final_metrics(
     no held-out test numbers."""
     final = state.history[-1] if state.history else {}
     test: dict[str, float] = {}
+    # The checkpoints the run ends with, by content: results computed from an older one are told apart (stale).
+    checkpoints = {}
+    for name in ("best", "last"):
+        path = run_dir / "checkpoints" / f"{name}.pt"
+        if path.is_file():
+            checkpoints[name] = load_checkpoint(path, map_location=device)
     if data.test.shape[0] > 0:
-        best_path = run_dir / "checkpoints" / "best.pt"
-        if best_path.is_file():
-            best = load_checkpoint(best_path, map_location=device)
-            model.load_state_dict(evaluation_weights(best))
-            objective.load_state_dict(best.get("objective", {}))
+        if "best" in checkpoints:
+            model.load_state_dict(evaluation_weights(checkpoints["best"]))
+            objective.load_state_dict(checkpoints["best"].get("objective", {}))
         test = evaluate(model, objective, labelled_batches(data.test, data.test_labels, cfg.trainer.eval_batch_size))
     metrics: dict[str, Any] = {f"val/{k}": final.get(f"val/{k}") for k in objective.terms}
     for key in ("val/nll_iw", "val/bits_per_dim"):  # logged by the latent monitor after the last epoch
@@ -325,6 +335,7 @@ def final_metrics(
             "steps": state.step,
             "best_epoch": state.best_epoch,
             "images_per_sec": final.get("images_per_sec"),
+            "checkpoints": {name: identity(ckpt) for name, ckpt in checkpoints.items()},
         }
     )
     return metrics, test

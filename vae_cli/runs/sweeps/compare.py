@@ -12,15 +12,15 @@ from typing import Any
 from vae_cli.evaluation.plots import line_plot, save_png
 from vae_cli.process.atomic import write_text
 from vae_cli.process.errors import VaeCliError
+from vae_cli.runs.results import read_eval, read_metrics, stale
 from vae_cli.runs.scores import disentanglement_run, evaluate_run
-from vae_cli.runs.sweeps.metrics import PREFERRED_METRICS, higher_is_better
+from vae_cli.runs.sweeps.metrics import best_metric, comparable, finite, higher_is_better, rank
 from vae_cli.runs.sweeps.summary import (
     DISENTANGLEMENT_COLUMNS,
     _as_dict,
     collect_runs,
     job_dirs,
     markdown_table,
-    read_eval,
     swept_keys,
 )
 
@@ -32,29 +32,25 @@ def _float(value: Any) -> float | None:
         return None
 
 
-def choose_metric(rows: list[dict[str, Any]], requested: str | None) -> str:
+def choose_metric(rows: list[dict[str, Any]], requested: str | None) -> tuple[str, str]:
+    """``(metric, why)``: the requested one, checked to be ranked like with like, or the sweep summary's
+    (``best_metric``)."""
     done = [r for r in rows if r["status"] == "ok"]
-    if requested is not None:
-        if not any(_float(r.get(requested)) is not None for r in done):
-            known = sorted({k for r in done for k, v in r.items() if _float(v) is not None and k != "job"})
-            raise VaeCliError(
-                f"No finished job has the metric '{requested}'. Choose one of: {', '.join(known) or '(none)'}; "
-                f"eval/test/* columns appear after vae-eval (or vae-compare --eval)."
-            )
-        return requested
-    for metric in PREFERRED_METRICS:
-        if done and all(_float(r.get(metric)) is not None for r in done):
-            return metric
-    return "val/elbo"
-
-
-def rank(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
-    """Rows best first (ties keep job order); rows without the metric (failed jobs) last, unranked."""
-    sign = -1.0 if higher_is_better(metric) else 1.0
-    scored = sorted((r for r in rows if _float(r.get(metric)) is not None), key=lambda r: sign * _float(r[metric]))
-    for i, row in enumerate(scored, start=1):
-        row["rank"] = i
-    return scored + [r for r in rows if _float(r.get(metric)) is None]
+    if requested is None:
+        return best_metric(rows)
+    if not any(finite(r.get(requested)) is not None for r in done):
+        known = sorted({k for r in done for k, v in r.items() if finite(v) is not None and k not in ("job", "rank")})
+        raise VaeCliError(
+            f"No finished job has the metric '{requested}'. Choose one of: {', '.join(known) or '(none)'}; "
+            f"eval/test/* columns appear after vae-eval (or vae-compare --eval)."
+        )
+    problem = comparable(rows, requested)
+    if problem is not None:
+        raise VaeCliError(
+            f"Cannot rank by {requested}: {problem}, so its numbers are not comparable. Re-evaluate every job alike "
+            f"with vae-compare --eval --k K (it re-evaluates the jobs whose entry differs), or rank by another metric."
+        )
+    return requested, "asked for with --metric"
 
 
 def plot_series(
@@ -86,7 +82,7 @@ def compare(
         raise VaeCliError(f"--x {x_key} is not a swept key of this sweep; swept keys: {', '.join(axes) or '(none)'}.")
     for row in rows:
         row.update({k: v for k, v in _as_dict(row).items() if k in axes})
-    metric = choose_metric(rows, metric)
+    metric, why = choose_metric(rows, metric)
     ranked = rank(rows, metric)
     shown = ["val/elbo", "val/nll_iw", "test/elbo", "eval/test/nll_iw", "eval/test/active_units"]
     shown += list(DISENTANGLEMENT_COLUMNS)
@@ -100,16 +96,26 @@ def compare(
     files = [sweep_dir / "compare.csv", sweep_dir / "compare.md", sweep_dir / "compare.png"]
     write_text(files[0], buffer.getvalue())
     direction = "higher is better" if higher_is_better(metric) else "lower is better"
-    write_text(files[1], f"Ranked by {metric} ({direction}).\n\n" + markdown_table(ranked, columns))
+    unranked = [str(r["job"]) for r in ranked if "rank" not in r and r.get("status") == "ok"]
+    note = f" Not ranked (no finite value): job(s) {', '.join(unranked)}." if unranked else ""
+    write_text(files[1], f"Ranked by {metric} ({direction}): {why}.{note}\n\n" + markdown_table(ranked, columns))
     x_label, series = plot_series(rows, axes, metric, x_key)
     save_png(line_plot(series, f"{metric} ({direction})", x_label, metric), files[2])
     return ranked, metric, files
 
 
 def evaluate_jobs(sweep_dir: Path, k: int, data_root: str | None) -> None:
-    """vae-eval on the test split for every finished job without a test entry in its eval.json."""
+    """vae-eval on the test split for every finished job whose eval.json has no test entry comparable with the
+    others: none yet, another K, part of the split only, or one computed before the job trained further."""
     for job_dir in job_dirs(sweep_dir):
-        if "eval/test/nll_iw" in read_eval(job_dir) or not (job_dir / "checkpoints").is_dir():
+        entry = read_eval(job_dir).get("test")
+        current = (
+            isinstance(entry, dict)
+            and entry.get("k") == k
+            and finite(entry.get("nll_iw")) is not None
+            and not stale(entry, read_metrics(job_dir))
+        )
+        if current or not (job_dir / "checkpoints").is_dir():
             continue
         try:
             result, _ = evaluate_run(job_dir, split="test", k=k, data_root=data_root)
@@ -122,7 +128,8 @@ def evaluate_jobs(sweep_dir: Path, k: int, data_root: str | None) -> None:
 def score_jobs(sweep_dir: Path, data_root: str | None) -> None:
     """vae-eval --disentanglement for every finished job whose eval.json has no disentanglement entry yet."""
     for job_dir in job_dirs(sweep_dir):
-        scored = any(key.startswith("disentanglement/") for key in read_eval(job_dir))
+        entry = read_eval(job_dir).get("disentanglement")
+        scored = isinstance(entry, dict) and bool(entry.get("scores"))
         if scored or not (job_dir / "checkpoints").is_dir():
             continue
         try:

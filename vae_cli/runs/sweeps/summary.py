@@ -21,6 +21,10 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from vae_cli.process.atomic import write_text
+from vae_cli.runs.ownership import DirLock
+from vae_cli.runs.results import read_eval, read_metrics, stale
+from vae_cli.runs.status import read_status
+from vae_cli.runs.sweeps.metrics import best_metric, higher_is_better, rank
 
 log = logging.getLogger(__name__)
 
@@ -57,28 +61,24 @@ DISENTANGLEMENT_COLUMNS = (
     "disentanglement/factor_vae_score",
     "disentanglement/beta_vae_score",
 )
-EVAL_KEYS = ("elbo", "recon", "kl", "nll_iw", "log_px_iw", "bits_per_dim", "active_units", "k")
+EVAL_KEYS = ("elbo", "recon", "kl", "nll_iw", "log_px_iw", "bits_per_dim", "active_units", "k", "num_images", "seed")
 
 
-def read_eval(job_dir: Path) -> dict[str, Any]:
-    """``eval.json`` (written by vae-eval, one entry per split) flattened to ``eval/<split>/<metric>``."""
-    path = job_dir / "eval.json"
-    try:
-        entries = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, json.JSONDecodeError):
-        return {}
-    if not isinstance(entries, dict):
-        return {}
-    flat = {
-        f"eval/{split}/{key}": entry[key]
-        for split, entry in entries.items()
-        if isinstance(entry, dict) and split != "disentanglement"
-        for key in EVAL_KEYS
-        if key in entry
-    }
+def flat_eval(job_dir: Path, metrics: dict[str, Any]) -> dict[str, Any]:
+    """``eval.json`` (written by vae-eval, one entry per split) flattened to ``eval/<split>/<metric>``, with
+    ``eval/<split>/stale`` where the entry was computed from a checkpoint the job has since replaced."""
+    entries = read_eval(job_dir)
+    flat: dict[str, Any] = {}
+    for split, entry in entries.items():
+        if not isinstance(entry, dict) or split == "disentanglement":
+            continue
+        flat.update({f"eval/{split}/{key}": entry[key] for key in EVAL_KEYS if key in entry})
+        if stale(entry, metrics):
+            flat[f"eval/{split}/stale"] = True
     scores = entries.get("disentanglement", {})
     scores = scores.get("scores", {}) if isinstance(scores, dict) else {}
-    flat.update({k: v for k, v in scores.items() if k in DISENTANGLEMENT_COLUMNS})
+    if isinstance(scores, dict):
+        flat.update({k: v for k, v in scores.items() if k in DISENTANGLEMENT_COLUMNS})
     return flat
 
 
@@ -100,9 +100,6 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
 def job_status(job_dir: Path, metrics: dict[str, Any]) -> tuple[str, str]:
     """``(status, reason)`` of one job: ok, or what its run.json says (failed, interrupted), or killed (it said
     "running" but nobody holds its directory any more: SIGKILL, a node lost, out of memory)."""
-    from vae_cli.runs.ownership import DirLock
-    from vae_cli.runs.status import read_status
-
     status = read_status(job_dir)
     state, reason = status.get("state"), str(status.get("reason") or "")
     if metrics.get("epochs") is not None and state in (None, "finished"):
@@ -116,52 +113,54 @@ def job_status(job_dir: Path, metrics: dict[str, Any]) -> tuple[str, str]:
     return (state or "failed"), reason or ("no metrics.json: it stopped before the end" if not metrics else "")
 
 
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text()) if path.is_file() else None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+
+
 def collect_runs(sweep_dir: Path) -> list[dict[str, Any]]:
-    """One row per job directory: its number, its overrides, its metrics.json and eval.json, and its status."""
+    """One row per job directory: its number, its overrides, its metrics.json and eval.json, its status, and what
+    its recorded config says it minimized (``sweep_metric``, ``objective``)."""
     rows = []
     for job_dir in job_dirs(sweep_dir):
-        overrides_file = job_dir / ".hydra" / "overrides.yaml"
-        overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
-        if not overrides:
-            from vae_cli.runs.status import read_status
-
+        overrides = _read_yaml(job_dir / ".hydra" / "overrides.yaml")
+        if not isinstance(overrides, list) or not overrides:
             overrides = read_status(job_dir).get("overrides") or []
-        metrics_file = job_dir / "metrics.json"
-        try:
-            metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-        except (OSError, ValueError):
-            metrics = {}
+        metrics = read_metrics(job_dir)
         status, reason = job_status(job_dir, metrics)
         first_sentence = " ".join(reason.split()).split(". ")[0].replace("|", "/")[:160]  # one table cell
+        config = _read_yaml(job_dir / ".hydra" / "config.yaml")
+        trainer = config.get("trainer") if isinstance(config, dict) else None
+        loss = config.get("loss") if isinstance(config, dict) else None
         rows.append(
             {
                 "job": int(job_dir.name),
-                "overrides": " ".join(overrides or []),
+                "overrides": " ".join(str(o) for o in overrides),
                 **metrics,
-                **read_eval(job_dir),
+                **flat_eval(job_dir, metrics),
                 "status": status,
                 "reason": first_sentence,
-                "sweep_metric": _sweep_metric(job_dir),
+                "sweep_metric": str((trainer or {}).get("sweep_metric") or "val/loss")
+                if isinstance(trainer, dict)
+                else "val/loss",
+                "objective": json.dumps(loss, sort_keys=True, default=str),
             }
         )
     return rows
 
 
-def _sweep_metric(job_dir: Path) -> str:
-    """The job's trainer.sweep_metric (what a sweeper minimized), from its recorded config."""
-    try:
-        cfg = yaml.safe_load((job_dir / ".hydra" / "config.yaml").read_text())
-        return str(cfg["trainer"].get("sweep_metric") or "val/loss")
-    except (OSError, KeyError, TypeError, AttributeError, yaml.YAMLError):
-        return "val/loss"
-
-
-def mark_best(rows: list[dict[str, Any]]) -> None:
-    """The finished job with the lowest sweep metric (what vae-train returned to the sweeper) gets best = yes."""
-    scored = [r for r in rows if r["status"] == "ok" and isinstance(r.get(r["sweep_metric"]), (int, float))]
-    if scored:
-        best = min(scored, key=lambda r: r[r["sweep_metric"]])
-        best["best"] = "yes"
+def mark_best(rows: list[dict[str, Any]]) -> tuple[str, str]:
+    """The finished job best by ``best_metric`` (the one vae-compare ranks by; never a NaN) gets best = yes; returns
+    the metric and why it was chosen."""
+    metric, why = best_metric(rows)
+    ranked = [r for r in rank([r for r in rows if r["status"] == "ok"], metric) if "rank" in r]
+    if ranked:
+        ranked[0]["best"] = "yes"
+    for row in rows:
+        row.pop("rank", None)
+    return metric, why
 
 
 def _fmt(value: Any) -> str:
@@ -192,7 +191,7 @@ def write_summary(sweep_dir: Path, rows: list[dict[str, Any]] | None = None) -> 
     axes = swept_keys(rows)
     for row in rows:
         row.update({k: v for k, v in _as_dict(row).items() if k in axes})
-    mark_best(rows)
+    metric, why = mark_best(rows)
     shown = [
         c
         for c in (*METRIC_COLUMNS, *EVAL_COLUMNS, *DISENTANGLEMENT_COLUMNS)
@@ -208,7 +207,9 @@ def write_summary(sweep_dir: Path, rows: list[dict[str, Any]] | None = None) -> 
         writer.writerow({c: row.get(c, "") for c in [*columns, "overrides"]})
     write_text(csv_path, buffer.getvalue())
     md_path = sweep_dir / "summary.md"
-    write_text(md_path, markdown_table(rows, columns))
+    direction = "highest" if higher_is_better(metric) else "lowest"
+    note = f"\nbest: the {direction} {metric} ({why}); vae-compare ranks by the same unless told otherwise.\n"
+    write_text(md_path, markdown_table(rows, columns) + note)
     return csv_path, md_path
 
 
@@ -231,4 +232,6 @@ class SweepSummary(Callback):
         csv_path, md_path = write_summary(sweep_dir, rows)
         log.info("sweep summary: %s and %s", csv_path, md_path)
         print(md_path.read_text())
-        UNFINISHED.extend(f"{sweep_dir / str(r['job'])} ({r['status']})" for r in rows if r["status"] != "ok")
+        UNFINISHED.extend(
+            f"{sweep_dir / str(r['job'])} ({r['status']})" for r in rows if r["status"] not in ("ok", "replaced")
+        )
