@@ -80,8 +80,9 @@ def test_vae_eval_scores_the_run_again_to_the_same_numbers_and_records_them(scor
     trained = json.loads((scored_run / "metrics.json").read_text())
     for tag in TAGS:  # the same config, seed and weights give the same numbers in another process
         assert entry["scores"][f"disentanglement/{tag}"] == pytest.approx(trained[f"disentanglement/{tag}"], abs=1e-9)
-    assert entry["config"]["seed"] == 0 and entry["config"]["mig"]["num_train"] == 600
-    assert entry["config"]["factor_vae"]["batch_size"] == 16 and entry["representation"] == "mean of q(z|x)"
+    config = entry["provenance"]["mig"]["config"]  # each metric says what it was computed with
+    assert config["seed"] == 0 and config["mig"]["num_train"] == 600 and entry["provenance"]["mig"]["epoch"] == 2
+    assert config["factor_vae"]["batch_size"] == 16 and entry["representation"] == "mean of q(z|x)"
     assert len(entry["details"]["mig"]["per_factor"]) == 5
 
     # DCI, with sizes changed on the command line; recorded as what was asked.
@@ -96,7 +97,9 @@ def test_vae_eval_scores_the_run_again_to_the_same_numbers_and_records_them(scor
     )
     assert proc.returncode == 0, proc.stderr
     entry = json.loads((scored_run / "eval.json").read_text())["disentanglement"]
-    assert entry["config"]["seed"] == 3 and entry["config"]["dci"]["num_train"] == 150
+    config = entry["provenance"]["dci"]["config"]
+    assert config["seed"] == 3 and config["dci"]["num_train"] == 150
+    assert entry["provenance"]["mig"]["config"]["seed"] == 0  # the other metrics keep what they were computed with
     importance = np.array(entry["details"]["dci"]["importance"])
     assert importance.shape == (4, 5)  # latent dims x factors
     for key in ("dci_disentanglement", "dci_completeness", "dci_informativeness_test"):
@@ -229,7 +232,7 @@ def test_an_image_folder_with_a_factors_csv_is_scored(tmp_path):
         "disentanglement/factor_vae_score",
         "disentanglement/beta_vae_score",
     }
-    (folder / "factors.csv").write_text("file,x\nmissing.png,1\n")
+    (folder / "factors.csv").write_text("file,x\nmissing.png,1\nsq_0_0_3.png,2\n")
     proc = run_tool("vae-eval", args, cwd=tmp_path)
     assert proc.returncode == 2 and "do not exist" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -332,3 +335,35 @@ def test_bad_factor_dataset_and_metric_keys_stop_vae_train_before_any_write(tmp_
     proc = run_vae_train([*args, "trainer.epochs=1", f"hydra.run.dir={run}"], cwd=tmp_path, check=False)
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert not run.exists()
+
+
+def test_a_broken_factors_csv_is_refused_before_the_first_step(tmp_path):
+    """disentanglement.every_epochs > 0 reads the ground truth after the first epoch: its table is checked at the
+    start instead, so an hour of training is not lost to a typo in the CSV."""
+    folder = tmp_path / "squares"
+    folder.mkdir()
+    for i in range(8):
+        image = np.zeros((8, 8), dtype=np.uint8)
+        image[i % 4 : i % 4 + 3, 0:3] = 255
+        Image.fromarray(image).save(folder / f"{i}.png")
+    (folder / "factors.csv").write_text("file,y\n" + "".join(f"{i}.png,{i % 4}\n" for i in range(8)) + "0.png,9\n")
+    run = tmp_path / "run"
+    proc = run_tool(
+        "vae-train",
+        [
+            "dataset=image_folder",
+            "model=mlp",
+            f"dataset.root={folder}",
+            "dataset.image_size=8",
+            "dataset.val_size=2",
+            "dataset.factors_csv=factors.csv",
+            "disentanglement.every_epochs=1",
+            "trainer.epochs=1",
+            "trainer.batch_size=2",
+            f"hydra.run.dir={run}",
+        ],
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "'0.png' is listed twice (rows 2 and 10)" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (run / "checkpoints").exists()  # refused before anything was trained

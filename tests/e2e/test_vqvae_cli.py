@@ -180,10 +180,23 @@ def test_a_prior_for_a_run_that_is_not_a_vqvae_or_with_its_keys_changed_is_refus
         ),
         (["prior=pixelcnn", f"prior.vqvae={stages['vq']}", "dataset.num_train=100"], "would change the images"),
     ]
+    text = tmp_path / "notes.pt"
+    text.write_text("not a checkpoint\n")
+    cases.append((["prior=pixelcnn", f"prior.vqvae={text}"], f"prior.vqvae={text}: Refused to load"))
     for args, message in cases:
         proc = run_vae_train(args, cwd=tmp_path, check=False)
         assert proc.returncode == 2, (args, proc.stderr)
         assert message in " ".join(proc.stderr.split()) and "Traceback" not in proc.stderr, proc.stderr
+    # A VQ-VAE still training (its directory locked by the vae-train that writes it): its best.pt can change.
+    from vae_cli.process.locks import DirLock
+
+    lock = DirLock(stages["vq"])
+    assert lock.acquire()
+    try:
+        proc = run_vae_train(["prior=pixelcnn", f"prior.vqvae={stages['vq']}"], cwd=tmp_path, check=False)
+    finally:
+        lock.release()
+    assert proc.returncode == 2 and "is still training" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_bf16_and_vae_compare_work_on_a_vqvae_sweep(tmp_path):

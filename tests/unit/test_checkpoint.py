@@ -66,6 +66,14 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path):
         load_checkpoint(path)
 
 
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint\n", b"PK\x03\x04", bytes(range(256))])
+def test_a_file_that_is_no_checkpoint_at_all_is_a_clear_error(tmp_path, content):
+    path = tmp_path / "notes.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=r"Could not read checkpoint|not a vae-cli checkpoint"):
+        load_checkpoint(path)
+
+
 def test_newer_format_is_refused_with_upgrade_hint(tmp_path):
     path = tmp_path / "future.pt"
     torch.save({**_state(), "format_version": FORMAT_VERSION + 1}, path)

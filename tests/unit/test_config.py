@@ -108,3 +108,46 @@ def test_a_sweep_names_the_family_its_swept_datasets_pick(overrides, expected):
     from vae_cli.config.overrides import sweep_family_choices
 
     assert sweep_family_choices(overrides, REPO / "configs") == expected
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["loss=dip_vae", "trainer.eval_batch_size=1"],
+            "loss=dip_vae estimates a covariance over the batch and needs trainer.eval_batch_size >= 2 (got 1)",
+        ),
+        (["loss=info_vae", "trainer.batch_size=1"], "needs trainer.batch_size >= 2 (got 1)"),
+        (["loss=factor_vae", "trainer.eval_batch_size=1"], "needs trainer.eval_batch_size >= 2"),
+        (
+            ["loss=beta_tcvae", "loss.estimator=mss", "trainer.eval_batch_size=2"],
+            "loss.estimator=mss stratifies "
+            "log q(z) over the other images of a batch and needs trainer.eval_batch_size >= 3 (got 2)",
+        ),
+    ],
+)
+def test_objectives_of_batch_statistics_need_batches_of_several_images_for_evaluation_too(overrides, message):
+    with pytest.raises(ConfigError) as info:
+        validate(compose_config(overrides))
+    assert message in " ".join(str(info.value).split())
+    validate(compose_config(["loss=beta_tcvae", "trainer.eval_batch_size=1"]))  # mws: a per-image weighting
+    validate(compose_config(["loss=elbo", "trainer.eval_batch_size=1"]))
+
+
+def test_a_short_last_evaluation_batch_joins_the_one_before():
+    import torch
+
+    from vae_cli.datasets.batches import labelled_batches
+
+    images = torch.arange(11, dtype=torch.uint8).reshape(11, 1, 1, 1)
+    labels = torch.arange(11)
+
+    def sizes(batch_size, least):
+        got = list(labelled_batches(images, labels, batch_size, least))
+        assert torch.equal(torch.cat([y for _, y in got]), labels)  # every image once, in order
+        return [len(y) for _, y in got]
+
+    assert sizes(5, 1) == [5, 5, 1]
+    assert sizes(5, 2) == [5, 6]
+    assert sizes(4, 3) == [4, 4, 3]
+    assert sizes(20, 3) == [11]

@@ -211,3 +211,36 @@ def test_factor_datasets_split_the_grid_once_and_label_by_a_factor():
     assert xy.train.shape[0] + xy.val.shape[0] + xy.test.shape[0] == 6144 and xy.num_classes == 6
     with pytest.raises(DataError, match="more than the 6144 grid points"):
         grid_split(6144, 6000, 512, "xyobject")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("file,x\n", "one row"),
+        ("file,x,x\na.png,1,2\nb.png,2,1\n", "appear more than once"),
+        ("file,x\na.png,1\nb.png,2,3\n", "row 3 has 3 fields where the header has 2"),
+        ("file,x\na.png,1\nb.png\n", "row 3 has 1 fields"),
+        ("file,x\na.png,1\na.png,2\n", "'a.png' is listed twice (rows 2 and 3)"),
+        ("file,x\na.png,1\nb.png,nan\n", "'x' is empty or nan"),
+        ("file,x\na.png,1\nb.png,\n", "'x' is empty or nan"),
+        ("file,x,y\na.png,1,3\nb.png,2,3\n", "'y' has one value only"),
+        ("file,x\n../a.png,1\nb.png,2\n", "stay inside dataset.root"),
+        ("file,x\n/etc/a.png,1\nb.png,2\n", "stay inside dataset.root"),
+    ],
+)
+def test_a_factors_csv_is_checked_whole_and_each_problem_is_named(tmp_path, text, message):
+    csv = tmp_path / "factors.csv"
+    csv.write_text(text)
+    with pytest.raises(DataError, match="factors CSV") as info:
+        read_factors_csv(csv)
+    assert message in str(info.value)
+
+
+def test_a_factors_csv_saved_by_a_spreadsheet_reads_like_a_plain_one(tmp_path):
+    plain, excel = tmp_path / "plain.csv", tmp_path / "excel.csv"
+    plain.write_text("file,x\na.png,1\nb.png,2\n")
+    # A byte-order mark, CRLF line ends, spaces around fields and a trailing empty line.
+    excel.write_bytes("\ufefffile , x\r\na.png, 1\r\nb.png ,2\r\n\r\n".encode())
+    got, want = read_factors_csv(excel), read_factors_csv(plain)
+    assert got[0] == want[0] == ["a.png", "b.png"] and got[2] == want[2] == ("x",)
+    np.testing.assert_array_equal(got[1], want[1])

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from vae_cli.process.errors import ConfigError
-from vae_cli.runs.ownership import DirLock
+from vae_cli.process.locks import DirLock
 from vae_cli.runs.results import owned, read_eval, read_metrics, record_entry, stale
 
 
@@ -38,7 +38,7 @@ def test_a_writer_holds_the_run_and_a_held_run_is_refused(tmp_path):
     holder = DirLock(tmp_path)
     assert holder.acquire()
     try:
-        with pytest.raises(ConfigError, match="is in use by .* Nothing was written"), owned(tmp_path, "eval.json"):
+        with pytest.raises(ConfigError, match=r"is in use by .* Nothing was written"), owned(tmp_path, "eval.json"):
             pass
     finally:
         holder.release()

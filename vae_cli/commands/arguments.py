@@ -38,3 +38,16 @@ def non_negative_float(text: str) -> float:
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return value
+
+
+def seed(text: str) -> int:
+    """A seed as trainer.seed takes it: a whole number in [0, 2**62) (torch takes 64 bits; offsets are added)."""
+    from vae_cli.config.training import MAX_SEED
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value < MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be in [0, 2**62), got {value}")
+    return value

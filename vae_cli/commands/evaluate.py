@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 
-from vae_cli.commands.arguments import at_most, positive_int
+from vae_cli.commands.arguments import at_most, positive_int, seed
 
 # More importance samples than this change the estimate by far less than its run time grows (and --k 1e9 would
 # ask for terabytes of noise).
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="evaluate on another dataset of the same image shape (e.g. mnist)")
     p.add_argument("--checkpoint", choices=("best", "last"), default="best", help="for a run directory: which one")
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
-    p.add_argument("--seed", type=int, default=0, help="seed of the importance samples (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the importance samples (default 0)")
     p.add_argument("--batch-size", type=positive_int, help="images per batch (default: about 16k decodes per batch)")
     p.add_argument(
         "--num-images",

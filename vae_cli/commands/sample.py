@@ -21,7 +21,7 @@ import argparse
 import math
 from pathlib import Path
 
-from vae_cli.commands.arguments import at_most, non_negative_float, positive_int
+from vae_cli.commands.arguments import at_most, non_negative_float, positive_int, seed
 
 TRAVERSAL_RANGE = 3.0
 SCATTER_MAX_POINTS = 2000
@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=64,
         help=f"prior samples and reconstructions (default 64, at most {MAX_IMAGES})",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed for samples and the choice of images (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="seed for samples and the choice of images (default 0)")
     p.add_argument(
         "--temperature", type=non_negative_float, default=1.0, help="prior samples use z = T * eps (default 1)"
     )

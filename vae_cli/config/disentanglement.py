@@ -11,6 +11,16 @@ from vae_cli.config.checks import Need, leaves
 from vae_cli.config.datasets import DATASETS
 
 METRICS = ("mig", "dci", "sap", "factor_vae", "beta_vae")
+# Where a sample size stops meaning anything but hours and memory: 100x disentanglement_lib's defaults.
+UPPER_BOUNDS = {
+    "num_train": 1_000_000,
+    "num_test": 1_000_000,
+    "num_eval": 1_000_000,
+    "num_variance_estimate": 1_000_000,
+    "batch_size": 6_400,
+    "num_bins": 2_000,
+}
+MAX_VOTE_IMAGES = 100_000_000  # ~100x the reference's 64 x 15_000
 
 
 @dataclass
@@ -70,9 +80,29 @@ class DisentanglementConfig:
         unknown = [m for m in node.metrics if m not in METRICS]
         need(not unknown, f"{prefix}metrics: unknown {unknown}; choose among {', '.join(METRICS)}.")
         need(node.every_epochs >= 0, f"{prefix}every_epochs must be >= 0 (got {node.every_epochs}).")
+        # scikit-learn's random_state takes a 32-bit seed (DCI's gradient boosting, the beta-VAE score's classifier).
+        need(
+            0 <= node.seed < 2**32,
+            f"{prefix}seed must be in [0, 2**32) (got {node.seed}): scikit-learn's classifiers take a 32-bit seed.",
+        )
         for key, value in leaves(node, int):
             if key.endswith(("num_train", "num_test", "num_eval", "num_variance_estimate", "batch_size", "num_bins")):
                 need(value >= 2, f"{prefix}{key} must be >= 2 (got {value}): the metrics need a spread of samples.")
+                most = UPPER_BOUNDS[key.rsplit(".", 1)[-1]]
+                need(
+                    value <= most,
+                    f"{prefix}{key} must be at most {most:_} (got {value:_}): more would run for hours or exhaust "
+                    f"memory without changing the score beyond its noise (disentanglement_lib uses 10_000 samples, "
+                    f"batches of 64, 20 bins).",
+                )
+        for metric in ("factor_vae", "beta_vae"):  # each vote or point encodes a batch of images
+            c = node[metric]
+            images = c.batch_size * (c.num_train + c.num_eval)
+            need(
+                images <= MAX_VOTE_IMAGES,
+                f"{prefix}{metric} would encode {images:_} images (batch_size x (num_train + num_eval)), more than "
+                f"{MAX_VOTE_IMAGES:_}: lower {prefix}{metric}.num_train, num_eval or batch_size.",
+            )
         if cfg is None or node.every_epochs <= 0:
             return
         d = cfg.dataset

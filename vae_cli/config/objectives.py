@@ -40,9 +40,16 @@ class LossConfig:
     # Which objective of OBJECTIVES (vae_cli/objectives/, docs/models.md): loss=elbo, iwae, beta_tcvae, ...
     name: str = "elbo"
 
+    @classmethod
+    def least_batch(cls, loss: Any) -> tuple[int, str]:
+        """The fewest images a batch needs for this objective's terms to mean something, and why (an objective
+        whose terms are batch statistics: its catalog fact ``min_batch``; an option's setting may raise it)."""
+        return OBJECTIVES[loss.name].min_batch
 
-def batch_size(cfg: Any) -> int | None:
-    return None if cfg is None else int(cfg.trainer.batch_size)
+
+def least_batch(loss: Any) -> tuple[int, str]:
+    """``least_batch`` of the objective ``loss`` (the ``loss`` node) names."""
+    return OBJECTIVES[loss.name].schema.least_batch(loss)
 
 
 @OBJECTIVES.register(build="vae_cli.objectives.elbo:ELBO", code_grid=True)
@@ -149,13 +156,12 @@ class BetaTCVAEConfig(LossConfig):
     def check(cls, loss: Any, cfg: Any, need: Need) -> None:
         for key in ("alpha", "beta", "gamma"):
             need(loss[key] >= 0, f"loss.{key} must be >= 0 (got {loss[key]}).")
-        b = batch_size(cfg)
-        if TCEstimator(loss.estimator) == TCEstimator.mss and b is not None:
-            need(
-                b >= 3,
-                f"loss.estimator=mss stratifies over the other images of a batch and needs trainer.batch_size >= 3 "
-                f"(got {b}).",
-            )
+
+    @classmethod
+    def least_batch(cls, loss: Any) -> tuple[int, str]:
+        if TCEstimator(loss.estimator) == TCEstimator.mss:
+            return 3, "with loss.estimator=mss stratifies log q(z) over the other images of a batch"
+        return super().least_batch(loss)
 
 
 @OBJECTIVES.register(

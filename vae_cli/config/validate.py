@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from vae_cli.config.catalog import ARCHITECTURES, FAMILIES, OBJECTIVES
 from vae_cli.config.checks import Need, leaves, run_checks
 from vae_cli.config.datasets import DATASETS, known_train_size
+from vae_cli.config.objectives import least_batch
 from vae_cli.config.schema import TrainConfig
 from vae_cli.process.errors import ConfigError
 
@@ -102,11 +103,17 @@ def check_labels(cfg: DictConfig, need: Need) -> None:
 
 
 def check_objective_batch(cfg: DictConfig, need: Need) -> None:
-    """An objective whose terms are statistics of the batch needs a batch of several images."""
-    name = str(cfg.loss.name)
-    least, why = OBJECTIVES[name].min_batch
-    b = cfg.trainer.batch_size
-    need(b >= least, f"loss={name} {why} and needs trainer.batch_size >= {least} (got {b}).")
+    """An objective whose terms are statistics of the batch needs batches of several images: the training batch,
+    and the evaluation batch too (val/loss picks best.pt and is a sweep's default metric; a statistic of one image
+    means nothing). A short last evaluation batch is merged into the one before (datasets.batches)."""
+    least, why = least_batch(cfg.loss)
+    for key in ("batch_size", "eval_batch_size"):
+        b = cfg.trainer[key]
+        need(
+            b >= least,
+            f"loss={cfg.loss.name} {why} and needs trainer.{key} >= {least} (got {b}); its "
+            f"{'training' if key == 'batch_size' else 'validation and test'} terms would mean nothing otherwise.",
+        )
 
 
 def check_batch_fits(cfg: DictConfig, need: Need) -> None:

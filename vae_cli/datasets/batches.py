@@ -39,11 +39,18 @@ def eval_batches(images: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor
         yield to_unit_float(images[start : start + batch_size])
 
 
-def labelled_batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> Iterator[Batch]:
-    """``eval_batches`` with each batch's labels (moved to the images' device)."""
+def labelled_batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int, least: int = 1) -> Iterator[Batch]:
+    """``eval_batches`` with each batch's labels (moved to the images' device). A last batch of fewer than
+    ``least`` images is joined to the one before it: an objective whose terms are batch statistics (a covariance,
+    an MMD) means nothing over one image (``least``: the objective's ``least_batch``)."""
     labels = labels.to(images.device)
-    for start in range(0, images.shape[0], batch_size):
-        yield to_unit_float(images[start : start + batch_size]), labels[start : start + batch_size]
+    n = images.shape[0]
+    starts = list(range(0, n, batch_size))
+    if len(starts) > 1 and n - starts[-1] < least:
+        starts.pop()
+    for i, start in enumerate(starts):
+        end = starts[i + 1] if i + 1 < len(starts) else n
+        yield to_unit_float(images[start:end]), labels[start:end]
 
 
 class IndexBatches:

@@ -74,22 +74,28 @@ def load_grid_dataset(cfg: DatasetConfig, parts: Parts = BOTH) -> RawSplits:
 
 
 # ----- the ground truth of each dataset that has one (DatasetSpec.ground_truth) -----------------------------------
-def folder_with_factors(cfg: DatasetConfig) -> FactorData:
-    """The images listed in the factors CSV, decoded as the run decodes the folder, with their factors."""
-    from vae_cli.datasets.decode import decode_files
-    from vae_cli.datasets.image_folder import decode_spec
-    from vae_cli.factors.table import FactorTable, read_factors_csv
-
+def factors_csv_path(cfg: DatasetConfig) -> Path:
+    """``dataset.factors_csv``: an absolute path, or a path relative to ``dataset.root`` (the folder it describes;
+    never the folder vae-train or vae-eval happens to be started in)."""
     root = Path(cfg.root).expanduser()
-    csv_path = Path(cfg.factors_csv).expanduser()
-    if not csv_path.is_absolute() and not csv_path.is_file():
-        csv_path = root / csv_path  # a relative path names a file in the folder itself
-    if not csv_path.is_file():
+    given = Path(cfg.factors_csv).expanduser()
+    path = given if given.is_absolute() else root / given
+    if not path.is_file():
         raise DataError(
-            f"dataset.factors_csv={cfg.factors_csv} is neither a file nor a file in dataset.root ({root}); give the "
-            f"path of the CSV that lists each image's factors."
+            f"dataset.factors_csv={cfg.factors_csv} is not a file{'' if given.is_absolute() else f' in dataset.root ({root})'}; "
+            f"give the path of the CSV that lists each image's factors (relative to dataset.root, or absolute)."
         )
+    return path
+
+
+def read_factor_table(cfg: DatasetConfig) -> tuple[list[Path], np.ndarray, tuple[str, ...], list[np.ndarray]]:
+    """The factors CSV of an image folder, read and checked whole, and the image files it lists (each must exist):
+    what training checks before its first step, without decoding an image."""
+    from vae_cli.factors.table import read_factors_csv
+
+    csv_path = factors_csv_path(cfg)
     files, factors, names, values = read_factors_csv(csv_path)
+    root = Path(cfg.root).expanduser()
     paths = [root / f for f in files]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
@@ -97,9 +103,30 @@ def folder_with_factors(cfg: DatasetConfig) -> FactorData:
             f"{len(missing)} image(s) the factors CSV {csv_path} lists do not exist, e.g. {missing[0]}. File paths "
             f"in the CSV are relative to dataset.root ({root})."
         )
+    return paths, factors, names, values
+
+
+def folder_with_factors(cfg: DatasetConfig) -> FactorData:
+    """The images listed in the factors CSV, decoded as the run decodes the folder, with their factors."""
+    from vae_cli.datasets.decode import decode_files
+    from vae_cli.datasets.image_folder import decode_spec
+    from vae_cli.factors.table import FactorTable
+
+    paths, factors, names, values = read_factor_table(cfg)
     images = np.zeros((len(paths), cfg.channels, cfg.image_size, cfg.image_size), dtype=np.uint8)
-    decode_files(paths, decode_spec(cfg), images, cfg.num_workers, skip_bad=False, root=root)
+    decode_files(paths, decode_spec(cfg), images, cfg.num_workers, skip_bad=False, root=Path(cfg.root).expanduser())
     return FactorTable(images, factors, names, values)
+
+
+def check_ground_truth(cfg: DatasetConfig) -> None:
+    """Before training: what scoring the run's factors will read is there and usable (a factors CSV read and checked
+    whole, its images present), so a run is not refused after its first epoch. (A factor grid is the dataset
+    itself: loading the data, before the first step, reads it.)"""
+    spec = DATASETS.get(cfg.name)
+    if spec is None or not spec.has_factors(cfg):
+        ground_truth_for(cfg)  # raises the message
+    if spec is not None and spec.factors_from_csv:
+        read_factor_table(cfg)
 
 
 def ground_truth_for(cfg: DatasetConfig) -> FactorData:

@@ -59,24 +59,53 @@ class FactorTable(FactorData):
 
 
 def read_factors_csv(path: Path) -> tuple[list[str], np.ndarray, tuple[str, ...], list[np.ndarray]]:
-    """(files, factor levels [N, F], factor names, each factor's sorted distinct values) of a factors CSV."""
+    """(files, factor levels [N, F], factor names, each factor's sorted distinct values) of a factors CSV, checked
+    whole before any image is decoded: a byte-order mark is allowed; rows with more or fewer fields than the header,
+    duplicated column names, a file listed twice (whatever its values), empty or ``nan`` values, a factor with one
+    level only (no metric can say anything about it), and file paths that leave the folder are refused by name."""
+    problems: list[str] = []
     try:
-        with path.open(newline="") as f:
-            rows = list(csv.DictReader(f))
+        # utf-8-sig: a CSV saved by a spreadsheet starts with a byte-order mark, which is not part of 'file'.
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            table = list(csv.reader(f))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"Could not read the factors CSV {path}: {exc}. Fix the file or dataset.factors_csv.") from exc
-    header = list(rows[0].keys()) if rows else []
-    if "file" not in header or len(header) < 2:
+    header = [h.strip() for h in table[0]] if table else []
+    body = [row for row in table[1:] if any(cell.strip() for cell in row)]
+    if "file" not in header or len(header) < 2 or not body:
         raise DataError(
-            f"The factors CSV {path} needs a 'file' column and at least one factor column (e.g. "
-            f"'file,shape,size'); it has {header or 'no rows'}."
+            f"The factors CSV {path} needs a 'file' column, at least one factor column and one row (e.g. "
+            f"'file,shape,size'); it has {header or 'nothing'}{'' if body else ' and no rows'}."
+        )
+    twice = sorted({h for h in header if header.count(h) > 1})
+    if twice:
+        problems.append(f"its columns {twice} appear more than once")
+    for line, row in enumerate(body, start=2):
+        if len(row) != len(header):
+            problems.append(f"row {line} has {len(row)} fields where the header has {len(header)}")
+            break
+    if problems:
+        raise DataError(f"The factors CSV {path} cannot be used: " + "; ".join(problems) + ". Fix the file.")
+    rows = [dict(zip(header, (cell.strip() for cell in row), strict=True)) for row in body]
+    files = [r["file"] for r in rows]
+    seen: dict[str, int] = {}
+    for line, name in enumerate(files, start=2):
+        if name in seen:
+            problems.append(f"'{name}' is listed twice (rows {seen[name]} and {line})")
+            break
+        seen[name] = line
+    outside = [f for f in files if Path(f).is_absolute() or ".." in Path(f).parts]
+    if outside:
+        problems.append(
+            f"file paths must stay inside dataset.root, and {outside[0]!r} does not (no absolute paths, no '..')"
         )
     names = tuple(h for h in header if h != "file")
     levels, values = [], []
     for name in names:
         column = [r[name] for r in rows]
-        if any(v is None or v == "" for v in column):
-            raise DataError(f"The factors CSV {path} has rows without a value of '{name}'; every row needs one.")
+        if any(v == "" or v.lower() == "nan" for v in column):
+            problems.append(f"'{name}' is empty or nan in some rows; every row needs a value")
+            continue
         try:
             numeric = np.array([float(v) for v in column])
             distinct = np.unique(numeric)
@@ -84,5 +113,9 @@ def read_factors_csv(path: Path) -> tuple[list[str], np.ndarray, tuple[str, ...]
         except ValueError:  # text levels (e.g. colour names): in sorted order
             distinct = np.array(sorted(set(column)))
             levels.append(np.searchsorted(distinct, np.array(column)))
+        if len(distinct) < 2:
+            problems.append(f"'{name}' has one value only ({column[0]}): a factor must vary")
         values.append(distinct)
-    return [r["file"] for r in rows], np.stack(levels, axis=1).astype(np.int64), names, values
+    if problems:
+        raise DataError(f"The factors CSV {path} cannot be used: " + "; ".join(problems) + ". Fix the file.")
+    return files, np.stack(levels, axis=1).astype(np.int64), names, values

@@ -54,6 +54,9 @@ class ObjectiveContext:
 class Objective(nn.Module):
     terms: tuple[str, ...] = ("loss",)
     aux_terms: tuple[str, ...] = ()
+    # The fewest images an evaluation batch needs (terms that are batch statistics); set by build_objective
+    # from the objective's schema (config/objectives.py: least_batch).
+    least_batch: int = 1
 
     def forward(self, model: Model, x: torch.Tensor, y: torch.Tensor | None, step: torch.Tensor | None) -> Terms:
         raise NotImplementedError

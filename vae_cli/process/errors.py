@@ -4,7 +4,9 @@ Each message is a short paragraph that names the problem and the fix. The comman
 with status 2; anything else is a bug and keeps its traceback.
 """
 
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -35,10 +37,30 @@ class NothingToDo(VaeCliError):
     exit_code = 0
 
 
+class Terminated(BaseException):
+    """SIGTERM (what ``timeout``, ``kill`` and systemd send) to a tool that has no stop of its own: it stops as
+    Ctrl-C does. A BaseException, as KeyboardInterrupt is, so no ``except Exception`` swallows it."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def _take_sigterm() -> object | None:
+    """SIGTERM raises Terminated while the block runs, unless someone already handles it (vae-train's STOP)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    if signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None):
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
+
+
 @contextmanager
 def reported_errors(prog: str, on_interrupt: str) -> Iterator[None]:
     """For the command-line tools: a VaeCliError becomes ``prog: error: message`` and exit status 2 (or the
-    error's own ``exit_code``); Ctrl-C becomes ``on_interrupt`` and status 130, with no traceback either way."""
+    error's own ``exit_code``); Ctrl-C becomes ``on_interrupt`` and status 130, SIGTERM the same and status 143,
+    with no traceback either way."""
+    previous = _take_sigterm()
     try:
         yield
     except VaeCliError as exc:
@@ -51,3 +73,9 @@ def reported_errors(prog: str, on_interrupt: str) -> Iterator[None]:
     except KeyboardInterrupt:
         print(f"{prog}: {on_interrupt}", file=sys.stderr)
         sys.exit(130)
+    except Terminated:
+        print(f"{prog}: SIGTERM: {on_interrupt}", file=sys.stderr)
+        sys.exit(143)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)  # type: ignore[arg-type]

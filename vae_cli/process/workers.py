@@ -1,4 +1,4 @@
-"""A sweep's parent and the worker processes its launcher starts (joblib's loky workers, submitit's local jobs).
+"""A sweep's parent and the worker processes its launcher starts itself (joblib's loky workers).
 
 A stop signal sent to the parent alone (``kill``, ``timeout``, systemd) would never reach the workers: the parent
 forwards it (``forward_stop``), as SIGTERM, so a worker that also got the terminal's Ctrl-C does not take it for a
@@ -47,9 +47,11 @@ def sweep_parent() -> int | None:
 
 
 def in_sweep_worker() -> bool:
-    """Whether this process runs sweep jobs for a parent (not the parent itself, nor a single run)."""
+    """Whether this process is a worker its sweep's parent started itself (joblib's loky workers): a direct child.
+    A job that inherited the variable further down (submitit's local controller starts its jobs, SLURM's
+    srun on another node) is a single run for its own process tree, stopped by whoever started it."""
     parent = sweep_parent()
-    return parent is not None and parent != os.getpid()
+    return parent is not None and parent != os.getpid() and os.getppid() == parent
 
 
 def child_processes(parent: int | None = None) -> list[int]:

@@ -30,9 +30,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from vae_cli.process.atomic import write_text
 from vae_cli.process.errors import ConfigError, VaeCliError
+from vae_cli.process.locks import DirLock
 from vae_cli.process.signals import STOP, TRAINING, StopRequested
 from vae_cli.process.workers import in_sweep_worker, running_job, sweep_parent, watch_parent
-from vae_cli.runs.ownership import Claim, DirLock, Intent, claim, command_line
+from vae_cli.runs.ownership import Claim, Intent, claim, command_line
 from vae_cli.runs.resolvers import CREATED_BY_RESOLVER
 from vae_cli.runs.status import write_status
 
@@ -194,7 +195,7 @@ def run_job(cfg: DictConfig) -> float | None:
     multirun = hc.mode == RunMode.MULTIRUN
     if not (multirun and in_sweep_worker()):
         return _run_job(cfg, hc, multirun, worker=False)
-    # A launcher's worker process (joblib, submitit local): the stop handlers for its whole life (so a signal
+    # A launcher's worker process (joblib's loky workers): the stop handlers for its whole life (so a signal
     # stops every job it is given afterwards too), and a watch on the sweep's parent (orphans stop).
     if not STOP.installed:
         STOP.install()

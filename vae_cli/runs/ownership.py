@@ -13,11 +13,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import json
 import os
-import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -26,11 +22,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from vae_cli.process.atomic import write_json
 from vae_cli.process.errors import ConfigError
+from vae_cli.process.locks import LOCK_FILE, DirLock, holder_of
 from vae_cli.runs.status import STATUS_FILE, read_status
 
-LOCK_FILE = ".lock"
 # Files vae-train itself makes in a run directory (anything else there means the folder is someone else's).
 OWN_NAMES = {
     ".hydra",
@@ -112,61 +107,6 @@ def inspect(path: Path) -> RunState:
     if any((path / "checkpoints" / n).is_file() for n in ("last.pt", "best.pt")):
         return RunState(path, Kind.interrupted, status, epoch, epochs)
     return RunState(path, Kind.failed, status, epoch, epochs)
-
-
-class DirLock:
-    """An exclusive ``flock`` on a directory: held until ``release`` or the process's death."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.fd: int | None = None
-
-    def acquire(self) -> bool:
-        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        self.fd = fd
-        return True
-
-    def write_holder(self, command: list[str]) -> None:
-        """Say who holds the lock (read by a refused second writer)."""
-        holder = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "since": datetime.now().isoformat(timespec="seconds"),
-            "command": command,
-        }
-        with contextlib.suppress(OSError):
-            write_json(self.path / LOCK_FILE, holder, durable=False)
-
-    def release(self) -> None:
-        if self.fd is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(self.fd, fcntl.LOCK_UN)
-                os.close(self.fd)
-            self.fd = None
-
-
-def holder_of(path: Path) -> str:
-    """Who holds ``path``'s lock, in words (from ``.lock``)."""
-    unknown = "another process (it has not said who it is yet)"
-    try:
-        info = json.loads((path / LOCK_FILE).read_text())
-        command = " ".join(info.get("command", [])) or "vae-train"
-        pid, host = int(info["pid"]), str(info["host"])
-        if host == socket.gethostname():
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return unknown  # the note is from an earlier holder, which has exited
-            except PermissionError:
-                pass  # alive, another user's
-        return f"pid {pid} on {host}, running since {info['since']}: {command}"
-    except (OSError, ValueError, KeyError, TypeError):
-        return unknown
 
 
 @dataclass

@@ -27,7 +27,7 @@ from typing import Any
 
 from vae_cli.process.atomic import write_json
 from vae_cli.process.errors import ConfigError
-from vae_cli.runs.ownership import DirLock, holder_of
+from vae_cli.process.locks import DirLock, holder_of
 
 EVAL_FILE = "eval.json"
 METRICS_FILE = "metrics.json"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -97,17 +98,30 @@ def resolve_checkpoint_path(path_or_run_dir: str | Path) -> Path:
     )
 
 
+def _unpickler_detail(exc: Exception) -> str:
+    """The one line of torch's weights-only refusal that says what was found (its first lines advise loading the
+    file with weights_only=False, which is the advice a user must not follow for a file of unknown origin)."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    found = [line for line in lines if line.startswith(("Unsupported", "Trying to", "Can only"))]
+    return f" (detail: {found[0]})" if found else ""
+
+
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True``; any unusable file becomes one clear CheckpointError."""
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            # A foreign pickle (protocol 4) makes torch warn before it refuses the file; the refusal says enough.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
-            f"Refused to load {path}: it contains objects other than tensors and plain data (torch.load with "
-            f"weights_only=True rejected it), so it is not a vae-cli checkpoint or it was tampered with. Nothing "
-            f"from it was executed. Use a checkpoint written by vae-train. (detail: {str(exc).splitlines()[0]})"
+            f"Refused to load {path}: it is not a file of tensors and plain data (torch.load with weights_only=True "
+            f"rejected it), so it is not a vae-cli checkpoint, or it was tampered with. Nothing from it was "
+            f"executed. Use a checkpoint written by vae-train.{_unpickler_detail(exc)}"
         ) from exc
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, LookupError, TypeError) as exc:
+        # A file that is no checkpoint at all (a text file, a few bytes) makes torch's unpickler fail in its own
+        # ways (KeyError, IndexError): the same message.
         raise CheckpointError(
             f"Could not read checkpoint {path}: the file is truncated or corrupt ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}). Use the other checkpoint of the run "
@@ -130,7 +144,8 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
             raise CheckpointError(
                 f"{path} is corrupt: its content does not match the checksum it was saved with (the file changed on "
                 f"disk after it was written: a damaged disk or copy). Its weights are not used. Use the run's other "
-                f"checkpoint (checkpoints/best.pt or last.pt): trainer.resume=<run dir> falls back to it by itself."
+                f"checkpoint (checkpoints/best.pt or last.pt): given the run directory instead of the file (trainer.resume=RUN, "
+                f"vae-eval RUN, prior.vqvae=RUN), vae-cli falls back to it by itself."
             )
     return state
 

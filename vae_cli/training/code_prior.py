@@ -18,7 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 from vae_cli.config.catalog import ARCHITECTURES, PRIORS
 from vae_cli.config.overrides import parse_overrides
 from vae_cli.config.schema import structured
-from vae_cli.process.errors import ConfigError
+from vae_cli.process.errors import CheckpointError, ConfigError
+from vae_cli.process.locks import holder_of, is_held
 from vae_cli.training.checkpoint import evaluation_weights, load_with_fallback
 from vae_cli.training.resume import CHANGEABLE_DATASET_KEYS
 
@@ -39,7 +40,18 @@ def attach_vqvae(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Fro
             "prior=pixelcnn learns the codes of a trained VQ-VAE: name its run with prior.vqvae=RUN (a run "
             "directory of vae-train model=vqvae, or one of its checkpoints)."
         )
-    path, ckpt, warning = load_with_fallback(str(source), preferred="best")
+    given = Path(str(source)).expanduser()
+    run_dir = given.parent.parent if given.is_file() and given.parent.name == "checkpoints" else given
+    if run_dir.is_dir() and is_held(run_dir):
+        raise ConfigError(
+            f"prior.vqvae={source} is still training (in use by {holder_of(run_dir)}): its best.pt can still change, "
+            f"and a prior learned over one model's codes would be paired with another. Train the prior once that "
+            f"run has finished."
+        )
+    try:
+        path, ckpt, warning = load_with_fallback(str(source), preferred="best")
+    except CheckpointError as exc:
+        raise CheckpointError(f"prior.vqvae={source}: {exc}") from None
     saved = structured(ckpt["config"])
     arch = ARCHITECTURES.option_of(saved.model)
     if ARCHITECTURES[arch].latent != "code_grid":

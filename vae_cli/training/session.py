@@ -23,6 +23,7 @@ from vae_cli.config.catalog import PRIORS
 from vae_cli.config.schema import to_plain_dict
 from vae_cli.config.validate import validate
 from vae_cli.datasets.batches import labelled_batches, make_train_batches
+from vae_cli.datasets.factor_sets import check_ground_truth
 from vae_cli.datasets.loader import load_dataset
 from vae_cli.datasets.preprocess import BatchPreprocess, to_unit_float
 from vae_cli.datasets.splits import ImageSplits, splits_to
@@ -176,6 +177,10 @@ def _train(prepared: Prepared, run_dir: Path, dist: Distributed) -> dict[str, An
     torch.manual_seed(cfg.trainer.seed)
     with STOP.phase(LOADING):
         data = load_dataset(cfg.dataset, seed=cfg.trainer.seed)
+        if cfg.disentanglement.every_epochs > 0 and dist.is_main:
+            # What the first scoring will read (a factors CSV and the images it lists), checked now: a broken
+            # table is refused before the first step, not after the first epoch.
+            check_ground_truth(cfg.dataset)
     if cfg.trainer.batch_size > data.train.shape[0]:
         raise ConfigError(
             f"trainer.batch_size={cfg.trainer.batch_size} is larger than the training set "
@@ -320,7 +325,8 @@ def final_metrics(
         if "best" in checkpoints:
             model.load_state_dict(evaluation_weights(checkpoints["best"]))
             objective.load_state_dict(checkpoints["best"].get("objective", {}))
-        test = evaluate(model, objective, labelled_batches(data.test, data.test_labels, cfg.trainer.eval_batch_size))
+        test_batches = labelled_batches(data.test, data.test_labels, cfg.trainer.eval_batch_size, objective.least_batch)
+        test = evaluate(model, objective, test_batches)
     metrics: dict[str, Any] = {f"val/{k}": final.get(f"val/{k}") for k in objective.terms}
     for key in ("val/nll_iw", "val/bits_per_dim"):  # logged by the latent monitor after the last epoch
         if final.get(key) is not None:

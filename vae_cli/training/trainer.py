@@ -442,7 +442,9 @@ class Trainer:
         has_val = self.data.val.shape[0] > 0
         if has_val:
             with self.judged():
-                batches = labelled_batches(self.data.val, self.data.val_labels, self.cfg.eval_batch_size)
+                batches = labelled_batches(
+                    self.data.val, self.data.val_labels, self.cfg.eval_batch_size, self.objective.least_batch
+                )
                 val = evaluate(self.model, self.objective, batches)
         else:
             val = dict(train_means)

@@ -21,7 +21,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from vae_cli.process.atomic import write_text
-from vae_cli.runs.ownership import DirLock
+from vae_cli.process.locks import DirLock
 from vae_cli.runs.results import read_eval, read_metrics, stale
 from vae_cli.runs.status import read_status
 from vae_cli.runs.sweeps.metrics import best_metric, higher_is_better, rank
