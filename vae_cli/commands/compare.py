@@ -16,6 +16,7 @@ with the new columns.
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 from vae_cli.commands.arguments import positive_int
@@ -36,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--x", help="swept key on the plot's x axis (default: the first numeric one)")
     p.add_argument(
+        "--out", help="folder for compare.csv/.md/.png (default: the sweep folder; another one for a read-only sweep)"
+    )
+    p.add_argument(
         "--eval",
         action="store_true",
         help="run vae-eval (test split) on jobs not evaluated yet, or evaluated with another K or before they trained on",
@@ -53,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     from vae_cli.process.errors import VaeCliError, reported_errors
+    from vae_cli.runs.results import owned
     from vae_cli.runs.sweeps.compare import compare, evaluate_jobs, score_jobs
     from vae_cli.runs.sweeps.summary import is_single_run, job_dirs, write_summary
 
@@ -69,13 +74,26 @@ def main(argv: list[str] | None = None) -> None:
                 f"{sweep_dir} is not a sweep folder: expected numbered job folders (0/, 1/, ...) as written by "
                 f"vae-train -m (e.g. outputs/multirun/<date>/<time>). For a single run use vae-eval."
             )
-        if args.eval or args.disentanglement:
-            if args.eval:
-                evaluate_jobs(sweep_dir, args.k, args.data_root)
-            if args.disentanglement:
-                score_jobs(sweep_dir, args.data_root)
-            write_summary(sweep_dir)
-        _, _, files = compare(sweep_dir, args.metric, args.x)
+        out = Path(args.out).expanduser() if args.out else None
+        writes_into_sweep = args.eval or args.disentanglement or out is None
+        busy = (
+            "the sweep is still running (or another vae-compare writes into it), and a ranking made now would miss "
+            "the jobs still training. Nothing was written. Run vae-compare when the sweep has finished, or write "
+            "a ranking of what is there now elsewhere with --out DIR."
+        )
+        with owned(sweep_dir, "the comparison", busy) if writes_into_sweep else contextlib.nullcontext():
+            if args.eval or args.disentanglement:
+                if args.eval:
+                    evaluate_jobs(sweep_dir, args.k, args.data_root)
+                if args.disentanglement:
+                    score_jobs(sweep_dir, args.data_root)
+                try:
+                    write_summary(sweep_dir)
+                except OSError as exc:
+                    raise VaeCliError(
+                        f"Could not rewrite the sweep summary in {sweep_dir}: {exc.strerror or exc}."
+                    ) from None
+            _, _, files = compare(sweep_dir, args.metric, args.x, out)
     print(files[1].read_text())
     print("wrote " + ", ".join(str(f) for f in files))
 

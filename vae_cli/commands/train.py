@@ -19,8 +19,10 @@ import sys
 
 from vae_cli.commands.train_argv import (
     family_argv,
+    launcher_argv,
     override_value,
     resume_argv,
+    resume_choices_argv,
     resume_run_dir,
     split_argv,
     sweeper_argv,
@@ -50,10 +52,15 @@ def main() -> None:
     try:
         _main()
     except StopRequested as exc:
-        print(
-            f"vae-train: {describe_stop(exc, getattr(exc, 'run_dir', None), getattr(exc, 'cleaned', True))}",
-            file=sys.stderr,
-        )
+        if getattr(exc, "sweep", False):  # a launcher whose workers the stop reached while they started
+            message = (
+                f"the sweep was stopped by {exc.name} while its workers were starting: jobs that had begun keep "
+                f"their last checkpoint (recorded as interrupted, or as killed where a worker was ended with the "
+                f"pool); jobs not started were left alone. The same command continues it."
+            )
+        else:
+            message = describe_stop(exc, getattr(exc, "run_dir", None), getattr(exc, "cleaned", True))
+        print(f"vae-train: {message}", file=sys.stderr)
         sys.exit(exc.exit_code)
 
 
@@ -71,6 +78,7 @@ def _main() -> None:
     register_configs()
     register_resolvers()
     STOP.check()
+    argv = resume_choices_argv(argv)
     flags, overrides = split_argv(argv)
     if any(f in ("--cfg", "-c") for f in flags) and "job" in flags and resume_run_dir(overrides) is not None:
         from vae_cli.commands.train_info import print_resumed_config
@@ -78,7 +86,7 @@ def _main() -> None:
         preflight(argv)
         print_resumed_config(argv)
         return
-    argv = family_argv(sweeper_argv(resume_argv(argv)))
+    argv = family_argv(launcher_argv(sweeper_argv(resume_argv(argv))))
     preflight(argv)
     preload(argv)
     argv = torchrun_argv(argv)
@@ -104,9 +112,9 @@ def _main() -> None:
         sys.exit(128 + STOP.received)
     if UNFINISHED:
         print(
-            f"vae-train: {len(UNFINISHED)} job(s) of the sweep did not finish: {', '.join(UNFINISHED)}. Each one's "
-            f"run.json and vae-train.log say why (the summary's reason column too); the same command again resumes "
-            f"what was interrupted and keeps what finished.",
+            f"vae-train: {len(UNFINISHED)} job(s) of the sweep did not finish: {', '.join(UNFINISHED)}. The "
+            f"summary's reason column says why (and a started job's run.json and vae-train.log); the same command "
+            f"again resumes what was interrupted and keeps what finished.",
             file=sys.stderr,
         )
         sys.exit(1)

@@ -3,7 +3,9 @@
 Hydra's own flags are told apart from the overrides (``split_argv``), an override's value is read with Hydra's own
 parser (``override_value``), and the command line is completed where vae-train decides something for the user:
 
-- a resume continues in its own run directory (``resume_argv``);
+- a resume continues in its own run directory (``resume_argv``), composed with its own group options where the
+  command line sets their keys (``resume_choices_argv``);
+- ``hydra/launcher=joblib`` gets vae-cli's stoppable subclass of the plugin's launcher (``launcher_argv``);
 - ``hydra/sweeper=optuna`` gets vae-cli's resumable sweeper and a study in the sweep directory (``sweeper_argv``);
 - a sweep whose swept dataset or experiment picks the model gets that choice for its sweep-level config
   (``family_argv``);
@@ -102,7 +104,39 @@ def resume_argv(argv: list[str]) -> list[str]:
     run_dir = resume_run_dir(overrides)
     if run_dir is None:
         return argv
+    if not (run_dir / "checkpoints").is_dir():
+        # Not a run (a sweep folder, an unrelated folder): said as it is, before the folder is claimed.
+        from vae_cli.training.run_layout import no_checkpoint_message
+
+        fail(f"trainer.resume={run_dir}: {no_checkpoint_message(run_dir)}")
     return [*argv, f"hydra.run.dir={hydra_quote(str(run_dir.resolve()))}"]
+
+
+# The groups a run was trained with, taken from its checkpoint when a resume sets one of their keys.
+RESUMED_GROUPS = ("model", "dataset", "likelihood", "prior", "loss", "optim")
+
+
+def resume_choices_argv(argv: list[str]) -> list[str]:
+    """A resume that sets a key of a group (``trainer.resume=IWAE_RUN loss.k=3``) composes with the run's own
+    options for the groups the command line does not name (``loss=iwae``): Hydra would otherwise compose the
+    defaults (loss=elbo), which have no such key. Only then is the checkpoint read here (its config)."""
+    flags, overrides = split_argv(argv)
+    if "-m" in flags or "--multirun" in flags:
+        return argv
+    resume = override_value(overrides, "trainer.resume")
+    if not resume or resume in ("null", "None"):
+        return argv
+    keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
+    named = {k for k in keys if k in RESUMED_GROUPS}
+    wanted = [g for g in RESUMED_GROUPS if g not in named and any(k.startswith(f"{g}.") for k in keys)]
+    if not wanted:
+        return argv
+    from vae_cli.process.errors import reported_errors
+    from vae_cli.training.resume import saved_choices
+
+    with reported_errors("vae-train", "interrupted."):
+        choices = saved_choices(resume)
+    return [*argv, *(f"{group}={choices[group]}" for group in wanted if choices.get(group))]
 
 
 OPTUNA_DEFAULTS = {
@@ -120,6 +154,20 @@ def sweeper_argv(argv: list[str]) -> list[str]:
         return argv
     given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
     return [*argv, *(f"{key}={value}" for key, value in OPTUNA_DEFAULTS.items() if key not in given)]
+
+
+JOBLIB_LAUNCHER = "hydra_plugins.vae_cli_sweeps.joblib_launcher.StoppableJoblibLauncher"
+
+
+def launcher_argv(argv: list[str]) -> list[str]:
+    """``hydra/launcher=joblib``: vae-cli's subclass of the plugin's launcher, which reports a sweep stopped while
+    its workers start as a stop, not a crash (unless the command line names its own ``_target_``)."""
+    _, overrides = split_argv(argv)
+    if override_value(overrides, "hydra/launcher") != "joblib":
+        return argv
+    if any(o.split("=", 1)[0].lstrip("+~") == "hydra.launcher._target_" for o in overrides):
+        return argv
+    return [*argv, f"hydra.launcher._target_={JOBLIB_LAUNCHER}"]
 
 
 def family_argv(argv: list[str]) -> list[str]:

@@ -185,6 +185,7 @@ def check_overrides(overrides: list[str], config_dir: Path) -> list[str]:
     schemas = schemas_for(chosen, config_dir)
     # A VQ-VAE's second stage takes its model and likelihood from the VQ-VAE run (training/code_prior.py).
     code_prior = next((o for o in chosen["prior"] if o in FAMILIES["prior"] and FAMILIES["prior"][o].code_prior), None)
+    resuming = any(o.key_or_group == "trainer.resume" and o.value() not in (None, "null", "None", "") for o in parsed)
     for override in parsed:
         key = override.key_or_group
         if key.startswith("hydra") or override.is_delete() or override.package:
@@ -211,7 +212,7 @@ def check_overrides(overrides: list[str], config_dir: Path) -> list[str]:
         if key in MOVED:
             problems.append(f"{key} has moved: use {MOVED[key]}.")
             continue
-        problem = _key_problem(key, override, schemas, groups)
+        problem = _key_problem(key, override, schemas, groups, resuming)
         if problem is not None:
             problems.append(problem)
             continue
@@ -235,7 +236,9 @@ def check_overrides(overrides: list[str], config_dir: Path) -> list[str]:
     return problems
 
 
-def _key_problem(key: str, override: Any, schemas: list[DictConfig], groups: list[str]) -> str | None:
+def _key_problem(
+    key: str, override: Any, schemas: list[DictConfig], groups: list[str], resuming: bool = False
+) -> str | None:
     """Why ``key`` is not a key of the run's config (or why ``+key`` is wrong), or None."""
     missing = [s for s in schemas if OmegaConf.select(s, key, default=_ABSENT) is _ABSENT]
     parent_key, _, leaf = key.rpartition(".")
@@ -260,8 +263,14 @@ def _key_problem(key: str, override: Any, schemas: list[DictConfig], groups: lis
         if owners:
             return (
                 f"{key} is a key of {' / '.join(f'{family}={o}' for o in owners)}, not of {where} (which this run "
-                f"uses). Add {family}={owners[0]} to the command line, or drop {key}. Keys of {where}: "
-                f"{', '.join(valid_keys)}."
+                f"uses). "
+                + (
+                    f"A resume keeps the run's {family}: drop {key}, or start a new run (without trainer.resume) "
+                    f"with {family}={owners[0]}."
+                    if resuming
+                    else f"Add {family}={owners[0]} to the command line, or drop {key}."
+                )
+                + f" Keys of {where}: {', '.join(valid_keys)}."
             )
     plus = " ('+' adds a key the config does not have, which vae-train would ignore)" if override.is_add() else ""
     return f"Unknown config key '{key}'{plus}. Valid keys under {where}: {', '.join(valid_keys)}." + _suggest(

@@ -70,14 +70,50 @@ def child_processes(parent: int | None = None) -> list[int]:
     return found
 
 
+def catches_sigterm(pid: int) -> bool:
+    """Whether process ``pid`` has a SIGTERM handler installed (``SigCgt`` in /proc/<pid>/status): a worker still
+    importing has none yet, and SIGTERM would kill it instead of stopping its job."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return False
+
+
+_forwarding = False
+
+
 def forward_stop(signum: int) -> list[int]:
-    """Ask every worker of this process to stop (SIGTERM); returns the pids asked."""
-    asked = []
-    for pid in child_processes():
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGTERM)
-            asked.append(pid)
-    return asked
+    """Ask every worker of this process to stop (SIGTERM); returns the pids asked now. A worker still starting
+    (no handler yet) and any worker started later are asked as soon as their handler is in place, by a thread
+    that keeps watching while this process lives: a job never starts after the sweep was told to stop."""
+    global _forwarding
+    asked: set[int] = set()
+
+    def ask_ready() -> list[int]:
+        now = []
+        for pid in child_processes():
+            if pid in asked or not catches_sigterm(pid):
+                continue
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGTERM)
+                now.append(pid)
+            asked.add(pid)
+        return now
+
+    first = ask_ready()
+    if not _forwarding:
+        _forwarding = True
+
+        def keep_asking() -> None:
+            while True:
+                time.sleep(0.1)
+                ask_ready()
+
+        threading.Thread(target=keep_asking, name="vae-cli-stop-forward", daemon=True).start()
+    return first
 
 
 def watch_parent(parent: int, every: float = 1.0, grace: float = 300.0) -> None:

@@ -35,7 +35,8 @@ from vae_cli.process.signals import STOP, TRAINING, StopRequested
 from vae_cli.process.workers import in_sweep_worker, running_job, sweep_parent, watch_parent
 from vae_cli.runs.ownership import Claim, Intent, claim, command_line
 from vae_cli.runs.resolvers import CREATED_BY_RESOLVER
-from vae_cli.runs.status import write_status
+from vae_cli.runs.status import read_status, write_status
+from vae_cli.runs.sweeps.refusals import record_refusal
 
 log = logging.getLogger("vae_cli")
 
@@ -231,6 +232,8 @@ def _run_job(cfg: DictConfig, hc: Any, multirun: bool, worker: bool) -> float | 
             print(f"vae-train: job {hc.job.num} ({' '.join(overrides)}) stopped: {exc}", file=sys.stderr)
             return math.nan
         print(f"vae-train: job {hc.job.num} ({' '.join(overrides)}) failed: {exc}", file=sys.stderr)
+        if held is None:  # nothing of it is in its folder: the sweep folder says it failed
+            record_refusal(run_dir.parent, int(hc.job.num), str(exc))
         return math.nan
     except Exception as exc:  # a bug: the run says so; a sweep goes on, a single run keeps the traceback
         _record_failure(held, exc)
@@ -262,10 +265,13 @@ def _train_in(held: Claim, cfg: DictConfig, hc: Any, overrides: list[str]) -> fl
     STOP.check()
     held.lock.write_holder(command_line())
     held.record = write_hydra_record(run_dir, prepared.cfg, hc, resumed=held.action == "resume")
+    # A run's identity is the overrides it was started with: a direct resume of a sweep's job (trainer.resume=
+    # SWEEP/3 trainer.epochs=20) keeps the job's, so the sweep's next run still knows its job.
+    recorded = read_status(run_dir).get("overrides") if held.action == "resume" else None
     write_status(
         run_dir,
         "running",
-        overrides=overrides,
+        overrides=recorded if isinstance(recorded, list) else overrides,
         command=command_line(),
         config_epochs=int(prepared.cfg.trainer.epochs),
     )

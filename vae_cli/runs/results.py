@@ -54,8 +54,9 @@ def read_metrics(run_dir: Path) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def owned(run_dir: Path, what: str) -> Iterator[None]:
-    """Hold ``run_dir``'s lock for the block, or refuse (ConfigError) naming who holds it."""
+def owned(run_dir: Path, what: str, busy: str | None = None) -> Iterator[None]:
+    """Hold ``run_dir``'s lock for the block, or refuse (ConfigError) naming who holds it (``busy``: what that
+    means and what to do, for a folder that is not a run)."""
     lock = DirLock(run_dir)
     try:
         acquired = lock.acquire()
@@ -63,9 +64,13 @@ def owned(run_dir: Path, what: str) -> Iterator[None]:
         raise ConfigError(f"Cannot open {run_dir} to write {what}: {exc.strerror or exc}.") from None
     if not acquired:
         raise ConfigError(
-            f"{run_dir} is in use by {holder_of(run_dir)}: it is training (or being replaced), and results written "
-            f"now could describe another model than the one it ends with. Nothing was written. Run this again when "
-            f"it has finished, or print the numbers only with --no-write."
+            f"{run_dir} is in use by {holder_of(run_dir)}: "
+            + (
+                busy
+                or "it is training (or being replaced), and results written now could describe another model than "
+                "the one it ends with. Nothing was written. Run this again when it has finished, or print the "
+                "numbers only with --no-write."
+            )
         )
     try:
         yield

@@ -28,6 +28,7 @@ import torch
 from vae_cli.process.atomic import atomic_write
 from vae_cli.process.errors import CheckpointError
 from vae_cli.process.version import __version__
+from vae_cli.training.run_layout import no_checkpoint_message
 
 FORMAT_VERSION = 2
 REQUIRED_KEYS = ("format_version", "model", "optimizer", "epoch", "step", "config")
@@ -85,11 +86,7 @@ def resolve_checkpoint_path(path_or_run_dir: str | Path) -> Path:
         candidate = p / "checkpoints" / "last.pt"
         if candidate.is_file():
             return candidate
-        raise CheckpointError(
-            f"No checkpoint in run directory {p}: expected {candidate}. The run may have stopped before its "
-            f"first epoch ended; pass a checkpoint file (…/checkpoints/last.pt or best.pt) or another run "
-            f"directory."
-        )
+        raise CheckpointError(no_checkpoint_message(p))
     if p.is_file():
         return p
     raise CheckpointError(

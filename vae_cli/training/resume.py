@@ -13,6 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from vae_cli.config.catalog import FAMILIES
 from vae_cli.config.overrides import parse_overrides
 from vae_cli.config.schema import structured
 from vae_cli.process.errors import ConfigError, NothingToDo
@@ -50,6 +51,23 @@ def why_fixed(key: str) -> str | None:
     return None
 
 
+def option_name(group: str, node: Any) -> str:
+    """The option of ``group`` a config node is (``loss`` -> "iwae", ``model`` -> "conv")."""
+    if group in FAMILIES:
+        return FAMILIES[group].option_of(node)
+    name = node.get("name") if hasattr(node, "get") else None
+    return str(getattr(name, "value", name)) if name is not None else ""
+
+
+def saved_choices(resume: str) -> dict[str, str]:
+    """The group options the checkpoint ``trainer.resume`` names was trained with (the one a resume would load)."""
+    from vae_cli.training.checkpoint import load_with_fallback
+
+    _, ckpt, _ = load_with_fallback(resume, preferred="last")
+    saved = structured(ckpt["config"])
+    return {group: option_name(group, saved[group]) for group in GROUPS if group in saved}
+
+
 def merge_resume_config(
     composed: DictConfig, saved: dict[str, Any], overrides: list[str], batch_in_epoch: int = 0
 ) -> DictConfig:
@@ -63,11 +81,14 @@ def merge_resume_config(
         if key in GROUPS or key == "experiment":
             if key == "experiment":
                 continue  # its keys are compared below through the composed config
-            if OmegaConf.to_container(composed[key]) != OmegaConf.to_container(merged[key]):
+            # The group's option: naming the run's own one changes nothing (its keys, given one by one, are
+            # compared below); another option is another model or objective.
+            was, now = option_name(key, merged[key]), option_name(key, composed[key])
+            if was != now:
                 raise ConfigError(
                     f"Cannot change the config group '{key}' when resuming: the checkpoint was trained with "
-                    f"{key}={OmegaConf.to_container(merged[key], resolve=True)}. Drop '{text}' to continue that run, "
-                    f"or start a new run without trainer.resume."
+                    f"{key}={was}, not {key}={now}. Drop '{text}' to continue that run, or start a new run "
+                    f"without trainer.resume."
                 )
             continue
         new = OmegaConf.select(composed, key)

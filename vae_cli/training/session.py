@@ -199,6 +199,7 @@ def _train(prepared: Prepared, run_dir: Path, dist: Distributed) -> dict[str, An
     )
 
     model, objective = build_model_and_objective(cfg, data, device)
+    check_sweep_metric(cfg, objective, data)
     model_info: dict[str, Any] = {}
     if is_code_prior_run(cfg):
         if prepared.frozen_vqvae is not None:
@@ -345,6 +346,31 @@ def final_metrics(
         }
     )
     return metrics, test
+
+
+def written_metrics(cfg: DictConfig, objective: Objective, data: ImageSplits) -> list[str]:
+    """The metrics of metrics.json a run of ``cfg`` writes (``final_metrics``), known before its first step."""
+    splits = ["val", "train", *(["test"] if data.test.shape[0] > 0 else [])]
+    names = [f"{split}/{term}" for split in splits for term in objective.terms]
+    if cfg.trainer.nll_iw_every_epochs > 0:
+        names += ["val/nll_iw", "val/bits_per_dim"]
+    return names
+
+
+def check_sweep_metric(cfg: DictConfig, objective: Objective, data: ImageSplits) -> None:
+    """``trainer.sweep_metric`` (what an Optuna sweep minimizes, the summary's ranking) is a metric this run
+    writes: otherwise every trial would end as "failed" with nothing wrong in it."""
+    metric = str(cfg.trainer.sweep_metric)
+    names = written_metrics(cfg, objective, data)
+    if metric not in names:
+        raise ConfigError(
+            f"trainer.sweep_metric={metric} is not a metric this run writes: with loss={cfg.loss.name} it writes "
+            f"{', '.join(names)}. Choose one of them (e.g. trainer.sweep_metric=val/elbo, the bound every "
+            f"objective reports)."
+            if "val/elbo" in names
+            else f"trainer.sweep_metric={metric} is not a metric this run writes: with loss={cfg.loss.name} it "
+            f"writes {', '.join(names)}. Choose one of them."
+        )
 
 
 def build_model_and_objective(cfg: DictConfig, data: ImageSplits, device: torch.device) -> tuple[Model, Objective]:

@@ -73,9 +73,10 @@ def plot_series(
 
 
 def compare(
-    sweep_dir: Path, metric: str | None = None, x_key: str | None = None
+    sweep_dir: Path, metric: str | None = None, x_key: str | None = None, out_dir: Path | None = None
 ) -> tuple[list[dict[str, Any]], str, list[Path]]:
-    """Rank the jobs of ``sweep_dir``; write compare.csv/.md/.png; return (ranked rows, metric, files)."""
+    """Rank the jobs of ``sweep_dir``; write compare.csv/.md/.png into ``out_dir`` (default: the sweep folder);
+    return (ranked rows, metric, files)."""
     rows = collect_runs(sweep_dir)
     axes = swept_keys(rows)
     if x_key is not None and x_key not in axes:
@@ -93,14 +94,22 @@ def compare(
     writer.writeheader()
     for row in ranked:
         writer.writerow({c: row.get(c, "") for c in columns})
-    files = [sweep_dir / "compare.csv", sweep_dir / "compare.md", sweep_dir / "compare.png"]
-    write_text(files[0], buffer.getvalue())
+    out = sweep_dir if out_dir is None else out_dir
+    files = [out / "compare.csv", out / "compare.md", out / "compare.png"]
     direction = "higher is better" if higher_is_better(metric) else "lower is better"
     unranked = [str(r["job"]) for r in ranked if "rank" not in r and r.get("status") == "ok"]
     note = f" Not ranked (no finite value): job(s) {', '.join(unranked)}." if unranked else ""
-    write_text(files[1], f"Ranked by {metric} ({direction}): {why}.{note}\n\n" + markdown_table(ranked, columns))
     x_label, series = plot_series(rows, axes, metric, x_key)
-    save_png(line_plot(series, f"{metric} ({direction})", x_label, metric), files[2])
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_text(files[0], buffer.getvalue())
+        write_text(files[1], f"Ranked by {metric} ({direction}): {why}.{note}\n\n" + markdown_table(ranked, columns))
+        save_png(line_plot(series, f"{metric} ({direction})", x_label, metric), files[2])
+    except OSError as exc:
+        raise VaeCliError(
+            f"Could not write the comparison into {out}: {exc.strerror or exc}. Nothing in the sweep was changed. "
+            f"Write it elsewhere with --out DIR."
+        ) from None
     return ranked, metric, files
 
 

@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,12 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from vae_cli.process.atomic import write_text
-from vae_cli.process.locks import DirLock
+from vae_cli.process.locks import DirLock, holder_of
 from vae_cli.runs.results import read_eval, read_metrics, stale
 from vae_cli.runs.status import read_status
 from vae_cli.runs.sweeps.metrics import best_metric, higher_is_better, rank
+from vae_cli.runs.sweeps.refusals import clear_refusals, read_refusals
+from vae_cli.training.run_layout import sweep_jobs
 
 log = logging.getLogger(__name__)
 
@@ -82,19 +85,12 @@ def flat_eval(job_dir: Path, metrics: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
-JOB_MARKERS = (".hydra", "run.json", "metrics.json", "vae-train.log")
-
-
 def is_single_run(path: Path) -> bool:
     return (path / "run.json").is_file() or (path / "checkpoints").is_dir() or (path / "metrics.json").is_file()
 
 
-def job_dirs(sweep_dir: Path) -> list[Path]:
-    """The job folders of a sweep (``0/``, ``1/``, ...: numbered, and holding a vae-train job), in job order."""
-    jobs = [
-        p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit() and any((p / m).exists() for m in JOB_MARKERS)
-    ]
-    return sorted(jobs, key=lambda p: int(p.name))
+# The job folders of a sweep (0/, 1/, ...: numbered, and holding a vae-train run), in job order.
+job_dirs = sweep_jobs
 
 
 def job_status(job_dir: Path, metrics: dict[str, Any]) -> tuple[str, str]:
@@ -124,12 +120,15 @@ def collect_runs(sweep_dir: Path) -> list[dict[str, Any]]:
     """One row per job directory: its number, its overrides, its metrics.json and eval.json, its status, and what
     its recorded config says it minimized (``sweep_metric``, ``objective``)."""
     rows = []
+    refused = read_refusals(sweep_dir)
     for job_dir in job_dirs(sweep_dir):
         overrides = _read_yaml(job_dir / ".hydra" / "overrides.yaml")
         if not isinstance(overrides, list) or not overrides:
             overrides = read_status(job_dir).get("overrides") or []
         metrics = read_metrics(job_dir)
         status, reason = job_status(job_dir, metrics)
+        if int(job_dir.name) in refused:  # the sweep's latest run refused it: what the folder holds is not it
+            status, reason = "refused", refused.pop(int(job_dir.name))
         first_sentence = " ".join(reason.split()).split(". ")[0].replace("|", "/")[:160]  # one table cell
         config = _read_yaml(job_dir / ".hydra" / "config.yaml")
         trainer = config.get("trainer") if isinstance(config, dict) else None
@@ -148,7 +147,16 @@ def collect_runs(sweep_dir: Path) -> list[dict[str, Any]]:
                 "objective": json.dumps(loss, sort_keys=True, default=str),
             }
         )
-    return rows
+    for job, reason in sorted(refused.items()):  # refused before its folder existed
+        rows.append(
+            {
+                "job": job,
+                "overrides": "",
+                "status": "refused",
+                "reason": " ".join(reason.split())[:160].replace("|", "/"),
+            }
+        )
+    return sorted(rows, key=lambda r: r["job"])
 
 
 def mark_best(rows: list[dict[str, Any]]) -> tuple[str, str]:
@@ -224,8 +232,43 @@ UNFINISHED: list[str] = []
 
 
 class SweepSummary(Callback):
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+    """Holds the sweep folder for the sweep's whole run (vae-compare waits for it; a second vae-train -m into the
+    same folder is refused at once), clears the refusals of its previous run, and writes the summary at the end."""
+
+    def __init__(self) -> None:
+        self.lock: DirLock | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+            lock = DirLock(sweep_dir)
+            acquired = lock.acquire()
+        except OSError as exc:
+            log.warning("could not hold the sweep folder %s: %s", sweep_dir, exc)
+            return
+        if not acquired:
+            # Hydra turns a callback's exceptions into warnings: this ends the process itself, before any job.
+            print(
+                f"vae-train: error: the sweep folder {sweep_dir} is in use by {holder_of(sweep_dir)}. Nothing was "
+                f"started. Wait for it to finish (then the same command continues this sweep), or choose another "
+                f"hydra.sweep.dir.",
+                file=sys.stderr,
+            )
+            raise SystemExit(2)
+        lock.write_holder(sys.argv)
+        self.lock = lock
+        clear_refusals(sweep_dir)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            self._summarize(Path(config.hydra.sweep.dir))
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+                self.lock = None
+
+    def _summarize(self, sweep_dir: Path) -> None:
         if not sweep_dir.is_dir():
             return
         rows = collect_runs(sweep_dir)
