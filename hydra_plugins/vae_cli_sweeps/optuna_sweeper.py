@@ -113,7 +113,10 @@ def resumable_impl() -> type:
                     super().sweep(arguments)
             except ValueError as exc:
                 completed = [t for t in self._existing_trials() if t.state == optuna.trial.TrialState.COMPLETE]
-                if completed or "no trials are completed" not in str(exc).lower():
+                # Optuna's best-trial lookup when none completed: "No trials are completed yet" in memory,
+                # "Record does not exist." from an RDB storage.
+                no_best = ("no trials are completed", "record does not exist")
+                if completed or not any(m in str(exc).lower() for m in no_best):
                     raise
                 log.error(
                     "No trial of study %s completed: every job failed (their run.json files say why; the sweep "

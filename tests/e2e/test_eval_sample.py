@@ -244,8 +244,12 @@ def test_bad_paths_and_missing_data_are_one_clear_message(sweep, tmp_path, capsy
         assert all(n in err for n in needles), err
 
     (tmp_path / "empty_run").mkdir()
-    fails(evaluate.main, [tmp_path / "empty_run"], "vae-eval: error: No checkpoint in run directory")
-    fails(sample.main, [tmp_path / "empty_run", "--out", tmp_path / "o"], "vae-sample: error: No checkpoint")
+    fails(evaluate.main, [tmp_path / "empty_run"], "vae-eval: error:", "is not a vae-train run directory")
+    fails(sample.main, [tmp_path / "empty_run", "--out", tmp_path / "o"], "vae-sample: error:", "is not a vae-train")
+    (tmp_path / "stopped_run").mkdir()
+    (tmp_path / "stopped_run" / "run.json").write_text('{"state": "failed"}')
+    fails(evaluate.main, [tmp_path / "stopped_run"], "vae-eval: error: No checkpoint in run directory")
+    fails(evaluate.main, [sweep], "vae-eval: error:", "is a sweep folder", f"vae-compare {sweep}")
     fails(evaluate.main, [sweep / "0", "--k", "0"], "--k", "must be >= 1")
     fails(sample.main, [sweep / "0", "--out", "x", "--temperature", "-1"], "--temperature", ">= 0")
     fails(compare.main, [tmp_path / "empty_run"], "vae-compare: error:", "not a sweep folder")

@@ -94,5 +94,11 @@ def test_resolve_run_dir_and_missing_paths(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         resolve_checkpoint_path(tmp_path / "missing")
     (tmp_path / "empty_run").mkdir()
+    with pytest.raises(CheckpointError, match="is not a vae-train run directory"):
+        resolve_checkpoint_path(tmp_path / "empty_run")
+    (tmp_path / "empty_run" / "run.json").write_text("{}")  # a run that stopped before its first checkpoint
     with pytest.raises(CheckpointError, match="No checkpoint"):
         resolve_checkpoint_path(tmp_path / "empty_run")
+    save_checkpoint(_state(), tmp_path / "sweep" / "0" / "checkpoints" / "last.pt")
+    with pytest.raises(CheckpointError, match=r"is a sweep folder \(vae-train -m\), not a run"):
+        resolve_checkpoint_path(tmp_path / "sweep")

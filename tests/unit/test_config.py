@@ -151,3 +151,31 @@ def test_a_short_last_evaluation_batch_joins_the_one_before():
     assert sizes(5, 2) == [5, 6]
     assert sizes(4, 3) == [4, 4, 3]
     assert sizes(20, 3) == [11]
+
+
+def test_a_config_read_back_from_a_file_is_data_never_resolved(tmp_path, monkeypatch):
+    """A checkpoint's config with interpolations in it (a crafted file: the digest is unkeyed, anyone can recompute
+    it) stays text where the key is text, and is refused where it is not; no resolver runs either way."""
+    from vae_cli.config.schema import structured, to_plain_dict
+    from vae_cli.runs.resolvers import register_resolvers
+
+    register_resolvers()
+    monkeypatch.setenv("EVIL", "from-the-environment")
+    plain = to_plain_dict(compose_config(["dataset=synthetic"]))
+    target = tmp_path / "made-by-a-resolver"
+    plain["dataset"]["root"] = f"${{unique_dir:{target}}}"
+    plain["dataset"]["cache_dir"] = "${oc.env:EVIL}"
+    plain["logger"]["tensorboard"] = True
+    cfg = structured(plain)
+    assert cfg.dataset.root == f"${{unique_dir:{target}}}" and cfg.dataset.cache_dir == "${oc.env:EVIL}"
+    assert OmegaConf.to_container(cfg, resolve=True)["dataset"]["cache_dir"] == "${oc.env:EVIL}"
+    assert not target.exists()
+    plain["dataset"]["root"] = r"C:\${not-an-escape}"  # backslashes before ${ come back exactly
+    assert structured(plain).dataset.root == r"C:\${not-an-escape}"
+    plain["trainer"]["device"] = "${oc.env:EVIL,cpu}"
+    with pytest.raises(ConfigError, match=r"holds '\$\{oc.env:EVIL,cpu\}' at trainer.device"):
+        structured(plain)
+    plain["trainer"]["device"] = "cpu"
+    plain["trainer"]["epochs"] = "${oc.env:EVIL}"
+    with pytest.raises(ConfigError, match=r"at trainer\.epochs"):
+        structured(plain)

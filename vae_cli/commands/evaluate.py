@@ -74,35 +74,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    from vae_cli.commands.eval_report import format_disentanglement, format_table
     from vae_cli.process.errors import reported_errors
-    from vae_cli.runs.scores import disentanglement_run, evaluate_run
 
     if args.set and not args.disentanglement:
         build_parser().error("--set changes the disentanglement config: use it with --disentanglement")
-    if args.disentanglement:
-        with reported_errors("vae-eval", "interrupted; nothing was written."):
+    # Entered before torch is imported: Ctrl-C or SIGTERM at any moment ends with a message, never a traceback.
+    with reported_errors("vae-eval", "interrupted; nothing was written."):
+        from vae_cli.commands.eval_report import format_disentanglement, format_table
+        from vae_cli.runs.scores import disentanglement_run, evaluate_run
+
+        if args.disentanglement:
             scored, run = disentanglement_run(
                 args.path, args.data_root, args.set, args.checkpoint, args.device, write=not args.no_write
             )
+        else:
+            result, run = evaluate_run(
+                args.path,
+                split=args.split,
+                k=args.k,
+                data_root=args.data_root,
+                dataset=args.dataset,
+                which=args.checkpoint,
+                device=args.device,
+                seed=args.seed,
+                batch_size=args.batch_size,
+                write=not args.no_write,
+                num_images=args.num_images,
+            )
+    if args.disentanglement:
         print(format_disentanglement(scored, run))
         if not args.no_write:
             print(f"\nwrote {run.run_dir / 'eval.json'} (entry disentanglement) and TensorBoard disentanglement/*")
         return
-    with reported_errors("vae-eval", "interrupted; nothing was written."):
-        result, run = evaluate_run(
-            args.path,
-            split=args.split,
-            k=args.k,
-            data_root=args.data_root,
-            dataset=args.dataset,
-            which=args.checkpoint,
-            device=args.device,
-            seed=args.seed,
-            batch_size=args.batch_size,
-            write=not args.no_write,
-            num_images=args.num_images,
-        )
     print(format_table(result, run))
     if not args.no_write:
         print(f"\nwrote {run.run_dir / 'eval.json'} and TensorBoard scalars eval/{result.split}/* in {run.run_dir}")

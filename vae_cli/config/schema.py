@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from vae_cli.config.architectures import ModelConfig
 from vae_cli.config.catalog import FAMILIES
@@ -114,6 +115,14 @@ def literal(value: Any) -> Any:
     return value
 
 
+def _plain_value(plain: Any, key: str) -> Any:
+    for part in key.split("."):
+        if not isinstance(plain, dict) or part not in plain:
+            return "?"
+        plain = plain[part]
+    return plain
+
+
 _INTERPOLATION_START = re.compile(r"(\\*)\$\{")
 
 
@@ -121,4 +130,17 @@ def structured(plain: dict[str, Any]) -> DictConfig:
     """A plain-dict config read from a file (a checkpoint's) as a typed config, migrated to today's layout. It is
     data: nothing in it is interpolated or resolved (``literal``)."""
     cfg = literal(migrate(plain))
-    return OmegaConf.merge(schema_for(cfg), cfg)  # type: ignore[return-value]
+    typed = OmegaConf.merge(schema_for(cfg), cfg)
+    try:
+        # Every value read once: an escaped ``${...}`` is text, fine for a text key; for a number, an enum or a
+        # flag it is no value at all (the file was edited or made elsewhere), said here rather than at first use.
+        OmegaConf.to_container(typed, resolve=True)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or "a key"
+        raise ConfigError(
+            f"The config saved in this file holds {_plain_value(migrate(plain), key)!r} at {key}, which is "
+            f"not a value of that key: an interpolation, which vae-cli never resolves in a config read back from a "
+            f"file. The file was edited or made outside vae-cli (its checksum only shows it was not damaged); use "
+            f"a checkpoint written by vae-train."
+        ) from None
+    return typed  # type: ignore[return-value]

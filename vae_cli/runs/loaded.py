@@ -21,7 +21,7 @@ from vae_cli.models.build import build_model
 from vae_cli.models.protocol import Model
 from vae_cli.objectives import build_objective
 from vae_cli.objectives.base import Objective, ObjectiveContext
-from vae_cli.process.errors import CheckpointError, DataError
+from vae_cli.process.errors import CheckpointError, DataError, VaeCliError
 from vae_cli.training.checkpoint import evaluation_weights, load_with_fallback
 
 SPLITS = ("test", "val", "train")
@@ -83,6 +83,8 @@ def load_run(path: str | Path, which: str = "best", device: torch.device | str =
         print(f"warning: {warning}", file=sys.stderr)
     try:
         cfg = structured(ckpt["config"])
+    except VaeCliError as exc:  # a config that is not data (an interpolation in it): said as it is
+        raise CheckpointError(f"{ckpt_path}: {exc}") from None
     except Exception as exc:  # omegaconf raises several types for a config that does not fit the schema
         raise CheckpointError(
             f"The config stored in {ckpt_path} does not fit this vae-cli's schema ({type(exc).__name__}: "

@@ -52,7 +52,10 @@ def attach_vqvae(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Fro
         path, ckpt, warning = load_with_fallback(str(source), preferred="best")
     except CheckpointError as exc:
         raise CheckpointError(f"prior.vqvae={source}: {exc}") from None
-    saved = structured(ckpt["config"])
+    try:
+        saved = structured(ckpt["config"])
+    except ConfigError as exc:
+        raise ConfigError(f"prior.vqvae={source}: {path}: {exc}") from None
     arch = ARCHITECTURES.option_of(saved.model)
     if ARCHITECTURES[arch].latent != "code_grid":
         raise ConfigError(

@@ -69,10 +69,11 @@ def saved_choices(resume: str) -> dict[str, str]:
 
 
 def merge_resume_config(
-    composed: DictConfig, saved: dict[str, Any], overrides: list[str], batch_in_epoch: int = 0
+    composed: DictConfig, saved: dict[str, Any] | DictConfig, overrides: list[str], batch_in_epoch: int = 0
 ) -> DictConfig:
-    """The checkpoint's config (``saved``, a plain dict) with this command line's keys (as composed) on top."""
-    merged = structured(saved)
+    """The checkpoint's config (``saved``: the plain dict, or already ``structured``) with this command line's
+    keys (as composed) on top."""
+    merged = structured(saved) if isinstance(saved, dict) else OmegaConf.merge(saved, {})
     for override in parse_overrides(overrides):
         key = override.key_or_group
         if key.startswith("hydra") or override.is_delete():

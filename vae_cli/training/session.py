@@ -20,7 +20,7 @@ import torch
 from omegaconf import DictConfig
 
 from vae_cli.config.catalog import PRIORS
-from vae_cli.config.schema import to_plain_dict
+from vae_cli.config.schema import structured, to_plain_dict
 from vae_cli.config.validate import validate
 from vae_cli.datasets.batches import labelled_batches, make_train_batches
 from vae_cli.datasets.factor_sets import check_ground_truth
@@ -109,7 +109,11 @@ def prepare(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) 
         validate(cfg)
         return Prepared(cfg, overrides=list(overrides or []), frozen_vqvae=frozen)
     path, ckpt, warning = load_with_fallback(cfg.trainer.resume, preferred="last")
-    merged = merge_resume_config(cfg, ckpt["config"], overrides or [], ckpt.get("batch_in_epoch", 0))
+    try:
+        saved = structured(ckpt["config"])  # data: nothing in it is resolved (config/schema.py)
+    except ConfigError as exc:
+        raise ConfigError(f"trainer.resume: {path}: {exc}") from None
+    merged = merge_resume_config(cfg, saved, overrides or [], ckpt.get("batch_in_epoch", 0))
     check_resume_epochs(merged, ckpt, run_dir)
     validate(merged)
     return Prepared(merged, ckpt, path, warning, list(overrides or []))
@@ -175,12 +179,12 @@ def _train(prepared: Prepared, run_dir: Path, dist: Distributed) -> dict[str, An
     if dist.enabled:
         log.info("process %d of %d (torchrun), device %s", dist.rank, dist.world_size, device)
     torch.manual_seed(cfg.trainer.seed)
+    if cfg.disentanglement.every_epochs > 0 and dist.is_main:
+        # What the first scoring will read (a factors CSV and the images it lists), checked first: a broken table
+        # is refused before the data is even loaded, not after the first epoch.
+        check_ground_truth(cfg.dataset)
     with STOP.phase(LOADING):
         data = load_dataset(cfg.dataset, seed=cfg.trainer.seed)
-        if cfg.disentanglement.every_epochs > 0 and dist.is_main:
-            # What the first scoring will read (a factors CSV and the images it lists), checked now: a broken
-            # table is refused before the first step, not after the first epoch.
-            check_ground_truth(cfg.dataset)
     if cfg.trainer.batch_size > data.train.shape[0]:
         raise ConfigError(
             f"trainer.batch_size={cfg.trainer.batch_size} is larger than the training set "

@@ -47,8 +47,13 @@ def choose_metric(rows: list[dict[str, Any]], requested: str | None) -> tuple[st
     problem = comparable(rows, requested)
     if problem is not None:
         raise VaeCliError(
-            f"Cannot rank by {requested}: {problem}, so its numbers are not comparable. Re-evaluate every job alike "
-            f"with vae-compare --eval --k K (it re-evaluates the jobs whose entry differs), or rank by another metric."
+            f"Cannot rank by {requested}: {problem}, so its numbers are not comparable. "
+            + (
+                "Re-evaluate every job alike with vae-compare --eval --k K (it re-evaluates the jobs whose entry "
+                "differs), or rank by another metric."
+                if requested.startswith("eval/")
+                else "Nothing was written."
+            )
         )
     return requested, "asked for with --metric"
 

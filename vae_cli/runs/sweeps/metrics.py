@@ -10,8 +10,8 @@ A ranking compares like with like:
   ``val/loss`` of elbo, iwae and a beta-VAE are three different quantities); else the bound every job reports
   (``val/nll_iw``, then ``val/elbo``);
 - **the rows**: only finite values are ranked (a NaN or an infinite value is never best); ``comparable`` says why
-  eval.json entries of different K or N, or computed before the job trained further (stale), may not be ranked
-  together.
+  eval.json entries of different K or N, or computed before the job trained further (stale), and the losses of
+  different objectives or weights, may not be ranked together.
 """
 
 from __future__ import annotations
@@ -50,6 +50,12 @@ def comparable(rows: list[dict[str, Any]], metric: str) -> str | None:
     another K or N than the others, or from a checkpoint the job has since replaced."""
     split = eval_split_of(metric)
     scored = [r for r in rows if r.get("status") == "ok" and finite(r.get(metric)) is not None]
+    if metric.endswith("/loss") and not _means_the_same(scored, metric):
+        return (
+            f"each job's {metric} is what its own objective minimizes, and the jobs differ in objective or its "
+            f"weights (a loss of elbo, iwae and of a beta-VAE are different quantities); rank by a bound every job "
+            f"reports instead (val/nll_iw or val/elbo)"
+        )
     if split is None or not scored:
         return None
     stale = [str(r["job"]) for r in scored if r.get(f"eval/{split}/stale")]
