@@ -11,10 +11,15 @@ run-directory ownership (vae_cli/runs/ownership.py):
   unharmed;
 - ``sweep-kills``: a sweep killed with SIGKILL at random moments and started again with the same command each time:
   finished jobs are never retrained or rewritten, and every job ends identical to the same job of an uninterrupted
-  sweep.
+  sweep;
+- ``sweep-signals``: a joblib sweep (2 workers) and an Optuna study (trials in batches of 2) each stopped by SIGINT (to
+  the process group, as Ctrl-C), SIGTERM or SIGKILL (to the parent) at random moments and continued with the same
+  command: true exit statuses, no traceback, no worker alive after its parent, and every job ends bit-identical to
+  an uninterrupted run of its configuration.
 
     python benchmarks/soak.py --runs 12 --concurrency 3 --kill-fraction 0.5
     python benchmarks/soak.py --scenarios writers resume-while-running sweep-kills
+    python benchmarks/soak.py --scenarios sweep-signals --signal-kills 6
 
 Not part of the default test run (it takes minutes). Exit status 1 if any check fails.
 """
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import signal
@@ -211,6 +217,117 @@ def sweep_kills(root: Path, kills: int, rng: random.Random) -> list[str]:
     return problems
 
 
+JOBLIB = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+OPTUNA = [
+    "hydra/sweeper=optuna",
+    "hydra.sweeper.n_trials=4",
+    "hydra.sweeper.n_jobs=2",
+    "hydra.sweeper.sampler.seed=0",
+    "optim.lr=tag(log, interval(1e-4, 1e-2))",
+]
+STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
+
+
+def children_of(pid: int) -> list[int]:
+    from vae_cli.process.workers import child_processes
+
+    return child_processes(pid)
+
+
+def alive(pids: list[int]) -> list[int]:
+    left = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z":
+            left.append(pid)
+    return left
+
+
+def stopped_and_rerun(
+    root: Path, name: str, extra: list[str], kills: int, rng: random.Random
+) -> tuple[Path, list[str]]:
+    """A sweep stopped ``kills`` times by a random signal at a random moment (SIGINT to its process group, as a
+    terminal's Ctrl-C; SIGTERM or SIGKILL to its parent, as kill, timeout or an out-of-memory killer), each time
+    started again with the same command, then run to the end: exit statuses true, no worker left behind."""
+    sweep = root / name
+    command = [vae_train(), "-m", *CONFIG, *extra, f"hydra.sweep.dir={sweep}"]
+    problems: list[str] = []
+    for _ in range(kills):
+        proc = subprocess.Popen(
+            command, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+        )
+        time.sleep(rng.uniform(0.5, 8.0))
+        sig = rng.choice(STOPS)
+        workers = children_of(proc.pid)
+        if proc.poll() is None:
+            if sig == signal.SIGINT:
+                os.killpg(proc.pid, sig)
+            else:
+                proc.send_signal(sig)
+        _, err = proc.communicate(timeout=600)
+        expected = {0, -9} if sig == signal.SIGKILL else {0, 128 + sig}
+        if proc.returncode not in expected:
+            problems.append(
+                f"{sig.name}: exit {proc.returncode} ({err.strip().splitlines()[-1] if err.strip() else ''})"
+            )
+        if "Traceback" in err:
+            problems.append(f"{sig.name}: a traceback")
+        deadline = time.time() + 120
+        while alive(workers) and time.time() < deadline:
+            time.sleep(0.2)
+        if alive(workers):
+            problems.append(f"{sig.name}: {len(alive(workers))} worker(s) still alive 120 s after the parent ended")
+    final = subprocess.run(command, cwd=root, capture_output=True, text=True)
+    if final.returncode != 0:
+        problems.append(f"the last restart ended with exit {final.returncode}: {final.stderr[-400:]}")
+    return sweep, problems
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    wa, wb = weights_of(a), weights_of(b)
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def sweep_signals(root: Path, kills: int, rng: random.Random) -> dict[str, list[str]]:
+    """joblib and Optuna sweeps stopped by signals and continued: every job ends identical to an uninterrupted
+    run of the same configuration."""
+    results = {}
+    axis = ["trainer.seed=0,1,2,3"]
+    ref = root / "joblib_ref"
+    subprocess.run(
+        [vae_train(), "-m", *CONFIG, *JOBLIB, *axis, f"hydra.sweep.dir={ref}"], cwd=root, capture_output=True
+    )
+    sweep, problems = stopped_and_rerun(root, "joblib", [*JOBLIB, *axis], kills, rng)
+    for job in sorted(ref.glob("[0-9]*")):
+        if not (sweep / job.name / "metrics.json").is_file():
+            problems.append(f"job {job.name} never finished")
+        elif not same_weights(job, sweep / job.name):
+            problems.append(f"job {job.name}'s final weights differ from the uninterrupted sweep's")
+    results[f"a 4-job joblib sweep stopped {kills} times, continued"] = problems
+    sweep, problems = stopped_and_rerun(root, "optuna", OPTUNA, kills, rng)
+    import optuna
+
+    study = optuna.load_study(study_name="vae-train", storage=f"sqlite:///{sweep / 'optuna.db'}")
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if len(complete) != 4:
+        problems.append(f"{len(complete)} trials complete, 4 expected")
+    for trial in complete:
+        # The trial's job folder (job numbers follow trial numbers), against one uninterrupted run of its lr.
+        job = sweep / str(trial.number)
+        single = root / f"optuna_single_{trial.number}"
+        lr = trial.params["optim.lr"]
+        subprocess.run(
+            [vae_train(), *CONFIG, f"optim.lr={lr}", f"hydra.run.dir={single}"], cwd=root, capture_output=True
+        )
+        if not (job / "checkpoints" / "last.pt").is_file() or not same_weights(job, single):
+            problems.append(f"trial {trial.number} (optim.lr={lr}) differs from an uninterrupted run of its lr")
+    results[f"a 4-trial Optuna study stopped {kills} times, continued"] = problems
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=12, help="runs in all (half sequential, half concurrent)")
@@ -219,8 +336,11 @@ def main() -> int:
     parser.add_argument(
         "--scenarios",
         nargs="+",
-        default=["runs", "writers", "resume-while-running", "sweep-kills"],
-        choices=["runs", "writers", "resume-while-running", "sweep-kills"],
+        default=["runs", "writers", "resume-while-running", "sweep-kills", "sweep-signals"],
+        choices=["runs", "writers", "resume-while-running", "sweep-kills", "sweep-signals"],
+    )
+    parser.add_argument(
+        "--signal-kills", type=int, default=4, help="signals sent to each of the joblib and Optuna sweeps"
     )
     parser.add_argument("--writers", type=int, default=4, help="processes started at once into one run directory")
     parser.add_argument("--sweep-kills", type=int, default=4, help="SIGKILLs of the sweep before its last restart")
@@ -242,6 +362,8 @@ def main() -> int:
         ownership[f"a 4-job sweep SIGKILLed {args.sweep_kills} times, restarted"] = sweep_kills(
             root, args.sweep_kills, rng
         )
+    if "sweep-signals" in args.scenarios:
+        ownership.update(sweep_signals(root, args.signal_kills, rng))
     for scenario, problems in ownership.items():
         print(f"{scenario:<55} {'; '.join(problems) or 'ok'}")
     if "runs" not in args.scenarios:

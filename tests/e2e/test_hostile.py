@@ -396,12 +396,13 @@ def test_a_run_or_sweep_directory_that_is_a_file(tmp_path, key):
     assert target.read_text() == "mine"
 
 
-def test_resume_from_a_text_file(tmp_path):
-    text = tmp_path / "notes.txt"
-    text.write_text("not a checkpoint\n")
+@pytest.mark.parametrize(("name", "content"), [("notes.txt", "not a checkpoint\n"), ("x.pt", "hello\n"), ("e.pt", "")])
+def test_resume_from_a_text_file(tmp_path, name, content):
+    text = tmp_path / name
+    text.write_text(content)
     proc = run_vae_train([f"trainer.resume={text}"], cwd=tmp_path, check=False)
-    clean_failure(proc, 2, "notes.txt")
-    assert text.read_text() == "not a checkpoint\n"
+    clean_failure(proc, 2, name)
+    assert text.read_text() == content
 
 
 @pytest.mark.parametrize(
@@ -579,6 +580,14 @@ def test_vae_eval_of_the_test_split_needs_no_training_files(tmp_path):
 
 
 # ----- results you can trust (issue 25): files read back are data -----------------------------------------------
+def any_command(command: list[str], cwd: Path, **paths: Path) -> subprocess.CompletedProcess:
+    """``command`` (vae-train or another tool, its arguments with ``{name}`` placeholders for ``paths``), run."""
+    args = [a.format(**paths) for a in command[1:]]
+    if command[0] == "vae-train":
+        return run_vae_train(args, cwd, check=False)
+    return tool(command[0], args, cwd=cwd)
+
+
 def _craft(run: Path, **changes: str) -> None:
     """Edit both checkpoints' configs and recompute their digests, as anyone can (the digest is not keyed)."""
     from vae_cli.training.checkpoint import save_checkpoint
@@ -607,12 +616,7 @@ def _craft(run: Path, **changes: str) -> None:
 def test_an_interpolation_in_a_checkpoints_config_is_refused_and_never_resolved(run_copy, tmp_path, command):
     _craft(run_copy, **{"trainer.device": "${oc.env:HOME}", "trainer.epochs": "${unique_dir:%s}" % (tmp_path / "made")})
     before = tree_hash(run_copy)
-    args = [a.format(run=run_copy) for a in command[1:]]
-    proc = (
-        tool(command[0], args, cwd=tmp_path)
-        if command[0] != "vae-train"
-        else run_vae_train(args, tmp_path, check=False)
-    )
+    proc = any_command(command, tmp_path, run=run_copy)
     clean_failure(proc, 2, "never resolves in a config read back from a file", "at trainer.")
     assert os.environ["HOME"] not in proc.stderr.replace(str(tmp_path), "")  # the environment was not read
     assert not (tmp_path / "made").exists() and tree_hash(run_copy) == before
@@ -685,6 +689,39 @@ def test_vae_compare_refuses_entries_of_different_k_and_re_evaluates_them_with_e
     again = tool("vae-compare", [str(sweep_copy), "--eval", "--k", "2", "--metric", "eval/test/nll_iw"], cwd=tmp_path)
     clean_failure(again, 0, "Ranked by eval/test/nll_iw")
     assert {json.loads((sweep_copy / j / "eval.json").read_text())["test"]["k"] for j in "01"} == {2}
+
+
+def test_vae_compare_refuses_entries_computed_before_the_job_trained_further(sweep_copy, tmp_path):
+    for job in "01":
+        clean_failure(tool("vae-eval", [str(sweep_copy / job), "--k", "2"], cwd=tmp_path), 0)
+    run_vae_train([f"trainer.resume={sweep_copy / '0'}", "trainer.epochs=2"], cwd=tmp_path)  # job 0 trains on
+    proc = tool("vae-compare", [str(sweep_copy), "--metric", "eval/test/nll_iw"], cwd=tmp_path)
+    clean_failure(proc, 2, "job(s) 0 were computed before the job trained further")
+    summary = tool("vae-compare", [str(sweep_copy)], cwd=tmp_path)  # the default ranking skips the stale entry
+    clean_failure(summary, 0)
+    assert "Ranked by eval/test/nll_iw" not in summary.stdout
+
+
+def test_unreadable_metrics_files_in_a_sweep_are_shown_not_crashed_on(sweep_copy, tmp_path):
+    (sweep_copy / "0" / "metrics.json").write_text("[1, 2, 3]")
+    (sweep_copy / "1" / "metrics.json").write_text("{" * 50_000)
+    proc = tool("vae-compare", [str(sweep_copy)], cwd=tmp_path)
+    clean_failure(proc, 0, "compare.csv")
+
+
+def test_sigterm_to_vae_compare_is_a_message(sweep_copy, tmp_path):
+    exe = Path(vae_train_executable()).parent / "vae-compare"
+    proc = subprocess.Popen(
+        [str(exe), str(sweep_copy), "--eval", "--k", "5000"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(0.6)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "vae-compare: SIGTERM: interrupted" in err and "Traceback" not in err, err
 
 
 def test_a_nan_metric_is_never_best(sweep_copy, tmp_path):
@@ -1000,6 +1037,8 @@ def test_a_factor_table_is_checked_at_start_up(tmp_path, table, needle):
         Image.fromarray((np.arange(64, dtype=np.uint8).reshape(8, 8) * (i + 1)) % 255).save(folder / f"{i}.png")
     if table is not None:
         (folder / "factors.csv").write_text(table)
+    # A valid table of the same name where the command is started: never the one read (dataset.root's is).
+    (tmp_path / "factors.csv").write_text("file,x\n0.png,0\n1.png,1\n")
     args = ["dataset=image_folder", "model=mlp", f"dataset.root={folder}", "dataset.image_size=8", "dataset.val_size=1"]
     args += ["dataset.factors_csv=factors.csv", "disentanglement.every_epochs=1", "trainer.batch_size=2"]
     before = tree_hash(folder)
@@ -1040,12 +1079,7 @@ def test_a_resume_of_an_iwae_run_knows_its_objective(tmp_path, extra, needle):
 @pytest.mark.parametrize("command", [["vae-eval", "{sweep}"], ["vae-train", "trainer.resume={sweep}"]])
 def test_a_sweep_folder_given_as_a_run_is_called_a_sweep(sweep_copy, tmp_path, command):
     before = tree_hash(sweep_copy)
-    args = [a.format(sweep=sweep_copy) for a in command[1:]]
-    proc = (
-        tool(command[0], args, cwd=tmp_path)
-        if command[0] != "vae-train"
-        else run_vae_train(args, tmp_path, check=False)
-    )
+    proc = any_command(command, tmp_path, sweep=sweep_copy)
     clean_failure(proc, 2, "is a sweep folder (vae-train -m), not a run", "vae-compare")
     assert "stopped before its first" not in proc.stderr and tree_hash(sweep_copy) == before
 
@@ -1068,7 +1102,7 @@ def test_a_bad_prior_vqvae_checkpoint_names_the_key_it_came_from(run_copy, tmp_p
 def test_a_seed_beyond_64_bits_is_refused(run_copy, tmp_path, tool_name):
     extra = ["--out", str(tmp_path / "pics")] if tool_name == "vae-sample" else []
     proc = tool(tool_name, [str(run_copy), "--seed", str(2**70), *extra], cwd=tmp_path)
-    clean_failure(proc, 2, "--seed: must be in [0, 2**62)")
+    clean_failure(proc, 2, "--seed: must be a whole number in [0, 2**62)")
 
 
 def test_the_count_of_kinds_tried():

@@ -8,26 +8,26 @@ import math
 from collections.abc import Callable
 
 
-def positive_int(text: str) -> int:
+def whole_number(text: str, least: int, most: int | None = None, most_text: str = "") -> int:
+    """``text`` as a whole number in [least, most]; ``most_text`` ends the message for one above ``most``."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be >= {least}, got {value}")
+    if most is not None and value > most:
+        raise argparse.ArgumentTypeError(f"{most_text or f'must be at most {most}'}, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return whole_number(text, 1)
 
 
 def at_most(most: int, why: str) -> Callable[[str], int]:
     """A positive whole number up to ``most``; ``why`` ends the message for a larger one."""
-
-    def parse(text: str) -> int:
-        value = positive_int(text)
-        if value > most:
-            raise argparse.ArgumentTypeError(f"must be at most {most}, got {value} ({why})")
-        return value
-
-    return parse
+    return lambda text: whole_number(text, 1, most, f"must be at most {most} ({why})")
 
 
 def non_negative_float(text: str) -> float:
@@ -45,9 +45,6 @@ def seed(text: str) -> int:
     from vae_cli.config.training import MAX_SEED
 
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 0 <= value < MAX_SEED:
-        raise argparse.ArgumentTypeError(f"must be in [0, 2**62), got {value}")
-    return value
+        return whole_number(text, 0, MAX_SEED - 1)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"must be a whole number in [0, 2**62), got {text}") from None

@@ -43,6 +43,10 @@ class Terminated(BaseException):
 
 
 def _raise_terminated(signum: int, frame: object) -> None:
+    # Raised again every 50 ms until reported_errors takes it: a library that swallows every exception around an
+    # import (a bare ``except:``) would otherwise lose the stop, and the tool would run to its end.
+    signal.signal(signal.SIGALRM, _raise_terminated)
+    signal.setitimer(signal.ITIMER_REAL, 0.05, 0.05)
     raise Terminated
 
 
@@ -74,6 +78,8 @@ def reported_errors(prog: str, on_interrupt: str) -> Iterator[None]:
         print(f"{prog}: {on_interrupt}", file=sys.stderr)
         sys.exit(130)
     except Terminated:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_IGN)
         print(f"{prog}: SIGTERM: {on_interrupt}", file=sys.stderr)
         sys.exit(143)
     finally:
