@@ -259,7 +259,7 @@ def stopped_and_rerun(
         proc = subprocess.Popen(
             command, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
         )
-        time.sleep(rng.uniform(0.5, 8.0))
+        time.sleep(rng.uniform(1.5, 8.0))  # past the interpreter's own start, where no program handles a signal
         sig = rng.choice(STOPS)
         workers = children_of(proc.pid)
         if proc.poll() is None:

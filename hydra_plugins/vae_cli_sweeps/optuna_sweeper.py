@@ -7,7 +7,9 @@ sweep directory (``hydra.sweeper.storage``, ``study_name=vae-train``), unless th
 - ``n_trials`` counts the whole study: a rerun asks only for the trials still missing;
 - job numbers continue after the study's trials, so a resumed study never writes into an earlier trial's folder
   (the plugin restarts them at 0);
-- trials left RUNNING by a killed sweep are marked failed and their parameters asked again;
+- trials a stopped or killed run left: one whose job finished is told its value; one stopped before its end (or
+  asked and never started) is marked failed and its parameters asked again; the study runs until ``n_trials``
+  trials are done (complete, or failed by their own job);
 - a failed or NaN trial (vae-train returns NaN for a job that failed) is a failed trial; when no trial completed,
   the sweep says so instead of crashing on Optuna's "no trials are completed yet";
 - what would make the study mean nothing is refused before any trial, in one message (exit 2): ``n_trials`` or
@@ -21,6 +23,7 @@ Hydra imports this module when it scans for plugins at every start: Optuna is im
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import sqlite3
@@ -66,6 +69,10 @@ def resumable_impl() -> type:
         return _IMPL
     import optuna
     from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
+    from omegaconf import OmegaConf
+    from optuna.trial import TrialState
+
+    from vae_cli.runs.status import read_status
 
     class ResumableImpl(OptunaSweeperImpl):
         def sweep(self, arguments: list[str]) -> None:
@@ -88,24 +95,7 @@ def resumable_impl() -> type:
             existing = self._existing_trials()
             total = self.n_trials
             if existing:
-                finished = [t for t in existing if t.state.is_finished()]
-                stale = [t for t in existing if t.state == optuna.trial.TrialState.RUNNING]
-                study = optuna.load_study(study_name=self.study_name, storage=self.storage)
-                for i, trial in enumerate(stale):  # a stopped sweep's trials: failed, and asked again
-                    study._storage.set_trial_state(trial._trial_id, optuna.trial.TrialState.FAIL)  # Optuna 2.10 API
-                    study.enqueue_trial(trial.params)
-                    # Its job folder (job numbers follow trial numbers) says where the trial went on.
-                    mark_replaced(self.config, trial.number, len(existing) + i)
-                self.job_idx = len(existing)
-                self.n_trials = max(0, total - len(finished))
-                log.info(
-                    "Continuing study %s: %d trials finished, %d to go (of n_trials=%d)%s",
-                    self.study_name,
-                    len(finished),
-                    self.n_trials,
-                    total,
-                    f"; {len(stale)} interrupted trial(s) asked again" if stale else "",
-                )
+                self.n_trials = self._continue(existing, total)
                 if self.n_trials == 0:
                     return
             try:
@@ -123,6 +113,51 @@ def resumable_impl() -> type:
                     "summary lists them).",
                     self.study_name,
                 )
+
+        def _continue(self, existing: list[Any], total: int) -> int:
+            """Settle the trials a stopped or killed run of this study left, and return how many trials are still
+            to run: a trial whose job finished is told its value (not retrained); one stopped before its end, or
+            asked but never started, is marked failed and its parameters asked again (its job folder says
+            ``replaced``); a trial is done when complete, or failed by its own job (a real failure is not retried).
+            Job folders keep following trial numbers."""
+            study = optuna.load_study(study_name=self.study_name, storage=self.storage)
+            storage = study._storage  # Optuna 2.10's API (set_trial_state, set_trial_values)
+            sweep_dir = Path(str(self.config.hydra.sweep.dir))
+            metric = str(OmegaConf.select(self.config, "trainer.sweep_metric", default="val/loss"))
+            again, told, done = [], 0, 0
+            for trial in existing:
+                job = sweep_dir / str(trial.number)
+                state = read_status(job).get("state") if job.is_dir() else None
+                if trial.state == TrialState.RUNNING and state == "finished":
+                    value = finished_value(job, metric)
+                    if value is not None:
+                        storage.set_trial_values(trial._trial_id, [value])
+                        storage.set_trial_state(trial._trial_id, TrialState.COMPLETE)
+                        told, done = told + 1, done + 1
+                        continue
+                if trial.state in (TrialState.RUNNING, TrialState.WAITING):
+                    storage.set_trial_state(trial._trial_id, TrialState.FAIL)
+                    again.append(trial)
+                elif trial.state == TrialState.FAIL and state in ("interrupted", "running"):
+                    again.append(trial)  # stopped in a worker, which reported it as failed
+                elif trial.state in (TrialState.COMPLETE, TrialState.PRUNED) or state == "failed":
+                    done += 1
+            for i, trial in enumerate(again):
+                study.enqueue_trial(trial.params)
+                # Its job folder (job numbers follow trial numbers) says where the trial went on.
+                mark_replaced(self.config, trial.number, len(existing) + i)
+            self.job_idx = len(existing)  # the asked-again trials come first, numbered from here
+            remaining = max(0, total - done)
+            log.info(
+                "Continuing study %s: %d trials done, %d to go (of n_trials=%d)%s%s",
+                self.study_name,
+                done,
+                remaining,
+                total,
+                f"; {len(again)} stopped trial(s) asked again" if again else "",
+                f"; {told} finished trial(s) told their value" if told else "",
+            )
+            return remaining
 
         def _existing_trials(self) -> list[Any]:
             if self.storage is None or self.study_name is None:
@@ -202,6 +237,15 @@ def check_database(database: Path, sweep_dir: Path) -> None:
             f"{database} is damaged ({exc}): it is not a study database. Nothing was written. Move it aside (the "
             f"jobs' folders keep their results) and run the sweep in another hydra.sweep.dir, or restore it."
         )
+
+
+def finished_value(job: Path, metric: str) -> float | None:
+    """The value a finished job's trial would have been told (its metrics.json's ``metric``), if finite."""
+    try:
+        value = float(json.loads((job / "metrics.json").read_text())[metric])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return value if math.isfinite(value) else None
 
 
 def mark_replaced(config: Any, job: int, by: int) -> None:

@@ -102,7 +102,7 @@ def test_optuna_study_is_stored_in_the_sweep_and_resumed_by_the_same_command(tmp
     kept = {job: tree_hash(sweep / job) for job in ("0", "1", "2")}
     again = _optuna(tmp_path, sweep, 5)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "Continuing study vae-train: 3 trials finished, 2 to go" in again.stdout + again.stderr
+    assert "Continuing study vae-train: 3 trials done, 2 to go" in again.stdout + again.stderr
     assert sorted(p.name for p in sweep.glob("[0-9]")) == ["0", "1", "2", "3", "4"]  # new folders, none rewritten
     for job, digest in kept.items():
         after = tree_hash(sweep / job)

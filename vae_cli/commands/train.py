@@ -62,6 +62,12 @@ def main() -> None:
             message = describe_stop(exc, getattr(exc, "run_dir", None), getattr(exc, "cleaned", True))
         print(f"vae-train: {message}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    finally:
+        # Everything is written and said; what is left is the interpreter's teardown (about a second with torch
+        # loaded), after which Python no longer runs handlers. A signal there would turn a finished run's exit
+        # status into a kill; the process ends by itself in a moment.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def _main() -> None:
@@ -99,8 +105,16 @@ def _main() -> None:
     from vae_cli.runs.hydra_app import hydra_main
 
     hydra_main()
-    from vae_cli.runs.sweeps.summary import UNFINISHED
+    from vae_cli.runs.sweeps.summary import SUMMARIZED, UNFINISHED
 
+    if STOP.received is not None and SUMMARIZED and not UNFINISHED:
+        name = signal.Signals(STOP.received).name
+        print(
+            f"vae-train: {name} arrived after every job of the sweep had finished: nothing was stopped, and the "
+            f"summary is complete.",
+            file=sys.stderr,
+        )
+        return
     if STOP.received is not None:  # the workers have checkpointed and said so; the summary is written
         name = signal.Signals(STOP.received).name
         print(

@@ -227,8 +227,10 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-# Jobs that did not finish in the sweeps this process summarized (vae-train then exits with status 1).
+# Jobs that did not finish in the sweeps this process summarized (vae-train then exits with status 1), and the
+# sweeps it summarized.
 UNFINISHED: list[str] = []
+SUMMARIZED: list[Path] = []
 
 
 class SweepSummary(Callback):
@@ -278,3 +280,4 @@ class SweepSummary(Callback):
         UNFINISHED.extend(
             f"{sweep_dir / str(r['job'])} ({r['status']})" for r in rows if r["status"] not in ("ok", "replaced")
         )
+        SUMMARIZED.append(sweep_dir)
