@@ -228,7 +228,7 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
 
 
 # Jobs that did not finish in the sweeps this process summarized (vae-train then exits with status 1), and the
-# sweeps it summarized.
+# sweeps whose every started job finished.
 UNFINISHED: list[str] = []
 SUMMARIZED: list[Path] = []
 
@@ -280,4 +280,8 @@ class SweepSummary(Callback):
         UNFINISHED.extend(
             f"{sweep_dir / str(r['job'])} ({r['status']})" for r in rows if r["status"] not in ("ok", "replaced")
         )
-        SUMMARIZED.append(sweep_dir)
+        # Every job the launcher started (each has a numbered folder, empty if it stopped before it began) is ok.
+        started = [p.name for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()]
+        settled = {str(r["job"]) for r in rows if r["status"] in ("ok", "replaced")}
+        if set(started) <= settled:
+            SUMMARIZED.append(sweep_dir)
