@@ -6,7 +6,8 @@ dies, and joblib then raises ``TerminatedWorkerError`` out of the launch, which 
 exit status 1. Here, when the parent itself was signalled, that failure is the stop it is: ``StopRequested``, which
 vae-train reports as a stopped sweep (the same command continues it), exit 128 + the signal.
 
-Its workers start with SIGINT blocked until their handlers are in place (``workers_start_with_sigint_blocked``).
+Its workers run in a session of their own, so a terminal's Ctrl-C reaches them through the parent only
+(``workers_in_their_own_session``).
 
 vae-train points ``hydra/launcher=joblib`` at this class (``vae_cli.commands.train_argv.launcher_argv``).
 """
@@ -14,7 +15,6 @@ vae-train points ``hydra/launcher=joblib`` at this class (``vae_cli.commands.tra
 from __future__ import annotations
 
 import contextlib
-import signal
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -25,33 +25,42 @@ from vae_cli.process.signals import STOP, StopRequested
 
 
 @contextlib.contextmanager
-def workers_start_with_sigint_blocked() -> Iterator[None]:
-    """Workers are started with SIGINT blocked (a signal mask survives fork and exec): a terminal's Ctrl-C that
-    reaches a worker while its interpreter is still starting waits, pending, until the worker's own handler is in
-    place and unblocks it (``vae_cli.runs.job``), instead of killing the interpreter mid-start with its own
-    traceback. Only the spawning call is masked: a Ctrl-C to the parent in that instant is delivered right after."""
-    from joblib.externals.loky.backend import popen_loky_posix
+def workers_in_their_own_session() -> Iterator[None]:
+    """Workers are started in a session (and process group) of their own: a terminal's Ctrl-C, which goes to the
+    foreground process group, reaches the parent only, and the parent asks each worker to stop once the worker's
+    handler is in place (``vae_cli.process.workers.forward_stop``). Without this, a Ctrl-C that lands while a
+    worker's interpreter is still starting kills it with Python's own traceback, before any code of ours runs."""
+    import _posixsubprocess
 
-    original = popen_loky_posix.Popen._launch
+    from joblib.externals.loky.backend import fork_exec as loky_fork_exec
 
-    def launch(self: Any, process_obj: Any) -> Any:
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    original = loky_fork_exec.fork_exec
+
+    def fork_exec(cmd: Any, keep_fds: Any, env: Any = None) -> Any:
+        real = _posixsubprocess.fork_exec
+
+        def with_setsid(*args: Any) -> Any:
+            args_list = list(args)
+            args_list[15] = True  # call_setsid (after restore_signals), the same place in Python 3.8 to 3.14
+            return real(*args_list)
+
+        _posixsubprocess.fork_exec = with_setsid
         try:
-            return original(self, process_obj)
+            return original(cmd, keep_fds, env)
         finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+            _posixsubprocess.fork_exec = real
 
-    popen_loky_posix.Popen._launch = launch
+    loky_fork_exec.fork_exec = fork_exec
     try:
         yield
     finally:
-        popen_loky_posix.Popen._launch = original
+        loky_fork_exec.fork_exec = original
 
 
 class StoppableJoblibLauncher(JoblibLauncher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         try:
-            with workers_start_with_sigint_blocked():
+            with workers_in_their_own_session():
                 return super().launch(job_overrides, initial_job_idx)
         except Exception:
             if STOP.received is None:

@@ -200,9 +200,6 @@ def run_job(cfg: DictConfig) -> float | None:
     # stops every job it is given afterwards too), and a watch on the sweep's parent (orphans stop).
     if not STOP.installed:
         STOP.install()
-    # Started with SIGINT blocked (hydra_plugins/vae_cli_sweeps/joblib_launcher.py): a Ctrl-C that came while this
-    # worker started is delivered now, to the handler just installed.
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     watch_parent(sweep_parent())  # type: ignore[arg-type]
     with running_job():
         return _run_job(cfg, hc, multirun, worker=True)
