@@ -60,11 +60,12 @@ def _take_sigterm() -> object | None:
 
 
 @contextmanager
-def reported_errors(prog: str, on_interrupt: str) -> Iterator[None]:
+def reported_errors(prog: str, on_interrupt: str, take_sigterm: bool = True) -> Iterator[None]:
     """For the command-line tools: a VaeCliError becomes ``prog: error: message`` and exit status 2 (or the
     error's own ``exit_code``); Ctrl-C becomes ``on_interrupt`` and status 130, SIGTERM the same and status 143,
     with no traceback either way."""
-    previous = _take_sigterm()
+    # vae-train's jobs have their own SIGTERM handling (process/signals.py: STOP), installed inside this block.
+    previous = _take_sigterm() if take_sigterm else None
     try:
         yield
     except VaeCliError as exc:
@@ -83,5 +84,5 @@ def reported_errors(prog: str, on_interrupt: str) -> Iterator[None]:
         print(f"{prog}: SIGTERM: {on_interrupt}", file=sys.stderr)
         sys.exit(143)
     finally:
-        if previous is not None:
+        if previous is not None and signal.getsignal(signal.SIGTERM) is _raise_terminated:
             signal.signal(signal.SIGTERM, previous)  # type: ignore[arg-type]

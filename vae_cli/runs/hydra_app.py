@@ -21,6 +21,6 @@ register_resolvers()
 def hydra_main(cfg: DictConfig) -> float | None:
     from vae_cli.runs.job import run_job  # not for --help: Hydra calls this only to run a job
 
-    with reported_errors("vae-train", "interrupted."):
+    with reported_errors("vae-train", "interrupted.", take_sigterm=False):
         # The returned value lets Hydra sweepers (e.g. Optuna) optimize the final validation loss.
         return run_job(cfg)
