@@ -100,7 +100,9 @@ def stopped_mid_run_then_resumed(args: list[str], run: Path, cwd: Path, after: s
         text=True,
     )
     deadline = time.time() + timeout
-    while not ((run / "vae-train.log").is_file() and after in (run / "vae-train.log").read_text()):
+    # An epoch's own line ("epoch 1/3  train ..."), not a progress line within it ("epoch 1/3: 40/96 batches").
+    marker = f"{after}  train" if after.startswith("epoch ") else after
+    while not ((run / "vae-train.log").is_file() and marker in (run / "vae-train.log").read_text()):
         assert proc.poll() is None and time.time() < deadline
         time.sleep(0.01)
     proc.send_signal(signal.SIGINT)

@@ -61,7 +61,7 @@ def test_each_dataset_option_trains_end_to_end_with_a_model_that_fits(tmp_path):
         grid = Image.open(run / "images" / "images_samples_epoch001.png")
         assert grid.size == (3 * (size + 2) + 2, 3 * (size + 2) + 2), (name, grid.size)  # 8 samples, 3 per row
         log = (run / "vae-train.log").read_text()
-        assert f"of shape ({channels}, {size}, {size})" in log
+        assert f"images of {channels}×{size}×{size}" in log
 
 
 def test_image_folder_names_a_bad_file_then_trains_and_reuses_its_cache(tmp_path):

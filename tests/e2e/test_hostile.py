@@ -976,23 +976,26 @@ def test_a_second_sweep_into_a_running_sweeps_folder_is_refused_at_once(sweep_co
 
 
 @pytest.mark.parametrize(
-    "command",
+    "command, sig",
     [
-        ["vae-eval", "{run}", "--k", "5000"],
-        ["vae-sample", "{run}", "--out", "{tmp}/pics", "--n", "1024", "--steps", "64"],
+        (["vae-eval", "{run}", "--k", "5000"], signal.SIGTERM),
+        (["vae-sample", "{run}", "--out", "{tmp}/pics", "--n", "1024", "--steps", "64"], signal.SIGTERM),
+        # A hang-up (a dropped ssh session) is a stop like SIGTERM, exit 129.
+        (["vae-eval", "{run}", "--k", "5000"], signal.SIGHUP),
     ],
 )
-def test_sigterm_to_a_tool_is_a_message_not_a_silent_143(run_copy, tmp_path, command):
+def test_sigterm_to_a_tool_is_a_message_not_a_silent_143(run_copy, tmp_path, command, sig):
     before = tree_hash(run_copy)
     exe = Path(vae_train_executable()).parent / command[0]
     args = [a.format(run=run_copy, tmp=tmp_path) for a in command[1:]]
     proc = subprocess.Popen([str(exe), *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(0.6)  # inside the tool (its handler is set before torch is imported), before it can finish
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     if proc.returncode == 0:
         pytest.skip("the tool finished before the signal")
-    assert proc.returncode == 143 and f"{command[0]}: SIGTERM: interrupted" in err and "Traceback" not in err, err
+    name = signal.Signals(sig).name
+    assert proc.returncode == 128 + sig and f"{command[0]}: {name}: interrupted" in err and "Traceback" not in err, err
     if command[0] == "vae-eval":
         assert tree_hash(run_copy) == before
 

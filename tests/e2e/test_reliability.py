@@ -58,19 +58,22 @@ def reference_run(tmp_path_factory) -> Path:
     return cwd / "run"
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+# SIGHUP: a dropped ssh session or a closed terminal stops the run as SIGTERM does, resumable.
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_signal_checkpoints_mid_epoch_and_prints_the_resume_command(tmp_path, reference_run, sig, code):
     run = tmp_path / "run"
     proc = _start([*LONGER, f"hydra.run.dir={run}"], cwd=tmp_path)
     _wait_for(run / "checkpoints" / "last.pt", proc)
     # Past the end of epoch 1 (its checkpoints and log line): the signal lands inside epoch 2.
     deadline = time.time() + 60
-    while "epoch 1/4" not in (run / "vae-train.log").read_text() and time.time() < deadline:
+    while "epoch 1/4  train" not in (run / "vae-train.log").read_text() and time.time() < deadline:
         time.sleep(0.01)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == code, err
     assert f"Resume with: vae-train trainer.resume={run}" in err and "Traceback" not in err
+    assert f"Stopped by {signal.Signals(sig).name}" in err
+    assert json.loads((run / "run.json").read_text())["state"] == "interrupted"
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
     assert ckpt["batch_in_epoch"] >= 1, "the stop checkpoint should hold a mid-epoch position"
     assert list(run.glob("events.out.tfevents.*"))

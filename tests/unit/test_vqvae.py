@@ -195,3 +195,25 @@ def test_the_second_stage_is_built_frozen_and_only_its_prior_trains():
     before = model.quantizer.embedding.clone()
     objective(model, torch.rand(4, 1, 8, 8), None, None)["loss"].backward()
     assert torch.equal(model.quantizer.embedding, before)  # no codebook update, no restart
+
+
+def test_pixelcnn_sampling_on_the_rows_so_far_matches_the_whole_grid():
+    """Sampling passes only the rows up to the current one (the stacks never look below): the logits there and
+    the codes drawn equal those of passes over the whole grid, position by position (the plain sampler)."""
+    torch.manual_seed(0)
+    prior = GatedPixelCNN(16, (5, 6), channels=8, layers=3).eval()
+    codes = torch.randint(0, 16, (4, 5, 6))
+    with torch.no_grad():
+        whole = prior.logits(codes)
+        for i in range(5):
+            torch.testing.assert_close(prior.logits(codes[:, : i + 1])[:, :, i], whole[:, :, i], rtol=1e-5, atol=1e-5)
+    fast = prior.sample(8, generator=torch.Generator().manual_seed(3))
+    plain = torch.zeros(8, 5, 6, dtype=torch.long)
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for i in range(5):
+            for j in range(6):
+                logits = prior.logits(plain)[:, :, i, j].float()
+                u = torch.rand(logits.shape, generator=gen).clamp(1e-9, 1 - 1e-9)
+                plain[:, i, j] = (logits - torch.log(-torch.log(u))).argmax(dim=1)
+    assert torch.equal(fast, plain)

@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> None:
 
     sweep_dir = Path(args.sweep_dir).expanduser()
     # Entered before torch is imported: Ctrl-C or SIGTERM at any moment ends with a message, never a traceback.
+    from vae_cli.process.log_format import console_logging
+
+    console_logging()  # progress lines and what starts, on stderr
     with reported_errors("vae-compare", "interrupted; every file already written is complete."):
         from vae_cli.runs.results import owned
         from vae_cli.runs.sweeps.compare import compare, evaluate_jobs, score_jobs

@@ -79,6 +79,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.set and not args.disentanglement:
         build_parser().error("--set changes the disentanglement config: use it with --disentanglement")
     # Entered before torch is imported: Ctrl-C or SIGTERM at any moment ends with a message, never a traceback.
+    from vae_cli.process.log_format import console_logging
+
+    console_logging()  # progress lines and what starts, on stderr
     with reported_errors("vae-eval", "interrupted; nothing was written."):
         from vae_cli.commands.eval_report import format_disentanglement, format_table
         from vae_cli.runs.scores import disentanglement_run, evaluate_run

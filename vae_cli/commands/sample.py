@@ -18,12 +18,17 @@ Everything runs on the CPU from a seeded generator, so the same run, options and
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 from pathlib import Path
 
 from vae_cli.commands.arguments import at_most, non_negative_float, positive_int, seed
 
+log = logging.getLogger("vae_cli.sample")
+
 TRAVERSAL_RANGE = 3.0
+# Images encoded per batch for the traversals' order and the scatter.
+SPLIT_BATCH = 1000
 SCATTER_MAX_POINTS = 2000
 # A grid of more images is unreadable and its PNG grows without bound (--n 1000000000 once tried to allocate it).
 MAX_IMAGES = 1024
@@ -72,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
 def write_pictures(args: argparse.Namespace) -> list[Path]:
     import torch
 
-    from vae_cli.datasets.batches import labelled_batches
+    from vae_cli.datasets.batches import batch_count, labelled_batches
     from vae_cli.datasets.preprocess import to_unit_float
     from vae_cli.evaluation.latent_views import (
         MeanDecoder,
@@ -83,6 +88,7 @@ def write_pictures(args: argparse.Namespace) -> list[Path]:
         traversal_latents,
     )
     from vae_cli.evaluation.plots import grid_image, save_png
+    from vae_cli.process import progress
     from vae_cli.process.errors import VaeCliError
     from vae_cli.runs.loaded import load_run, load_split
 
@@ -114,6 +120,7 @@ def write_pictures(args: argparse.Namespace) -> list[Path]:
         written.append(save_png(grid_image(grid, nrow=nrow), out / name))
 
     # Prior samples, at the given temperature; a CVAE's are one class (--label), or one class per row.
+    log.info("sampling %d images from the prior (temperature %g, seed %d)", args.n, args.temperature, args.seed)
     z = model.prior_sample(args.n, generator=gen, temperature=args.temperature).cpu()
     nrow = math.ceil(math.sqrt(args.n))
     sample_labels = None
@@ -123,6 +130,7 @@ def write_pictures(args: argparse.Namespace) -> list[Path]:
     save("samples.png", decode(z, sample_labels), nrow=nrow)
 
     # Real images chosen by the seed: reconstructions, then interpolation pairs.
+    log.info("reconstructions and interpolations of %s images", args.split)
     n_img = images.shape[0]
     order = torch.randperm(n_img, generator=gen)
     chosen_idx = order[: min(args.n, n_img)]
@@ -150,7 +158,9 @@ def write_pictures(args: argparse.Namespace) -> list[Path]:
     # The whole split's posterior means: the traversals' order (KL, or Var[mu]), and the scatter.
     mus, logvars = [], []
     with torch.no_grad():
-        for x, y in labelled_batches(images, labels, 1000):
+        batches = labelled_batches(images, labels, SPLIT_BATCH)
+        total = batch_count(images.shape[0], SPLIT_BATCH)
+        for x, y in progress.tracked(batches, f"encoding the {args.split} split ({n_img:,} images)", total=total):
             mu, logvar = model.encode(x, y)
             mus.append(mu)
             logvars.append(logvar)
@@ -174,7 +184,9 @@ def write_pictures(args: argparse.Namespace) -> list[Path]:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     from vae_cli.process.errors import reported_errors
+    from vae_cli.process.log_format import console_logging
 
+    console_logging()  # progress lines and what starts, on stderr
     with reported_errors("vae-sample", "interrupted; every file already written is complete."):
         written = write_pictures(args)
     for path in written:

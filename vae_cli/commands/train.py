@@ -7,7 +7,7 @@ Usage::
     vae-train trainer.resume=outputs/2026-01-31/12-00-00 trainer.epochs=20
     vae-train --cfg job
 
-``main`` takes over Ctrl-C and SIGTERM before anything else (``vae_cli.process.signals``), checks the command line
+``main`` takes over Ctrl-C, SIGTERM and SIGHUP before anything else (``vae_cli.process.signals``), checks the command line
 (``vae_cli.config.overrides``), points a resume at its own run directory, then hands over to Hydra, whose task
 function is ``vae_cli.runs.job.run_job``.
 """
@@ -28,7 +28,7 @@ from vae_cli.commands.train_argv import (
     sweeper_argv,
     torchrun_argv,
 )
-from vae_cli.process.signals import STOP, StopRequested, describe_stop
+from vae_cli.process.signals import SIGNALS, STOP, StopRequested, describe_stop
 from vae_cli.process.workers import forward_stop, mark_sweep_parent
 
 
@@ -66,7 +66,7 @@ def main() -> None:
         # Everything is written and said; what is left is the interpreter's teardown (about a second with torch
         # loaded), after which Python no longer runs handlers. A signal there would turn a finished run's exit
         # status into a kill; the process ends by itself in a moment.
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
 
 

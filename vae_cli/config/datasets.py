@@ -36,6 +36,9 @@ class DatasetConfig:
     subset: int | None = None
     # first: the first N in file order; random: N drawn with the trainer seed.
     subset_mode: SubsetMode = SubsetMode.first
+    # Validate and test on the first N images of the val and test splits only (quick checks: the numbers then
+    # describe those N, and metrics.json says so); null = the whole splits. vae-eval always reads whole splits.
+    eval_subset: int | None = None
     # Shape of one image. Fixed datasets (mnist, cifar10, ...) check it against the files; image_folder and
     # celeba decode every image to this shape.
     channels: int = 1
@@ -88,6 +91,10 @@ class DatasetConfig:
     def check(cls, d: Any, cfg: Any, need: Need) -> None:
         need(d.val_size >= 0, f"dataset.val_size must be >= 0 (got {d.val_size}).")
         need(d.subset is None or d.subset >= 1, f"dataset.subset must be >= 1 or null (got {d.subset}).")
+        need(
+            d.eval_subset is None or d.eval_subset >= 1,
+            f"dataset.eval_subset must be >= 1 or null (got {d.eval_subset}).",
+        )
         need(d.channels in (1, 3), f"dataset.channels must be 1 or 3 (got {d.channels}).")
         need(1 <= d.image_size <= 1024, f"dataset.image_size must be in [1, 1024] (got {d.image_size}).")
         need(0 <= d.threshold <= 1, f"dataset.threshold must be in [0, 1] (got {d.threshold}).")

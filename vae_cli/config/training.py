@@ -65,8 +65,11 @@ class TrainerConfig:
     overwrite: bool = False
     # Eval batch size (no gradients, so it can be larger than batch_size).
     eval_batch_size: int = 1000
-    # Progress bar: auto = only on a terminal.
+    # Progress bar (with the running loss): auto = only on a terminal (stderr); bar | none.
     progress: str = "auto"
+    # Without a bar (a log file, a pipe, a batch job): a line saying where a long phase stands (training within an
+    # epoch, validation, the IW estimate, the test split) at least this often, in seconds.
+    progress_every_s: float = 30.0
     # Speed (see README "Performance"). None of these changes the model, the loss or the optimizer's math.
     # bf16 runs matmuls and convolutions under bf16 autocast (weights, optimizer state, loss sums stay fp32):
     # several times faster on CPUs with AVX512-BF16/AMX and on GPUs, same final test loss within noise.
@@ -90,6 +93,11 @@ class TrainerConfig:
     # The metric vae-train returns to a sweeper (Optuna minimizes it): val/loss, or e.g. val/nll_iw (with
     # trainer.nll_iw_every_epochs > 0, computed after the last epoch).
     sweep_metric: str = "val/loss"
+    # Early stopping: stop when trainer.sweep_metric (the metric sweeps rank by; val/loss by default) has not
+    # improved by more than early_stop_min_delta for this many of its evaluations (epochs; for val/nll_iw, its
+    # estimates); 0 = never. The run then ends as one that reached its last epoch (test split, metrics.json).
+    early_stop_patience: int = 0
+    early_stop_min_delta: float = 0.0
     # What a NaN/Inf loss or gradient does: stop | skip (the batch) | rollback (to last.pt, lr * factor).
     nan_policy: NanPolicy = NanPolicy.stop
     # skip: give up after this many bad batches in a row. rollback: at most this many rollbacks.
@@ -107,8 +115,15 @@ class TrainerConfig:
     # last; 0 = off.
     nll_iw_every_epochs: int = 5
     nll_iw_k: int = 16
+    # Validation images the IW estimate uses (the first N); null = as many as cost about a tenth of the training
+    # between two estimates (all of them for the presets on full datasets; the log and metrics.json say N).
+    nll_iw_images: int | None = None
     # Embedding projector (mu, labels, thumbnails) at the end of training.
     embedding: bool = True
+    # A quick check of the whole pipeline in seconds (Lightning's fast_dev_run): one epoch of a few steps, then
+    # validation, the IW estimate, the latent views, checkpoints, the test split and metrics.json, each on a few
+    # images. The run's config records the sizes used; it resumes like any run (trainer.epochs=N goes on).
+    quick_check: bool = False
 
     @classmethod
     def check(cls, t: Any, cfg: Any, need: Need) -> None:
@@ -133,6 +148,10 @@ class TrainerConfig:
             f"trainer.nll_iw_every_epochs must be >= 0, 0 = off (got {t.nll_iw_every_epochs}).",
         )
         need(t.nll_iw_k >= 1, f"trainer.nll_iw_k must be >= 1 (got {t.nll_iw_k}).")
+        need(
+            t.nll_iw_images is None or t.nll_iw_images >= 1,
+            f"trainer.nll_iw_images must be >= 1 or null (got {t.nll_iw_images}).",
+        )
         need(t.grad_clip is None or t.grad_clip > 0, f"trainer.grad_clip must be > 0 or null (got {t.grad_clip}).")
         need(
             t.checkpoint_every_steps is None or t.checkpoint_every_steps >= 1,
@@ -151,6 +170,19 @@ class TrainerConfig:
             not (t.sweep_metric.endswith("/nll_iw") and t.nll_iw_every_epochs == 0),
             f"trainer.sweep_metric={t.sweep_metric} is computed only with trainer.nll_iw_every_epochs > 0 (it is 0).",
         )
+        need(
+            t.early_stop_patience >= 0,
+            f"trainer.early_stop_patience must be >= 0, 0 = off (got {t.early_stop_patience}).",
+        )
+        need(
+            t.early_stop_min_delta >= 0,
+            f"trainer.early_stop_min_delta must be >= 0 (got {t.early_stop_min_delta}).",
+        )
+        need(
+            not (t.early_stop_patience > 0 and t.sweep_metric.startswith("test/")),
+            f"trainer.early_stop_patience watches trainer.sweep_metric during training, but {t.sweep_metric} is "
+            f"computed once, after the last epoch; watch a val/ metric (e.g. trainer.sweep_metric=val/loss).",
+        )
         need(t.max_nan_skips >= 1, f"trainer.max_nan_skips must be >= 1 (got {t.max_nan_skips}).")
         need(t.max_rollbacks >= 1, f"trainer.max_rollbacks must be >= 1 (got {t.max_rollbacks}).")
         need(
@@ -158,6 +190,7 @@ class TrainerConfig:
             f"trainer.rollback_lr_factor must be in (0, 1) (got {t.rollback_lr_factor}).",
         )
         need(t.progress in ("auto", "bar", "none"), f"trainer.progress must be auto, bar or none (got {t.progress}).")
+        need(t.progress_every_s > 0, f"trainer.progress_every_s must be > 0 (got {t.progress_every_s}).")
         need(
             not (t.cuda_graphs and t.device not in (DeviceName.cuda, DeviceName.auto)),
             f"trainer.cuda_graphs=true needs a CUDA device (got trainer.device={DeviceName(t.device).value}).",

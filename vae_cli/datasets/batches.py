@@ -39,15 +39,25 @@ def eval_batches(images: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor
         yield to_unit_float(images[start : start + batch_size])
 
 
+def _batch_starts(n: int, batch_size: int, least: int) -> list[int]:
+    starts = list(range(0, n, batch_size))
+    if len(starts) > 1 and n - starts[-1] < least:
+        starts.pop()
+    return starts
+
+
+def batch_count(n: int, batch_size: int, least: int = 1) -> int:
+    """How many batches ``labelled_batches`` makes of ``n`` images."""
+    return len(_batch_starts(n, batch_size, least))
+
+
 def labelled_batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int, least: int = 1) -> Iterator[Batch]:
     """``eval_batches`` with each batch's labels (moved to the images' device). A last batch of fewer than
     ``least`` images is joined to the one before it: an objective whose terms are batch statistics (a covariance,
     an MMD) means nothing over one image (``least``: the objective's ``least_batch``)."""
     labels = labels.to(images.device)
     n = images.shape[0]
-    starts = list(range(0, n, batch_size))
-    if len(starts) > 1 and n - starts[-1] < least:
-        starts.pop()
+    starts = _batch_starts(n, batch_size, least)
     for i, start in enumerate(starts):
         end = starts[i + 1] if i + 1 < len(starts) else n
         yield to_unit_float(images[start:end]), labels[start:end]

@@ -111,13 +111,18 @@ def load_dataset(cfg: DatasetConfig, seed: int, splits: tuple[str, ...] = SPLITS
         train = binarize_static(materialize(train), cfg, mix_seed(FIXED_SAMPLE_DOMAIN, 0), for_training=True)
     val = binarize_static(materialize(take(raw.train, val_idx)), cfg, mix_seed(FIXED_SAMPLE_DOMAIN, 1), False)
     test = binarize_static(materialize(raw.test), cfg, mix_seed(FIXED_SAMPLE_DOMAIN, 2), False)
+    test_labels = raw.test_labels
+    val_labels = raw.train_labels[val_idx]
+    if cfg.eval_subset is not None:  # quick checks: the first N of each held-out split (after binarization, so
+        n = cfg.eval_subset  # those N images are exactly the whole split's first N)
+        val, val_labels, test, test_labels = val[:n], val_labels[:n], test[:n], test_labels[:n]
     return ImageSplits(
         name=cfg.name,
         train=train,
         train_labels=raw.train_labels[train_idx],
         val=val,
-        val_labels=raw.train_labels[val_idx],
+        val_labels=val_labels,
         test=test,
-        test_labels=raw.test_labels,
+        test_labels=test_labels,
         class_names=tuple(raw.class_names),
     )

@@ -7,6 +7,7 @@ logged after its checkpoint, so curves have no duplicated steps.
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -63,18 +64,34 @@ class Tracker:
                 grid_to_pil(grid.clone()).save(f, format="png")
 
     def hparams(self, hparams: dict[str, Any], metrics: dict[str, float], step: int) -> None:
-        """Write the hparams-plugin summary into this run (not a sub-run). The metrics are tags the run logs
-        anyway (``val/loss``, ``test/elbo``, ...): the plugin reads their values from those scalars."""
+        """Write the hparams-plugin summary into this run (not a sub-run): the session's values, without an
+        experiment summary. TensorBoard takes the HPARAMS columns from the first experiment summary it finds,
+        one run's; without any, it makes them from every run's values, so a log dir holding many runs and sweeps
+        keeps each one's swept keys as columns. The metrics are the scalars the runs log (``val/loss``, ...)."""
         if self.writer is None:
             return
         from torch.utils.tensorboard.summary import hparams as hparams_summary
 
         clean = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in hparams.items()}
-        exp, ssi, sei = hparams_summary(clean, metrics)
+        _experiment, ssi, sei = hparams_summary(clean, metrics)
         fw = self.writer._get_file_writer()
-        fw.add_summary(exp)
         fw.add_summary(ssi)
         fw.add_summary(sei)
+
+    def loss_layout(self, terms: list[str]) -> None:
+        """TensorBoard's CUSTOM SCALARS view of the run: one chart per term of the objective with its train and
+        val curves together (the loss first), then the bounds on held-out data."""
+        if self.writer is None:
+            return
+        charts = {
+            term: ["Multiline", [f"^train/{re.escape(term)}$", f"^val/{re.escape(term)}$"]]
+            for term in ["loss", *(t for t in terms if t != "loss")]
+        }
+        held_out = {
+            "-log p(x), IW estimate": ["Multiline", ["^val/nll_iw$", "^test/nll_iw$", "^eval/.*/nll_iw$"]],
+            "learning rate": ["Multiline", ["^train/lr$"]],
+        }
+        self.writer.add_custom_scalars({"1. train and val": charts, "2. held-out bounds and schedule": held_out})
 
     def flush(self) -> None:
         if self.writer is not None:

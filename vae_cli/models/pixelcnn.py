@@ -21,6 +21,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from vae_cli.process import progress
+
 
 class CodePrior(nn.Module):
     """The contract: ``nll(codes)`` per grid ``[B]`` in nats, and ``sample(n)`` -> codes ``[n, h, w]``."""
@@ -122,11 +124,14 @@ class GatedPixelCNN(CodePrior):
         device = device or self.embed.weight.device
         gen_device = generator.device if generator is not None else device
         codes = torch.zeros(n, *self.grid, dtype=torch.long, device=device)
-        for i in range(self.grid[0]):
-            for j in range(self.grid[1]):
-                logits = self.logits(codes)[:, :, i, j].float() / temperature
-                u = torch.rand(logits.shape, generator=generator, device=gen_device).to(device).clamp(1e-9, 1 - 1e-9)
-                codes[:, i, j] = (logits - torch.log(-torch.log(u))).argmax(dim=1)  # Gumbel-max
+        h, w = self.grid
+        positions = ((i, j) for i in range(h) for j in range(w))
+        for i, j in progress.tracked(positions, f"sampling {n} code maps (PixelCNN)", total=h * w, unit="position"):
+            # Position (i, j) depends on the rows above and its own row (the stacks pad on top, never below):
+            # the rows below are left out of the pass.
+            logits = self.logits(codes[:, : i + 1])[:, :, i, j].float() / temperature
+            u = torch.rand(logits.shape, generator=generator, device=gen_device).to(device).clamp(1e-9, 1 - 1e-9)
+            codes[:, i, j] = (logits - torch.log(-torch.log(u))).argmax(dim=1)  # Gumbel-max
         return codes
 
 

@@ -4,6 +4,7 @@ Each message is a short paragraph that names the problem and the fix. The comman
 with status 2; anything else is a bug and keeps its traceback.
 """
 
+import contextlib
 import signal
 import sys
 import threading
@@ -38,34 +39,50 @@ class NothingToDo(VaeCliError):
 
 
 class Terminated(BaseException):
-    """SIGTERM (what ``timeout``, ``kill`` and systemd send) to a tool that has no stop of its own: it stops as
-    Ctrl-C does. A BaseException, as KeyboardInterrupt is, so no ``except Exception`` swallows it."""
+    """SIGTERM (what ``timeout``, ``kill`` and systemd send) or SIGHUP (a closed terminal, a dropped ssh session) to
+    a tool that has no stop of its own: it stops as Ctrl-C does. A BaseException, as KeyboardInterrupt is, so no
+    ``except Exception`` swallows it."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+# The signals a tool stops on as on Ctrl-C (SIGINT itself is Python's KeyboardInterrupt).
+TERMINATING = (signal.SIGTERM, signal.SIGHUP)
+_first_signal: list[int] = []
 
 
 def _raise_terminated(signum: int, frame: object) -> None:
     # Raised again every 50 ms until reported_errors takes it: a library that swallows every exception around an
     # import (a bare ``except:``) would otherwise lose the stop, and the tool would run to its end.
+    if signum != signal.SIGALRM:
+        _first_signal[:] = _first_signal[:1] or [signum]
     signal.signal(signal.SIGALRM, _raise_terminated)
     signal.setitimer(signal.ITIMER_REAL, 0.05, 0.05)
-    raise Terminated
+    raise Terminated(_first_signal[0] if _first_signal else signal.SIGTERM)
 
 
-def _take_sigterm() -> object | None:
-    """SIGTERM raises Terminated while the block runs, unless someone already handles it (vae-train's STOP)."""
+def _take_sigterm() -> dict[int, object]:
+    """SIGTERM and SIGHUP raise Terminated while the block runs, unless someone already handles them (vae-train's
+    STOP); returns the handlers replaced."""
     if threading.current_thread() is not threading.main_thread():
-        return None
-    if signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None):
-        return None
-    return signal.signal(signal.SIGTERM, _raise_terminated)
+        return {}
+    taken = {}
+    for sig in TERMINATING:
+        if signal.getsignal(sig) in (signal.SIG_DFL, None):
+            taken[sig] = signal.signal(sig, _raise_terminated)
+    _first_signal.clear()
+    return taken
 
 
 @contextmanager
 def reported_errors(prog: str, on_interrupt: str, take_sigterm: bool = True) -> Iterator[None]:
     """For the command-line tools: a VaeCliError becomes ``prog: error: message`` and exit status 2 (or the
-    error's own ``exit_code``); Ctrl-C becomes ``on_interrupt`` and status 130, SIGTERM the same and status 143,
-    with no traceback either way."""
+    error's own ``exit_code``); Ctrl-C becomes ``on_interrupt`` and status 130, SIGTERM (SIGHUP) the same and status
+    143 (129), with no traceback either way."""
     # vae-train's jobs have their own SIGTERM handling (process/signals.py: STOP), installed inside this block.
-    previous = _take_sigterm() if take_sigterm else None
+    previous = _take_sigterm() if take_sigterm else {}
     try:
         yield
     except VaeCliError as exc:
@@ -78,11 +95,13 @@ def reported_errors(prog: str, on_interrupt: str, take_sigterm: bool = True) -> 
     except KeyboardInterrupt:
         print(f"{prog}: {on_interrupt}", file=sys.stderr)
         sys.exit(130)
-    except Terminated:
+    except Terminated as exc:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, signal.SIG_IGN)
-        print(f"{prog}: SIGTERM: {on_interrupt}", file=sys.stderr)
-        sys.exit(143)
+        with contextlib.suppress(OSError):  # after a hang-up the terminal may be gone
+            print(f"{prog}: {signal.Signals(exc.signum).name}: {on_interrupt}", file=sys.stderr)
+        sys.exit(128 + exc.signum)
     finally:
-        if previous is not None and signal.getsignal(signal.SIGTERM) is _raise_terminated:
-            signal.signal(signal.SIGTERM, previous)  # type: ignore[arg-type]
+        for sig, handler in previous.items():
+            if signal.getsignal(sig) is _raise_terminated:
+                signal.signal(sig, handler)  # type: ignore[arg-type]

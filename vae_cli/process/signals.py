@@ -1,6 +1,7 @@
-"""Ctrl-C and SIGTERM, from the first instant of ``vae-train`` to its last write.
+"""Ctrl-C, SIGTERM and SIGHUP, from the first instant of ``vae-train`` to its last write.
 
-One ``StopSignal`` per process (``STOP``) owns both handlers while vae-train runs. What a signal does depends on
+One ``StopSignal`` per process (``STOP``) owns the three handlers (a hang-up, a dropped ssh session or a closed
+terminal, stops a run as SIGTERM does: checkpointed, resumable) while vae-train runs. What a signal does depends on
 the phase the run is in (``STOP.phase(...)``), so the message it ends with is true for that moment:
 
 - deferred phases (start-up, training, writing results): the signal is recorded and acted on at the next safe
@@ -11,7 +12,8 @@ the phase the run is in (``STOP.phase(...)``), so the message it ends with is tr
 - a second Ctrl-C always stops at once.
 
 ``StopRequested`` derives from ``BaseException`` (as ``KeyboardInterrupt`` does), so library code that catches
-``Exception`` cannot swallow it. The exit status is 128 + the signal (130 for SIGINT, 143 for SIGTERM).
+``Exception`` cannot swallow it. The exit status is 128 + the signal (130 for SIGINT, 143 for SIGTERM, 129 for
+SIGHUP).
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ TRAINING = "training"
 EVALUATING = "the final test evaluation"
 WRITING = "writing the results"
 IMMEDIATE = {LOADING, EVALUATING}
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# The exit statuses of a run those signals stopped (128 + the signal).
+STOP_EXIT_CODES = tuple(128 + int(s) for s in SIGNALS)
 
 
 class StopRequested(BaseException):
@@ -49,7 +53,7 @@ class StopRequested(BaseException):
 
 
 class StopSignal:
-    """The process's SIGINT/SIGTERM handler and the phase it acts by (see the module docstring)."""
+    """The process's SIGINT/SIGTERM/SIGHUP handler and the phase it acts by (see the module docstring)."""
 
     def __init__(self) -> None:
         self.received: int | None = None
@@ -80,7 +84,7 @@ class StopSignal:
         return self._depth > 0
 
     def install(self) -> None:
-        """Take over SIGINT and SIGTERM (nested calls count; ``uninstall`` gives them back at depth 0)."""
+        """Take over SIGINT, SIGTERM and SIGHUP (nested calls count; ``uninstall`` gives them back at depth 0)."""
         self._depth += 1
         if self._depth > 1:
             return
@@ -180,4 +184,4 @@ def reset_in_worker(worker_id: int = 0) -> None:
     stopped with its parent)."""
     for sig in SIGNALS:
         with contextlib.suppress(ValueError):
-            signal.signal(sig, signal.SIG_DFL if sig == signal.SIGTERM else signal.default_int_handler)
+            signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)

@@ -31,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from vae_cli.process.atomic import write_text
 from vae_cli.process.errors import ConfigError, VaeCliError
 from vae_cli.process.locks import DirLock
-from vae_cli.process.signals import STOP, TRAINING, StopRequested
+from vae_cli.process.signals import STOP, STOP_EXIT_CODES, TRAINING, StopRequested
 from vae_cli.process.workers import in_sweep_worker, running_job, sweep_parent, watch_parent
 from vae_cli.runs.ownership import Claim, Intent, claim, command_line
 from vae_cli.runs.resolvers import CREATED_BY_RESOLVER
@@ -221,7 +221,7 @@ def _run_job(cfg: DictConfig, hc: Any, multirun: bool, worker: bool) -> float | 
         return _train_in(held, cfg, hc, overrides)
     except (VaeCliError, StopRequested) as exc:
         _record_failure(held, exc)
-        stopped = isinstance(exc, StopRequested) or getattr(exc, "exit_code", 2) in (130, 143)
+        stopped = isinstance(exc, StopRequested) or getattr(exc, "exit_code", 2) in STOP_EXIT_CODES
         if not multirun:
             raise  # a single run: the stop ends the process, with its message
         if stopped and not worker:
@@ -277,8 +277,8 @@ def _train_in(held: Claim, cfg: DictConfig, hc: Any, overrides: list[str]) -> fl
     )
     if held.moved_to is not None:
         log.info("the run that was in %s was moved to %s (trainer.overwrite=true)", run_dir, held.moved_to)
-    log.info("CPU thread waits: %s; threads: %s", wait_policy, threads)
-    log.info("CPU memory: %s", keep_freed_memory_for_reuse())
+    log.debug("CPU thread waits: %s; threads: %s", wait_policy, threads)
+    log.debug("CPU memory: %s", keep_freed_memory_for_reuse())
     metrics = train(prepared.cfg, run_dir, overrides=overrides, prepared=prepared)
     if not metrics:
         return None  # a torchrun / SLURM rank > 0: rank 0 reports the job
@@ -296,7 +296,7 @@ def _record_failure(held: Claim | None, exc: BaseException) -> None:
         return
     run_dir = held.path
     exc.run_dir = run_dir  # type: ignore[attr-defined]  # for the message the command line prints
-    interrupted = isinstance(exc, StopRequested) or getattr(exc, "exit_code", 2) in (130, 143)
+    interrupted = isinstance(exc, StopRequested) or getattr(exc, "exit_code", 2) in STOP_EXIT_CODES
     reason = str(exc) if str(exc) else type(exc).__name__
     if TRAINING not in STOP.entered:
         fresh = held.created and not has_results(run_dir)

@@ -130,6 +130,8 @@ def load_split(cfg: DictConfig, split: str, data_root: str | None = None, datase
     evaluates on another dataset of the same image shape (e.g. a Fashion-MNIST model on MNIST).
     """
     data_cfg = OmegaConf.merge(cfg.dataset, {})
+    if "eval_subset" in data_cfg:
+        data_cfg.eval_subset = None  # the run's quick-check setting; vae-eval's own is --num-images
     if data_root is not None:
         data_cfg.root = str(Path(data_root).expanduser())
     if dataset is not None:

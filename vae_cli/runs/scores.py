@@ -9,8 +9,7 @@
 from __future__ import annotations
 
 import contextlib
-import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,30 +17,35 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from vae_cli.config.disentanglement import DisentanglementConfig
-from vae_cli.datasets.batches import labelled_batches
+from vae_cli.datasets.batches import batch_count, labelled_batches
 from vae_cli.datasets.factor_sets import ground_truth_for
 from vae_cli.evaluation.bounds import EvalResult, bits_per_dim_note, default_batch_size, evaluate_images
 from vae_cli.evaluation.disentanglement.representation import encoder_mean
 from vae_cli.evaluation.disentanglement.suite import DisentanglementResult, score
 from vae_cli.evaluation.plots import bar_chart, to_tensor
 from vae_cli.evaluation.tracking import Tracker
+from vae_cli.process import progress
 from vae_cli.process.device import pick_device
 from vae_cli.process.errors import ConfigError, VaeCliError
 from vae_cli.runs.loaded import LoadedRun, load_run, load_split, run_dir_of
 from vae_cli.runs.results import owned, record_entry
 
 
-def progress_bar(total: int, desc: str) -> Callable[[Iterable[Any]], Iterable[Any]]:
-    """A tqdm bar over an iterable of ``total`` items, on a terminal only."""
+def eval_forecast(k: int, n: int) -> Callable[[float], str | None]:
+    """vae-eval's line once the first batches are timed: how long the whole estimate will take here, and, when that
+    is long, how to shorten it."""
 
-    def wrap(iterable: Iterable[Any]) -> Iterable[Any]:
-        if not sys.stderr.isatty():
-            return iterable
-        from tqdm import tqdm
+    def said(seconds: float) -> str | None:
+        text = f"vae-eval: K={k} over {n:,} images will take about {progress.duration(seconds)} on this machine"
+        if seconds < 60:
+            return text + "."
+        fewer = max(100, n // 10)
+        shorter = [f"--k {max(1, k // 10)} (about {progress.duration(seconds / 10)})"] if k >= 10 else []
+        if n > fewer:
+            shorter.append(f"--num-images {fewer} (about {progress.duration(seconds * fewer / n)}; a separate entry)")
+        return text + (f"; to shorten it: {' or '.join(shorter)}." if shorter else ".")
 
-        return tqdm(iterable, total=total, desc=desc, unit="batch", leave=False)
-
-    return wrap
+    return said
 
 
 def eval_device(name: str):
@@ -87,7 +91,12 @@ def evaluate_run(
             k=k,
             seed=seed,
             split=entry,
-            progress=progress_bar(-(-images.shape[0] // bs), f"vae-eval {split} K={k}"),
+            progress=lambda batches: progress.tracked(
+                batches,
+                f"vae-eval {entry} K={k}",
+                total=batch_count(images.shape[0], bs),
+                forecast=eval_forecast(k, images.shape[0]),
+            ),
         )
         if write:
             record = {

@@ -13,10 +13,13 @@ bit-identical to an uninterrupted one.
 
 from __future__ import annotations
 
+import logging
+import math
+
 import torch
 
 from vae_cli.config.training import TrainerConfig
-from vae_cli.datasets.batches import labelled_batches
+from vae_cli.datasets.batches import batch_count, labelled_batches
 from vae_cli.datasets.preprocess import to_unit_float
 from vae_cli.datasets.splits import ImageSplits
 from vae_cli.evaluation.bounds import default_batch_size, evaluate_images
@@ -25,9 +28,45 @@ from vae_cli.evaluation.plots import to_tensor
 from vae_cli.evaluation.tracking import Tracker
 from vae_cli.models.likelihoods.base import Measures
 from vae_cli.models.protocol import CodeGridModel, Model
+from vae_cli.process import progress
+
+log = logging.getLogger(__name__)
 
 TRAVERSAL_VALUES = torch.linspace(-3, 3, 9)
 TRAVERSAL_MAX_DIMS = 10
+# The IW estimate, by default, costs about this fraction of the training between two estimates (a training image
+# costs about 3 forward passes, forward and backward; an estimate's image K of them), on at least IW_LEAST_IMAGES.
+IW_BUDGET = 0.1
+IW_LEAST_IMAGES = 128
+
+
+# The projector's files are text (tensors.tsv: ~10 bytes a number): at most this many points, and a latent wider
+# than EMBEDDING_MAX_DIMS (a hierarchy's maps: thousands of numbers per image) is shown by its leading principal
+# components, which is what the projector's own PCA view shows anyway. About 5 MB at most.
+EMBEDDING_MAX_POINTS = 5000
+EMBEDDING_MAX_DIMS = 100
+
+
+def projector_points(mu: torch.Tensor) -> tuple[torch.Tensor, str]:
+    """The points the projector gets, and their tag: ``mu`` itself, or its leading principal components."""
+    mu = mu.float().cpu()
+    if mu.shape[1] <= EMBEDDING_MAX_DIMS:
+        return mu, "latent_mu"
+    centred = mu - mu.mean(dim=0)
+    _, _, v = torch.linalg.svd(centred, full_matrices=False)
+    dims = min(EMBEDDING_MAX_DIMS, v.shape[0])
+    return centred @ v[:dims].T, f"latent_mu_pca{dims}"
+
+
+def iw_image_count(cfg: TrainerConfig, train_size: int, pool: int) -> int:
+    """How many validation images ``val/nll_iw`` is estimated on: ``trainer.nll_iw_images``, or by default as
+    many as cost about ``IW_BUDGET`` of the training between two estimates (every validation image for the
+    presets on their full datasets; fewer for a small ``dataset.subset``). Fixed by the config, never by timing,
+    so reruns and resumed runs estimate on the same images."""
+    if cfg.nll_iw_images is not None:
+        return min(cfg.nll_iw_images, pool)
+    affordable = math.ceil(IW_BUDGET * 3 * train_size * max(1, cfg.nll_iw_every_epochs) / cfg.nll_iw_k)
+    return min(pool, max(IW_LEAST_IMAGES, affordable))
 
 
 class LatentMonitor:
@@ -45,9 +84,11 @@ class LatentMonitor:
         # training split slices to a CPU tensor, hence the move.)
         self.images, self.labels = images[:n].to(device), labels[:n].to(device)
         self.class_names = tuple(getattr(data, "class_names", ()))
-        # val/nll_iw uses the whole validation split, so it sits on the same chart as val/elbo (same images).
-        self.iw_images = data.val if has_val else self.images
-        self.iw_labels = data.val_labels if has_val else self.labels
+        # val/nll_iw: on the first iw_count validation images (all of them when the estimate is cheap enough).
+        pool, pool_labels = (data.val, data.val_labels) if has_val else (self.images, self.labels)
+        self.iw_count = iw_image_count(cfg, data.train.shape[0], pool.shape[0])
+        self.iw_pool = pool.shape[0]
+        self.iw_images, self.iw_labels = pool[: self.iw_count], pool_labels[: self.iw_count]
         self.split = "val" if has_val else "train"
         self.epochs_seen = 0
 
@@ -91,20 +132,34 @@ class LatentMonitor:
             scatter = latent_scatter(mu, self.labels, f"{self.split} mu, epoch {epoch}", class_names=self.class_names)
             self.tracker.images("latent/scatter", to_tensor(scatter)[None], step, epoch, nrow=1)
         every = self.cfg.nll_iw_every_epochs
-        if every > 0 and (epoch % every == 0 or last):
-            k = self.cfg.nll_iw_k
+        if every > 0 and (epoch % every == 0 or last) and self.iw_count > 0:
+            k, size = self.cfg.nll_iw_k, default_batch_size(self.cfg.nll_iw_k)
+            what = f"{self.split}/nll_iw (K={k}, first {self.iw_count:,} of {self.iw_pool:,} {self.split} images)"
+            log.info("epoch %d: estimating %s", epoch, what)
             result = evaluate_images(
                 self.model,
-                labelled_batches(self.iw_images, self.iw_labels, default_batch_size(k)),
+                progress.tracked(
+                    labelled_batches(self.iw_images, self.iw_labels, size),
+                    f"epoch {epoch}: {self.split}/nll_iw K={k}",
+                    total=batch_count(self.iw_count, size),
+                    mode=self.cfg.progress,
+                    every_s=self.cfg.progress_every_s,
+                ),
                 k=k,
                 seed=self.cfg.seed,
                 split=self.split,
             )
-            scalars = {f"{self.split}/nll_iw": result.nll_iw}
+            log.info("epoch %d: %s = %.2f nats (%s)", epoch, what, result.nll_iw, progress.duration(result.seconds))
+            scalars = {
+                f"{self.split}/nll_iw": result.nll_iw,
+                # What the estimate was computed from (metrics.json keeps them beside it).
+                "nll_iw_k": k,
+                "nll_iw_images": self.iw_count,
+            }
             if self.model.likelihood.measures != Measures.cross_entropy:
                 # A likelihood of the data (or a density, on the 8-bit scale): bits/dim compare with the literature.
                 scalars[f"{self.split}/bits_per_dim"] = result.bits_per_dim
-            self.tracker.scalars(scalars, step)
+            self.tracker.scalars({k: v for k, v in scalars.items() if "/" in k}, step)
             return scalars
         return {}
 
@@ -117,7 +172,9 @@ class LatentMonitor:
         self.model.eval()
         mu, _ = self._encode()
         self.model.train(was_training)
-        thumbnails = to_unit_float(self.images.cpu())
+        n = min(mu.shape[0], EMBEDDING_MAX_POINTS)
+        mu, tag = projector_points(mu[:n])
+        thumbnails = to_unit_float(self.images[:n].cpu())
         names = self.class_names
-        metadata = [names[c] if 0 <= c < len(names) else str(c) for c in self.labels.tolist()]
-        self.tracker.embedding(mu, metadata, thumbnails, step, tag="latent_mu")
+        metadata = [names[c] if 0 <= c < len(names) else str(c) for c in self.labels[:n].tolist()]
+        self.tracker.embedding(mu, metadata, thumbnails, step, tag=tag)

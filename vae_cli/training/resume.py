@@ -121,6 +121,15 @@ def check_resume_epochs(cfg: DictConfig, ckpt: dict[str, Any], run_dir: Path) ->
             f"trainer.epochs={wanted} is below the {done} epochs the run has already trained, so the resume would "
             f"train nothing. Pass trainer.epochs={done + 10} (or any number above {done}) to train further."
         )
+    stopped_at = int(ckpt.get("train_state", {}).get("stopped_early_at") or 0)
+    patience = int(cfg.trainer.early_stop_patience)
+    saved_patience = int(ckpt.get("config", {}).get("trainer", {}).get("early_stop_patience") or 0)
+    if stopped_at and patience and patience <= saved_patience and (run_dir / "metrics.json").is_file():
+        raise NothingToDo(
+            f"{run_dir} stopped early at epoch {stopped_at} ({cfg.trainer.sweep_metric} had not improved for "
+            f"trainer.early_stop_patience={saved_patience} evaluations) and its results are written; nothing to do. "
+            f"To train further: trainer.early_stop_patience=0 (off) or a larger patience, with trainer.epochs."
+        )
     if wanted == done and ckpt.get("batch_in_epoch", 0) == 0 and (run_dir / "metrics.json").is_file():
         raise NothingToDo(
             f"{run_dir} has finished its {done} epochs and its results are written (metrics.json); nothing to do. "

@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 from vae_cli.config.catalog import PRIORS
 from vae_cli.config.schema import structured, to_plain_dict
 from vae_cli.config.validate import validate
-from vae_cli.datasets.batches import labelled_batches, make_train_batches
+from vae_cli.datasets.batches import batch_count, labelled_batches, make_train_batches
 from vae_cli.datasets.factor_sets import check_ground_truth
 from vae_cli.datasets.loader import load_dataset
 from vae_cli.datasets.preprocess import BatchPreprocess, to_unit_float
@@ -33,7 +33,7 @@ from vae_cli.models.build import build_model
 from vae_cli.models.protocol import Model
 from vae_cli.objectives import build_objective
 from vae_cli.objectives.base import Objective, ObjectiveContext
-from vae_cli.process import disk
+from vae_cli.process import disk, progress
 from vae_cli.process.atomic import write_json
 from vae_cli.process.device import pick_device
 from vae_cli.process.distributed import Distributed, any_rank, from_environment
@@ -106,6 +106,8 @@ def prepare(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) 
         if is_code_prior_run(cfg):
             # A VQ-VAE's second stage: its model, likelihood and data are the VQ-VAE run's (training/code_prior.py).
             cfg, frozen = attach_vqvae(cfg, list(overrides or []))
+        if cfg.trainer.quick_check:
+            shrink_for_quick_check(cfg)
         validate(cfg)
         return Prepared(cfg, overrides=list(overrides or []), frozen_vqvae=frozen)
     path, ckpt, warning = load_with_fallback(cfg.trainer.resume, preferred="last")
@@ -117,6 +119,39 @@ def prepare(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) 
     check_resume_epochs(merged, ckpt, run_dir)
     validate(merged)
     return Prepared(merged, ckpt, path, warning, list(overrides or []))
+
+
+# trainer.quick_check: training steps, held-out images (at most), IW samples and images, latent-view images.
+QUICK_CHECK_STEPS = 5
+QUICK_CHECK_EVAL_IMAGES = 256
+QUICK_CHECK_IW = (4, 64)
+QUICK_CHECK_LATENT_IMAGES = 64
+
+
+def shrink_for_quick_check(cfg: DictConfig) -> None:
+    """``trainer.quick_check=true``: every phase of a run, each on a few images (the config keeps the sizes)."""
+    t, d = cfg.trainer, cfg.dataset
+    train_images = QUICK_CHECK_STEPS * t.batch_size
+    d.subset = min(d.subset, train_images) if d.subset is not None else train_images
+    d.eval_subset = min(d.eval_subset or QUICK_CHECK_EVAL_IMAGES, QUICK_CHECK_EVAL_IMAGES)
+    t.epochs = 1
+    t.nll_iw_every_epochs = min(t.nll_iw_every_epochs, 1)
+    t.nll_iw_k = min(t.nll_iw_k, QUICK_CHECK_IW[0])
+    t.nll_iw_images = min(t.nll_iw_images or QUICK_CHECK_IW[1], QUICK_CHECK_IW[1])
+    t.latent_images = min(t.latent_images, QUICK_CHECK_LATENT_IMAGES)
+    t.num_images = min(t.num_images, QUICK_CHECK_LATENT_IMAGES)
+    if cfg.disentanglement.every_epochs > 0:
+        cfg.disentanglement.every_epochs = 0  # its sample sizes are the metrics' own: vae-eval --disentanglement
+    log.info(
+        "quick check: 1 epoch of at most %d steps (%d training images), validation and test on at most %d images, "
+        "val/nll_iw with K=%d on %d; then checkpoints and metrics.json as in any run. Go on with trainer.resume=RUN "
+        "trainer.epochs=N.",
+        QUICK_CHECK_STEPS,
+        d.subset,
+        d.eval_subset,
+        t.nll_iw_k,
+        t.nll_iw_images,
+    )
 
 
 def is_code_prior_run(cfg: DictConfig) -> bool:
@@ -158,6 +193,8 @@ def train(
 def _train(prepared: Prepared, run_dir: Path, dist: Distributed) -> dict[str, Any]:
     started = time.perf_counter()
     cfg, resume_ckpt = prepared.cfg, prepared.resume_ckpt
+    if dist.is_main:
+        log.info("run directory %s", run_dir)
     if prepared.warning:
         log.warning("%s", prepared.warning)
     if resume_ckpt is not None:
@@ -192,18 +229,19 @@ def _train(prepared: Prepared, run_dir: Path, dist: Distributed) -> dict[str, An
         )
     data = splits_to(data, device)
     log.info(
-        "data %s: %d train / %d val / %d test images of shape %s on %s%s",
+        "data %s: %s train / %s val / %s test images of %s on %s%s",
         data.name,
-        data.train.shape[0],
-        data.val.shape[0],
-        data.test.shape[0],
-        data.image_shape,
+        f"{data.train.shape[0]:,}",
+        f"{data.val.shape[0]:,}",
+        f"{data.test.shape[0]:,}",
+        "×".join(map(str, data.image_shape)),
         device,
         " (training split streamed from disk)" if data.streamed else "",
     )
 
     model, objective = build_model_and_objective(cfg, data, device)
     check_sweep_metric(cfg, objective, data)
+    log.info("%s", describe_model(cfg, model, objective))
     model_info: dict[str, Any] = {}
     if is_code_prior_run(cfg):
         if prepared.frozen_vqvae is not None:
@@ -238,6 +276,7 @@ def _train(prepared: Prepared, run_dir: Path, dist: Distributed) -> dict[str, An
         save_png=cfg.logger.save_png and dist.is_main,
         purge_step=purge_step,
     )
+    tracker.loss_layout(list(objective.terms))
     trainer = Trainer(
         model,
         objective,
@@ -330,10 +369,19 @@ def final_metrics(
         if "best" in checkpoints:
             model.load_state_dict(evaluation_weights(checkpoints["best"]))
             objective.load_state_dict(checkpoints["best"].get("objective", {}))
-        test_batches = labelled_batches(data.test, data.test_labels, cfg.trainer.eval_batch_size, objective.least_batch)
+        size, least, n = cfg.trainer.eval_batch_size, objective.least_batch, data.test.shape[0]
+        chosen = f"best.pt, epoch {state.best_epoch}" if "best" in checkpoints else "the final weights"
+        log.info("test split: %s images (%s)", f"{n:,}", chosen)
+        test_batches = progress.tracked(
+            labelled_batches(data.test, data.test_labels, size, least),
+            "test split",
+            total=batch_count(n, size, least),
+            mode=cfg.trainer.progress,
+            every_s=cfg.trainer.progress_every_s,
+        )
         test = evaluate(model, objective, test_batches)
     metrics: dict[str, Any] = {f"val/{k}": final.get(f"val/{k}") for k in objective.terms}
-    for key in ("val/nll_iw", "val/bits_per_dim"):  # logged by the latent monitor after the last epoch
+    for key in ("val/nll_iw", "val/bits_per_dim", "nll_iw_k", "nll_iw_images"):  # the latent monitor's, last epoch
         if final.get(key) is not None:
             metrics[key] = final[key]
     # Scored after the last epoch (disentanglement.every_epochs > 0): the final model's, not best.pt's.
@@ -345,11 +393,29 @@ def final_metrics(
             "epochs": state.epoch,
             "steps": state.step,
             "best_epoch": state.best_epoch,
+            # trainer.early_stop_patience: the epoch training stopped at (absent: it ran all its epochs).
+            **({"stopped_early_at": state.stopped_early_at} if state.stopped_early_at else {}),
             "images_per_sec": final.get("images_per_sec"),
+            # What the val/ and test/ numbers were computed on (dataset.eval_subset shrinks both).
+            "val_images": int(data.val.shape[0]),
+            "test_images": int(data.test.shape[0]),
             "checkpoints": {name: identity(ckpt) for name, ckpt in checkpoints.items()},
         }
     )
     return metrics, test
+
+
+def describe_model(cfg: DictConfig, model: Model, objective: Objective) -> str:
+    """``model mlp (latent 20): 652,824 parameters; loss elbo, prior normal, likelihood bernoulli``."""
+    total = sum(p.numel() for p in model.parameters())
+    trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    extra = sum(p.numel() for p in objective.parameters())
+    text = f"model {cfg.model.arch} (latent {model.latent_dim}): {total:,} parameters"
+    if trained != total:
+        text += f" ({trained:,} trained, the rest frozen)"
+    if extra:
+        text += f", and {extra:,} in the objective"
+    return f"{text}; loss {cfg.loss.name}, prior {cfg.prior.name}, likelihood {cfg.likelihood.name}"
 
 
 def written_metrics(cfg: DictConfig, objective: Objective, data: ImageSplits) -> list[str]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -33,19 +32,21 @@ from typing import Any, Protocol
 import torch
 
 from vae_cli.config.enums import NanPolicy
+from vae_cli.config.metric_direction import higher_is_better
 from vae_cli.config.training import TrainerConfig
-from vae_cli.datasets.batches import Batch, labelled_batches
+from vae_cli.datasets.batches import Batch, batch_count, labelled_batches
 from vae_cli.datasets.preprocess import to_unit_float
 from vae_cli.datasets.splits import ImageSplits
 from vae_cli.evaluation.terms import evaluate
 from vae_cli.evaluation.tracking import Tracker
 from vae_cli.models.protocol import Model
 from vae_cli.objectives.base import Objective
-from vae_cli.process import disk
+from vae_cli.process import disk, progress
 from vae_cli.process.distributed import Distributed, sum_over_ranks
 from vae_cli.process.errors import CheckpointError, TrainingError
 from vae_cli.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from vae_cli.training.disentanglement_monitor import DisentanglementMonitor
+from vae_cli.training.history import write_history
 from vae_cli.training.latent_monitor import LatentMonitor
 from vae_cli.training.step import TrainStep, portable_optimizer_state
 
@@ -74,6 +75,12 @@ class TrainState:
     interval_count: int = 0
     skipped_batches: int = 0
     rollbacks: int = 0
+    # Early stopping (trainer.early_stop_patience): the watched metric's best, when, evaluations since, and
+    # the epoch training stopped at (0: it did not stop early).
+    watched_best: float | None = None
+    watched_best_epoch: int = 0
+    watched_since_best: int = 0
+    stopped_early_at: int = 0
 
 
 class NonFinite(Exception):
@@ -146,6 +153,7 @@ class Trainer:
         # Forward, loss, backward, clipping, the bad-update checks and the update of one batch, with the speed options (bf16, compile, CUDA graphs).
         self.train_step = TrainStep(model, objective, optimizer, cfg, self.device, self.dist)
         self.first_step_at: float | None = None  # wall-clock time of the first optimizer step (start-up metric)
+        self._epoch_seconds = 0.0
         # Pictures are thinned for runs of many short epochs, so the run directory stays bounded.
         self.image_every = thinned_every(cfg.image_every_epochs, cfg.epochs, max_image_logs)
         # Fixed inputs for the image grids, so epochs compare: the first val images and one prior draw.
@@ -263,24 +271,39 @@ class Trainer:
         return path
 
     # ----- the loop --------------------------------------------------------------------------------------
-    def _progress(self, iterable, total: int, epoch: int):
-        mode = self.cfg.progress
-        if not self.dist.is_main:
-            return iterable  # one bar per job: rank 0's
-        if mode == "bar" or (mode == "auto" and sys.stderr.isatty()):
-            from tqdm import tqdm
-
-            return tqdm(iterable, total=total, desc=f"epoch {epoch + 1}/{self.cfg.epochs}", leave=False)
-        return iterable
-
     def _train_epoch(self, epoch: int) -> tuple[dict[str, float], float]:
         s = self.state
         epoch_sums = torch.tensor(s.epoch_sums, device=self.device)
         interval_sums = torch.tensor(s.interval_sums, device=self.device)
-        consecutive_skips = 0
-        total = len(self.batches) - s.batch_in_epoch
         t0 = time.perf_counter() - s.epoch_seconds
-        for x, y in self._progress(self.batches.epoch(epoch, s.batch_in_epoch), total, epoch):
+        with progress.phase(
+            f"epoch {epoch + 1}/{self.cfg.epochs}",
+            total=len(self.batches),
+            mode=self.cfg.progress,
+            status=lambda: self._running_loss(epoch_sums),
+            enabled=self.dist.is_main,  # one bar per job: rank 0's
+            every_s=self.cfg.progress_every_s,
+        ) as shown:
+            if s.batch_in_epoch:
+                shown.advance(s.batch_in_epoch)  # a resumed epoch starts where it stopped
+            return self._train_batches(epoch, epoch_sums, interval_sums, t0, shown)
+
+    def _running_loss(self, epoch_sums: torch.Tensor) -> str:
+        """The epoch's mean loss so far (a host sync: asked for about once a second on a bar, or per log line)."""
+        count = self.state.epoch_count
+        return f"loss {epoch_sums[self.terms.index('loss')].item() / count:.4g}" if count else "loss …"
+
+    def _train_batches(
+        self,
+        epoch: int,
+        epoch_sums: torch.Tensor,
+        interval_sums: torch.Tensor,
+        t0: float,
+        shown: progress.Phase,
+    ) -> tuple[dict[str, float], float]:
+        s = self.state
+        consecutive_skips = 0
+        for x, y in self.batches.epoch(epoch, s.batch_in_epoch):
             terms, bad = self.train_step(x, y, s.step)
             s.batch_in_epoch += 1
             if bad is not None:  # nothing was applied: the NaN policy decides
@@ -289,6 +312,7 @@ class Trainer:
                 consecutive_skips += 1
                 s.skipped_batches += 1
                 log.warning("skipped batch %d of epoch %d: %s (step %d)", s.batch_in_epoch, epoch + 1, bad, s.step)
+                shown.advance()
                 continue
             consecutive_skips = 0
             self.scheduler.step()
@@ -296,12 +320,13 @@ class Trainer:
             if self.first_step_at is None:
                 self.first_step_at = time.time()
                 # For start-up benchmarks (launch -> first update); not in metrics.json, which is deterministic.
-                log.info("first optimizer step done at unix time %.3f", self.first_step_at)
+                log.debug("first optimizer step done at unix time %.3f", self.first_step_at)
             batch_terms = terms.mul_(x.shape[0])  # detached per-sample means of the terms -> sums
             epoch_sums += batch_terms
             interval_sums += batch_terms
             s.epoch_count += x.shape[0]
             s.interval_count += x.shape[0]
+            shown.advance()
             if s.step % self.cfg.log_every_steps == 0:
                 self._log_interval(interval_sums, epoch)
             every = self.cfg.checkpoint_every_steps
@@ -315,6 +340,7 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
+        self._epoch_seconds = seconds  # training time of the epoch, for its log line
         # Every rank's shard has the same size, so the mean over ranks is the mean over the whole epoch.
         means = (sum_over_ranks(epoch_sums, self.dist) / max(1, s.epoch_count * self.dist.world_size)).tolist()
         if not all(map(math.isfinite, means)):
@@ -442,8 +468,13 @@ class Trainer:
         has_val = self.data.val.shape[0] > 0
         if has_val:
             with self.judged():
-                batches = labelled_batches(
-                    self.data.val, self.data.val_labels, self.cfg.eval_batch_size, self.objective.least_batch
+                size, least = self.cfg.eval_batch_size, self.objective.least_batch
+                batches = progress.tracked(
+                    labelled_batches(self.data.val, self.data.val_labels, size, least),
+                    f"epoch {epoch + 1}/{self.cfg.epochs}: validation",
+                    total=batch_count(self.data.val.shape[0], size, least),
+                    mode=self.cfg.progress if self.dist.is_main else "none",
+                    every_s=self.cfg.progress_every_s,
                 )
                 val = evaluate(self.model, self.objective, batches)
         else:
@@ -457,13 +488,21 @@ class Trainer:
         # group would come before the loss curves).
         scalars.update({"train/lr": lr, "train/images_per_sec": throughput, "train/epoch": float(epoch + 1)})
         self.tracker.scalars(scalars, s.step)
-        last = epoch + 1 == self.cfg.epochs
+        # Early stopping decides here on a metric known now (so this epoch's pictures and IW estimate are the
+        # last ones), or after the IW estimate for val/nll_iw.
+        known = {**{f"train/{k}": v for k, v in train_means.items()}, **{f"val/{k}": v for k, v in val.items()}}
+        stop_early = self._watch(known[self.cfg.sweep_metric], epoch) if self.cfg.sweep_metric in known else False
+        last = epoch + 1 == self.cfg.epochs or stop_early
         with self.judged():
             if (epoch + 1) % self.image_every == 0 or last:
                 self._log_images(epoch)
             latent_scalars = self.latent_monitor.on_epoch_end(epoch + 1, s.step, last=last)
             if self.disentanglement is not None and self.dist.is_main:
                 latent_scalars.update(self.disentanglement.on_epoch_end(epoch + 1, s.step, last=last))
+        if self.cfg.sweep_metric in latent_scalars:
+            stop_early = self._watch(latent_scalars[self.cfg.sweep_metric], epoch)
+        if stop_early:
+            s.stopped_early_at = epoch + 1
         record = {"epoch": epoch + 1, "step": s.step, "images_per_sec": throughput, "lr": lr}
         record.update(latent_scalars)
         record.update({f"train/{k}": v for k, v in train_means.items()})
@@ -476,18 +515,51 @@ class Trainer:
         self.save("last.pt", metrics=record)
         if improved:
             self.save("best.pt", metrics=record)
+        if self.dist.is_main:
+            try:
+                write_history(self.run_dir, s.history, s.epoch)
+            except OSError as exc:  # the checkpoint holds the history; the next epoch end writes the files again
+                log.warning("could not write %s: %s", self.run_dir / "history.jsonl", exc.strerror or exc)
         self.tracker.flush()
-        if self.state.epoch == 1 and self.dist.is_main:
-            log.info("after the first epoch the run directory holds %s", disk.describe(self.run_dir))
         log.info(
-            "epoch %d/%d  train %s  val %s  %.0f img/s%s",
+            "epoch %d/%d  train %s | %s %s | %s, %s img/s%s",
             epoch + 1,
             self.cfg.epochs,
             describe_terms(train_means),
-            describe_terms(val, bound_only=True),
-            throughput,
+            "val" if has_val else "(no val split: train)",
+            describe_terms(val),
+            progress.duration(self._epoch_seconds),
+            f"{throughput:,.0f}",
             "  *best" if improved else "",
         )
+        if self.state.epoch == 1 and self.dist.is_main:
+            log.info("after the first epoch the run directory holds %s", disk.describe(self.run_dir))
+        if stop_early:
+            metric, sign = self.cfg.sweep_metric, -1.0 if higher_is_better(self.cfg.sweep_metric) else 1.0
+            log.info(
+                "early stop after epoch %d: %s has not improved on %.4g (epoch %d) for %d evaluations "
+                "(trainer.early_stop_patience=%d); the run ends here as if at its last epoch",
+                epoch + 1,
+                metric,
+                sign * (s.watched_best or 0.0),
+                s.watched_best_epoch,
+                s.watched_since_best,
+                self.cfg.early_stop_patience,
+            )
+
+    def _watch(self, value: float, epoch: int) -> bool:
+        """Early stopping: record ``value`` of the watched metric (``trainer.sweep_metric``) at ``epoch``; whether
+        it has now gone ``trainer.early_stop_patience`` evaluations without improving."""
+        patience = self.cfg.early_stop_patience
+        if patience == 0 or not math.isfinite(value):
+            return False
+        s = self.state
+        score = -value if higher_is_better(self.cfg.sweep_metric) else value  # smaller is better
+        if s.watched_best is None or score < s.watched_best - self.cfg.early_stop_min_delta:
+            s.watched_best, s.watched_best_epoch, s.watched_since_best = score, epoch + 1, 0
+            return False
+        s.watched_since_best += 1
+        return s.watched_since_best >= patience
 
     def fit(self) -> TrainState:
         """Train from the current state to ``cfg.epochs``; checkpoint ``last.pt`` every epoch (and every
@@ -495,7 +567,8 @@ class Trainer:
         an epoch's validation or checkpointing stops the run right after that epoch's checkpoint."""
         self.model.train()
         self.objective.train()
-        while self.state.epoch < self.cfg.epochs:
+        self.state.stopped_early_at = 0  # a run resumed after an early stop (with a larger patience) goes on
+        while self.state.epoch < self.cfg.epochs and not self.state.stopped_early_at:
             epoch = self.state.epoch
             try:
                 train_means, throughput = self._train_epoch(epoch)
@@ -506,20 +579,31 @@ class Trainer:
                     continue
                 raise self._nonfinite_error(bad) from None
             signum = self.stop_requested()
-            if signum and self.state.epoch < self.cfg.epochs:
+            if signum and self.state.epoch < self.cfg.epochs and not self.state.stopped_early_at:
                 raise self._interrupted(signum, epoch, where=f"the end of epoch {epoch + 1} (step {self.state.step})")
         with self.judged():
             self.latent_monitor.on_fit_end(self.state.step)
         return self.state
 
 
+# Bounds: reported beside the loss, not as parts of it.
+BOUND_TERMS = ("elbo", "iw_elbo")
+
+
 def describe_terms(values: dict[str, float], bound_only: bool = False) -> str:
-    """The terms worth a log line: ``loss 244.1 (recon 220.3, kl 23.8)``, or with ``bound_only`` the bound."""
+    """A split's terms for a log line: ``loss 244.1 (recon 220.3, kl 23.8), elbo -244.1``: the loss, then every
+    term the objective reports (what makes up the loss, and its statistics), then the bounds. A hierarchy's KL per
+    layer is in TensorBoard (``kl`` is their sum). ``bound_only``: the bound alone."""
+    bounds = [k for k in BOUND_TERMS if k in values]
     if bound_only:
-        for key in ("iw_elbo", "elbo"):
-            if key in values:
-                return f"{key} {values[key]:.2f}"
-        return f"loss {values['loss']:.2f}"
-    shown = [k for k in ("recon", "kl", "tc", "mmd", "dip", "disc") if k in values]
-    detail = ", ".join(f"{k} {values[k]:.2f}" for k in shown)
-    return f"loss {values['loss']:.2f}" + (f" ({detail})" if detail else "")
+        return f"{bounds[-1]} {values[bounds[-1]]:.2f}" if bounds else f"loss {values['loss']:.2f}"
+    parts = [k for k in values if k != "loss" and k not in BOUND_TERMS and not k.startswith("kl_")]
+    detail = ", ".join(f"{k} {_number(values[k])}" for k in parts)
+    text = f"loss {_number(values['loss'])}" + (f" ({detail})" if detail else "")
+    # A bound that is the loss itself (the ELBO's -loss) would only repeat it.
+    shown = [k for k in bounds if not math.isclose(values[k], -values["loss"], rel_tol=1e-9, abs_tol=1e-9)]
+    return text + "".join(f", {k} {_number(values[k])}" for k in shown)
+
+
+def _number(value: float) -> str:
+    return f"{value:.2f}" if abs(value) >= 0.01 or value == 0 else f"{value:.3g}"

@@ -19,15 +19,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from vae_cli.config.metric_direction import higher_is_better
+
 # Default ranking metrics, in order: the first one every finished job has (comparably).
 PREFERRED_METRICS = ("eval/test/nll_iw", "val/nll_iw", "val/elbo")
 # Metrics that mean the same whatever the objective and its weights: bounds on log p(x) and their bits/dim.
 BOUND_SUFFIXES = ("/elbo", "/nll_iw", "/log_px_iw", "/bits_per_dim")
-HIGHER_IS_BETTER_WORDS = ("elbo", "log_px", "active_units", "disentanglement/")
-
-
-def higher_is_better(metric: str) -> bool:
-    return any(word in metric for word in HIGHER_IS_BETTER_WORDS)
 
 
 def finite(value: Any) -> float | None:
