@@ -153,12 +153,46 @@ def test_cfg_job_prints_the_composed_config(tmp_path):
 
 def test_help_lists_the_config_groups_without_importing_torch(tmp_path):
     proc = run_vae_train(["--help"], cwd=tmp_path, env={"PYTHONPROFILEIMPORTTIME": "1"})
-    for group in ("dataset:", "model:", "loss:", "optim:", "trainer:"):
-        assert group in proc.stdout
-    assert "fashion_mnist" in proc.stdout and "conv" in proc.stdout
+    # Each group with its options, this command line's marked; no schema offered as an option.
+    assert re.search(r"^  model +conv, hvae, mlp\*, resnet, vqvae$", proc.stdout, re.M), proc.stdout
+    assert re.search(r"^  loss +beta_tcvae, dip_vae, elbo\*, factor_vae, info_vae, iwae, miwae$", proc.stdout, re.M)
+    assert "_schema" not in proc.stdout and "vae_cli_schemas" not in proc.stdout
+    # Each key with its type, value and the one-line description its schema's comment gives.
+    for key, typed, said in (
+        ("epochs", "int = 10", "Training epochs (passes over the training split)."),
+        ("device", "auto|cpu|cuda|mps = auto", "Where to train:"),
+        ("grad_clip", "float | None = null", "Clip the global grad norm to this value; null = no clipping."),
+        ("hidden_dims", "list[int] = [400]", "Widths of the hidden layers"),
+        ("mig.num_bins", "int = 20", "Histogram bins per code dimension"),
+    ):
+        assert re.search(rf"^  {re.escape(key)} +{re.escape(typed)}\n +{re.escape(said)}", proc.stdout, re.M), key
     # Help trains nothing: importing torch (the background preload of a run) would only delay its exit by seconds.
     imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time")}
     assert "vae_cli.commands.train" in imported and not [m for m in imported if m.split(".")[0] == "torch"]
+
+
+def test_help_shows_the_keys_of_the_options_the_command_line_picks(tmp_path):
+    proc = run_vae_train(["loss=iwae", "model=conv", "loss.k=7", "--help"], cwd=tmp_path)
+    assert re.search(r"^loss \(loss=iwae\)$", proc.stdout, re.M) and re.search(
+        r"^model \(model=conv\)$", proc.stdout, re.M
+    )
+    assert re.search(r"^  k +int = 7\n +Importance samples per image", proc.stdout, re.M)
+    assert re.search(r"^  conv_channels +list\[int\] = \[32, 64\]", proc.stdout, re.M)
+    assert "hidden_dims" not in proc.stdout  # the MLP's key: not this config's
+
+
+def test_shell_completion_offers_options_not_schemas(tmp_path):
+    for line, expected in (
+        (
+            "vae-train loss=",
+            "loss=beta_tcvae loss=dip_vae loss=elbo loss=factor_vae loss=info_vae loss=iwae loss=miwae",
+        ),
+        ("vae-train model=", "model=conv model=hvae model=mlp model=resnet model=vqvae"),
+    ):
+        proc = run_vae_train(["-sc", "query=bash"], cwd=tmp_path, env={"COMP_LINE": line})
+        assert proc.stdout.split() == expected.split(), proc.stdout
+    top = run_vae_train(["-sc", "query=bash"], cwd=tmp_path, env={"COMP_LINE": "vae-train "}).stdout.split()
+    assert {"loss=", "model=", "prior=", "likelihood=", "dataset=", "trainer."} <= set(top), top
 
 
 def test_misspelt_key_fails_fast_naming_it(tmp_path):

@@ -27,7 +27,8 @@ def test_every_option_has_its_yaml_and_every_yaml_is_registered(group):
     assert yamls == sorted(catalog.names())
     for entry in catalog:
         text = yaml.safe_load((CONFIGS / group / f"{entry.name}.yaml").read_text())
-        assert text["defaults"][0] == f"{entry.name}_schema"  # the option's own schema, from the catalog
+        # The option's own schema, from the catalog (never offered as an option itself).
+        assert text["defaults"][0] == f"/hydra/vae_cli_schemas/{group}/{entry.name}@_here_"
         assert text.get(catalog.key, entry.name) == entry.name
 
 
@@ -76,3 +77,34 @@ def test_the_config_layer_imports_no_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_every_key_of_every_schema_has_a_description_of_its_own():
+    """vae-train --help shows each key's one-line description, read from the comment above its field: every
+    field of the root schema and of every option's schema has one, and no two neighbours share theirs."""
+    import dataclasses
+
+    from vae_cli.config.catalog import FAMILIES
+    from vae_cli.config.descriptions import field_description, first_sentence
+    from vae_cli.config.schema import TrainConfig
+
+    problems: list[str] = []
+
+    def walk(cls: type) -> None:
+        previous = None
+        for f in dataclasses.fields(cls):
+            value = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+            if dataclasses.is_dataclass(value):
+                walk(type(value))
+                continue
+            said = first_sentence(field_description(cls, f.name))
+            if not said or said == previous:
+                problems.append(f"{cls.__name__}.{f.name}: {'none' if not said else 'the one above it'}")
+            previous = said
+
+    for f in dataclasses.fields(TrainConfig):
+        walk(type(f.default_factory()))
+    for catalog in FAMILIES.values():
+        for entry in catalog:
+            walk(entry.schema)
+    assert not problems, problems

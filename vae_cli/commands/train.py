@@ -86,6 +86,11 @@ def _main() -> None:
     STOP.check()
     argv = resume_choices_argv(argv)
     flags, overrides = split_argv(argv)
+    if "--help" in flags or "-h" in flags:
+        from vae_cli.commands.train_help import help_text
+
+        print(help_text(overrides))
+        return
     if any(f in ("--cfg", "-c") for f in flags) and "job" in flags and resume_run_dir(overrides) is not None:
         from vae_cli.commands.train_info import print_resumed_config
 

@@ -46,6 +46,7 @@ def check_residual_backbone(m: Any, cfg: Any, need: Need) -> None:
 @dataclass
 class MLPConfig(ModelConfig):
     arch: str = "mlp"
+    # Dimensions of the latent code z.
     latent_dim: int = 20
     # Widths of the hidden layers (encoder; the decoder mirrors them).
     hidden_dims: list[int] = field(default_factory=lambda: [400])
@@ -60,6 +61,7 @@ class MLPConfig(ModelConfig):
 @dataclass
 class ConvConfig(ModelConfig):
     arch: str = "conv"
+    # Dimensions of the latent code z.
     latent_dim: int = 20
     # Channels of the stride-2 conv layers (encoder; the decoder mirrors them). Each halves H and W.
     conv_channels: list[int] = field(default_factory=lambda: [32, 64])
@@ -84,6 +86,7 @@ class ConvConfig(ModelConfig):
 @dataclass
 class ResNetConfig(ModelConfig):
     arch: str = "resnet"
+    # Dimensions of the latent code z.
     latent_dim: int = 32
     # Channels of each resolution stage; every stage after the first halves H and W (28 -> 14 -> 7).
     widths: list[int] = field(default_factory=lambda: [32, 64])
@@ -100,11 +103,13 @@ class ResNetConfig(ModelConfig):
 @dataclass
 class HVAEConfig(ModelConfig):
     arch: str = "hvae"
-    # Stochastic layers z_1 (bottom) .. z_L (top), each a latent_channels x h x w map at the coarsest resolution.
+    # Stochastic layers z_1 (bottom) to z_L (top), each a latent_channels x h x w map at the coarsest resolution.
     layers: int = 3
+    # Channels of each stochastic layer's latent map.
     latent_channels: int = 8
-    # The residual backbone (bottom-up encoder and decoder) as in model=resnet.
+    # The residual backbone (bottom-up encoder and decoder) as in model=resnet: channels of each stage.
     widths: list[int] = field(default_factory=lambda: [32, 64])
+    # Pre-activation residual blocks per stage of the backbone.
     blocks: int = 2
     # Residual blocks in each top-down cell (between two stochastic layers).
     cell_blocks: int = 1
@@ -138,14 +143,17 @@ class VQVAEConfig(ModelConfig):
     arch: str = "vqvae"
     # K codes of code_dim dimensions; the code grid is the residual backbone's coarsest map (7x7 at 28 px).
     codebook_size: int = 512
+    # Dimensions of each code vector.
     code_dim: int = 64
-    # Three stages: 28 -> 14 -> 7 (a 7x7 grid, as in the paper's 32 -> 8), 32 -> 8, 64 -> 16.
+    # Channels of each stage: three stages, 28 -> 14 -> 7 (a 7x7 grid, as in the paper's 32 -> 8), 64 -> 16.
     widths: list[int] = field(default_factory=lambda: [32, 64, 64])
+    # Pre-activation residual blocks per stage.
     blocks: int = 2
     # beta of the commitment loss beta |z_e - sg[z_q]|^2 (the encoder's side); 0.25 as in the paper.
     commitment: float = 0.25
     # Codebook by exponential moving averages (decay, Laplace smoothing) instead of the codebook loss.
     ema: bool = False
+    # model.ema=true: the decay of the codebook's moving averages.
     ema_decay: float = 0.99
     # Codes unused for a few hundred steps restart at random encoder outputs.
     restart_dead_codes: bool = True

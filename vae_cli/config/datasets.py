@@ -39,11 +39,14 @@ class DatasetConfig:
     # Validate and test on the first N images of the val and test splits only (quick checks: the numbers then
     # describe those N, and metrics.json says so); null = the whole splits. vae-eval always reads whole splits.
     eval_subset: int | None = None
-    # Shape of one image. Fixed datasets (mnist, cifar10, ...) check it against the files; image_folder and
-    # celeba decode every image to this shape.
+    # Colour channels of one image: 1 (grey) or 3 (RGB). Fixed datasets (mnist, cifar10, ...) check the shape
+    # against the files; image_folder and celeba decode every image to it.
     channels: int = 1
+    # Height and width of one image, in pixels.
     image_size: int = 28
     # --- preprocessing (pixels always end up as floats in [0, 1]) ---
+    # Black-and-white pixels: none; dynamic (each pixel drawn from its grey level at every use); static_threshold;
+    # static_sample (drawn once, with a fixed seed).
     binarize: Binarize = Binarize.none
     # static_threshold: a pixel is 1 when its grey level in [0, 1] is above this.
     threshold: float = 0.5
@@ -52,6 +55,7 @@ class DatasetConfig:
     # Random horizontal flips of training images (opt-in: wrong for digits and letters).
     hflip: bool = False
     # --- decoding of image files (image_folder, celeba) ---
+    # How a decoded image is brought to image_size: center_crop (then scale), stretch, or pad (with background).
     resize: ResizeMode = ResizeMode.center_crop
     # Centre-crop a square of this many pixels before resizing; null = none (celeba: 148, the usual 64x64 crop).
     crop_size: int | None = None
@@ -82,6 +86,7 @@ class DatasetConfig:
     # synthetic: how many train/test images to generate. shapes2d, xyobject, dsprites: how many grid points form
     # the test split (fixed seed) and the training split (null = all the others; N = a seeded subset).
     num_train: int | None = 2048
+    # synthetic: how many test images to generate; the factor datasets: how many grid points form the test split.
     num_test: int = 512
     # image_folder only: a CSV of ground-truth factors (a 'file' column of paths relative to root, then one column
     # per factor) that makes the folder a factor dataset for vae-eval --disentanglement; null = none.

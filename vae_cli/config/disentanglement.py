@@ -25,6 +25,7 @@ MAX_VOTE_IMAGES = 100_000_000  # ~100x the reference's 64 x 15_000
 
 @dataclass
 class MigConfig:
+    # Points (codes and their factors) the mutual information is estimated from.
     num_train: int = 10_000
     # Histogram bins per code dimension (the discretization of disentanglement_lib's MIG).
     num_bins: int = 20
@@ -32,7 +33,9 @@ class MigConfig:
 
 @dataclass
 class SplitSizes:  # DCI and SAP: classifiers fit on num_train codes, scored on num_test others
+    # Codes the per-factor classifiers are fit on.
     num_train: int = 10_000
+    # Other codes they are scored on.
     num_test: int = 5_000
 
 
@@ -44,16 +47,23 @@ class SapConfig(SplitSizes):
 
 @dataclass
 class FactorVaeScoreConfig:
+    # Images per vote (all share one fixed factor).
     batch_size: int = 64
+    # Votes the majority-vote classifier is built from.
     num_train: int = 10_000
+    # Votes it is scored on.
     num_eval: int = 5_000
+    # Images the per-dimension scale (for normalizing the codes) is estimated from.
     num_variance_estimate: int = 10_000
 
 
 @dataclass
 class BetaVaeScoreConfig:
+    # Pairs of images per point (each pair shares one fixed factor).
     batch_size: int = 64
+    # Points the logistic regression is fit on.
     num_train: int = 10_000
+    # Points it is scored on.
     num_eval: int = 5_000
 
 

@@ -68,6 +68,7 @@ class ELBOConfig(LossConfig):
     # Capacity annealing (Burgess et al., 2018): minimize recon + beta * |KL - C| with C rising linearly from 0 to
     # capacity_max nats over capacity_steps steps; null = off.
     capacity_max: float | None = None
+    # Capacity annealing: the steps over which C rises to capacity_max.
     capacity_steps: int = 100_000
 
     @classmethod
@@ -127,6 +128,7 @@ class MIWAEConfig(LossConfig):
     # M importance-weighted bounds of K samples each, averaged (Rainforth et al., 2018): M = 1 is loss=iwae,
     # K = 1 the ELBO with M samples. M * K decoder passes per image.
     m: int = 4
+    # K: importance samples in each of the M bounds.
     k: int = 5
     # iwae: gradients of the bound; dreg: doubly reparameterized encoder gradients, per group of K.
     estimator: IWEstimator = IWEstimator.iwae
@@ -147,7 +149,9 @@ class BetaTCVAEConfig(LossConfig):
     name: str = "beta_tcvae"
     # recon + alpha * MI + beta * TC + gamma * dimension-wise KL (Chen et al., 2018); 1, 1, 1 is the ELBO.
     alpha: float = 1.0
+    # beta: the weight on the total correlation (TC) term.
     beta: float = 6.0
+    # gamma: the weight on the dimension-wise KL term.
     gamma: float = 1.0
     # How log q(z) is estimated from a minibatch: mws (weighted) | mss (stratified; uses the training-set size).
     estimator: TCEstimator = TCEstimator.mws
@@ -180,7 +184,9 @@ class FactorVAEConfig(LossConfig):
     beta: float = 1.0
     # The discriminator: an MLP with these hidden widths (leaky ReLU), trained by its own Adam.
     disc_hidden: list[int] = field(default_factory=lambda: [1000] * 6)
+    # The discriminator's learning rate (its own Adam).
     disc_lr: float = 1.0e-4
+    # The discriminator's Adam betas.
     disc_betas: list[float] = field(default_factory=lambda: [0.5, 0.9])
 
     @classmethod
@@ -253,13 +259,19 @@ InfoVAEConfig = dataclass(
                 "kernel_scale": float,
             },
             "name": "info_vae",
-            # imq (inverse multiquadric) | rbf, both with the scale C = 2 * latent_dim * kernel_scale.
             "kernel": MMDKernel.imq,
             "alpha": 0.0,
             "lambda": 1000.0,
-            # The prior's variance in the kernel scale (1 for N(0, I)).
             "kernel_scale": 1.0,
             "check": classmethod(check_info_vae),
+            # A class built this way has no source to read its fields' comments from (config/descriptions.py).
+            "__field_docs__": {
+                "kernel": "The MMD kernel: imq (inverse multiquadric) or rbf, both with the scale C = 2 * latent_dim * "
+                "kernel_scale.",
+                "alpha": "alpha of recon + (1 - alpha) KL + (alpha + lambda - 1) MMD; 0 with lambda=1000 is the MMD-VAE.",
+                "lambda": "lambda, the MMD's weight (loss.lambda on the command line).",
+                "kernel_scale": "The prior's variance in the kernel scale (1 for N(0, I)).",
+            },
         },
     ),
     init=False,

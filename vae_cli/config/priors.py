@@ -71,7 +71,9 @@ class PixelCNNPriorConfig(PriorConfig):
     vqvae: str | None = None
     # The gated PixelCNN: channels, layers (>= 6 covers a 7x7 grid without blind spots), kernel size.
     channels: int = 64
+    # Gated layers of the PixelCNN (>= 6 covers a 7x7 grid without blind spots).
     layers: int = 8
+    # Kernel size of its convolutions (odd).
     kernel: int = 3
 
     @classmethod

@@ -39,19 +39,23 @@ class TrainConfig:
     disentanglement: DisentanglementConfig = field(default_factory=DisentanglementConfig)
 
 
-# The groups whose options each have a schema of their own (config/catalog.py): the YAML of option X starts from
-# ``<X>_schema`` in Hydra's ConfigStore.
+# The groups whose options each have a schema of their own (config/catalog.py): the YAML of option X of group G
+# starts from ``/hydra/vae_cli_schemas/G/X`` in Hydra's ConfigStore. Not beside the options (``G/X_schema``: shell
+# completion and help would offer them as options) nor in a subgroup of G (completion would then stop offering
+# ``G=``): under hydra/, which completion already lists and users never choose from.
+SCHEMA_GROUP = "hydra/vae_cli_schemas"
 
 
 def register_configs() -> None:
-    """Register the root schema (``train_schema``) and each family member's (``loss/iwae_schema``, ...)."""
+    """Register the root schema (``train_schema``) and each family member's (``hydra/vae_cli_schemas/loss/iwae``,
+    ...)."""
     from hydra.core.config_store import ConfigStore
 
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     for group, catalog in FAMILIES.items():
         for entry in catalog:
-            cs.store(group=group, name=f"{entry.name}_schema", node=entry.schema)
+            cs.store(group=f"{SCHEMA_GROUP}/{group}", name=entry.name, node=entry.schema)
 
 
 def to_plain_dict(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:

@@ -14,12 +14,17 @@ MAX_SEED = 2**62
 
 @dataclass
 class OptimConfig:
+    # The optimizer: adam, or adamw (decoupled weight decay); both fused on CPU and CUDA.
     name: OptimizerName = OptimizerName.adam
+    # Peak learning rate (after warm-up; the schedule scales it).
     lr: float = 1e-3
+    # Weight decay (optim=adamw only; adam's L2 form is refused).
     weight_decay: float = 0.0
+    # Learning-rate schedule: none (constant), or cosine (to lr * min_lr_ratio over the whole run).
     schedule: Schedule = Schedule.none
     # Cosine schedule: the lr decays from lr to lr * min_lr_ratio over the whole run.
     min_lr_ratio: float = 0.0
+    # Linear warm-up of the learning rate from 0 over this many optimizer steps; 0 = none.
     warmup_steps: int = 0
 
     @classmethod
@@ -38,9 +43,13 @@ class OptimConfig:
 
 @dataclass
 class TrainerConfig:
+    # Training epochs (passes over the training split).
     epochs: int = 10
+    # Training images per optimizer step.
     batch_size: int = 128
+    # Where to train: auto (CUDA, then MPS, then CPU), cpu, cuda or mps.
     device: DeviceName = DeviceName.auto
+    # Seed of everything random in the run: initial weights, shuffling, sampling noise, the val split.
     seed: int = 0
     # Clip the global grad norm to this value; null = no clipping.
     grad_clip: float | None = None
@@ -48,6 +57,7 @@ class TrainerConfig:
     # deep hierarchy must not wreck it); null = never skip. The guard: after max_skips_in_a_row skips in a row the
     # next such update is applied, clipped to this norm, so training cannot stall on a threshold set too low.
     skip_grad_norm: float | None = None
+    # The skip guard: after this many skipped updates in a row the next one is applied, clipped to skip_grad_norm.
     max_skips_in_a_row: int = 20
     # Exponential moving average of the weights (e.g. 0.999), used for validation, best.pt, the test split, images,
     # vae-eval and vae-sample; the raw weights keep training. 0 = off.
@@ -70,7 +80,7 @@ class TrainerConfig:
     # Without a bar (a log file, a pipe, a batch job): a line saying where a long phase stands (training within an
     # epoch, validation, the IW estimate, the test split) at least this often, in seconds.
     progress_every_s: float = 30.0
-    # Speed (see README "Performance"). None of these changes the model, the loss or the optimizer's math.
+    # --- speed (see README "Performance"); none of these changes the model, the loss or the optimizer's math ---
     # bf16 runs matmuls and convolutions under bf16 autocast (weights, optimizer state, loss sums stay fp32):
     # several times faster on CPUs with AVX512-BF16/AMX and on GPUs, same final test loss within noise.
     precision: Precision = Precision.fp32
@@ -97,12 +107,15 @@ class TrainerConfig:
     # improved by more than early_stop_min_delta for this many of its evaluations (epochs; for val/nll_iw, its
     # estimates); 0 = never. The run then ends as one that reached its last epoch (test split, metrics.json).
     early_stop_patience: int = 0
+    # Early stopping: an improvement of the watched metric by this much or less does not count.
     early_stop_min_delta: float = 0.0
     # What a NaN/Inf loss or gradient does: stop | skip (the batch) | rollback (to last.pt, lr * factor).
     nan_policy: NanPolicy = NanPolicy.stop
     # skip: give up after this many bad batches in a row. rollback: at most this many rollbacks.
     max_nan_skips: int = 10
+    # nan_policy=rollback: at most this many rollbacks in a run.
     max_rollbacks: int = 3
+    # nan_policy=rollback: the learning rate is multiplied by this at each rollback.
     rollback_lr_factor: float = 0.5
     # Strict determinism (torch.use_deterministic_algorithms): slower on GPU; CPU runs are deterministic anyway.
     deterministic: bool = False
@@ -110,10 +123,12 @@ class TrainerConfig:
     # histograms of mu and log sigma^2 every epoch; traversals and the 2-D scatter every latent_every_epochs
     # epochs and after the last one.
     latent_every_epochs: int = 1
+    # The latent views (and the embedding projector) use the first this-many validation images.
     latent_images: int = 1000
     # val/nll_iw: importance-weighted -log p(x) of the val split, nll_iw_k samples, every N epochs and after the
     # last; 0 = off.
     nll_iw_every_epochs: int = 5
+    # val/nll_iw: importance samples per image (K).
     nll_iw_k: int = 16
     # Validation images the IW estimate uses (the first N); null = as many as cost about a tenth of the training
     # between two estimates (all of them for the presets on full datasets; the log and metrics.json say N).
@@ -204,6 +219,7 @@ class TrainerConfig:
 
 @dataclass
 class LoggerConfig:
+    # Write TensorBoard event files into the run directory (tensorboard --logdir outputs).
     tensorboard: bool = True
     # Also write PNG image grids into <run dir>/images/.
     save_png: bool = True
