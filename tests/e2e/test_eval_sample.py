@@ -25,10 +25,18 @@ from tests.e2e.events import scalar_steps, scalar_values
 from vae_cli.commands import compare, evaluate, sample
 from vae_cli.config.schema import structured
 from vae_cli.datasets import load_dataset, to_unit_float
+from vae_cli.evaluation import plots
 from vae_cli.models.build import build_model
 from vae_cli.training.checkpoint import save_checkpoint
 
-TILE = 30  # 28-pixel images + 2 pixels of grid padding
+TILE = 58  # 28-pixel images scaled to 56 (plots.MIN_TILE) + 2 pixels of grid padding
+LINE = plots.LABEL_FONT_SIZE + 6  # a title, or the column labels, above a grid
+
+
+def _grid_fits(size: tuple[int, int], cols: int, rows: int, left: int, top: int) -> bool:
+    """A labelled grid of ``cols`` x ``rows`` tiles starting at (left, top): its height exactly, its width at least
+    (a title may be wider than the grid)."""
+    return size[1] == top + rows * TILE + 2 and size[0] >= left + cols * TILE + 2
 
 
 def run_cli(name: str, args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -134,7 +142,8 @@ def test_training_logged_latent_views_and_the_projector(sweep):
             assert [e.step for e in acc.Histograms(tag)] == [8, 16]
         assert {"latent/traversals", "latent/scatter"} <= set(acc.Tags()["images"])
         traversal = acc.Images("latent/traversals")[-1]
-        assert (traversal.width, traversal.height) == (9 * TILE + 2, latent_dim * TILE + 2)
+        left, top = plots.label_margins("t", [f"z[{d}]" for d in range(latent_dim)], ["c"])
+        assert _grid_fits((traversal.width, traversal.height), 9, latent_dim, left, top)
         # 480 x 480 plot plus a legend naming the classes ("pattern 0" .. "pattern 9": 24 + 6 * 9 pixels).
         scatter = acc.Images("latent/scatter")[-1]
         assert (scatter.width, scatter.height) == (480 + 78, 480)
@@ -181,35 +190,38 @@ def test_vae_sample_writes_the_pictures_reproducibly(sweep, tmp_path):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name  # same seed: byte-identical
     assert (a / "samples.png").read_bytes() != (c / "samples.png").read_bytes()
     size = {name: Image.open(a / name).size for name in names}
-    assert size["samples.png"] == (4 * TILE + 2, 4 * TILE + 2)
-    assert size["reconstructions.png"] == (8 * TILE + 2, 4 * TILE + 2)  # 2 rows of 8 originals + 2 of recons
-    assert size["interpolations_linear.png"] == (12 * TILE + 2, 8 * TILE + 2)  # 8 pairs, 10 steps + 2 ends
-    assert size["traversals.png"] == (11 * TILE + 2, 2 * TILE + 2)
-    assert size["manifold.png"] == (20 * TILE + 2, 20 * TILE + 2)
+    assert _grid_fits(size["samples.png"], 4, 4, 0, LINE)  # a title
+    # 2 rows of 8 originals + 2 of reconstructions, each row named.
+    assert _grid_fits(size["reconstructions.png"], 8, 4, *plots.label_margins("t", ["reconstruction"], None))
+    assert _grid_fits(size["interpolations_linear.png"], 12, 8, 0, 2 * LINE)  # 8 pairs, 10 steps + 2 ends
+    assert _grid_fits(size["traversals.png"], 11, 2, *plots.label_margins("t", ["z[0]", "z[1]"], ["c"]))
+    assert _grid_fits(size["manifold.png"], 20, 20, 0, LINE)
 
     # The ends of each interpolation row are real test images; spherical and linear middles differ.
     data = restore(run2)[2]
     test_images = {img.numpy().tobytes() for img in data.test[:, 0]}
-    lin = np.asarray(Image.open(a / "interpolations_linear.png"))[..., 0]
+    # Tiles are the images scaled 2x (nearest neighbour): every second pixel gives the image back.
+    lin = np.asarray(Image.open(a / "interpolations_linear.png"))[2 * LINE :, :, 0]
     for row in range(8):
         top = 2 + row * TILE
-        left_end = np.ascontiguousarray(lin[top : top + 28, 2 : 2 + 28])
-        right_end = np.ascontiguousarray(lin[top : top + 28, 2 + 11 * TILE : 2 + 11 * TILE + 28])
+        left_end = np.ascontiguousarray(lin[top : top + 56 : 2, 2 : 2 + 56 : 2])
+        right_end = np.ascontiguousarray(lin[top : top + 56 : 2, 2 + 11 * TILE : 2 + 11 * TILE + 56 : 2])
         assert left_end.tobytes() in test_images and right_end.tobytes() in test_images
     assert (a / "interpolations_linear.png").read_bytes() != (a / "interpolations_slerp.png").read_bytes()
 
     # Temperature 0: every sample is the decoder's mean at z = 0.
     d = tmp_path / "d"
     sample.main([str(run4), "--out", str(d), "--n", "4", "--temperature", "0"])
-    grid = np.asarray(Image.open(d / "samples.png"))[..., 0].astype("float32") / 255
+    grid = np.asarray(Image.open(d / "samples.png"))[LINE:, :, 0].astype("float32") / 255
     with torch.no_grad():
         expected = torch.sigmoid(restore(run4)[0].decode(torch.zeros(1, 4)))[0, 0].numpy()
     for r in range(2):
         for col in range(2):
-            tile = grid[2 + r * TILE : 2 + r * TILE + 28, 2 + col * TILE : 2 + col * TILE + 28]
+            tile = grid[2 + r * TILE : 2 + r * TILE + 56 : 2, 2 + col * TILE : 2 + col * TILE + 56 : 2]
             assert abs(tile - expected).max() <= 1 / 255 + 1e-6
     assert not (d / "manifold.png").exists()  # 4-D latents: no manifold
-    assert Image.open(d / "traversals.png").size == (11 * TILE + 2, 4 * TILE + 2)
+    margins = plots.label_margins("t", [f"z[{i}]" for i in range(4)], ["c"])
+    assert _grid_fits(Image.open(d / "traversals.png").size, 11, 4, *margins)
 
 
 def test_vae_compare_ranks_the_sweep_and_adds_eval_columns(sweep, tmp_path):

@@ -1000,6 +1000,28 @@ def test_sigterm_to_a_tool_is_a_message_not_a_silent_143(run_copy, tmp_path, com
         assert tree_hash(run_copy) == before
 
 
+def test_a_stop_at_any_moment_of_a_tools_start_is_its_message_never_an_abort(run_copy, tmp_path):
+    """Signals while the tool imports torch: a handler's exception inside a Python function that C++ called during
+    the import cannot unwind and aborts the process (a C++ 'terminate called' and -6); the tools defer a stop
+    until the import is done, then end with their message."""
+    exe = Path(vae_train_executable()).parent / "vae-eval"
+    for i, delay in enumerate((0.15, 0.35, 0.55, 0.75, 0.95, 1.15, 1.35, 1.55)):
+        sig = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)[i % 3]
+        proc = subprocess.Popen(
+            [str(exe), str(run_copy), "--k", "5000", "--no-write"],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(delay)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+        said = "vae-eval: interrupted" if sig == signal.SIGINT else f"vae-eval: {signal.Signals(sig).name}: interrupted"
+        assert proc.returncode == 128 + sig and said in err, (delay, sig, proc.returncode, err)
+        assert "Traceback" not in err and "terminate called" not in err, err
+
+
 # ----- every value checked before the first step; true messages ------------------------------------------------------
 @pytest.mark.parametrize(
     "overrides, needle",

@@ -18,6 +18,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from tests.conftest import DEBIAN_FASHION, TINY, need_path, run_vae_train, single_run_dir, vae_train_executable
 from tests.e2e.events import load_events, scalar_steps, scalar_values
+from vae_cli.evaluation import plots
 
 
 def test_tiny_run_writes_a_complete_run_directory(tmp_path):
@@ -46,10 +47,14 @@ def test_tiny_run_writes_a_complete_run_directory(tmp_path):
         assert isinstance(ckpt["config"], dict) and ckpt["config"]["model"]["latent_dim"] == 4
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 2
 
-    # PNG grids: reconstructions (16 originals + 16 reconstructions, 8 per row) and 16 samples.
+    # PNG grids: reconstructions (16 originals + 16 reconstructions, 8 per row, each row named) and 16 samples,
+    # 28-pixel images in 58-pixel tiles (scaled 2x, 2 of padding) under a title.
+    line = plots.LABEL_FONT_SIZE + 6
+    left, _ = plots.label_margins("t", ["reconstruction"], None)
     recon_png = Image.open(run / "images" / "images_reconstructions_epoch002.png")
-    assert recon_png.size == (8 * 30 + 2, 4 * 30 + 2)
-    assert Image.open(run / "images" / "images_samples_epoch002.png").size == (4 * 30 + 2, 4 * 30 + 2)
+    assert recon_png.height == line + 4 * 58 + 2 and recon_png.width >= left + 8 * 58 + 2
+    samples_png = Image.open(run / "images" / "images_samples_epoch002.png")
+    assert samples_png.height == line + 4 * 58 + 2 and samples_png.width >= 4 * 58 + 2
 
     # TensorBoard: the tags, at sane values.
     acc = load_events(run)

@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    from vae_cli.process.errors import VaeCliError, reported_errors
+    from vae_cli.process.errors import VaeCliError, deferred_stop, reported_errors
 
     sweep_dir = Path(args.sweep_dir).expanduser()
     # Entered before torch is imported: Ctrl-C or SIGTERM at any moment ends with a message, never a traceback.
@@ -64,9 +64,10 @@ def main(argv: list[str] | None = None) -> None:
 
     console_logging()  # progress lines and what starts, on stderr
     with reported_errors("vae-compare", "interrupted; every file already written is complete."):
-        from vae_cli.runs.results import owned
-        from vae_cli.runs.sweeps.compare import compare, evaluate_jobs, score_jobs
-        from vae_cli.runs.sweeps.summary import is_single_run, job_dirs, write_summary
+        with deferred_stop():  # torch's import must not be cut midway (process/errors.py)
+            from vae_cli.runs.results import owned
+            from vae_cli.runs.sweeps.compare import compare, evaluate_jobs, score_jobs
+            from vae_cli.runs.sweeps.summary import is_single_run, job_dirs, write_summary
 
         if sweep_dir.is_dir() and is_single_run(sweep_dir):
             raise VaeCliError(

@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    from vae_cli.process.errors import reported_errors
+    from vae_cli.process.errors import deferred_stop, reported_errors
 
     if args.set and not args.disentanglement:
         build_parser().error("--set changes the disentanglement config: use it with --disentanglement")
@@ -83,8 +83,9 @@ def main(argv: list[str] | None = None) -> None:
 
     console_logging()  # progress lines and what starts, on stderr
     with reported_errors("vae-eval", "interrupted; nothing was written."):
-        from vae_cli.commands.eval_report import format_disentanglement, format_table
-        from vae_cli.runs.scores import disentanglement_run, evaluate_run
+        with deferred_stop():  # torch's import must not be cut midway (process/errors.py)
+            from vae_cli.commands.eval_report import format_disentanglement, format_table
+            from vae_cli.runs.scores import disentanglement_run, evaluate_run
 
         if args.disentanglement:
             scored, run = disentanglement_run(

@@ -21,6 +21,7 @@ import argparse
 import logging
 import math
 from pathlib import Path
+from typing import Any
 
 from vae_cli.commands.arguments import at_most, non_negative_float, positive_int, seed
 
@@ -75,22 +76,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def write_pictures(args: argparse.Namespace) -> list[Path]:
-    import torch
+    from vae_cli.process.errors import deferred_stop
 
-    from vae_cli.datasets.batches import batch_count, labelled_batches
-    from vae_cli.datasets.preprocess import to_unit_float
-    from vae_cli.evaluation.latent_views import (
-        MeanDecoder,
-        dims_by_usage,
-        interpolation_grid,
-        latent_scatter,
-        manifold_latents,
-        traversal_latents,
-    )
-    from vae_cli.evaluation.plots import grid_image, save_png
-    from vae_cli.process import progress
-    from vae_cli.process.errors import VaeCliError
-    from vae_cli.runs.loaded import load_run, load_split
+    with deferred_stop():  # torch's import must not be cut midway (process/errors.py)
+        import torch
+
+        from vae_cli.datasets.batches import batch_count, labelled_batches
+        from vae_cli.datasets.preprocess import to_unit_float
+        from vae_cli.evaluation.latent_views import (
+            MeanDecoder,
+            dims_by_usage,
+            interpolation_grid,
+            latent_scatter,
+            manifold_latents,
+            traversal_latents,
+        )
+        from vae_cli.evaluation.plots import labelled_grid, save_png, value_label
+        from vae_cli.process import progress
+        from vae_cli.process.errors import VaeCliError
+        from vae_cli.runs.loaded import load_run, load_split
 
     out = Path(args.out).expanduser()
     if out.exists() and not out.is_dir():
@@ -116,8 +120,13 @@ def write_pictures(args: argparse.Namespace) -> list[Path]:
     gen = torch.Generator().manual_seed(args.seed)
     written: list[Path] = []
 
-    def save(name: str, grid: torch.Tensor, nrow: int) -> None:
-        written.append(save_png(grid_image(grid, nrow=nrow), out / name))
+    def save(name: str, grid: torch.Tensor, nrow: int, **labels: Any) -> None:
+        written.append(save_png(labelled_grid(grid, nrow, **labels), out / name))
+
+    names = split.class_names
+
+    def class_name(c: int) -> str:
+        return names[c] if 0 <= c < len(names) else f"class {c}"
 
     # Prior samples, at the given temperature; a CVAE's are one class (--label), or one class per row.
     log.info("sampling %d images from the prior (temperature %g, seed %d)", args.n, args.temperature, args.seed)
@@ -127,7 +136,15 @@ def write_pictures(args: argparse.Namespace) -> list[Path]:
     if model.conditional:
         rows = torch.arange(args.n) // nrow
         sample_labels = torch.full((args.n,), args.label) if args.label is not None else rows % model.num_classes
-    save("samples.png", decode(z, sample_labels), nrow=nrow)
+    about = f"{run.checkpoint_path.name} of {run.run_dir.name}, epoch {run.epoch}, seed {args.seed}"
+    classes = [class_name(int(c)) for c in sample_labels[::nrow]] if sample_labels is not None else None
+    save(
+        "samples.png",
+        decode(z, sample_labels),
+        nrow=nrow,
+        title=f"samples from the prior, temperature {args.temperature:g} ({about})",
+        row_labels=classes,
+    )
 
     # Real images chosen by the seed: reconstructions, then interpolation pairs.
     log.info("reconstructions and interpolations of %s images", args.split)
@@ -143,7 +160,13 @@ def write_pictures(args: argparse.Namespace) -> list[Path]:
     originals = torch.cat([chosen, torch.ones(pad, *chosen.shape[1:])])
     recons = torch.cat([decode(mu_chosen, chosen_y), torch.ones(pad, *chosen.shape[1:])])
     pairs = torch.stack([originals.view(rows, cols, *chosen.shape[1:]), recons.view(rows, cols, *chosen.shape[1:])], 1)
-    save("reconstructions.png", pairs.reshape(-1, *chosen.shape[1:]), nrow=cols)
+    save(
+        "reconstructions.png",
+        pairs.reshape(-1, *chosen.shape[1:]),
+        nrow=cols,
+        title=f"{args.split} images and their reconstructions ({about})",
+        row_labels=["original", "reconstruction"] * rows,
+    )
 
     n_pairs = max(1, min(8, n_img // 2))
     end_idx = order[: 2 * n_pairs] if n_img >= 2 else torch.tensor([0, 0])
@@ -152,8 +175,16 @@ def write_pictures(args: argparse.Namespace) -> list[Path]:
         mu_ends, _ = model.encode(ends, ends_y)
     x0, x1, z0, z1 = ends[0::2], ends[1::2], mu_ends[0::2], mu_ends[1::2]
     y0 = ends_y[0::2] if model.conditional else None
+    steps = [f"{i / (args.steps + 1):.2g}" for i in range(1, args.steps + 1)]
     for name, spherical in (("interpolations_linear.png", False), ("interpolations_slerp.png", True)):
-        save(name, interpolation_grid(decode, x0, x1, z0, z1, args.steps, spherical, y0), nrow=args.steps + 2)
+        save(
+            name,
+            interpolation_grid(decode, x0, x1, z0, z1, args.steps, spherical, y0),
+            nrow=args.steps + 2,
+            title=f"{'spherical' if spherical else 'linear'} interpolation between the encodings of two {args.split} "
+            f"images ({about})",
+            col_labels=["x0", *steps, "x1"],
+        )
 
     # The whole split's posterior means: the traversals' order (KL, or Var[mu]), and the scatter.
     mus, logvars = [], []
@@ -168,7 +199,14 @@ def write_pictures(args: argparse.Namespace) -> list[Path]:
     dims = dims_by_usage(model, mu_all, torch.cat(logvars))[: args.dims]
     values = torch.linspace(-TRAVERSAL_RANGE, TRAVERSAL_RANGE, 11)
     traversal_y = chosen_y[:1].repeat(len(dims) * len(values)) if model.conditional else None
-    save("traversals.png", decode(traversal_latents(mu_chosen[0], dims, values), traversal_y), nrow=len(values))
+    save(
+        "traversals.png",
+        decode(traversal_latents(mu_chosen[0], dims, values), traversal_y),
+        nrow=len(values),
+        title=f"one latent at a time from a {args.split} image's mu, most used latents first ({about})",
+        row_labels=[f"z[{int(d)}]" for d in dims],
+        col_labels=[value_label(v) for v in values.tolist()],
+    )
     shown = min(SCATTER_MAX_POINTS, n_img)
     scatter = latent_scatter(
         mu_all[:shown], labels[:shown], f"{args.split} split: posterior means", class_names=split.class_names
@@ -177,7 +215,13 @@ def write_pictures(args: argparse.Namespace) -> list[Path]:
     if model.latent_dim == 2:
         side = 20
         manifold_y = torch.full((side * side,), args.label or 0) if model.conditional else None
-        save("manifold.png", decode(manifold_latents(side), manifold_y), nrow=side)
+        save(
+            "manifold.png",
+            decode(manifold_latents(side), manifold_y),
+            nrow=side,
+            title=f"the 2-D latent plane through the prior's quantiles: z[0] left to right, z[1] top to bottom "
+            f"({about})",
+        )
     return written
 
 

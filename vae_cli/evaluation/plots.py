@@ -82,6 +82,77 @@ def grid_image(images: torch.Tensor, nrow: int, padding: int = 2) -> Image.Image
     return grid_to_pil(make_grid(images.detach().float().clamp(0, 1).cpu(), nrow=nrow, padding=padding))
 
 
+# Grids of small images are scaled up (nearest neighbour) to tiles of at least this many pixels a side: a 28-pixel
+# digit at 1:1 is a speck on a modern screen.
+MIN_TILE = 56
+LABEL_FONT_SIZE = 13
+
+
+def tile_scale(images: torch.Tensor) -> int:
+    """The integer factor a grid of ``images`` is scaled up by (1 for a single image: a chart)."""
+    if images.shape[0] <= 1:
+        return 1
+    return max(1, math.ceil(MIN_TILE / max(images.shape[-2:])))
+
+
+def label_margins(
+    title: str | None, row_labels: Sequence[str] | None, col_labels: Sequence[str] | None
+) -> tuple[int, int]:
+    """``(left, top)``: where the grid starts in a labelled picture (what the labels take)."""
+    font = ImageFont.load_default(size=LABEL_FONT_SIZE)
+    line = LABEL_FONT_SIZE + 6
+    left = (max(int(font.getlength(t)) for t in row_labels) + 10) if row_labels else 0
+    top = (line if title else 0) + (line if col_labels else 0)
+    return left, top
+
+
+def labelled_grid(
+    images: torch.Tensor,
+    nrow: int,
+    title: str | None = None,
+    row_labels: Sequence[str] | None = None,
+    col_labels: Sequence[str] | None = None,
+    padding: int = 2,
+) -> Image.Image:
+    """A grid of images in [0, 1] ``[N, C, H, W]``, ``nrow`` to a row, scaled to readable tiles (``MIN_TILE``),
+    with a title above, a label left of each row and above each column: what each row and column shows (originals
+    and reconstructions, a latent and its values, a class)."""
+    images = images.detach().float().clamp(0, 1).cpu()
+    scale = tile_scale(images)
+    if scale > 1:
+        images = images.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
+    grid = grid_to_pil(make_grid(images, nrow=nrow, padding=padding))
+    if not (title or row_labels or col_labels):
+        return grid
+    font = ImageFont.load_default(size=LABEL_FONT_SIZE)
+    line = LABEL_FONT_SIZE + 6
+    left, top = label_margins(title, row_labels, col_labels)
+    width = max(left + grid.width, left + padding + int(font.getlength(title or "")) + 4)
+    canvas = Image.new("RGB", (width, top + grid.height), "white")
+    canvas.paste(grid, (left, top))
+    draw = ImageDraw.Draw(canvas)
+    if title:
+        draw.text((left + padding, 2), title, fill=(0, 0, 0), font=font)
+    cols = min(nrow, images.shape[0])
+    cell_h, cell_w = images.shape[-2] + padding, images.shape[-1] + padding
+    if col_labels:
+        y = (line if title else 0) + 2
+        for i, text in enumerate(col_labels[:cols]):
+            centre = left + padding + i * cell_w + images.shape[-1] / 2
+            draw.text((centre - font.getlength(text) / 2, y), text, fill=(60, 60, 60), font=font)
+    if row_labels:
+        for i, text in enumerate(row_labels):
+            middle = top + padding + i * cell_h + images.shape[-2] / 2 - LABEL_FONT_SIZE / 2
+            draw.text((left - 6 - font.getlength(text), middle), text, fill=(60, 60, 60), font=font)
+    return canvas
+
+
+def value_label(value: float) -> str:
+    """A latent value as a column label: ``-3``, ``-1.5``, ``0``, ``+1.5``."""
+    value = 0.0 if abs(value) < 1e-6 else value
+    return f"{value:+.3g}" if value else "0"
+
+
 def to_tensor(image: Image.Image) -> torch.Tensor:
     """PIL RGB image -> float ``[3, H, W]`` in [0, 1] (what ``Tracker.images`` takes, with a batch dim)."""
     import numpy as np

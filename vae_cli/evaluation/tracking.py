@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from vae_cli.evaluation.plots import grid_to_pil, make_grid
+from vae_cli.evaluation.plots import labelled_grid, to_tensor
 from vae_cli.process.atomic import atomic_write
 
 
@@ -51,17 +51,28 @@ class Tracker:
         for tag, value in values.items():
             self.writer.add_scalar(tag, value, step)
 
-    def images(self, tag: str, images: torch.Tensor, step: int, epoch: int, nrow: int | None = None) -> None:
-        """Log a grid of images in [0, 1], ``[N, C, H, W]``; also write it as a PNG."""
+    def images(
+        self,
+        tag: str,
+        images: torch.Tensor,
+        step: int,
+        epoch: int,
+        nrow: int | None = None,
+        title: str | None = None,
+        row_labels: list[str] | None = None,
+        col_labels: list[str] | None = None,
+    ) -> None:
+        """Log a grid of images in [0, 1], ``[N, C, H, W]``, labelled and scaled to readable tiles
+        (``plots.labelled_grid``); also write it as a PNG."""
         images = images.detach().float().clamp(0, 1).cpu()
         nrow = nrow or max(1, round(images.shape[0] ** 0.5))
-        grid = make_grid(images, nrow=nrow, padding=2, pad_value=1.0)
+        picture = labelled_grid(images, nrow, title, row_labels, col_labels)
         if self.writer is not None:
-            self.writer.add_image(tag, grid, step)
+            self.writer.add_image(tag, to_tensor(picture), step)
         if self.save_png:
             out = self.run_dir / "images" / f"{tag.replace('/', '_')}_epoch{epoch:03d}.png"
             with atomic_write(out, durable=False) as f:
-                grid_to_pil(grid.clone()).save(f, format="png")
+                picture.save(f, format="png")
 
     def hparams(self, hparams: dict[str, Any], metrics: dict[str, float], step: int) -> None:
         """Write the hparams-plugin summary into this run (not a sub-run): the session's values, without an

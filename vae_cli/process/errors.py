@@ -53,14 +53,46 @@ TERMINATING = (signal.SIGTERM, signal.SIGHUP)
 _first_signal: list[int] = []
 
 
+_deferred: list[int] = []  # depth of deferred_stop blocks
+_pending_interrupt: list[bool] = []
+
+
 def _raise_terminated(signum: int, frame: object) -> None:
     # Raised again every 50 ms until reported_errors takes it: a library that swallows every exception around an
     # import (a bare ``except:``) would otherwise lose the stop, and the tool would run to its end.
     if signum != signal.SIGALRM:
         _first_signal[:] = _first_signal[:1] or [signum]
+    if _deferred:
+        return  # inside deferred_stop: raised when the block ends
     signal.signal(signal.SIGALRM, _raise_terminated)
     signal.setitimer(signal.ITIMER_REAL, 0.05, 0.05)
     raise Terminated(_first_signal[0] if _first_signal else signal.SIGTERM)
+
+
+def _record_interrupt(signum: int, frame: object) -> None:
+    _pending_interrupt.append(True)
+
+
+@contextmanager
+def deferred_stop() -> Iterator[None]:
+    """A block a stop must not interrupt midway, such as importing torch: an exception raised by a signal handler
+    inside a Python function that C++ code called during an import (pybind11) cannot unwind, and aborts the
+    process with a C++ message instead of the tool's. Ctrl-C, SIGTERM and SIGHUP arriving inside are acted on as
+    soon as the block ends."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, _record_interrupt) if main else None
+    _deferred.append(1)
+    try:
+        yield
+    finally:
+        _deferred.pop()
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)  # type: ignore[arg-type]
+    if _pending_interrupt:
+        _pending_interrupt.clear()
+        raise KeyboardInterrupt
+    if _first_signal and signal.getsignal(_first_signal[0]) is _raise_terminated:
+        _raise_terminated(_first_signal[0], None)
 
 
 def _take_sigterm() -> dict[int, object]:

@@ -24,7 +24,7 @@ from vae_cli.datasets.preprocess import to_unit_float
 from vae_cli.datasets.splits import ImageSplits
 from vae_cli.evaluation.bounds import default_batch_size, evaluate_images
 from vae_cli.evaluation.latent_views import MeanDecoder, dims_by_usage, latent_scatter, traversal_latents
-from vae_cli.evaluation.plots import to_tensor
+from vae_cli.evaluation.plots import to_tensor, value_label
 from vae_cli.evaluation.tracking import Tracker
 from vae_cli.models.likelihoods.base import Measures
 from vae_cli.models.protocol import CodeGridModel, Model
@@ -128,7 +128,16 @@ class LatentMonitor:
             decode = MeanDecoder(self.model)
             label = self.labels[:1].repeat(len(dims) * len(TRAVERSAL_VALUES))
             grid = decode(traversal_latents(mu[0], dims, TRAVERSAL_VALUES), label)
-            self.tracker.images("latent/traversals", grid, step, epoch, nrow=len(TRAVERSAL_VALUES))
+            self.tracker.images(
+                "latent/traversals",
+                grid,
+                step,
+                epoch,
+                nrow=len(TRAVERSAL_VALUES),
+                title=f"epoch {epoch}: one latent at a time, from the first image's mu (most used latents first)",
+                row_labels=[f"z[{int(d)}]" for d in dims],
+                col_labels=[value_label(v) for v in TRAVERSAL_VALUES.tolist()],
+            )
             scatter = latent_scatter(mu, self.labels, f"{self.split} mu, epoch {epoch}", class_names=self.class_names)
             self.tracker.images("latent/scatter", to_tensor(scatter)[None], step, epoch, nrow=1)
         every = self.cfg.nll_iw_every_epochs

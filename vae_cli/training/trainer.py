@@ -450,17 +450,39 @@ class Trainer:
             # Rows alternate: 8 originals, then their 8 reconstructions.
             grid = torch.stack([x.view(n // 8, 8, *x.shape[1:]), recon.view(n // 8, 8, *x.shape[1:])], dim=1)
             pairs = grid.reshape(-1, *x.shape[1:])
+            rows = ["original", "reconstruction"] * (n // 8)
         else:
             pairs = torch.cat([x, recon])
-        self.tracker.images("images/reconstructions", pairs, self.state.step, epoch + 1, nrow=8)
+            rows = None
+        self.tracker.images(
+            "images/reconstructions",
+            pairs,
+            self.state.step,
+            epoch + 1,
+            nrow=8,
+            title=f"epoch {epoch + 1}: {'validation' if self.data.val.shape[0] else 'training'} images and their "
+            f"reconstructions (decoder mean at z = mu)",
+            row_labels=rows,
+        )
         if not self.model.can_sample:  # a VQ-VAE before its prior: uniform codes decode to noise, not samples
             self.model.train(was_training)
             return
         z = self.model.prior_sample(self.cfg.num_images, torch.Generator().manual_seed(self.sample_seed))
         samples = likelihood.mean(self.model.decode(z, self.sample_labels))
-        # A CVAE's grid has one class per row of 8; otherwise a square grid.
+        # A CVAE's grid has one class per row of 8, named; otherwise a square grid.
         nrow = 8 if self.model.conditional else None
-        self.tracker.images("images/samples", samples, self.state.step, epoch + 1, nrow=nrow)
+        names = tuple(getattr(self.data, "class_names", ()))
+        classes = self.sample_labels[::8].tolist() if self.model.conditional else []
+        self.tracker.images(
+            "images/samples",
+            samples,
+            self.state.step,
+            epoch + 1,
+            nrow=nrow,
+            title=f"epoch {epoch + 1}: samples from the prior (decoder mean, seed {self.sample_seed})"
+            + (", a class per row" if classes else ""),
+            row_labels=[names[c] if c < len(names) else f"class {c}" for c in classes] or None,
+        )
         self.model.train(was_training)
 
     def _end_epoch(self, epoch: int, train_means: dict[str, float], throughput: float) -> None:
