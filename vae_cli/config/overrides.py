@@ -202,6 +202,8 @@ def check_overrides(overrides: list[str], config_dir: Path) -> list[str]:
             continue  # interval sweeps and the like are for a sweeper plugin to expand
         if key in groups:
             valid = _options(config_dir, key)
+            # A list picks several options of one group, merged in order (logger=[mlflow,wandb]).
+            values = [v for value in values for v in (value if isinstance(value, list) else [value])]
             for value in values:
                 if value is not None and str(value) not in valid:
                     problems.append(

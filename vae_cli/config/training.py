@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from vae_cli.config.checks import Need
@@ -218,6 +218,33 @@ class TrainerConfig:
 
 
 @dataclass
+class MlflowConfig:
+    # Log the run to MLflow too: its config as params, the scalars per step, the pictures, and at the end the
+    # checkpoints, metrics.json and history.csv as artifacts (logger=mlflow turns it on).
+    enabled: bool = False
+    # The tracking server (http://host:5000) or store (file:/path, sqlite:///path); null = MLflow's own default
+    # (the MLFLOW_TRACKING_URI environment variable, else ./mlruns).
+    tracking_uri: str | None = None
+    # The MLflow experiment the run goes into (made if missing); a sweep's jobs are its runs, tagged with the sweep.
+    experiment: str = "vae-cli"
+    # Upload best.pt and last.pt at the end of the run (MBs each; metrics.json and history.csv always go).
+    log_checkpoints: bool = True
+
+
+@dataclass
+class WandbConfig:
+    # Log the run to Weights & Biases too: config, scalars per step, pictures (logger=wandb turns it on).
+    enabled: bool = False
+    # offline: files in <run dir>/wandb, uploaded later with `wandb sync` (no account needed); online: needs a
+    # `wandb login` and the network.
+    mode: str = "offline"
+    # The W&B project (and entity, the user or team; null = the login's default); a sweep's jobs form a group.
+    project: str = "vae-cli"
+    # The W&B user or team the run belongs to; null = the login's default.
+    entity: str | None = None
+
+
+@dataclass
 class LoggerConfig:
     # Write TensorBoard event files into the run directory (tensorboard --logdir outputs).
     tensorboard: bool = True
@@ -229,7 +256,15 @@ class LoggerConfig:
     max_image_logs: int = 50
     # No image grid holds more images than this (trainer.num_images is checked against it).
     max_grid_images: int = 256
+    # Experiment trackers beside TensorBoard (combine them: logger=[mlflow,wandb]). A tracker that cannot be reached
+    # stops the run before training; one that fails later is dropped with a warning while the run goes on.
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
 
     @classmethod
     def check(cls, lg: Any, cfg: Any, need: Need) -> None:
         need(lg.max_image_logs >= 1, f"logger.max_image_logs must be >= 1 (got {lg.max_image_logs}).")
+        need(
+            lg.wandb.mode in ("offline", "online"),
+            f"logger.wandb.mode must be offline or online (got {lg.wandb.mode}).",
+        )

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from vae_cli.evaluation.plots import labelled_grid, to_tensor
+from vae_cli.evaluation.trackers.base import Guarded
 from vae_cli.process.atomic import atomic_write
 
 
@@ -34,9 +35,20 @@ class WriterErrors:
 
 
 class Tracker:
-    def __init__(self, run_dir: Path, enabled: bool = True, save_png: bool = True, purge_step: int | None = None):
+    """TensorBoard (and the PNG files) for one run, and the external trackers it fans out to (``extra``: MLflow,
+    W&B, opened by ``trackers.opened.open_trackers``): scalars and pictures go to all of them."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        enabled: bool = True,
+        save_png: bool = True,
+        purge_step: int | None = None,
+        extra: list[Guarded] | None = None,
+    ):
         self.run_dir = run_dir
         self.save_png = save_png
+        self.extra = list(extra or [])
         self.writer = None
         self.writer_errors = WriterErrors()
         if enabled:
@@ -46,6 +58,8 @@ class Tracker:
             self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=purge_step)
 
     def scalars(self, values: dict[str, float], step: int) -> None:
+        for tracker in self.extra:
+            tracker.scalars(values, step)
         if self.writer is None:
             return
         for tag, value in values.items():
@@ -67,6 +81,8 @@ class Tracker:
         images = images.detach().float().clamp(0, 1).cpu()
         nrow = nrow or max(1, round(images.shape[0] ** 0.5))
         picture = labelled_grid(images, nrow, title, row_labels, col_labels)
+        for tracker in self.extra:
+            tracker.image(tag, picture, step)
         if self.writer is not None:
             self.writer.add_image(tag, to_tensor(picture), step)
         if self.save_png:
@@ -103,6 +119,12 @@ class Tracker:
             "learning rate": ["Multiline", ["^train/lr$"]],
         }
         self.writer.add_custom_scalars({"1. train and val": charts, "2. held-out bounds and schedule": held_out})
+
+    def finish_trackers(self, status: str, files: list[Path]) -> None:
+        """End the external trackers' runs: ``status`` finished | failed | interrupted, ``files`` kept with them."""
+        extra, self.extra = self.extra, []
+        for tracker in extra:
+            tracker.finish(status, files)
 
     def flush(self) -> None:
         if self.writer is not None:

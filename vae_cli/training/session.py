@@ -28,6 +28,7 @@ from vae_cli.datasets.loader import load_dataset
 from vae_cli.datasets.preprocess import BatchPreprocess, to_unit_float
 from vae_cli.datasets.splits import ImageSplits, splits_to
 from vae_cli.evaluation.terms import evaluate
+from vae_cli.evaluation.trackers.opened import open_trackers
 from vae_cli.evaluation.tracking import Tracker
 from vae_cli.models.build import build_model
 from vae_cli.models.protocol import Model
@@ -40,7 +41,7 @@ from vae_cli.process.distributed import Distributed, any_rank, from_environment
 from vae_cli.process.distributed import start as start_distributed
 from vae_cli.process.distributed import stop as stop_distributed
 from vae_cli.process.errors import ConfigError, TrainingError
-from vae_cli.process.signals import EVALUATING, LOADING, STOP, TRAINING, WRITING, StopSignal
+from vae_cli.process.signals import EVALUATING, LOADING, STOP, TRAINING, WRITING, StopRequested, StopSignal
 from vae_cli.process.version import __version__
 from vae_cli.training.checkpoint import (
     evaluation_weights,
@@ -270,11 +271,15 @@ def _train(prepared: Prepared, run_dir: Path, dist: Distributed) -> dict[str, An
     )
     scheduler = build_scheduler(cfg.optim, optimizer, total_steps=cfg.trainer.epochs * len(train_batches))
     purge_step = resume_ckpt["step"] + 1 if resume_ckpt is not None else None
+    # MLflow / W&B beside TensorBoard (logger=mlflow, logger=wandb): one that cannot be reached refuses the run here,
+    # before its first step.
+    extra = open_trackers(cfg.logger, run_dir, config_dict) if dist.is_main else []
     tracker = Tracker(
         run_dir,
         enabled=cfg.logger.tensorboard and dist.is_main,
         save_png=cfg.logger.save_png and dist.is_main,
         purge_step=purge_step,
+        extra=extra,
     )
     tracker.loss_layout(list(objective.terms))
     trainer = Trainer(
@@ -333,6 +338,12 @@ def _train(prepared: Prepared, run_dir: Path, dist: Distributed) -> dict[str, An
                     "python_version": platform.python_version(),
                 },
             )
+            kept = [run_dir / name for name in ("metrics.json", "history.csv", "history.jsonl")]
+            tracker.finish_trackers("finished", [*kept, *(run_dir / "checkpoints").glob("*.pt")])
+    except BaseException as exc:
+        stopped = isinstance(exc, (StopRequested, TrainingInterrupted, KeyboardInterrupt))
+        tracker.finish_trackers("interrupted" if stopped else "failed", [run_dir / "history.csv"])
+        raise
     finally:
         tracker.close()
     log.info("done: test %s; run directory %s", describe_terms(test) if test else "(none)", run_dir)
