@@ -164,6 +164,7 @@ class LatentMonitor:
                 # What the estimate was computed from (metrics.json keeps them beside it).
                 "nll_iw_k": k,
                 "nll_iw_images": self.iw_count,
+                "nll_iw_seconds": round(result.seconds, 3),
             }
             if self.model.likelihood.measures != Measures.cross_entropy:
                 # A likelihood of the data (or a density, on the 8-bit scale): bits/dim compare with the literature.

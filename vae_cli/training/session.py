@@ -196,6 +196,12 @@ def _train(prepared: Prepared, run_dir: Path, dist: Distributed) -> dict[str, An
     cfg, resume_ckpt = prepared.cfg, prepared.resume_ckpt
     if dist.is_main:
         log.info("run directory %s", run_dir)
+        if cfg.logger.tensorboard:
+            log.info(
+                "watch it: tensorboard --logdir %s, then http://localhost:6006/#custom_scalars (train and val curves "
+                'together; README "Watching a run")',
+                run_dir,
+            )
     if prepared.warning:
         log.warning("%s", prepared.warning)
     if resume_ckpt is not None:

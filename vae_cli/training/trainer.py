@@ -488,6 +488,7 @@ class Trainer:
     def _end_epoch(self, epoch: int, train_means: dict[str, float], throughput: float) -> None:
         s = self.state
         has_val = self.data.val.shape[0] > 0
+        val_started = time.perf_counter()
         if has_val:
             with self.judged():
                 size, least = self.cfg.eval_batch_size, self.objective.least_batch
@@ -501,6 +502,7 @@ class Trainer:
                 val = evaluate(self.model, self.objective, batches)
         else:
             val = dict(train_means)
+        val_seconds = time.perf_counter() - val_started
         s.epoch, s.batch_in_epoch = epoch + 1, 0
         s.epoch_sums, s.epoch_count, s.epoch_seconds = [0.0] * len(self.terms), 0, 0.0
         s.interval_sums, s.interval_count = [0.0] * len(self.terms), 0
@@ -525,7 +527,15 @@ class Trainer:
             stop_early = self._watch(latent_scalars[self.cfg.sweep_metric], epoch)
         if stop_early:
             s.stopped_early_at = epoch + 1
-        record = {"epoch": epoch + 1, "step": s.step, "images_per_sec": throughput, "lr": lr}
+        # Where the epoch's time went (history.csv): training, validation, and the IW estimate when it ran.
+        record = {
+            "epoch": epoch + 1,
+            "step": s.step,
+            "images_per_sec": throughput,
+            "lr": lr,
+            "train_seconds": round(self._epoch_seconds, 3),
+            "val_seconds": round(val_seconds, 3),
+        }
         record.update(latent_scalars)
         record.update({f"train/{k}": v for k, v in train_means.items()})
         record.update({f"val/{k}": v for k, v in val.items()})
