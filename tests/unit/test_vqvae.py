@@ -217,3 +217,30 @@ def test_pixelcnn_sampling_on_the_rows_so_far_matches_the_whole_grid():
                 u = torch.rand(logits.shape, generator=gen).clamp(1e-9, 1 - 1e-9)
                 plain[:, i, j] = (logits - torch.log(-torch.log(u))).argmax(dim=1)
     assert torch.equal(fast, plain)
+
+
+def test_evaluation_reuses_a_batchs_encoding_only_while_input_and_weights_are_unchanged():
+    """vae-eval asks a VQ-VAE for the bound, the posterior's point and the code counts of each batch: the encoding
+    is computed once (the encoder is called once), and never reused for a changed input or changed weights."""
+    model = build_model(
+        model_config(VQVAEConfig(codebook_size=8, code_dim=4, widths=[4, 8], blocks=1, commitment=0.25)), (1, 8, 8)
+    ).eval()
+    calls = []
+    model.encoder.register_forward_hook(lambda *_: calls.append(1))
+    x = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        lw = model.log_weights(x, None, torch.zeros(3, 5, model.latent_dim))
+        mu, _ = model.encode(x)
+        codes = model.codes(x)
+        assert len(calls) == 1
+        fresh_codes, fresh_mu = model.codes(x.clone()), model.encode(x.clone())[0]  # another tensor: computed anew
+        assert len(calls) == 3 and torch.equal(codes, fresh_codes) and torch.equal(mu, fresh_mu)
+        assert torch.equal(lw[3][0], mu)
+        x.add_(0.5)  # the same tensor, changed in place
+        assert torch.equal(model.codes(x), model.codes(x.clone())) and len(calls) == 5
+        next(model.encoder.parameters()).mul_(-1)  # new weights (an optimizer step, a loaded checkpoint)
+        assert torch.equal(model.codes(x), model.codes(x.clone())) and len(calls) == 7
+    model.train()
+    model.codes(x)
+    model.codes(x)
+    assert len(calls) == 9  # training: never reused

@@ -6,6 +6,7 @@ change when another is added or removed, and the same seed gives the same number
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,9 @@ from vae_cli.evaluation.disentanglement.mig import mig
 from vae_cli.evaluation.disentanglement.sampling import Representation, codes_and_factors
 from vae_cli.evaluation.disentanglement.sap import sap
 from vae_cli.factors import FactorData
+from vae_cli.process.progress import duration
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -35,9 +39,10 @@ def rng_for(seed: int, metric: str) -> np.random.Generator:
 
 def score(data: FactorData, represent: Representation, cfg: DisentanglementConfig) -> DisentanglementResult:
     result = DisentanglementResult(scores={})
-    for metric in cfg.metrics:
+    for i, metric in enumerate(cfg.metrics, start=1):
         rng = rng_for(cfg.seed, metric)
         started = time.perf_counter()
+        log.info("disentanglement: %s (%d of %d metrics, seed %d)", metric, i, len(cfg.metrics), cfg.seed)
         if metric == "mig":
             codes, factors = codes_and_factors(data, represent, cfg.mig.num_train, rng)
             out = mig(codes, factors, cfg.mig.num_bins)
@@ -65,4 +70,5 @@ def score(data: FactorData, represent: Representation, cfg: DisentanglementConfi
             raise ValueError(f"unknown disentanglement metric {metric!r}")
         result.details[metric] = out
         result.seconds[metric] = time.perf_counter() - started
+        log.info("disentanglement: %s done in %s", metric, duration(result.seconds[metric]))
     return result

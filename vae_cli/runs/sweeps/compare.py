@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from vae_cli.runs.sweeps.summary import (
     markdown_table,
     swept_keys,
 )
+
+log = logging.getLogger(__name__)
 
 
 def _float(value: Any) -> float | None:
@@ -131,6 +134,7 @@ def evaluate_jobs(sweep_dir: Path, k: int, data_root: str | None) -> None:
         )
         if current or not (job_dir / "checkpoints").is_dir():
             continue
+        log.info("job %s: estimating test nll_iw with K=%d", job_dir.name, k)
         try:
             result, _ = evaluate_run(job_dir, split="test", k=k, data_root=data_root)
         except VaeCliError as exc:
@@ -146,6 +150,7 @@ def score_jobs(sweep_dir: Path, data_root: str | None) -> None:
         scored = isinstance(entry, dict) and bool(entry.get("scores"))
         if scored or not (job_dir / "checkpoints").is_dir():
             continue
+        log.info("job %s: scoring disentanglement", job_dir.name)
         try:
             result, _ = disentanglement_run(job_dir, data_root=data_root)
         except VaeCliError as exc:
