@@ -553,6 +553,9 @@ class Trainer:
             except OSError as exc:  # the checkpoint holds the history; the next epoch end writes the files again
                 log.warning("could not write %s: %s", self.run_dir / "history.jsonl", exc.strerror or exc)
         self.tracker.flush()
+        if self.state.epoch == 1 and self.dist.is_main:
+            log.info("after the first epoch the run directory holds %s", disk.describe(self.run_dir))
+        # The epoch's line comes last (but for an early stop's): tests and people take it as the epoch's end.
         log.info(
             "epoch %d/%d  train %s | %s %s | %s, %s img/s%s",
             epoch + 1,
@@ -564,8 +567,6 @@ class Trainer:
             f"{throughput:,.0f}",
             "  *best" if improved else "",
         )
-        if self.state.epoch == 1 and self.dist.is_main:
-            log.info("after the first epoch the run directory holds %s", disk.describe(self.run_dir))
         if stop_early:
             metric, sign = self.cfg.sweep_metric, -1.0 if higher_is_better(self.cfg.sweep_metric) else 1.0
             log.info(
