@@ -73,10 +73,10 @@ def measure(name: str, overrides: list[str], out: Path, args: argparse.Namespace
         float(row["nll_iw_seconds"]) / (float(row["nll_iw_images"]) * k) if row.get("nll_iw_seconds") else 0.0
     )
     every = max(1, int(t["nll_iw_every_epochs"]))
-    iw_images = min(FULL_VAL, max(IW_LEAST_IMAGES, math.ceil(IW_BUDGET * 3 * FULL_TRAIN * every / k)))
+    iw_images = min(FULL_VAL, max(IW_LEAST_IMAGES, math.ceil(IW_BUDGET * FULL_TRAIN * every / k)))
     epoch = per_train * FULL_TRAIN
     return {
-        "epoch_min": epoch / 60,
+        "epoch_s": epoch,
         "val_share": per_val * FULL_VAL / epoch,
         "iw_images": iw_images,
         "k": k,
@@ -95,13 +95,13 @@ def main() -> None:
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     print(
-        "| configuration | epoch at full size (min) | validation / epoch | IW estimate: K, every, images | IW / training between estimates |"
+        "| configuration | training epoch at full size (s) | validation / epoch | IW estimate: K, every, images | IW / training between estimates |"
     )
     print("|---|---|---|---|---|")
     for name in args.configs:
         r = measure(name, CONFIGS[name], args.out, args)
         print(
-            f"| {name} | {r['epoch_min']:.1f} | {100 * r['val_share']:.1f}% | K={r['k']}, every {r['every']}, "
+            f"| {name} | {r['epoch_s']:.0f} | {100 * r['val_share']:.1f}% | K={r['k']}, every {r['every']}, "
             f"{r['iw_images']:,} images | {100 * r['iw_share']:.1f}% |",
             flush=True,
         )

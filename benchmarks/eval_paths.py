@@ -17,11 +17,12 @@ import sys
 import time
 from pathlib import Path
 
-TRAIN = ["dataset=fashion_mnist", "dataset.subset=640", "trainer.epochs=1", "trainer.embedding=false"]
+TRAIN = ["trainer.epochs=1", "trainer.embedding=false"]
+DATA = ["dataset=fashion_mnist", "dataset.subset=640"]
 RUNS = {
-    "hvae": ["model=hvae"],
-    "vqvae": ["model=vqvae"],
-    "pixelcnn": ["prior=pixelcnn", "prior.vqvae={out}/vqvae"],
+    "hvae": [*DATA, "model=hvae"],
+    "vqvae": [*DATA, "model=vqvae"],
+    "pixelcnn": ["prior=pixelcnn", "prior.vqvae={out}/vqvae"],  # the VQ-VAE run's data
 }
 
 
@@ -60,8 +61,10 @@ def main() -> None:
                     run([*evaluate, str(args.num_images), "--no-write"])
                 )
                 pictures = args.out / name / f"{run_name}-pictures"
+                # A VQ-VAE without its prior has nothing to sample but uniform codes (its decoder's time).
+                uniform = ["--uniform-codes"] if run_name == "vqvae" else []
                 times.setdefault((run_name, "vae-sample", name), []).append(
-                    run([str(bin_dir / "vae-sample"), str(run_dir), "--out", str(pictures), "--n", "64"])
+                    run([str(bin_dir / "vae-sample"), str(run_dir), "--out", str(pictures), "--n", "64", *uniform])
                 )
     print(
         f"vae-eval --k {args.k} --num-images {args.num_images} --no-write; vae-sample --n 64 (median of {args.reps}, s)"

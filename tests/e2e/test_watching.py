@@ -72,14 +72,17 @@ def test_history_files_hold_every_epoch_once_across_a_resume(tmp_path):
 
 def test_the_iw_estimate_is_sized_to_the_training_it_follows_and_says_on_what(tmp_path):
     run = tmp_path / "run"
-    # 640 - 128 = 512 training images: an estimate every 2 epochs with K=8 may cost 0.1 * 3 * 512 * 2 / 8 = 39
-    # images' worth; never fewer than IW_LEAST_IMAGES, never more than the split.
-    args = [*TINY, "dataset.val_size=400", "trainer.nll_iw_every_epochs=2", "trainer.nll_iw_k=8"]
+    # 912 - 400 = 512 training images: an estimate every 5 epochs with K=1 may cost a tenth of 5 x 512 training
+    # images, 256 images' worth (an IW sample costs about a training image); never fewer than IW_LEAST_IMAGES,
+    # never more than the split's 400.
+    args = [*TINY, "dataset.num_train=912", "dataset.val_size=400", "trainer.nll_iw_every_epochs=5"]
+    args += ["trainer.nll_iw_k=1"]
     proc = run_vae_train([*args, f"hydra.run.dir={run}"], cwd=tmp_path)
-    expected = min(400, max(IW_LEAST_IMAGES, math.ceil(IW_BUDGET * 3 * (640 - 400) * 2 / 8)))
-    assert f"val/nll_iw (K=8, first {expected:,} of 400 val images)" in proc.stdout, proc.stdout
+    expected = min(400, max(IW_LEAST_IMAGES, math.ceil(IW_BUDGET * 512 * 5 / 1)))
+    assert expected == 256
+    assert "val/nll_iw (K=1, first 256 of 400 val images)" in proc.stdout, proc.stdout
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["nll_iw_k"] == 8 and metrics["nll_iw_images"] == expected
+    assert metrics["nll_iw_k"] == 1 and metrics["nll_iw_images"] == 256
     # Asked for: every validation image.
     whole = tmp_path / "whole"
     run_vae_train([*args, "trainer.nll_iw_images=100000", f"hydra.run.dir={whole}"], cwd=tmp_path)

@@ -131,7 +131,7 @@ class TrainerConfig:
     # val/nll_iw: importance samples per image (K).
     nll_iw_k: int = 16
     # Validation images the IW estimate uses (the first N); null = as many as cost about a tenth of the training
-    # between two estimates (all of them for the presets on full datasets; the log and metrics.json say N).
+    # between two estimates (1,719 of Fashion-MNIST's 5,000 for K=16 every 5 epochs; the log and metrics.json say N).
     nll_iw_images: int | None = None
     # Embedding projector (mu, labels, thumbnails) at the end of training.
     embedding: bool = True
