@@ -304,6 +304,17 @@ def test_damaged_checkpoints_give_a_clear_error(tmp_path, damage):
         ("loss=iwae loss.kk=5", "Did you mean 'k'?"),
         ("optim.weight_decay=0.1", "use optim=adamw"),
         ("trainer.device=tpu", "must be one of auto, cpu, cuda, mps"),
+        # The keys of watching a run (README "Watching a run").
+        ("trainer.progress_every_s=0", "trainer.progress_every_s must be > 0"),
+        ("trainer.nll_iw_images=0", "trainer.nll_iw_images must be >= 1 or null"),
+        ("dataset.eval_subset=0", "dataset.eval_subset must be >= 1 or null"),
+        ("trainer.early_stop_patience=-1", "trainer.early_stop_patience must be >= 0"),
+        ("trainer.early_stop_min_delta=-0.5", "trainer.early_stop_min_delta must be >= 0"),
+        ("trainer.early_stop_patience=2 trainer.sweep_metric=test/loss", "computed once, after the last epoch"),
+        ("trainer.quick_check=maybe", "trainer.quick_check"),
+        ("logger=[mlflow,nope]", "Unknown logger 'nope'. Valid options for logger: mlflow, tensorboard, wandb."),
+        ("logger=wandb logger.wandb.mode=sometimes", "logger.wandb.mode must be offline or online"),
+        ("logger.mlflow.experment=x", "Did you mean 'experiment'?"),
     ],
 )
 def test_bad_config_exits_before_loading_data_with_one_message(tmp_path, override, expected):
