@@ -73,14 +73,16 @@ class Phase:
         status: Callable[[], str] | None,
         every_s: float | None = None,
         forecast: Callable[[float], str | None] | None = None,
+        initial: int = 0,
     ) -> None:
         self.desc, self.total, self.unit = desc, total, unit
+        self.initial = initial  # units done before this process took the phase up (a resumed epoch): not in rates
         self.every_s = _line_every_s() if every_s is None else every_s
         # Called once with the whole phase's expected seconds, measured on its first units: a line to log (e.g. how
         # to shorten it), or None.
         self.forecast = forecast
         self._first_done: float | None = None
-        self.done = 0
+        self.done = initial
         self.status = status
         self.started = self._last_line = time.monotonic()
         self._last_status = self.started - BAR_STATUS_EVERY_S  # the first unit shows the status at once
@@ -88,7 +90,9 @@ class Phase:
         if bar:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True, file=sys.stderr)
+            self._bar = tqdm(
+                total=total, initial=initial, desc=desc, unit=unit, leave=False, dynamic_ncols=True, file=sys.stderr
+            )
 
     def advance(self, n: int = 1) -> None:
         self.done += n
@@ -110,10 +114,10 @@ class Phase:
         if self._first_done is None:
             self._first_done = now
             return
-        measured = now - self._first_done
-        if self.total is None or (measured < FORECAST_AFTER_S and self.done < 4):
+        measured, counted = now - self._first_done, self.done - self.initial
+        if self.total is None or (measured < FORECAST_AFTER_S and counted < 4):
             return
-        expected = (now - self.started) + (self.total - self.done) * measured / (self.done - 1)
+        expected = (now - self.started) + (self.total - self.done) * measured / (counted - 1)
         said = self.forecast(expected) if self.forecast is not None else None
         self.forecast = None
         if said:
@@ -122,7 +126,7 @@ class Phase:
     def line(self, now: float | None = None) -> str:
         """``epoch 2/10: 340/469 batches (72%), loss 123.4, 1.2 batches/s, about 1 min 40 s left``."""
         elapsed = (now or time.monotonic()) - self.started
-        rate = self.done / elapsed if elapsed > 0 else 0.0
+        rate = (self.done - self.initial) / elapsed if elapsed > 0 else 0.0
         units = plural(self.unit)
         parts = [f"{self.desc}: {self.done:,}" + (f"/{self.total:,}" if self.total else "") + f" {units}"]
         if self.total:
@@ -151,10 +155,11 @@ def phase(
     enabled: bool = True,
     every_s: float | None = None,
     forecast: Callable[[float], str | None] | None = None,
+    initial: int = 0,
 ) -> Iterator[Phase]:
     """A phase's progress for the block: ``advance()`` after each unit of work. With a bar, log lines printed
     meanwhile are written above it; without, a line every ``every_s`` seconds (default ``LINE_EVERY_S``)."""
-    p = Phase(desc, total, unit, enabled and wants_bar(mode), status, every_s, forecast)
+    p = Phase(desc, total, unit, enabled and wants_bar(mode), status, every_s, forecast, initial)
     if not enabled:
         p.advance = lambda n=1: None  # type: ignore[method-assign]
     try:

@@ -283,9 +283,8 @@ class Trainer:
             status=lambda: self._running_loss(epoch_sums),
             enabled=self.dist.is_main,  # one bar per job: rank 0's
             every_s=self.cfg.progress_every_s,
+            initial=s.batch_in_epoch,  # a resumed epoch starts where it stopped
         ) as shown:
-            if s.batch_in_epoch:
-                shown.advance(s.batch_in_epoch)  # a resumed epoch starts where it stopped
             return self._train_batches(epoch, epoch_sums, interval_sums, t0, shown)
 
     def _running_loss(self, epoch_sums: torch.Tensor) -> str:
