@@ -288,33 +288,33 @@ def _train(prepared: Prepared, run_dir: Path, dist: Distributed) -> dict[str, An
         extra=extra,
     )
     tracker.loss_layout(list(objective.terms))
-    trainer = Trainer(
-        model,
-        objective,
-        optimizer,
-        scheduler,
-        data,
-        train_batches,
-        cfg.trainer,
-        run_dir,
-        tracker,
-        config_dict,
-        stop_requested=(
-            AgreedStop(STOP, dist, device, GPU_STOP_AGREEMENT_STEPS if device.type == "cuda" else 1)
-            if dist.enabled
-            else (lambda: STOP.received)
-        ),
-        dist=dist,
-        max_image_logs=cfg.logger.max_image_logs,
-        model_info=model_info,
-        disentanglement=DisentanglementMonitor(model, cfg.disentanglement, cfg.dataset, tracker),
-    )
-    if resume_ckpt is not None:
-        trainer.load_state_dict(resume_ckpt)
-        remove_stale_temp_files(run_dir / "checkpoints")
-        if cfg.optim.lr != resume_ckpt["config"]["optim"]["lr"]:
-            trainer.set_base_lr(cfg.optim.lr)  # the restored optimizer state would otherwise keep the old lr
     try:
+        trainer = Trainer(
+            model,
+            objective,
+            optimizer,
+            scheduler,
+            data,
+            train_batches,
+            cfg.trainer,
+            run_dir,
+            tracker,
+            config_dict,
+            stop_requested=(
+                AgreedStop(STOP, dist, device, GPU_STOP_AGREEMENT_STEPS if device.type == "cuda" else 1)
+                if dist.enabled
+                else (lambda: STOP.received)
+            ),
+            dist=dist,
+            max_image_logs=cfg.logger.max_image_logs,
+            model_info=model_info,
+            disentanglement=DisentanglementMonitor(model, cfg.disentanglement, cfg.dataset, tracker),
+        )
+        if resume_ckpt is not None:
+            trainer.load_state_dict(resume_ckpt)
+            remove_stale_temp_files(run_dir / "checkpoints")
+            if cfg.optim.lr != resume_ckpt["config"]["optim"]["lr"]:
+                trainer.set_base_lr(cfg.optim.lr)  # the restored optimizer state would otherwise keep the old lr
         STOP.check()  # a signal during start-up stops here, before the first step
         with STOP.phase(TRAINING):
             state = trainer.fit()
