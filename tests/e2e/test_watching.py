@@ -112,6 +112,7 @@ def test_eval_subset_shrinks_validation_and_test_and_vae_eval_still_reads_whole_
     proc = run_tool("vae-eval", [str(run), "--k", "2", "--no-write"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "128" in proc.stdout  # the whole test split: dataset.num_test=128
+    assert "test split: 128 images, K=2" in proc.stdout, proc.stdout
 
 
 def test_early_stopping_ends_the_run_as_finished_and_a_resume_says_so(tmp_path):

@@ -15,7 +15,6 @@ from vae_cli.config.tree import config_dir, default_options
 
 # The groups in the order a user meets them, then the rest of train.yaml's.
 GROUP_ORDER = ("dataset", "model", "likelihood", "prior", "loss", "optim", "trainer", "logger", "disentanglement")
-HEADER_OF_TEMPLATE = "header"
 
 
 def group_options(configs: Path) -> dict[str, list[str]]:

@@ -125,8 +125,8 @@ class TrainerConfig:
     latent_every_epochs: int = 1
     # The latent views (and the embedding projector) use the first this-many validation images.
     latent_images: int = 1000
-    # val/nll_iw: importance-weighted -log p(x) of the val split, nll_iw_k samples, every N epochs and after the
-    # last; 0 = off.
+    # val/nll_iw: importance-weighted -log p(x) of validation images (nll_iw_images), nll_iw_k samples, every N
+    # epochs and after the last; 0 = off.
     nll_iw_every_epochs: int = 5
     # val/nll_iw: importance samples per image (K).
     nll_iw_k: int = 16
