@@ -344,6 +344,15 @@ ZOO = {
     "elbo + skip guard + ema": ["trainer.skip_grad_norm=2000", "trainer.ema_decay=0.999"],
     "resnet [16,32,64]": ["model=resnet", "model.widths=[16,32,64]", "model.blocks=1"],
     "hvae 3 layers [16,32,64]": ["model=hvae", "model.widths=[16,32,64]", "model.blocks=1", "model.latent_channels=4"],
+    # Model zoo III: posteriors and the importance-weighted / Hamiltonian objectives.
+    "planar (10 flows)": ["posterior=planar", "posterior.flows=10"],
+    "radial (10 flows)": ["posterior=radial", "posterior.flows=10"],
+    "iaf (4 steps)": ["posterior=iaf", "posterior.flows=4"],
+    "vmf d=20": ["posterior=vmf", "prior=uniform_sphere"],
+    "poincare d=20": ["posterior=wrapped_normal", "prior=wrapped_normal"],
+    "hamiltonian (5 leapfrog)": ["loss=hvae", "loss.leapfrog_steps=5", "loss.tempering=0.5"],
+    "piwae m=2 k=4": ["loss=piwae", "loss.m=2", "loss.k=4"],
+    "ciwae k=8": ["loss=ciwae", "loss.k=8", "loss.beta=0.05"],
 }
 
 

@@ -6,6 +6,7 @@ stopped: finished jobs are kept), then ``vae-compare --eval --k 1000`` evaluates
 
     python benchmarks/zoo_quality.py --epochs 10 --seeds 3 --out /tmp/vae-zoo-quality
     python benchmarks/zoo_quality.py --variants elbo iwae5 vamp --epochs 2 --seeds 1 --k 100   # a quick look
+    python benchmarks/zoo_quality.py --group zoo3 --epochs 10 --seeds 3     # Model zoo III: the posteriors
 
 Prints a markdown table: test -log p(x) (IW-K, nats) mean and range over the seeds, test ELBO, seconds per epoch
 and the wall time of each variant.
@@ -29,6 +30,36 @@ VARIANTS: dict[str, list[str]] = {
     "mog": ["prior=mog", "prior.components=10"],
     "beta_tcvae": ["loss=beta_tcvae"],  # its defaults: beta 6, alpha = gamma = 1, minibatch-weighted sampling
     "iwae50": ["loss=iwae", "loss.k=50"],  # last: about 50 decoder passes a step, the longest by far
+    # Model zoo III (--group zoo3): posteriors, beside the Gaussian at the same latent size.
+    "gauss2": ["model.latent_dim=2"],
+    "gauss10": ["model.latent_dim=10"],
+    "gauss20": [],
+    "planar10": ["posterior=planar", "posterior.flows=10"],
+    "iaf4": ["posterior=iaf", "posterior.flows=4"],
+    "vmf10": ["posterior=vmf", "prior=uniform_sphere", "model.latent_dim=10"],
+    "vmf20": ["posterior=vmf", "prior=uniform_sphere"],
+    "poincare2": ["posterior=wrapped_normal", "prior=wrapped_normal", "model.latent_dim=2"],
+    "poincare10": ["posterior=wrapped_normal", "prior=wrapped_normal", "model.latent_dim=10"],
+    "piwae": ["loss=piwae", "loss.m=2", "loss.k=4"],
+    "ciwae": ["loss=ciwae", "loss.k=8", "loss.beta=0.05"],
+    "hvae": ["loss=hvae", "loss.leapfrog_steps=5", "loss.tempering=0.5"],
+}
+GROUPS = {
+    "zoo1": ["elbo", "iwae5", "vamp", "mog", "beta_tcvae", "iwae50"],
+    "zoo3": [
+        "gauss20",
+        "planar10",
+        "iaf4",
+        "gauss10",
+        "vmf10",
+        "vmf20",
+        "gauss2",
+        "poincare2",
+        "poincare10",
+        "piwae",
+        "ciwae",
+        "hvae",
+    ],
 }
 BASE = [
     "dataset=fashion_mnist",
@@ -78,7 +109,8 @@ def run_variant(out: Path, name: str, epochs: int, seeds: int, k: int, extra: li
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--group", choices=list(GROUPS), default="zoo1", help="the variants of one zoo issue")
+    p.add_argument("--variants", nargs="+", default=None, choices=list(VARIANTS), help="these instead of --group's")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--k", type=int, default=1000, help="importance samples of the test IW-NLL")
@@ -89,7 +121,7 @@ def main() -> int:
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     results = []
-    for name in args.variants:
+    for name in args.variants or GROUPS[args.group]:
         result = run_variant(args.out, name, args.epochs, args.seeds, args.k, args.extra)
         results.append(result)
         print(f"{name}: nll {statistics.mean(result['nll']):.2f} ({result['wall_s']:.0f} s)", file=sys.stderr)

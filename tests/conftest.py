@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vae_cli.config.architectures import MLPConfig, ModelConfig
 from vae_cli.config.likelihoods import LikelihoodConfig
+from vae_cli.config.posteriors import PosteriorConfig
 from vae_cli.config.priors import PriorConfig
 from vae_cli.config.schema import register_configs
 from vae_cli.config.tree import config_dir
@@ -123,13 +124,16 @@ def model_config(
     model: ModelConfig | None = None,
     prior: PriorConfig | None = None,
     likelihood: LikelihoodConfig | None = None,
+    posterior: PosteriorConfig | None = None,
 ) -> DictConfig:
-    """The model-defining part of a config (``model``, ``prior``, ``likelihood``), for ``build_model`` in unit tests."""
+    """The model-defining part of a config (``model``, ``prior``, ``likelihood``, ``posterior``), for
+    ``build_model`` in unit tests."""
     return OmegaConf.create(
         {
             "model": OmegaConf.structured(model or MLPConfig()),
             "prior": OmegaConf.structured(prior or PriorConfig()),
             "likelihood": OmegaConf.structured(likelihood or LikelihoodConfig()),
+            "posterior": OmegaConf.structured(posterior or PosteriorConfig()),
         }
     )
 

@@ -134,9 +134,9 @@ def decode_calls(model: VAE) -> list[int]:
     calls: list[int] = []
     inner = model.log_weights
 
-    def recording(x, y, eps):
+    def recording(x, y, eps, **kwargs):
         calls.append(eps.shape[0] * eps.shape[1])
-        return inner(x, y, eps)
+        return inner(x, y, eps, **kwargs)
 
     model.log_weights = recording
     return calls

@@ -113,7 +113,7 @@ def resume_argv(argv: list[str]) -> list[str]:
 
 
 # The groups a run was trained with, taken from its checkpoint when a resume sets one of their keys.
-RESUMED_GROUPS = ("model", "dataset", "likelihood", "prior", "loss", "optim")
+RESUMED_GROUPS = ("model", "dataset", "likelihood", "prior", "posterior", "loss", "optim")
 
 
 def resume_choices_argv(argv: list[str]) -> list[str]:

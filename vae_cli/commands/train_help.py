@@ -14,7 +14,18 @@ from typing import Any
 from vae_cli.config.tree import config_dir, default_options
 
 # The groups in the order a user meets them, then the rest of train.yaml's.
-GROUP_ORDER = ("dataset", "model", "likelihood", "prior", "loss", "optim", "trainer", "logger", "disentanglement")
+GROUP_ORDER = (
+    "dataset",
+    "model",
+    "likelihood",
+    "prior",
+    "posterior",
+    "loss",
+    "optim",
+    "trainer",
+    "logger",
+    "disentanglement",
+)
 
 
 def group_options(configs: Path) -> dict[str, list[str]]:

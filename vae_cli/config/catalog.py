@@ -124,7 +124,7 @@ def _default_of(schema: type, key: str) -> Any:
     raise TypeError(f"{schema.__name__} has no field {key!r}")
 
 
-# The four families. Their options register themselves in their schema modules (config/architectures.py,
+# The five families. Their options register themselves in their schema modules (config/architectures.py,
 # likelihoods.py, priors.py, objectives.py), imported on a catalog's first use; the facts each option may declare,
 # with their defaults:
 # latent: what the model's latent is: vector (one Gaussian latent vector: every objective and prior applies),
@@ -135,11 +135,25 @@ ARCHITECTURES: Catalog = Catalog(
 LIKELIHOODS: Catalog = Catalog("likelihood", "name", "vae_cli.config.likelihoods", "vae_cli.models", {})
 # own: the model's own prior (N(0, I) for a flat model, the hierarchy's, a VQ-VAE's uniform codes);
 # kl_per_dim: the KL to it is in closed form per latent dimension; code_prior: a prior over a VQ-VAE's codes.
-PRIOR_FACTS = {"own": False, "kl_per_dim": False, "code_prior": False}
+# geometry: the space its z lives in (flat R^D, the sphere S^{D-1}, the Poincare ball), which the posterior's must be.
+PRIOR_FACTS = {"own": False, "kl_per_dim": False, "code_prior": False, "geometry": "flat"}
 PRIORS: Catalog = Catalog("prior", "name", "vae_cli.config.priors", "vae_cli.models", PRIOR_FACTS)
 # flat_only: works on the aggregate posterior of one latent vector (total correlation, covariances, MMD);
 # code_grid: also trains a VQ-VAE (a one-hot posterior); min_batch: (the least batch size, what the objective does
 # with the batch that needs it): a term is a statistic of the batch.
-OBJECTIVE_FACTS = {"flat_only": False, "code_grid": False, "min_batch": (1, "")}
+# posterior: what the objective asks of q(z|x): samples and log q at them (any), z in flat R^D (flat: gradients in
+# z), a diagonal Gaussian's (mu, logvar) (gaussian: per-dimension densities, covariances); iw_gradient: its gradient averages several samples' weights (a score-function correction of the
+# sampler, vMF's, has no place in it).
+OBJECTIVE_FACTS = {
+    "flat_only": False,
+    "code_grid": False,
+    "min_batch": (1, ""),
+    "posterior": "any",
+    "iw_gradient": False,
+}
 OBJECTIVES: Catalog = Catalog("loss", "name", "vae_cli.config.objectives", "vae_cli.objectives", OBJECTIVE_FACTS)
-FAMILIES: dict[str, Catalog] = {c.group: c for c in (ARCHITECTURES, LIKELIHOODS, PRIORS, OBJECTIVES)}
+# geometry: as a prior's; dreg: log q with stopped parameters at a reparameterized z (DReG);
+# score_correction: its sampler's gradient has a score-function term (a rejection sampler's).
+POSTERIOR_FACTS = {"geometry": "flat", "dreg": False, "score_correction": False}
+POSTERIORS: Catalog = Catalog("posterior", "name", "vae_cli.config.posteriors", "vae_cli.models", POSTERIOR_FACTS)
+FAMILIES: dict[str, Catalog] = {c.group: c for c in (ARCHITECTURES, LIKELIHOODS, PRIORS, OBJECTIVES, POSTERIORS)}

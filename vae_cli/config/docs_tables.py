@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vae_cli.config.catalog import ARCHITECTURES, FAMILIES, LIKELIHOODS, OBJECTIVES, PRIORS, Catalog
+from vae_cli.config.catalog import ARCHITECTURES, FAMILIES, LIKELIHOODS, OBJECTIVES, POSTERIORS, PRIORS, Catalog
 from vae_cli.config.tree import config_dir, default_options
 
 PARTS = (
     ("objective", OBJECTIVES),
     ("prior p(z)", PRIORS),
+    ("posterior q(z\\|x)", POSTERIORS),
     ("likelihood p(x\\|z)", LIKELIHOODS),
     ("networks", ARCHITECTURES),
 )

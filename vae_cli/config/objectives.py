@@ -106,7 +106,7 @@ def check_dreg(loss: Any, cfg: Any, need: Need) -> None:
     )
 
 
-@OBJECTIVES.register(build="vae_cli.objectives.iwae:IWAE")
+@OBJECTIVES.register(build="vae_cli.objectives.iwae:IWAE", iw_gradient=True)
 @dataclass
 class IWAEConfig(LossConfig):
     name: str = "iwae"
@@ -121,7 +121,7 @@ class IWAEConfig(LossConfig):
         need(1 <= loss.k <= 5000, f"loss.k must be in [1, 5000] importance samples (got {loss.k}).")
 
 
-@OBJECTIVES.register(build="vae_cli.objectives.miwae:MIWAE")
+@OBJECTIVES.register(build="vae_cli.objectives.miwae:MIWAE", iw_gradient=True)
 @dataclass
 class MIWAEConfig(LossConfig):
     name: str = "miwae"
@@ -143,7 +143,7 @@ class MIWAEConfig(LossConfig):
         )
 
 
-@OBJECTIVES.register(build="vae_cli.objectives.beta_tcvae:BetaTCVAE", flat_only=True)
+@OBJECTIVES.register(build="vae_cli.objectives.beta_tcvae:BetaTCVAE", flat_only=True, posterior="gaussian")
 @dataclass
 class BetaTCVAEConfig(LossConfig):
     name: str = "beta_tcvae"
@@ -213,6 +213,7 @@ class FactorVAEConfig(LossConfig):
 @OBJECTIVES.register(
     build="vae_cli.objectives.dip_vae:DIPVAE",
     flat_only=True,
+    posterior="gaussian",
     min_batch=(2, "estimates a covariance over the batch"),
 )
 @dataclass
@@ -283,3 +284,79 @@ OBJECTIVES.register(
     flat_only=True,
     min_batch=(2, "estimates an unbiased MMD over the batch"),
 )(InfoVAEConfig)
+
+
+def check_one_latent_vector(loss: Any, cfg: Any, need: Need, why: str) -> None:
+    arch = None if cfg is None else ARCHITECTURES.option_of(cfg.model)
+    if arch in ARCHITECTURES and ARCHITECTURES[arch].latent != "vector":
+        flat = [a.name for a in ARCHITECTURES if a.latent == "vector"]
+        need(
+            False,
+            f"loss={loss.name} {why}, which needs one latent vector; model={arch} has "
+            f"{ARCHITECTURES[arch].latent}. Use a flat model (model={', '.join(flat)}) with loss={loss.name}.",
+        )
+
+
+@OBJECTIVES.register(build="vae_cli.objectives.piwae:PIWAE", iw_gradient=True)
+@dataclass
+class PIWAEConfig(LossConfig):
+    name: str = "piwae"
+    # PIWAE (Rainforth et al., 2018): the decoder and prior climb the IWAE bound of M * K samples, the encoder the
+    # MIWAE bound of the same samples in M groups of K.
+    m: int = 8
+    # K: importance samples in each of the encoder's M bounds.
+    k: int = 8
+
+    @classmethod
+    def check(cls, loss: Any, cfg: Any, need: Need) -> None:
+        check_one_latent_vector(loss, cfg, need, "evaluates the joint density at z detached from the encoder")
+        need(loss.m >= 1 and loss.k >= 1, f"loss.m and loss.k must be >= 1 (got m={loss.m}, k={loss.k}).")
+        need(
+            loss.m * loss.k <= 5000,
+            f"loss.m * loss.k is the number of samples per image and must be at most 5000 (got {loss.m * loss.k}).",
+        )
+
+
+@OBJECTIVES.register(build="vae_cli.objectives.ciwae:CIWAE", iw_gradient=True)
+@dataclass
+class CIWAEConfig(LossConfig):
+    name: str = "ciwae"
+    # CIWAE (Rainforth et al., 2018): beta * ELBO + (1 - beta) * IWAE on the same K samples; 1 is the ELBO, 0 IWAE.
+    beta: float = 0.5
+    # Importance samples per image.
+    k: int = 8
+
+    @classmethod
+    def check(cls, loss: Any, cfg: Any, need: Need) -> None:
+        need(0 <= loss.beta <= 1, f"loss.beta must be in [0, 1] (got {loss.beta}): 1 is the ELBO, 0 the IWAE bound.")
+        need(1 <= loss.k <= 5000, f"loss.k must be in [1, 5000] importance samples (got {loss.k}).")
+
+
+@OBJECTIVES.register(build="vae_cli.objectives.hvae:HVAE", posterior="flat")
+@dataclass
+class HVAEConfig(LossConfig):
+    name: str = "hvae"
+    # Hamiltonian VAE (Caterini et al., 2018): leapfrog steps on log p(x, z) after the posterior sample.
+    leapfrog_steps: int = 5
+    # beta_0 of the tempering: the initial momentum is N(0, I / beta_0), cooled to 1 over the steps; 1 = none.
+    tempering: float = 1.0
+    # The leapfrog step size each latent dimension starts from (learned, in (0, 0.5)).
+    step_size: float = 0.01
+
+    @classmethod
+    def check(cls, loss: Any, cfg: Any, need: Need) -> None:
+        check_one_latent_vector(loss, cfg, need, "moves z by the gradient of log p(x, z)")
+        need(0 <= loss.leapfrog_steps <= 50, f"loss.leapfrog_steps must be in [0, 50] (got {loss.leapfrog_steps}).")
+        need(0 < loss.tempering <= 1, f"loss.tempering (beta_0) must be in (0, 1], 1 = none (got {loss.tempering}).")
+        need(
+            loss.tempering == 1 or loss.leapfrog_steps >= 1,
+            f"loss.tempering={loss.tempering} cools the momentum over the leapfrog steps and needs "
+            f"loss.leapfrog_steps >= 1 (got 0).",
+        )
+        need(0 < loss.step_size < 0.5, f"loss.step_size must be in (0, 0.5) (got {loss.step_size}).")
+        if cfg is not None and cfg.trainer.get("compile", False) and loss.leapfrog_steps > 0:
+            need(
+                False,
+                "loss=hvae differentiates its leapfrog steps' gradients (a double backward), which torch.compile's "
+                "aot_autograd does not support; use trainer.compile=false with loss=hvae.",
+            )

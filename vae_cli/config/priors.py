@@ -91,3 +91,22 @@ class PixelCNNPriorConfig(PriorConfig):
             prior.kernel in (3, 5, 7),
             f"prior.kernel must be 3, 5 or 7 (an odd width, centred; got {prior.kernel}).",
         )
+
+
+@PRIORS.register(build="vae_cli.models.posteriors.vmf:build_prior", geometry="sphere")
+@dataclass
+class UniformSphereConfig(PriorConfig):
+    name: str = "uniform_sphere"
+    # The uniform distribution on the unit sphere S^(D-1) (the S-VAE's prior, with posterior=vmf).
+
+
+@PRIORS.register(build="vae_cli.models.posteriors.wrapped_normal:build_prior", geometry="poincare")
+@dataclass
+class WrappedNormalPriorConfig(PriorConfig):
+    name: str = "wrapped_normal"
+    # The wrapped normal at the ball's origin with this standard deviation (posterior=wrapped_normal's ball).
+    scale: float = 1.0
+
+    @classmethod
+    def check(cls, prior: Any, cfg: Any, need: Need) -> None:
+        need(0 < prior.scale <= 10, f"prior.scale must be in (0, 10] (got {prior.scale}).")

@@ -21,6 +21,7 @@ from vae_cli.config.datasets import DatasetConfig
 from vae_cli.config.disentanglement import DisentanglementConfig
 from vae_cli.config.likelihoods import LikelihoodConfig
 from vae_cli.config.objectives import LossConfig
+from vae_cli.config.posteriors import PosteriorConfig
 from vae_cli.config.priors import PriorConfig
 from vae_cli.config.training import LoggerConfig, OptimConfig, TrainerConfig
 from vae_cli.process.errors import ConfigError
@@ -32,6 +33,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     likelihood: LikelihoodConfig = field(default_factory=LikelihoodConfig)
     prior: PriorConfig = field(default_factory=PriorConfig)
+    posterior: PosteriorConfig = field(default_factory=PosteriorConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -79,6 +81,7 @@ def migrate(plain: dict[str, Any]) -> dict[str, Any]:
         loss.pop(old, None)
     loss.setdefault("name", "elbo")
     cfg.setdefault("prior", {"name": "normal"})
+    cfg.setdefault("posterior", {"name": "gaussian"})  # before the third zoo every posterior was Gaussian
     likelihood = cfg["likelihood"]
     if likelihood.get("name") == "gaussian":
         likelihood["std"] = str(likelihood.get("std", "0.1"))

@@ -21,7 +21,18 @@ from vae_cli.config.schema import TrainConfig
 from vae_cli.process.errors import ConfigError
 
 # The groups every config has, each checked by its schema (families: by their option's schema).
-GROUPS = ("trainer", "optim", "logger", "model", "likelihood", "prior", "loss", "dataset", "disentanglement")
+GROUPS = (
+    "trainer",
+    "optim",
+    "logger",
+    "model",
+    "likelihood",
+    "prior",
+    "posterior",
+    "loss",
+    "dataset",
+    "disentanglement",
+)
 
 
 def validate(cfg: DictConfig) -> None:

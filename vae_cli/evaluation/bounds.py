@@ -127,7 +127,7 @@ def importance_weighted_batch(
     chunk = max(1, max_decode * REFERENCE_OUTPUTS // outputs // b)
     for start in range(0, k, chunk):
         e = eps[start : start + chunk]  # [kc, B, D]
-        ll, log_pz, log_qz, _ = model.log_weights(x, y, e)
+        ll, log_pz, log_qz, _ = model.log_weights(x, y, e, generator=generator)
         kc = e.shape[0]
         log_lik[start : start + kc] = ll.float()
         log_ratio[start : start + kc] = log_qz.float() - log_pz.float()

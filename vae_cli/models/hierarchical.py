@@ -226,7 +226,12 @@ class HierarchicalVAE(NoExtraTerms, nn.Module):
         return None
 
     def log_weights(
-        self, x: torch.Tensor, y: torch.Tensor | None, eps: torch.Tensor, stop_q: bool = False
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor | None,
+        eps: torch.Tensor,
+        stop_q: bool = False,
+        generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(log p(x|z), log p(z), log q(z|x), z)`` for K posterior draws per image, the first three ``[K, B]``,
         with ``eps`` ``[K, B, D]``: log p(z) and log q(z|x) are sums over the layers of the conditionals."""

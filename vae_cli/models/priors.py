@@ -58,7 +58,7 @@ def mixture_log_prob(
         return torch.cat(parts).float().reshape(z.shape[:-1])
 
 
-def _randn(n: int, d: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+def randn_from(n: int, d: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
     """Standard normal draws made on the generator's device (CPU by default), then moved: seeded pictures are then
     the same on every device."""
     gen_device = generator.device if generator is not None else device
@@ -89,6 +89,9 @@ class Prior(nn.Module):
     def attach(self, encoder: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]) -> None:
         """The model's encoder, for a prior defined through it (the VampPrior); the others ignore it."""
 
+    def attach_posterior(self, posterior: nn.Module) -> None:
+        """The model's posterior, for a prior on its space (the Poincare ball's curvature); the others ignore it."""
+
     def kl(self, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         """KL(q(z|x) || p(z)) per image ``[B]``: closed form where it exists, else the one-sample estimate
         log q(z|x) - log p(z) at ``z`` (a sample of q, which must be given then)."""
@@ -111,7 +114,7 @@ class StandardNormal(Prior):
         return -0.5 * (z.float().pow(2) + LOG_2PI).sum(dim=-1)
 
     def sample(self, n, generator=None, temperature=1.0, device=None) -> torch.Tensor:
-        return temperature * _randn(n, self.latent_dim, generator, torch.device(device or "cpu"))
+        return temperature * randn_from(n, self.latent_dim, generator, torch.device(device or "cpu"))
 
     def kl_per_dim(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         mu, logvar = mu.float(), logvar.float()
@@ -131,7 +134,7 @@ class _Mixture(Prior):
         mu, logvar, log_w = (t.detach().float() for t in self.components())
         gen_device = generator.device if generator is not None else mu.device
         which = torch.multinomial(log_w.softmax(-1).to(gen_device), n, replacement=True, generator=generator)
-        eps = _randn(n, self.latent_dim, generator, gen_device)
+        eps = randn_from(n, self.latent_dim, generator, gen_device)
         which, eps = which.to(mu.device), eps.to(mu.device)
         z = mu[which] + temperature * torch.exp(0.5 * logvar[which]) * eps
         return z.to(device) if device is not None else z

@@ -28,6 +28,11 @@ class VAEOutput:
     kl_dims: torch.Tensor | None = None
     # What a model adds for its own objective terms (a VQ-VAE's codes, codebook and commitment losses).
     extras: dict[str, torch.Tensor] | None = None
+    # log q(z|x) at z [B] where the posterior computed it (flows, vMF, wrapped normal; None for the Gaussian, whose
+    # KL is in closed form or computed from (mu, logvar) by the prior).
+    log_q: torch.Tensor | None = None
+    # A rejection sampler's log pi(eps) [B] (vMF), for its gradient's correction term (objectives.base.reconstruction).
+    score: torch.Tensor | None = None
 
 
 class NoExtraTerms:
@@ -92,9 +97,15 @@ class Model(Protocol):
         ...
 
     def log_weights(
-        self, x: torch.Tensor, y: torch.Tensor | None, eps: torch.Tensor, stop_q: bool = False
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor | None,
+        eps: torch.Tensor,
+        stop_q: bool = False,
+        generator: Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(log p(x|z), log p(z), log q(z|x), z)`` for noise ``eps`` ``[K, B, D]``: the first three ``[K, B]``."""
+        """``(log p(x|z), log p(z), log q(z|x), z)`` for noise ``eps`` ``[K, B, D]``: the first three ``[K, B]``
+        (``generator``: a sampler's randomness beyond eps, vMF's rejection loop)."""
         ...
 
     def prior_sample(self, n: int, generator: Generator | None = None, temperature: float = 1.0) -> Tensor:
@@ -125,6 +136,27 @@ class Model(Protocol):
     def eval(self) -> Any: ...
 
     def to(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+@runtime_checkable
+class FlatModel(Model, Protocol):
+    """A model with one latent vector whose posterior draws and joint density are separate questions (the flat VAE):
+    objectives that treat z on its own (PIWAE's two gradient paths, HVAE's leapfrog steps) ask these."""
+
+    def draw_posterior(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor | None,
+        eps: torch.Tensor,
+        stop_q: bool = False,
+        generator: Generator | None = None,
+    ) -> Any:
+        """K draws of z ~ q(z|x) from noise ``eps`` ``[K, B, D]``: a ``Draw`` (z, log q)."""
+        ...
+
+    def log_joint(self, x: torch.Tensor, y: torch.Tensor | None, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(log p(x|z), log p(z))`` ``[K, B]`` for ``z`` ``[K, B, D]``."""
+        ...
 
 
 @runtime_checkable

@@ -164,7 +164,12 @@ class VQVAE(NoExtraTerms, nn.Module):
         return None
 
     def log_weights(
-        self, x: torch.Tensor, y: torch.Tensor | None, eps: torch.Tensor, stop_q: bool = False
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor | None,
+        eps: torch.Tensor,
+        stop_q: bool = False,
+        generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Every one of the K "samples" is the posterior's one point: log q = 0, log p(c) from the prior."""
         k = eps.shape[0]

@@ -19,7 +19,7 @@ from vae_cli.config.schema import structured
 from vae_cli.process.errors import ConfigError, NothingToDo
 
 # Groups chosen by name on the command line; ``experiment`` only sets keys, which are checked one by one.
-GROUPS = ("dataset", "model", "likelihood", "prior", "loss", "optim", "trainer", "logger")
+GROUPS = ("dataset", "model", "likelihood", "prior", "posterior", "loss", "optim", "trainer", "logger")
 # Keys a resume may change: how the run continues, not what it is.
 CHANGEABLE_PREFIXES = ("trainer.", "optim.", "logger.", "loss.")
 FIXED_KEYS = {"trainer.seed", "loss.name", "loss.disc_hidden"}
@@ -44,8 +44,8 @@ def why_fixed(key: str) -> str | None:
     if key.startswith(CHANGEABLE_PREFIXES) or key in CHANGEABLE_DATASET_KEYS:
         return None
     group = key.split(".", 1)[0]
-    if group in ("model", "prior", "likelihood"):
-        return "the checkpoint's weights were trained for its architecture, prior and likelihood"
+    if group in ("model", "prior", "likelihood", "posterior"):
+        return "the checkpoint's weights were trained for its architecture, prior, posterior and likelihood"
     if group == "dataset":
         return "it changes the images the run trains and is evaluated on"
     return None

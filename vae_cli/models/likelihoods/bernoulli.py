@@ -31,7 +31,10 @@ class BCEWithLogitsPerSample(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:  # type: ignore[override]
         logits, x = ctx.saved_tensors
         shape = (-1,) + (1,) * (logits.dim() - 1)
-        grad_logits = torch.sigmoid(logits).sub_(x).mul_(grad.reshape(shape))
+        if torch.is_grad_enabled():  # create_graph (loss=hvae's leapfrog): this backward is differentiated again
+            grad_logits = (torch.sigmoid(logits) - x) * grad.reshape(shape)
+        else:
+            grad_logits = torch.sigmoid(logits).sub_(x).mul_(grad.reshape(shape))
         # d/dx of the cross-entropy is -logits; x is data in training, but stay correct if it needs a gradient.
         grad_x = -logits * grad.reshape(shape) if ctx.needs_input_grad[1] else None
         return grad_logits, grad_x

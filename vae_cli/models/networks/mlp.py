@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vae_cli.models.networks.heads import join
+from vae_cli.models.networks.heads import ContextHead, join, split_head
 from vae_cli.models.vae import flat_builder
 
 
@@ -19,7 +19,7 @@ def _mlp(widths: list[int]) -> list[nn.Module]:
     return layers
 
 
-class MLPEncoder(nn.Module):
+class MLPEncoder(ContextHead, nn.Module):
     def __init__(
         self, image_shape: tuple[int, int, int], hidden_dims: list[int], latent_dim: int, cond_dim: int = 0
     ) -> None:
@@ -30,9 +30,8 @@ class MLPEncoder(nn.Module):
         # One head producing [mu, logvar] side by side: a single matmul instead of two.
         self.head = nn.Linear(hidden_dims[-1] if hidden_dims else n_in, 2 * latent_dim)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, logvar = self.head(self.body(join(x.flatten(1), c))).chunk(2, dim=-1)
-        return mu, logvar
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        return split_head(self.head(self.body(join(x.flatten(1), c))), self.context_dim)
 
 
 class MLPDecoder(nn.Module):

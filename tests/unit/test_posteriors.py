@@ -1,0 +1,410 @@
+"""The posteriors (vae_cli/models/posteriors/) against independent computations: flows against a numerical change of
+variables (bisection inverses and finite differences), IAF's autoregressive Jacobian (torch.autograd.functional),
+vMF against scipy.stats.vonmises_fisher, a quadrature of its w-marginal and Wood's acceptance rate, the wrapped
+normal against a quadrature over the Poincare disc, and every posterior's log q by the importance-sampling identity
+E_q[p(x, z) / q(z|x)] = p(x) on a linear-Gaussian model whose p(x) is known in closed form (or by brute force
+over the prior)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import integrate, stats
+from torch import nn
+from torch.distributions import MultivariateNormal
+
+from vae_cli.config.posteriors import IAFConfig, PlanarConfig, RadialConfig
+from vae_cli.models.likelihoods.gaussian import GaussianLikelihood
+from vae_cli.models.networks.heads import ContextHead, split_head
+from vae_cli.models.posteriors.base import PosteriorParams
+from vae_cli.models.posteriors.gaussian import GaussianPosterior
+from vae_cli.models.posteriors.iaf import FORGET_BIAS, IAFPosterior
+from vae_cli.models.posteriors.planar import PlanarPosterior, invertible_u, planar_step
+from vae_cli.models.posteriors.radial import RadialPosterior, radial_step
+from vae_cli.models.posteriors.vmf import (
+    UniformSphere,
+    VMFPosterior,
+    log_normalizer,
+    mean_resultant,
+    vmf_kl_to_uniform,
+    wood_accepted_eps,
+    wood_constants,
+)
+from vae_cli.models.posteriors.wrapped_normal import Ball, WrappedNormalPosterior, WrappedNormalPrior
+from vae_cli.models.priors import StandardNormal
+from vae_cli.models.vae import VAE
+
+torch.set_default_dtype(torch.float32)
+
+
+def params(b: int, d: int, context: int = 0, seed: int = 0, scale: float = 0.5) -> PosteriorParams:
+    g = torch.Generator().manual_seed(seed)
+    ctx = scale * torch.randn(b, context, generator=g) if context else None
+    return PosteriorParams(torch.randn(b, d, generator=g), 0.3 * torch.randn(b, d, generator=g), ctx)
+
+
+# ----- flows ------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "posterior",
+    [PlanarPosterior(3, 0), RadialPosterior(3, 0), IAFPosterior(3, 0, [8], 4)],
+    ids=["planar", "radial", "iaf"],
+)
+def test_a_flow_with_no_steps_is_the_gaussian_exactly(posterior):
+    p = params(4, 3)
+    eps = torch.randn(5, 4, 3, generator=torch.Generator().manual_seed(1))
+    flow, gauss = posterior.draw(p, eps), GaussianPosterior(3).draw(p, eps)
+    assert posterior.context_dim == 0
+    assert torch.equal(flow.z, gauss.z) and torch.equal(flow.log_q, gauss.log_q)
+
+
+def _inverse_1d(f, y: float, lo: float = -60.0, hi: float = 60.0) -> float:
+    for _ in range(200):  # bisection on a monotone map
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if f(mid) < y else (lo, mid)
+    return (lo + hi) / 2
+
+
+@pytest.mark.parametrize("kind", ["planar", "radial"])
+def test_one_dimensional_flow_density_matches_a_numerical_change_of_variables(kind):
+    """q(y) from the module (base density minus the log-determinant) against the derivative of the pushed-forward
+    CDF, Phi((f^-1(y) - mu) / sigma), with f^-1 by bisection on the flow's forward map only."""
+    torch.manual_seed(3)
+    mu, logvar = torch.tensor([[0.3]]), torch.tensor([[math.log(0.8)]])
+    if kind == "planar":
+        # w.u = -3 would break invertibility; the parameterization keeps w.u_hat > -1.
+        raw = [torch.tensor([[-3.0]]), torch.tensor([[1.0]]), torch.tensor([[0.2]])]
+        post, step = PlanarPosterior(1, 1), planar_step
+    else:
+        raw = [torch.tensor([[0.5]]), torch.tensor([[0.1]]), torch.tensor([[-0.4]])]
+        post, step = RadialPosterior(1, 1), radial_step
+    context = torch.cat(raw, dim=-1)
+    p = PosteriorParams(mu, logvar, context)
+    sigma = math.exp(0.5 * logvar.item())
+
+    def f(z0: float) -> float:
+        return step(torch.tensor([[z0]], dtype=torch.float64), *(r.double() for r in raw))[0].item()
+
+    ys = np.linspace(-4, 4, 81)
+    h = 1e-4
+    for y in ys:
+        z0 = _inverse_1d(f, y)
+        eps = torch.tensor([[[(z0 - mu.item()) / sigma]]])
+        d = post.draw(p, eps)
+        assert d.z.item() == pytest.approx(y, abs=1e-4)
+        cdf = lambda t: stats.norm.cdf((_inverse_1d(f, t) - mu.item()) / sigma)  # noqa: E731
+        numeric = (cdf(y + h) - cdf(y - h)) / (2 * h)
+        assert d.log_q.exp().item() == pytest.approx(numeric, rel=2e-3, abs=1e-6)
+    # The density integrates to 1 over the line.
+    total = integrate.quad(
+        lambda y: post.draw(p, torch.tensor([[[(_inverse_1d(f, y) - mu.item()) / sigma]]])).log_q.exp().item(),
+        -15,
+        15,
+        limit=200,
+    )[0]
+    assert total == pytest.approx(1.0, abs=1e-3)
+
+
+def test_planar_parameterization_keeps_the_flow_invertible():
+    """w.u_hat >= -1 for any u, w (Rezende & Mohamed, appendix A.1): then f is monotone along w, so invertible."""
+    g = torch.Generator().manual_seed(0)
+    u, w = torch.randn(1000, 4, generator=g) * 3, torch.randn(1000, 4, generator=g) * 3
+    assert ((w * u).sum(-1) < -1).sum() > 100  # many raw pairs break the condition
+    assert ((w.double() * invertible_u(u.double(), w.double())).sum(-1) >= -1 - 1e-9).all()
+    assert ((w * invertible_u(u, w)).sum(-1) >= -1 - 1e-4).all()  # float32 round-off of a ~50 cancellation
+
+
+@pytest.mark.parametrize("kind", ["planar", "radial", "iaf"])
+def test_two_dimensional_log_determinants_match_finite_differences(kind):
+    d = 2
+    post = {
+        "planar": PlanarPosterior(d, 3),
+        "radial": RadialPosterior(d, 3),
+        "iaf": IAFPosterior(d, 3, [6, 6], 3),
+    }[kind].double()
+    p = params(1, d, post.context_dim, seed=4, scale=1.0)
+    ctx = None if p.context is None else p.context.double()
+    for point in torch.randn(10, 1, d, generator=torch.Generator().manual_seed(5)).double():
+        _, log_det = post.transform(point, ctx)
+        jac = torch.autograd.functional.jacobian(lambda z: post.transform(z.view(1, d), ctx)[0].view(d), point.view(d))
+        h = 1e-6
+        fd = torch.stack(
+            [
+                (post.transform(point + h * e, ctx)[0] - post.transform(point - h * e, ctx)[0]).view(d) / (2 * h)
+                for e in torch.eye(d, dtype=torch.float64)
+            ],
+            dim=1,
+        )
+        assert torch.allclose(jac, fd, atol=1e-6)
+        assert log_det.item() == pytest.approx(torch.linalg.slogdet(fd)[1].item(), abs=1e-6)
+
+
+def test_iaf_step_is_autoregressive_with_the_gated_diagonal():
+    d = 5
+    post = IAFPosterior(d, 1, [16, 16], 3).double()
+    h = torch.randn(1, 3, dtype=torch.float64)
+    z = torch.randn(1, d, dtype=torch.float64)
+    jac = torch.autograd.functional.jacobian(lambda v: post.transform(v.view(1, d), h)[0].view(d), z.view(d))
+    assert torch.count_nonzero(torch.triu(jac, diagonal=1)) == 0  # z'_i depends on z_<=i only
+    _m, s = post.steps[0](z, h)
+    assert torch.allclose(torch.diagonal(jac), torch.sigmoid(s + FORGET_BIAS).view(d))
+    # The context reaches every output (pythae's IAF leaves it out).
+    jh = torch.autograd.functional.jacobian(lambda c: post.transform(z, c.view(1, 3))[0].view(d), h.view(3))
+    assert (jh.abs().sum(dim=1) > 0).all()
+
+
+# ----- vMF ----------------------------------------------------------------------------------------------------------
+def vmf_params(mu: np.ndarray, kappa: float) -> PosteriorParams:
+    raw = (kappa - 1) + math.log(-math.expm1(-(kappa - 1)))  # softplus(raw) + 1 = kappa, without overflow
+    m = torch.tensor(mu, dtype=torch.float32).view(1, -1)
+    return PosteriorParams(m, torch.full_like(m, raw))
+
+
+@pytest.mark.parametrize(("m", "kappa"), [(3, 2.0), (5, 10.0), (10, 40.0)])
+def test_vmf_log_density_matches_scipy(m, kappa):
+    rng = np.random.default_rng(0)
+    mu = rng.normal(size=m)
+    mu /= np.linalg.norm(mu)
+    z = rng.normal(size=(50, m))
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    ours = VMFPosterior(m).log_prob(torch.tensor(z, dtype=torch.float32), vmf_params(mu, kappa))
+    theirs = stats.vonmises_fisher(mu, kappa).logpdf(z)
+    assert np.allclose(ours.numpy(), theirs, atol=2e-4)
+
+
+@pytest.mark.parametrize(("m", "kappa"), [(3, 1.5), (3, 20.0), (8, 5.0), (20, 50.0)])
+def test_vmf_samples_have_the_mean_resultant_length_and_acceptance_rate(m, kappa):
+    n = 40_000
+    p = vmf_params(np.eye(m)[1], kappa)
+    g = torch.Generator().manual_seed(0)
+    d = VMFPosterior(m).draw(p, torch.randn(n, 1, m, generator=g), generator=g)
+    assert torch.allclose(d.z.norm(dim=-1), torch.ones(n, 1), atol=1e-5)
+    w = d.z[:, 0, 1].double()
+    # E[mu.z] = A_m(kappa): by quadrature of the w-marginal exp(kappa w) (1 - w^2)^((m-3)/2) on [-1, 1].
+    dens = lambda t: math.exp(kappa * (t - 1)) * (1 - t * t) ** ((m - 3) / 2)  # noqa: E731
+    quad = integrate.quad(lambda t: t * dens(t), -1, 1)[0] / integrate.quad(dens, -1, 1)[0]
+    assert mean_resultant(m, torch.tensor(kappa, dtype=torch.float64)).item() == pytest.approx(quad, rel=1e-6)
+    assert w.mean().item() == pytest.approx(quad, abs=4 * w.std().item() / math.sqrt(n))
+    # The directions orthogonal to mu are uniform: their mean is 0.
+    assert d.z[:, 0, [0, *list(range(2, m))]].mean(0).abs().max() < 4 / math.sqrt(n)
+    # Wood's acceptance probability, E_eps[exp((m-1) log t - t + d)] over eps ~ Beta((m-1)/2, (m-1)/2).
+    a, b, dd = (v.item() for v in wood_constants(m, torch.tensor(kappa, dtype=torch.float64)))
+    beta = stats.beta((m - 1) / 2, (m - 1) / 2)
+
+    def accept(e: float) -> float:
+        t = 2 * a * b / (1 - (1 - b) * e)
+        return math.exp((m - 1) * math.log(t) - t + dd) * beta.pdf(e)
+
+    rate = integrate.quad(accept, 0, 1, limit=200)[0]
+    counts: list[int] = []
+    wood_accepted_eps(m, torch.full((n,), kappa, dtype=torch.float64), torch.Generator().manual_seed(1), counts)
+    proposals, samples = counts
+    assert samples / proposals == pytest.approx(rate, abs=4 * math.sqrt(rate * (1 - rate) / proposals) + 1e-3)
+
+
+@pytest.mark.parametrize(("m", "kappa"), [(3, 1.2), (10, 8.0), (20, 100.0), (64, 1.0e4), (64, 3.0)])
+def test_vmf_kl_to_the_uniform_sphere_matches_scipy_entropy_and_monte_carlo(m, kappa):
+    k = torch.tensor([kappa], dtype=torch.float64, requires_grad=True)
+    kl = vmf_kl_to_uniform(m, k)
+    area = math.log(2) + (m / 2) * math.log(math.pi) - math.lgamma(m / 2)
+    mu = np.eye(m)[0]
+    assert kl.item() == pytest.approx(area - stats.vonmises_fisher(mu, kappa).entropy(), rel=1e-4, abs=1e-4)
+    kl.sum().backward()
+    assert torch.isfinite(k.grad).all() and k.grad.item() > 0  # more concentrated: further from uniform
+    # Monte Carlo: mean of log q(z) - log p(z) over draws.
+    n = 20_000
+    p = vmf_params(mu, kappa)
+    g = torch.Generator().manual_seed(2)
+    post = VMFPosterior(m)
+    d = post.draw(p, torch.randn(n, 1, m, generator=g), generator=g)
+    mc = (d.log_q - UniformSphere(m).log_prob(d.z)).double()
+    assert mc.mean().item() == pytest.approx(kl.item(), abs=4 * mc.std().item() / math.sqrt(n) + 1e-3)
+    # And the model's KL (from the raw encoder outputs) is the same closed form.
+    assert post.kl(p.mu, p.logvar, d.z[0], d.log_q[0], UniformSphere(m)).item() == pytest.approx(kl.item(), rel=1e-4)
+
+
+def test_vmf_log_normalizer_has_no_nan_at_high_dimension_and_concentration():
+    for m in (3, 64, 256):
+        k = torch.tensor([1.0, 30.0, 1.0e4, 1.0e5], dtype=torch.float64, requires_grad=True)
+        c = log_normalizer(m, k)
+        c.sum().backward()
+        assert torch.isfinite(c).all() and torch.isfinite(k.grad).all()
+        expected = stats.vonmises_fisher(np.eye(m)[0], 30.0).logpdf(np.eye(m)[0]) - 30.0
+        assert c[1].item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_vmf_gradient_in_kappa_is_unbiased_with_the_correction_term():
+    """d/dkappa E[mu.z] = A_m'(kappa) (finite differences of the closed form): the reparameterized gradient with
+    the rejection sampler's correction term (reconstruction's surrogate) matches it; without it, it is off."""
+    m, kappa, n = 3, 2.0, 200_000
+    torch.manual_seed(0)
+    raw = torch.tensor([[math.log(math.expm1(kappa - 1))]], requires_grad=True)
+    mu = torch.tensor([[1.0, 0.0, 0.0]])
+    p = PosteriorParams(mu, raw.expand(1, m))
+    d = VMFPosterior(m).draw(p, torch.randn(n, 1, m), score=True)
+    f = d.z[:, 0, 0]
+    (g_rep,) = torch.autograd.grad(f.mean(), raw, retain_graph=True)
+    surrogate = f + f.detach() * (d.score[:, 0] - d.score[:, 0].detach())
+    (g_all,) = torch.autograd.grad(surrogate.mean(), raw)
+    h = 1e-4
+    a = lambda k: mean_resultant(m, torch.tensor(k, dtype=torch.float64)).item()  # noqa: E731
+    dkappa_draw = 1 / (1 + math.exp(-raw.item()))  # softplus' derivative
+    exact = (a(kappa + h) - a(kappa - h)) / (2 * h) * dkappa_draw
+    assert g_all.item() == pytest.approx(exact, rel=0.05)
+    assert abs(g_rep.item() - exact) > 0.1 * abs(exact)
+
+
+# ----- Poincare ball ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("c", [1.0, 0.5])
+def test_wrapped_normal_integrates_to_one_over_the_disc(c):
+    """The density is with respect to the ball's Riemannian volume lambda_z^2 dz: integrated in polar coordinates
+    (r, theta) over the disc of radius 1/sqrt(c)."""
+    post = WrappedNormalPosterior(2, c).double()
+    mu_raw = torch.tensor([[0.4, -0.3]], dtype=torch.float64)
+    p = PosteriorParams(mu_raw, torch.tensor([[math.log(0.3), math.log(0.15)]], dtype=torch.float64))
+    radius = 1 / math.sqrt(c)
+    rs = np.linspace(0, radius * (1 - 1e-9), 1201)
+    ts = np.linspace(0, 2 * math.pi, 721)
+    rr, tt = np.meshgrid(rs, ts, indexing="ij")
+    pts = torch.tensor(np.stack([rr * np.cos(tt), rr * np.sin(tt)], -1).reshape(-1, 1, 2))
+    log_q = post.log_prob(pts, p).double().view(rr.shape).numpy()
+    lam2 = (2 / (1 - c * rr**2)) ** 2
+    integrand = np.exp(log_q) * lam2 * rr
+    total = np.trapezoid(np.trapezoid(integrand, ts, axis=1), rs)
+    assert total == pytest.approx(1.0, abs=2e-3)
+    prior = WrappedNormalPrior(2, 1.0)
+    prior.attach_posterior(post)
+    log_p = prior.log_prob(pts).double().view(rr.shape).numpy()
+    assert np.trapezoid(np.trapezoid(np.exp(log_p) * lam2 * rr, ts, axis=1), rs) == pytest.approx(1.0, abs=2e-3)
+
+
+def test_wrapped_normal_samples_lie_at_their_tangent_distance_with_the_density_of_their_point():
+    ball = Ball(1.0)
+    post = WrappedNormalPosterior(3, 1.0)
+    p = params(4, 3, seed=7)
+    eps = torch.randn(6, 4, 3, generator=torch.Generator().manual_seed(8))
+    d = post.draw(p, eps)
+    mu = ball.expmap0(p.mu.double())
+    v = torch.exp(0.5 * p.logvar.double()) * eps.double()
+    # The geodesic distance d(mu, z) = 2/sqrt(c) artanh(sqrt(c) |-mu (+) z|) is |v|.
+    dist = 2 * torch.atanh(ball.mobius_add(-mu, d.z.double()).norm(dim=-1))
+    assert torch.allclose(dist, v.norm(dim=-1), atol=1e-4)
+    assert torch.allclose(post.log_prob(d.z, p), d.log_q, atol=2e-3)
+    assert (d.z.norm(dim=-1) < 1).all()
+
+
+# ----- every posterior's log q: E_q[p(x, z) / q(z | x)] = p(x) ---------------------------------------------------
+class FixedEncoder(ContextHead, nn.Module):
+    """Gives one image's posterior parameters (mu, logvar[, context]), whatever the image."""
+
+    def __init__(self, mu: torch.Tensor, logvar: torch.Tensor, context_scale: float = 0.15) -> None:
+        super().__init__()
+        self.mu, self.logvar, self.context_scale = mu, logvar, context_scale
+        self.head = nn.Linear(1, 2 * mu.shape[-1])
+
+    def forward(self, x):
+        b = x.shape[0]
+        out = torch.cat([self.mu, self.logvar], -1).expand(b, -1)
+        if self.context_dim:
+            g = torch.Generator().manual_seed(11)
+            ctx = self.context_scale * torch.randn(1, self.context_dim, generator=g)
+            out = torch.cat([out, ctx.expand(b, -1)], -1)
+        return split_head(out, self.context_dim)
+
+
+class LinearDecoder(nn.Module):
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        super().__init__()
+        self.weight, self.bias = weight, bias
+
+    def forward(self, z):
+        return (z @ self.weight.T + self.bias).view(-1, 1, 2, 2)
+
+
+def linear_gaussian_model(posterior, prior, mu, logvar, d: int = 2, std: float = 0.5):
+    g = torch.Generator().manual_seed(3)
+    weight, bias = torch.randn(4, d, generator=g), torch.randn(4, generator=g)
+    encoder = FixedEncoder(mu, logvar)
+    encoder.add_context(posterior.context_dim)
+    model = VAE(encoder, LinearDecoder(weight, bias), d, prior, GaussianLikelihood(std), posterior=posterior)
+    return model, weight, bias, std
+
+
+def importance_log_px(model, x, n: int, seed: int = 0) -> tuple[float, float]:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        ll, lp, lq, _ = model.log_weights(x, None, torch.randn(n, 1, model.latent_dim, generator=g), generator=g)
+    log_w = (ll + lp - lq).double().view(-1)
+    est = torch.logsumexp(log_w, 0).item() - math.log(n)
+    w = torch.exp(log_w - log_w.max())
+    rel_se = (w.std() / w.mean()).item() / math.sqrt(n)
+    return est, rel_se
+
+
+X = torch.tensor([[[[0.3, -1.2], [0.8, 0.1]]]])
+
+
+@pytest.mark.parametrize(
+    "posterior",
+    [
+        GaussianPosterior(2),
+        PlanarPosterior(2, 4),
+        RadialPosterior(2, 4),
+        IAFPosterior(2, 2, [8, 8], 4),
+    ],
+    ids=["gaussian", "planar", "radial", "iaf"],
+)
+def test_flat_posteriors_are_densities_by_the_importance_sampling_identity(posterior):
+    # A base Gaussian wider than the exact posterior, so that the flows' contractions leave the weights light-tailed.
+    torch.manual_seed(0)
+    model, w, b, std = linear_gaussian_model(
+        posterior, StandardNormal(2), torch.tensor([[0.2, -0.4]]), torch.full((1, 2), math.log(4.0)), std=1.5
+    )
+    exact = MultivariateNormal(b, w @ w.T + std**2 * torch.eye(4)).log_prob(X.view(-1)).item()
+    est, rel_se = importance_log_px(model, X, 200_000)
+    assert rel_se < 0.005
+    assert est == pytest.approx(exact, abs=5 * rel_se + 2e-3)
+
+
+def test_vmf_is_a_density_by_the_importance_sampling_identity():
+    m = 3
+    posterior = VMFPosterior(m)
+    prior = UniformSphere(m)
+    mu = torch.tensor([[0.3, -0.8, 0.5]])
+    raw = math.log(math.expm1(4.0 - 1))
+    model, w, b, std = linear_gaussian_model(posterior, prior, mu, torch.full((1, m), raw), d=m, std=0.8)
+    est, rel_se = importance_log_px(model, X, 200_000)
+    # Brute force over the prior: p(x) = E_{z ~ U(S^2)}[p(x | z)], z from normalized Gaussians.
+    z = torch.nn.functional.normalize(torch.randn(2_000_000, m, generator=torch.Generator().manual_seed(5)), dim=-1)
+    means = z @ w.T + b
+    log_lik = torch.distributions.Normal(means, std).log_prob(X.view(1, -1)).sum(-1).double()
+    brute = torch.logsumexp(log_lik, 0).item() - math.log(z.shape[0])
+    assert est == pytest.approx(brute, abs=5 * rel_se + 5e-3)
+
+
+def test_wrapped_normal_is_a_density_by_the_importance_sampling_identity():
+    d = 2
+    posterior = WrappedNormalPosterior(d, 1.0)
+    prior = WrappedNormalPrior(d, 1.0)
+    model, w, b, std = linear_gaussian_model(
+        posterior, prior, torch.tensor([[0.3, -0.2]]), torch.tensor([[math.log(0.3), math.log(0.4)]]), std=0.8
+    )
+    est, rel_se = importance_log_px(model, X, 200_000)
+    # Brute force over the prior's samples, decoded as the model decodes (the ball's log map at the origin).
+    z = prior.sample(2_000_000, generator=torch.Generator().manual_seed(6))
+    means = Ball(1.0).logmap0(z.double()).float() @ w.T + b
+    log_lik = torch.distributions.Normal(means, std).log_prob(X.view(1, -1)).sum(-1).double()
+    brute = torch.logsumexp(log_lik, 0).item() - math.log(z.shape[0])
+    assert est == pytest.approx(brute, abs=5 * rel_se + 5e-3)
+
+
+def test_posterior_configs_build_their_flows():
+    from omegaconf import OmegaConf
+
+    from vae_cli.models.posteriors import iaf, planar, radial
+
+    assert planar.build(OmegaConf.structured(PlanarConfig(flows=3)), 4).context_dim == 3 * 9
+    assert radial.build(OmegaConf.structured(RadialConfig(flows=2)), 4).context_dim == 2 * 6
+    assert iaf.build(OmegaConf.structured(IAFConfig(flows=2, context=7)), 4).context_dim == 7

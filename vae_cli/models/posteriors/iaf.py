@@ -1,0 +1,99 @@
+"""``posterior=iaf``: inverse autoregressive flow after the Gaussian (Kingma et al. 2016, section 4 and fig. 2).
+
+The encoder gives (mu, logvar) and a context h; each of the T steps is a MADE (Germain et al. 2015) that reads the
+current z and h and outputs (m, s) with m_d, s_d depending on z_<d only (masked weights; h reaches every hidden
+unit and every output, unmasked: pythae's IAF leaves h out, a deviation from the paper):
+
+    sigma = sigmoid(s + 1),   z <- sigma * z + (1 - sigma) * m,   log |det| = sum_d log sigma_d
+
+(the +1 is the forget-gate bias: each step starts close to the identity). The Jacobian of a step is triangular with
+diagonal sigma (tests/unit/test_posteriors.py checks it with torch.autograd.functional.jacobian); the order of z is
+reversed between steps so that every dimension is transformed given every other one somewhere in the chain.
+
+Written here rather than taken from a flow library: zuko's masked autoregressive transform takes a context too, but
+its step is the affine z * exp(s) + m, not the gated update of the paper; nflows has had no release since 2020; and
+an IAF step is ~40 lines, so vae-cli needs no new dependency and the masks are pinned by its own test.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from vae_cli.models.posteriors.flow import FlowPosterior
+
+FORGET_BIAS = 1.0
+
+
+class MaskedLinear(nn.Linear):
+    def __init__(self, n_in: int, n_out: int, mask: torch.Tensor) -> None:
+        super().__init__(n_in, n_out)
+        self.register_buffer("mask", mask.float(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight * self.mask, self.bias)
+
+
+class MADE(nn.Module):
+    """(m, s) = MADE(z, h): ``[..., D]`` each, output d connected to inputs < d only; h joins every hidden unit."""
+
+    def __init__(self, dim: int, hidden: list[int], context: int) -> None:
+        super().__init__()
+        inputs = torch.arange(1, dim + 1)
+        degrees = [inputs]
+        for width in hidden:
+            degrees.append(torch.arange(width) % max(1, dim - 1) + 1)
+        layers = []
+        for d_in, d_out in itertools.pairwise(degrees):
+            layers.append(MaskedLinear(len(d_in), len(d_out), d_out[:, None] >= d_in[None, :]))
+        self.hidden = nn.ModuleList(layers)
+        out_degrees = torch.cat([inputs, inputs])  # m then s
+        self.out = MaskedLinear(len(degrees[-1]), 2 * dim, out_degrees[:, None] > degrees[-1][None, :])
+        self.context = nn.Linear(context, hidden[0]) if context > 0 else None
+        # h also reaches the outputs directly: the first dimension, which reads no z, still depends on the image.
+        self.context_out = nn.Linear(context, 2 * dim, bias=False) if context > 0 else None
+
+    def forward(self, z: torch.Tensor, h: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        a = self.hidden[0](z)
+        if self.context is not None and h is not None:
+            a = a + self.context(h)
+        a = F.elu(a)
+        for layer in self.hidden[1:]:
+            a = F.elu(layer(a))
+        out = self.out(a)
+        if self.context_out is not None and h is not None:
+            out = out + self.context_out(h)
+        return out.chunk(2, dim=-1)
+
+
+class IAFPosterior(FlowPosterior):
+    def __init__(self, latent_dim: int, flows: int, hidden: list[int], context: int) -> None:
+        super().__init__(latent_dim, flows)
+        self.context_dim = context if flows > 0 else 0
+        self.steps = nn.ModuleList(MADE(latent_dim, hidden, self.context_dim) for _ in range(flows))
+
+    def transform(self, z, context):
+        log_det = z.new_zeros(z.shape[:-1])
+        h = None
+        if context is not None and z.dim() > context.dim():  # K draws per image share the image's context
+            h = context.expand(*z.shape[:-1], context.shape[-1])
+        elif context is not None:
+            h = context
+        for t, made in enumerate(self.steps):
+            if t > 0:
+                z = z.flip(-1)
+            m, s = made(z, h)
+            sigma = torch.sigmoid(s + FORGET_BIAS)
+            z = sigma * z + (1 - sigma) * m
+            log_det = log_det + F.logsigmoid(s + FORGET_BIAS).sum(-1)
+        if self.flows > 1 and self.flows % 2 == 0:
+            z = z.flip(-1)  # back to the encoder's order (a permutation: no volume change)
+        return z, log_det
+
+
+def build(cfg: Any, latent_dim: int) -> IAFPosterior:
+    return IAFPosterior(latent_dim, int(cfg.flows), [int(h) for h in cfg.hidden], int(cfg.context))

@@ -1,0 +1,53 @@
+"""``posterior=planar``: planar flows after the Gaussian (Rezende & Mohamed 2015, eq. 10-12).
+
+    f(z) = z + u_hat tanh(w.z + b),    log |det df/dz| = log |1 + u_hat . (1 - tanh^2(w.z + b)) w|
+
+Invertibility needs w.u_hat >= -1: u_hat = u + (m(w.u) - w.u) w / |w|^2 with m(a) = -1 + softplus(a) (the paper's
+appendix A.1), so w.u_hat = m(w.u) > -1 for every u. The parameters (u, w, b) of each flow come from the encoder
+per image (amortized, as in the paper; pythae's VAE_LinNF learns one global set instead).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+from vae_cli.models.posteriors.flow import FlowPosterior, per_flow
+
+
+def invertible_u(u: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """u_hat = u + (m(w.u) - w.u) w / |w|^2, m(a) = -1 + softplus(a): w.u_hat = m(w.u) > -1."""
+    wu = (w * u).sum(-1, keepdim=True)
+    return u + (F.softplus(wu) - 1 - wu) * w / (w.pow(2).sum(-1, keepdim=True) + 1e-12)
+
+
+def planar_step(
+    z: torch.Tensor, u: torch.Tensor, w: torch.Tensor, b: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One planar flow on ``z`` ``[..., B, D]`` with per-image ``u, w`` ``[B, D]``, ``b`` ``[B, 1]``."""
+    u_hat = invertible_u(u, w)
+    a = torch.tanh((z * w).sum(-1, keepdim=True) + b)
+    psi_u = ((1 - a.pow(2)) * (w * u_hat).sum(-1, keepdim=True)).squeeze(-1)
+    return z + u_hat * a, torch.log((1 + psi_u).abs() + 1e-12)
+
+
+class PlanarPosterior(FlowPosterior):
+    def __init__(self, latent_dim: int, flows: int) -> None:
+        super().__init__(latent_dim, flows)
+        self.sizes = [latent_dim, latent_dim, 1]
+        self.context_dim = flows * sum(self.sizes)
+
+    def transform(self, z, context):
+        log_det = z.new_zeros(z.shape[:-1])
+        if self.flows == 0:
+            return z, log_det
+        for u, w, b in per_flow(context, self.flows, self.sizes):
+            z, ld = planar_step(z, u, w, b)
+            log_det = log_det + ld
+        return z, log_det
+
+
+def build(cfg: Any, latent_dim: int) -> PlanarPosterior:
+    return PlanarPosterior(latent_dim, int(cfg.flows))
