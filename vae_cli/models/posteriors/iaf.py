@@ -87,6 +87,9 @@ class IAFPosterior(FlowPosterior):
             if t > 0:
                 z = z.flip(-1)
             m, s = made(z, h)
+            # The update and its log-determinant in fp32 at least, under bf16 autocast too.
+            wide = torch.promote_types(z.dtype, torch.float32)
+            m, s = m.to(wide), s.to(wide)
             sigma = torch.sigmoid(s + FORGET_BIAS)
             z = sigma * z + (1 - sigma) * m
             log_det = log_det + F.logsigmoid(s + FORGET_BIAS).sum(-1)
