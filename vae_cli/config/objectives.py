@@ -121,6 +121,15 @@ class IWAEConfig(LossConfig):
         need(1 <= loss.k <= 5000, f"loss.k must be in [1, 5000] importance samples (got {loss.k}).")
 
 
+def check_groups(loss: Any, need: Need) -> None:
+    """M groups of K importance samples (MIWAE, PIWAE)."""
+    need(loss.m >= 1 and loss.k >= 1, f"loss.m and loss.k must be >= 1 (got m={loss.m}, k={loss.k}).")
+    need(
+        loss.m * loss.k <= 5000,
+        f"loss.m * loss.k is the number of samples per image and must be at most 5000 (got {loss.m * loss.k}).",
+    )
+
+
 @OBJECTIVES.register(build="vae_cli.objectives.miwae:MIWAE", iw_gradient=True)
 @dataclass
 class MIWAEConfig(LossConfig):
@@ -136,11 +145,7 @@ class MIWAEConfig(LossConfig):
     @classmethod
     def check(cls, loss: Any, cfg: Any, need: Need) -> None:
         check_dreg(loss, cfg, need)
-        need(loss.m >= 1 and loss.k >= 1, f"loss.m and loss.k must be >= 1 (got m={loss.m}, k={loss.k}).")
-        need(
-            loss.m * loss.k <= 5000,
-            f"loss.m * loss.k is the number of samples per image and must be at most 5000 (got {loss.m * loss.k}).",
-        )
+        check_groups(loss, need)
 
 
 @OBJECTIVES.register(build="vae_cli.objectives.beta_tcvae:BetaTCVAE", flat_only=True, posterior="gaussian")
@@ -310,11 +315,7 @@ class PIWAEConfig(LossConfig):
     @classmethod
     def check(cls, loss: Any, cfg: Any, need: Need) -> None:
         check_one_latent_vector(loss, cfg, need, "evaluates the joint density at z detached from the encoder")
-        need(loss.m >= 1 and loss.k >= 1, f"loss.m and loss.k must be >= 1 (got m={loss.m}, k={loss.k}).")
-        need(
-            loss.m * loss.k <= 5000,
-            f"loss.m * loss.k is the number of samples per image and must be at most 5000 (got {loss.m * loss.k}).",
-        )
+        check_groups(loss, need)
 
 
 @OBJECTIVES.register(build="vae_cli.objectives.ciwae:CIWAE", iw_gradient=True)

@@ -35,6 +35,31 @@ class FlowPosterior(Posterior):
         return z, p.logvar
 
 
+class AmortizedFlowPosterior(FlowPosterior):
+    """T steps of one kind whose parameters (``sizes`` units each) the encoder gives per image (planar, radial)."""
+
+    sizes: list[int]
+
+    def __init__(self, latent_dim: int, flows: int, sizes: list[int]) -> None:
+        super().__init__(latent_dim, flows)
+        self.sizes = sizes
+        self.context_dim = flows * sum(sizes)
+
+    @staticmethod
+    def step(z: torch.Tensor, *params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step on ``z`` ``[..., B, D]`` with one image's parameters: (f(z), log |det df/dz|)."""
+        raise NotImplementedError
+
+    def transform(self, z, context):
+        log_det = z.new_zeros(z.shape[:-1])
+        if self.flows == 0:
+            return z, log_det
+        for params in per_flow(context, self.flows, self.sizes):
+            z, ld = self.step(z, *params)
+            log_det = log_det + ld
+        return z, log_det
+
+
 def per_flow(context: torch.Tensor | None, flows: int, sizes: list[int]) -> list[list[torch.Tensor]]:
     """The context ``[B, flows * sum(sizes)]`` cut into each flow's parameters (a list of ``[B, size]`` each)."""
     assert context is not None

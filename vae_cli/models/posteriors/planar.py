@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from vae_cli.models.posteriors.flow import FlowPosterior, per_flow
+from vae_cli.models.posteriors.flow import AmortizedFlowPosterior
 
 
 def invertible_u(u: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -33,20 +33,11 @@ def planar_step(
     return z + u_hat * a, torch.log((1 + psi_u).abs() + 1e-12)
 
 
-class PlanarPosterior(FlowPosterior):
+class PlanarPosterior(AmortizedFlowPosterior):
     def __init__(self, latent_dim: int, flows: int) -> None:
-        super().__init__(latent_dim, flows)
-        self.sizes = [latent_dim, latent_dim, 1]
-        self.context_dim = flows * sum(self.sizes)
+        super().__init__(latent_dim, flows, [latent_dim, latent_dim, 1])  # u, w, b
 
-    def transform(self, z, context):
-        log_det = z.new_zeros(z.shape[:-1])
-        if self.flows == 0:
-            return z, log_det
-        for u, w, b in per_flow(context, self.flows, self.sizes):
-            z, ld = planar_step(z, u, w, b)
-            log_det = log_det + ld
-        return z, log_det
+    step = staticmethod(planar_step)
 
 
 def build(cfg: Any, latent_dim: int) -> PlanarPosterior:

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from vae_cli.models.posteriors.flow import FlowPosterior, per_flow
+from vae_cli.models.posteriors.flow import AmortizedFlowPosterior
 
 
 def radial_step(
@@ -32,20 +32,11 @@ def radial_step(
     return z + bh * diff, log_det.squeeze(-1)
 
 
-class RadialPosterior(FlowPosterior):
+class RadialPosterior(AmortizedFlowPosterior):
     def __init__(self, latent_dim: int, flows: int) -> None:
-        super().__init__(latent_dim, flows)
-        self.sizes = [latent_dim, 1, 1]
-        self.context_dim = flows * sum(self.sizes)
+        super().__init__(latent_dim, flows, [latent_dim, 1, 1])  # z0, alpha, beta
 
-    def transform(self, z, context):
-        log_det = z.new_zeros(z.shape[:-1])
-        if self.flows == 0:
-            return z, log_det
-        for z0, a, b in per_flow(context, self.flows, self.sizes):
-            z, ld = radial_step(z, z0, a, b)
-            log_det = log_det + ld
-        return z, log_det
+    step = staticmethod(radial_step)
 
 
 def build(cfg: Any, latent_dim: int) -> RadialPosterior:
