@@ -304,6 +304,8 @@ def suite_model(args: argparse.Namespace, model: str, device: str) -> str:
         "(c) vae-train": lambda r: run_vae_train(args, common, r),
         "vae-train bf16": lambda r: run_vae_train(args, [*common, "trainer.precision=bf16"], r),
     }
+    if args.baseline_exe:  # another installation (the previous commit), interleaved with this one
+        c["(c) vae-train, baseline"] = lambda r: run_vae_train(args, common, r, exe=args.baseline_exe)
     if device == "cuda":
         c["vae-train bf16 graphs"] = lambda r: run_vae_train(
             args, [*common, "trainer.precision=bf16", "trainer.cuda_graphs=true"], r
@@ -743,8 +745,8 @@ def main() -> None:
     p.add_argument(
         "--baseline-exe",
         default="",
-        help="startup suite: another installation's vae-train (e.g. the previous commit's .venv/bin/vae-train), "
-        "measured side by side",
+        help="startup, mlp and conv suites: another installation's vae-train (e.g. the previous commit's "
+        ".venv/bin/vae-train), measured side by side",
     )
     p.add_argument("--epochs", type=int, default=10, help="MLP epochs per run (the classic budget)")
     p.add_argument("--conv-epochs", type=int, default=2)

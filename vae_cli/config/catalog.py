@@ -142,8 +142,8 @@ PRIORS: Catalog = Catalog("prior", "name", "vae_cli.config.priors", "vae_cli.mod
 # code_grid: also trains a VQ-VAE (a one-hot posterior); min_batch: (the least batch size, what the objective does
 # with the batch that needs it): a term is a statistic of the batch.
 # posterior: what the objective asks of q(z|x): samples and log q at them (any), z in flat R^D (flat: gradients in
-# z), a diagonal Gaussian's (mu, logvar) (gaussian: per-dimension densities, covariances); iw_gradient: its gradient averages several samples' weights (a score-function correction of the
-# sampler, vMF's, has no place in it).
+# z), a diagonal Gaussian's (mu, logvar) (gaussian: per-dimension densities, covariances); iw_gradient: its
+# gradient averages several samples' weights (a score-function correction of the sampler, vMF's, has no place in it).
 OBJECTIVE_FACTS = {
     "flat_only": False,
     "code_grid": False,

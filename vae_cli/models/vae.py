@@ -1,7 +1,7 @@
 """The VAE, composed of five parts: an encoder to the parameters of q(z|x), the posterior q(z|x) itself (a diagonal
 Gaussian N(mu, sigma^2) by default; flows, a vMF, a wrapped normal: ``models/posteriors/``), a decoder to the
-parameters of p(x|z), a prior p(z) and a likelihood p(x|z). For a CVAE (``num_classes > 0``) the one-hot label joins the encoder's and the
-decoder's inputs: q(z|x, y) and p(x|z, y), with p(z) independent of y.
+parameters of p(x|z), a prior p(z) and a likelihood p(x|z). For a CVAE (``num_classes > 0``) the one-hot label joins
+the encoder's and the decoder's inputs: q(z|x, y) and p(x|z, y), with p(z) independent of y.
 
 The model returns named outputs and no loss: objectives (``vae_cli.objectives``) combine these parts, so a beta-VAE, an
 IWAE or a beta-TCVAE is this same model with another objective, and a VampPrior VAE the same model with another
