@@ -160,7 +160,9 @@ def test_help_lists_the_config_groups_without_importing_torch(tmp_path):
     proc = run_vae_train(["--help"], cwd=tmp_path, env={"PYTHONPROFILEIMPORTTIME": "1"})
     # Each group with its options, this command line's marked; no schema offered as an option.
     assert re.search(r"^  model +conv, hvae, mlp\*, resnet, vqvae$", proc.stdout, re.M), proc.stdout
-    assert re.search(r"^  loss +beta_tcvae, dip_vae, elbo\*, factor_vae, info_vae, iwae, miwae$", proc.stdout, re.M)
+    loss_options = r"beta_tcvae, ciwae, dip_vae, elbo\*, factor_vae, hvae, info_vae, iwae, miwae, piwae"
+    assert re.search(rf"^  loss +{loss_options}$", proc.stdout, re.M)
+    assert re.search(r"^  posterior +gaussian\*, iaf, planar, radial, vmf, wrapped_normal$", proc.stdout, re.M)
     assert "_schema" not in proc.stdout and "vae_cli_schemas" not in proc.stdout
     # Each key with its type, value and the one-line description its schema's comment gives.
     for key, typed, said in (
@@ -190,14 +192,19 @@ def test_shell_completion_offers_options_not_schemas(tmp_path):
     for line, expected in (
         (
             "vae-train loss=",
-            "loss=beta_tcvae loss=dip_vae loss=elbo loss=factor_vae loss=info_vae loss=iwae loss=miwae",
+            "loss=beta_tcvae loss=ciwae loss=dip_vae loss=elbo loss=factor_vae loss=hvae loss=info_vae loss=iwae "
+            "loss=miwae loss=piwae",
+        ),
+        (
+            "vae-train posterior=",
+            "posterior=gaussian posterior=iaf posterior=planar posterior=radial posterior=vmf posterior=wrapped_normal",
         ),
         ("vae-train model=", "model=conv model=hvae model=mlp model=resnet model=vqvae"),
     ):
         proc = run_vae_train(["-sc", "query=bash"], cwd=tmp_path, env={"COMP_LINE": line})
         assert proc.stdout.split() == expected.split(), proc.stdout
     top = run_vae_train(["-sc", "query=bash"], cwd=tmp_path, env={"COMP_LINE": "vae-train "}).stdout.split()
-    assert {"loss=", "model=", "prior=", "likelihood=", "dataset=", "trainer."} <= set(top), top
+    assert {"loss=", "model=", "prior=", "posterior=", "likelihood=", "dataset=", "trainer."} <= set(top), top
 
 
 def test_misspelt_key_fails_fast_naming_it(tmp_path):
