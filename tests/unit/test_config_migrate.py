@@ -36,3 +36,10 @@ def test_a_config_from_before_zoo_ii_loads_and_round_trips():
     assert cfg.likelihood._metadata.object_type is BernoulliConfig and "std" not in cfg.likelihood
     again = structured(to_plain_dict(cfg))
     assert to_plain_dict(again) == to_plain_dict(cfg)
+
+
+def test_a_config_from_before_posteriors_were_a_part_has_the_gaussian_posterior():
+    cfg = structured(BEFORE_ZOO_II)
+    assert cfg.posterior.name == "gaussian" and set(cfg.posterior) == {"name"}
+    iaf = structured({**BEFORE_ZOO_II, "posterior": {"name": "iaf", "flows": 2, "hidden": [16], "context": 4}})
+    assert iaf.posterior.flows == 2 and list(iaf.posterior.hidden) == [16]
