@@ -75,9 +75,9 @@ def tool(name: str) -> str:
     return str(local) if local.exists() else name
 
 
-def run_variant(out: Path, name: str, epochs: int, seeds: int, k: int, extra: list[str]) -> dict:
+def run_variant(out: Path, name: str, epochs: int, seeds: int, k: int, extra: list[str], first_seed: int = 0) -> dict:
     sweep = out / name
-    seed_axis = "trainer.seed=" + ",".join(str(s) for s in range(seeds))
+    seed_axis = "trainer.seed=" + ",".join(str(s) for s in range(first_seed, seeds))
     args = ["-m", *BASE, *VARIANTS[name], *extra, f"trainer.epochs={epochs}", seed_axis, f"hydra.sweep.dir={sweep}"]
     started = time.perf_counter()
     train = subprocess.run([tool("vae-train"), *args], capture_output=True, text=True)
@@ -114,6 +114,9 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--k", type=int, default=1000, help="importance samples of the test IW-NLL")
+    p.add_argument(
+        "--first-seed", type=int, default=0, help="seeds first-seed..seeds-1 (more seeds later, in another --out)"
+    )
     p.add_argument("--out", type=Path, default=Path("/tmp/vae-zoo-quality"))
     p.add_argument(
         "--extra", nargs="*", default=[], help="more overrides for every variant (e.g. trainer.precision=bf16)"
@@ -122,11 +125,11 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     results = []
     for name in args.variants or GROUPS[args.group]:
-        result = run_variant(args.out, name, args.epochs, args.seeds, args.k, args.extra)
+        result = run_variant(args.out, name, args.epochs, args.seeds, args.k, args.extra, args.first_seed)
         results.append(result)
         print(f"{name}: nll {statistics.mean(result['nll']):.2f} ({result['wall_s']:.0f} s)", file=sys.stderr)
     print(
-        f"\nFashion-MNIST, dynamically binarized; MLP 784-400-20; {args.epochs} epochs; seeds 0-{args.seeds - 1}; "
+        f"\nFashion-MNIST, dynamically binarized; MLP 784-400-20; {args.epochs} epochs; seeds {args.first_seed}-{args.seeds - 1}; "
         f"test -log p(x) by IW-{args.k}\n"
     )
     print("| variant | overrides | test −log p(x), IW-K (nats): mean (min–max) | test ELBO | s/epoch | wall s |")
