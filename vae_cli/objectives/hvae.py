@@ -50,8 +50,8 @@ class HVAE(Objective):
 
     def __init__(self, cfg: Any, context: ObjectiveContext) -> None:
         super().__init__()
-        self.steps = int(cfg.leapfrog_steps)
-        self.betas = tempering_schedule(float(cfg.tempering) if self.steps else 1.0, self.steps)
+        steps = int(cfg.leapfrog_steps)
+        self.betas = tempering_schedule(float(cfg.tempering) if steps else 1.0, steps)
         start = float(cfg.step_size) / MAX_STEP
         self.raw_step = nn.Parameter(torch.full((context.latent_dim,), math.log(start / (1 - start))))
 
