@@ -17,6 +17,8 @@ class Schedule(str, Enum):
 
 
 class Precision(str, Enum):
+    # auto: bf16 where the device multiplies in bf16 natively (CUDA; CPUs with AMX or AVX512-BF16), else fp32.
+    auto = "auto"
     fp32 = "fp32"
     bf16 = "bf16"
 

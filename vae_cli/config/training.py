@@ -82,8 +82,10 @@ class TrainerConfig:
     progress_every_s: float = 30.0
     # --- speed (see README "Performance"); none of these changes the model, the loss or the optimizer's math ---
     # bf16 runs matmuls and convolutions under bf16 autocast (weights, optimizer state, loss sums stay fp32):
-    # several times faster on CPUs with AVX512-BF16/AMX and on GPUs, same final test loss within noise.
-    precision: Precision = Precision.fp32
+    # several times faster on CPUs with AVX512-BF16/AMX and on GPUs, same final test loss within noise. auto (the
+    # default): bf16 where the device has native bf16 matmuls, fp32 elsewhere (where bf16 is emulated and slower);
+    # the run logs and records which (metrics.json "precision"). Evaluation (IW bounds, vae-eval) is always fp32.
+    precision: Precision = Precision.auto
     # torch.compile the forward pass and the loss (the backward follows): fuses the elementwise work. The first
     # step pays the compilation (~40 s on 2 CPU cores), so it pays off on long runs, and most on GPUs.
     compile: bool = False

@@ -27,3 +27,17 @@ def pick_device(name: str) -> torch.device:
     if name not in ("cpu", "cuda", "mps"):
         raise ConfigError(f"trainer.device must be auto, cpu, cuda or mps (got {name!r}).")
     return torch.device(name)
+
+
+def native_bf16(device: torch.device) -> str | None:
+    """Why ``device`` runs bf16 matmuls natively (several times its fp32 rate), or None where it does not: CUDA GPUs
+    with bf16 support, CPUs with AMX or AVX512-BF16 (where oneDNN has bf16 GEMM kernels). Elsewhere bf16 is
+    emulated and slower than fp32."""
+    if device.type == "cuda":
+        return "a CUDA GPU with bf16 support" if torch.cuda.is_bf16_supported() else None
+    if device.type == "cpu":
+        if torch.cpu._is_amx_tile_supported():
+            return "this CPU has AMX bf16 matmuls"
+        if torch.cpu._is_avx512_bf16_supported():
+            return "this CPU has AVX512-BF16 matmuls"
+    return None

@@ -55,6 +55,7 @@ from vae_cli.training.disentanglement_monitor import DisentanglementMonitor
 from vae_cli.training.hparams import run_hparams
 from vae_cli.training.optim import build_optimizer, build_scheduler
 from vae_cli.training.resume import check_resume_epochs, merge_resume_config
+from vae_cli.training.step import resolve_precision
 from vae_cli.training.trainer import Trainer, TrainingInterrupted, describe_terms
 
 log = logging.getLogger(__name__)
@@ -249,6 +250,8 @@ def _train(prepared: Prepared, run_dir: Path, dist: Distributed) -> dict[str, An
     model, objective = build_model_and_objective(cfg, data, device)
     check_sweep_metric(cfg, objective, data)
     log.info("%s", describe_model(cfg, model, objective))
+    precision, why = resolve_precision(cfg.trainer.precision, device)
+    log.info("training precision %s (%s)", precision.value, why)
     model_info: dict[str, Any] = {}
     if is_code_prior_run(cfg):
         if prepared.frozen_vqvae is not None:
@@ -339,6 +342,7 @@ def _train(prepared: Prepared, run_dir: Path, dist: Distributed) -> dict[str, An
                     **metrics,
                     "dataset": data.name,
                     "device": str(device),
+                    "precision": precision.value,  # the resolved trainer.precision (auto -> bf16 or fp32)
                     "vae_cli_version": __version__,
                     "torch_version": torch.__version__,
                     "python_version": platform.python_version(),
