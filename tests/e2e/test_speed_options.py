@@ -28,11 +28,12 @@ def _sane(metrics: dict) -> None:
 
 
 def test_bf16_and_compile_train_end_to_end_to_the_fp32_loss(tmp_path):
-    fp32 = _train(tmp_path, "fp32", [])
+    fp32 = _train(tmp_path, "fp32", ["trainer.precision=fp32"])
     bf16 = _train(tmp_path, "bf16", ["trainer.precision=bf16"])
-    compiled = _train(tmp_path, "compiled", ["trainer.compile=true"])
+    compiled = _train(tmp_path, "compiled", ["trainer.precision=fp32", "trainer.compile=true"])
     for metrics in (fp32, bf16, compiled):
         _sane(metrics)
+    assert (fp32["precision"], bf16["precision"], compiled["precision"]) == ("fp32", "bf16", "fp32")
     # Same seed, same data: bf16 matmuls and compiled kernels move the result by rounding noise only (the
     # benchmark shows the same on real Fashion-MNIST over 10 epochs).
     for other in (bf16, compiled):
@@ -40,6 +41,20 @@ def test_bf16_and_compile_train_end_to_end_to_the_fp32_loss(tmp_path):
     # Master weights stay fp32 under bf16; weights are saved from the uncompiled module (no "_orig_mod." keys).
     assert all(w.dtype == torch.float32 for w in bf16["_weights"].values())
     assert compiled["_weights"].keys() == fp32["_weights"].keys()
+
+
+def test_auto_precision_trains_in_bf16_exactly_where_the_cpu_multiplies_in_bf16(tmp_path):
+    # The default (trainer.precision=auto) is bf16 on a CPU with AMX / AVX512-BF16 and fp32 elsewhere; the run says
+    # which in its log and in metrics.json, and trains bit for bit as the explicit choice does.
+    native = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+    expected = "bf16" if native else "fp32"
+    auto = _train(tmp_path, "auto", ["trainer.device=cpu"])
+    explicit = _train(tmp_path, "explicit", ["trainer.device=cpu", f"trainer.precision={expected}"])
+    assert auto["precision"] == explicit["precision"] == expected
+    assert auto["test/loss"] == explicit["test/loss"]
+    assert all(torch.equal(auto["_weights"][k], explicit["_weights"][k]) for k in auto["_weights"])
+    log = (tmp_path / "auto" / "vae-train.log").read_text()
+    assert f"training precision {expected} (auto: " in log
 
 
 def test_cuda_graphs_without_a_gpu_is_refused_before_any_work(tmp_path):

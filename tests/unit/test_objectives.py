@@ -414,6 +414,7 @@ def test_dreg_under_torch_compile_is_the_eager_dreg_step():
     compiled DReG step gives the eager one's weights, and not the plain IWAE step's."""
     import torch._inductor.config as inductor
 
+    from vae_cli.config.enums import Precision
     from vae_cli.config.training import OptimConfig, TrainerConfig
     from vae_cli.training.optim import build_optimizer
     from vae_cli.training.step import TrainStep
@@ -423,7 +424,11 @@ def test_dreg_under_torch_compile_is_the_eager_dreg_step():
         objective = IWAE(IWAEConfig(k=4, estimator=estimator), ctx())
         optimizer = build_optimizer(OptimConfig(lr=1e-2), model.parameters(), fused=True)
         step = TrainStep(
-            model, objective, optimizer, TrainerConfig(batch_size=16, compile=compile), torch.device("cpu")
+            model,
+            objective,
+            optimizer,
+            TrainerConfig(batch_size=16, compile=compile, precision=Precision.fp32),
+            torch.device("cpu"),
         )
         x = binary_images(16, seed=2)
         for i in range(3):

@@ -261,3 +261,28 @@ def test_the_whole_step_with_guard_and_average_reads_nothing_back_to_the_host(na
     assert torch.isfinite(terms).all()
     assert step.guard.skipped.item() == 2  # a threshold every step exceeds: skip, apply, skip, apply
     assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True))
+
+
+def test_auto_precision_is_bf16_only_where_the_device_multiplies_in_bf16_natively(monkeypatch):
+    import vae_cli.training.step as step_module
+    from vae_cli.process.device import native_bf16
+    from vae_cli.training.step import resolve_precision
+
+    cpu = torch.device("cpu")
+    flags = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+    assert (native_bf16(cpu) is not None) == flags
+    assert native_bf16(torch.device("mps")) is None
+    # The explicit choices are kept whatever the device has.
+    assert resolve_precision("fp32", cpu)[0] == Precision.fp32
+    assert resolve_precision(Precision.bf16, cpu)[0] == Precision.bf16
+    monkeypatch.setattr(step_module, "native_bf16", lambda device: "this CPU has AMX bf16 matmuls")
+    chosen, why = resolve_precision("auto", cpu)
+    assert chosen == Precision.bf16 and "AMX" in why and "trainer.precision=fp32" in why
+    assert _setup(Precision.auto)[3].bf16
+    # Compiled on a CPU, auto stays fp32 (inductor's bf16 C++ kernels fail to build for some models).
+    assert resolve_precision("auto", cpu, compiled=True)[0] == Precision.fp32
+    assert not _setup(Precision.auto, compile=True)[3].bf16
+    monkeypatch.setattr(step_module, "native_bf16", lambda device: None)
+    chosen, why = resolve_precision("auto", cpu)
+    assert chosen == Precision.fp32 and "no native bf16" in why
+    assert not _setup(Precision.auto)[3].bf16

@@ -250,7 +250,7 @@ def _train(prepared: Prepared, run_dir: Path, dist: Distributed) -> dict[str, An
     model, objective = build_model_and_objective(cfg, data, device)
     check_sweep_metric(cfg, objective, data)
     log.info("%s", describe_model(cfg, model, objective))
-    precision, why = resolve_precision(cfg.trainer.precision, device)
+    precision, why = resolve_precision(cfg.trainer.precision, device, bool(cfg.trainer.compile))
     log.info("training precision %s (%s)", precision.value, why)
     model_info: dict[str, Any] = {}
     if is_code_prior_run(cfg):

@@ -49,13 +49,19 @@ GRAPH_WARMUP_STEPS = 3
 CONVOLUTIONS = (nn.Conv2d, nn.ConvTranspose2d)
 
 
-def resolve_precision(precision: Precision | str, device: torch.device) -> tuple[Precision, str]:
+def resolve_precision(
+    precision: Precision | str, device: torch.device, compiled: bool = False
+) -> tuple[Precision, str]:
     """The precision a run trains in (fp32 or bf16) and why: ``auto`` picks bf16 where ``device`` multiplies in
     bf16 natively (measured on an AVX512-BF16 CPU: 4-5x the fp32 GEMM rate; README "Performance"), fp32 where bf16
-    would be emulated (slower than fp32)."""
+    would be emulated (slower than fp32), and fp32 for ``trainer.compile`` on a CPU: inductor's C++ code for some
+    bf16 reductions does not compile in torch 2.14 (two accumulators declared under one name; e.g. an IAF posterior
+    with PIWAE), so auto never turns a run that works into one that fails (explicit bf16 still can)."""
     chosen = Precision(precision)
     if chosen != Precision.auto:
         return chosen, f"trainer.precision={chosen.value}"
+    if compiled and device.type == "cpu":
+        return Precision.fp32, "auto: trainer.compile on a CPU trains in fp32 (inductor's bf16 C++ kernels)"
     why = native_bf16(device)
     if why is not None:
         return Precision.bf16, f"auto: {why}; trainer.precision=fp32 for full precision"
@@ -153,7 +159,7 @@ class TrainStep:
         self.ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
         self.batch_size = cfg.batch_size  # the compiled / captured shape; other sizes (the last batch) run eagerly
         self.device = device
-        self.bf16 = resolve_precision(cfg.precision, device)[0] == Precision.bf16
+        self.bf16 = resolve_precision(cfg.precision, device, bool(cfg.compile))[0] == Precision.bf16
         self.use_graphs = bool(cfg.cuda_graphs)
         self.channels_last = bool(cfg.channels_last) and device.type == "cuda" and has_convolutions(model)
         if self.channels_last:
