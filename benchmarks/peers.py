@@ -41,7 +41,11 @@ from types import SimpleNamespace
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import speed
 from speed import run_process, stage_data, vae_train_exe
+
+from vae_cli.config.enums import CpuWait
+from vae_cli.process.cpu_threads import USER_KEYS, MachineLoad, choose_wait_env, describe, read_machine_load
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHAE_RUNNER = REPO / "benchmarks" / "peer_pythae.py"
@@ -192,7 +196,7 @@ def run_vae_cli(args: argparse.Namespace, overrides: list[str], seed: int) -> Re
             *([f"dataset.subset={args.subset}"] if args.subset else []),
             *overrides,
         ]
-        _, whole, _, _ = run_process(cmd, Path(tmp), args.timeout)
+        _, whole, _, _ = run_process(cmd, Path(tmp), args.timeout, args.vae_cli_env)
         ckpt = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
         history = ckpt.get("train_state", ckpt)["history"]
         n_train = args.subset or 60_000
@@ -228,6 +232,9 @@ def report(args: argparse.Namespace, results: dict[str, dict[str, list[Result]]]
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for row, by in results.items():
         peer = by["pythae 0.1.2"]
+        if not peer or not all(by.values()):
+            lines.append(f"| {row} | (a contender failed: see the log) | | | | | | | | |")
+            continue
         p_epoch, p_whole, p_nll = (
             med([r.epoch() for r in peer]),
             med([r.whole_s for r in peer]),
@@ -267,6 +274,14 @@ def main() -> None:
         args.models = args.models or ["vae", "iwae"]
         args.epochs, args.reps, args.subset, args.nll_k, args.nll_n = 2, 1, 3000, 16, 50
     stage_data(Path(args.data_root))
+    # Each contender waits between parallel regions as its users' runs do on an idle machine: pythae with OpenMP's
+    # default (long spins, the fastest alone), vae-train with what its cpu_wait=auto picks there (bounded spins).
+    # Given explicitly, because auto decides from the load average, which still shows the contender before it.
+    cpus = read_machine_load().cpus
+    wait_env = choose_wait_env(CpuWait.auto, MachineLoad(0.0, 0, cpus))
+    for key in USER_KEYS:
+        speed.ENV.pop(key, None)
+    args.vae_cli_env = wait_env
     python = ensure_pythae(Path(args.pythae_venv))
     rows = {name: spec for name, spec in ROWS.items() if not args.models or spec[1] in args.models}
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -275,6 +290,7 @@ def main() -> None:
     flops = {row: vae_cli_step_flops([*overrides, *args.vae_cli_extra]) for row, (overrides, _) in rows.items()}
     contenders: dict[str, callable] = {}
     results: dict[str, dict[str, list[Result]]] = {}
+    failed: list[str] = []
     for row, (overrides, peer) in rows.items():
         extra = [*overrides, *args.vae_cli_extra]
         contenders = {
@@ -287,7 +303,12 @@ def main() -> None:
         names = list(contenders)
         for rep in range(args.reps):
             for name in names[rep % len(names) :] + names[: rep % len(names)]:
-                r = contenders[name](rep)
+                try:
+                    r = contenders[name](rep)
+                except RuntimeError as exc:  # one contender failing loses its row's figure, not the whole run
+                    print(f"  {row} rep {rep + 1}/{args.reps} {name}: FAILED\n{exc}", file=sys.stderr, flush=True)
+                    failed.append(f"{row}: {name}")
+                    continue
                 results[row][name].append(r)
                 print(
                     f"  {row} rep {rep + 1}/{args.reps} {name}: {r.epoch():.2f} s/epoch, whole {r.whole_s:.1f} s, "
@@ -301,12 +322,14 @@ def main() -> None:
         f"### vae-cli against pythae {PYTHAE_VERSION}: MLP 784-400-20, batch 128, Adam 1e-3, {args.epochs} epochs on "
         f"{args.subset or 60_000} binarized Fashion-MNIST images, median of {args.reps}\n\n"
         f"Taken {started}–{finished} (load average at the end {load:.1f}), torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads; GEMM floor fp32 {rates['fp32'] / 1e9:.0f} GFLOP/s, "
+        f"{torch.get_num_threads()} threads, vae-train with {describe(wait_env)} (its choice on an idle machine), pythae with OpenMP's default waits; GEMM floor fp32 {rates['fp32'] / 1e9:.0f} GFLOP/s, "
         f"bf16 {rates['bf16'] / 1e9:.0f} GFLOP/s (1024³ matmuls). vae-cli's rows train in "
         f"{'/'.join(sorted({r.extra.get('precision') or '?' for by in results.values() for n, rs in by.items() if n != 'pythae 0.1.2' for r in rs}))}; "
         "pythae trains in fp32 (its mixed precision is CUDA-only).\n"
     )
     text = title + "\n" + report(args, results, flops, rates)
+    if failed:
+        text += "\n\nFailed runs: " + "; ".join(failed)
     print(text)
     if args.out:
         Path(args.out).write_text(

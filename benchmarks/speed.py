@@ -10,7 +10,7 @@ medians over repetitions (epoch times: over every epoch of every repetition); ra
 contenders measured in the same run. Suites:
 
 - ``mlp`` / ``conv``: (a) classic example design, (b) bare eager loop on preloaded tensors, (c) ``vae-train``
-  (fp32 default, and ``trainer.precision=bf16``), same model, batch 128, Adam 1e-3, all 60k training images
+  (the default ``trainer.precision=auto``, and fp32 and bf16 explicitly), same model, batch 128, Adam 1e-3, all 60k training images
   (``dataset.val_size=0``), 10k test images. On CUDA (when present) also graphs and compile variants.
 - ``ablation``: the bare loop with one speed feature added at a time: what each gives.
 - ``startup``: ``vae-train --help``, ``import torch``, and launch -> first optimizer step of ``vae-train``.
@@ -301,7 +301,8 @@ def suite_model(args: argparse.Namespace, model: str, device: str) -> str:
     c: dict[str, callable] = {
         "(a) classic": lambda r: run_contender("classic", args, model, device, [], seed=r),
         "(b) bare": lambda r: run_contender("bare", args, model, device, [], seed=r),
-        "(c) vae-train": lambda r: run_vae_train(args, common, r),
+        "(c) vae-train": lambda r: run_vae_train(args, common, r),  # defaults: precision=auto
+        "vae-train fp32": lambda r: run_vae_train(args, [*common, "trainer.precision=fp32"], r),
         "vae-train bf16": lambda r: run_vae_train(args, [*common, "trainer.precision=bf16"], r),
     }
     if args.baseline_exe:  # another installation (the previous commit), interleaved with this one
@@ -359,7 +360,7 @@ ZOO = {
 
 
 def suite_zoo(args: argparse.Namespace) -> str:
-    """Every objective / prior / likelihood of the zoo on the classic MLP (fp32, CPU), and the residual and
+    """Every objective / prior / likelihood of the zoo on the classic MLP (default precision, CPU), and the residual and
     hierarchical networks, side by side with the plain ELBO."""
     common = [f"trainer.epochs={args.zoo_epochs}", "trainer.device=cpu", *args.zoo_extra]
     chosen = {name: ZOO[name] for name in ZOO if not args.zoo_variants or name in args.zoo_variants}
@@ -368,7 +369,7 @@ def suite_zoo(args: argparse.Namespace) -> str:
     res = interleaved(c, args.reps)
     title = (
         f"Model zoo: MLP 784-400-20 (unless the row names another model) on cpu, batch 128, "
-        f"{args.zoo_epochs} epoch(s), {' '.join(args.zoo_extra) or 'fp32'}"
+        f"{args.zoo_epochs} epoch(s), {' '.join(args.zoo_extra) or 'trainer.precision=auto (the default)'}"
     )
     return table(title, res, "elbo", "elbo")
 
@@ -552,7 +553,9 @@ def suite_scaling(args: argparse.Namespace) -> str:
     ]
     runs = [(n, 128) for n in sizes] + [(sizes[-1], b) for b in batches if b != 128]
     for n, b in runs:
-        r = run_vae_train(args, ["trainer.epochs=1", f"dataset.subset={n}", f"trainer.batch_size={b}"])
+        r = run_vae_train(
+            args, ["trainer.epochs=1", f"dataset.subset={n}", f"trainer.batch_size={b}", "trainer.precision=fp32"]
+        )
         ep = r.epoch_times[0]
         lines.append(f"| {n:,} | {b} | {ep:.3f} | {n / ep:,.0f} | {r.peak_rss_mb:.0f} |")
         print(f"  scaling n={n} batch={b}: {ep:.3f} s, {r.peak_rss_mb:.0f} MB", file=sys.stderr, flush=True)

@@ -264,11 +264,24 @@ def _factor_vae(seed=0):
     return model, FactorVAE(cfg, ctx())
 
 
-def test_the_discriminators_loss_sends_no_gradient_into_the_encoder():
+@pytest.mark.parametrize("bf16", [False, True])
+def test_the_discriminators_loss_sends_no_gradient_into_the_encoder(bf16):
+    # Also under the bf16 step's autocast, where the discriminator's matmuls run in bf16 (its logits in fp32).
     model, objective = _factor_vae()
     x = binary_images(32)
+    dtypes = set()
+    for layer in objective.discriminator.modules():
+        if isinstance(layer, torch.nn.Linear):
+            layer.register_forward_hook(lambda m, i, o: dtypes.add(o.dtype))
+
+    def forward():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            return objective(model, x, None, None)
+
     torch.manual_seed(1)
-    terms = objective(model, x, None, None)
+    terms = forward()
+    assert dtypes == {torch.bfloat16 if bf16 else torch.float32}
+    assert all(terms[k].dtype == torch.float32 and torch.isfinite(terms[k]) for k in ("tc", "disc", "loss"))
     objective.minimized(terms).backward()  # what the step back-propagates: loss + disc
     with_disc = {n: p.grad.clone() for n, p in model.named_parameters()}
     disc_grads = [p.grad for p in objective.discriminator.parameters()]
@@ -277,7 +290,7 @@ def test_the_discriminators_loss_sends_no_gradient_into_the_encoder():
     model.zero_grad()
     objective.zero_grad()
     torch.manual_seed(1)
-    terms = objective(model, x, None, None)
+    terms = forward()
     terms["loss"].backward()  # the VAE's objective alone
     for n, p in model.named_parameters():
         torch.testing.assert_close(p.grad, with_disc[n], rtol=0, atol=0, msg=n)

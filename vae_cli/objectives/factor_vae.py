@@ -73,14 +73,17 @@ class FactorVAE(Objective):
     def forward(self, model: Model, x: torch.Tensor, y: torch.Tensor | None, step: torch.Tensor | None) -> Terms:
         out = model(x, y)
         terms = elbo_terms(model, x, out)
+        # The discriminator is a network like the encoder and decoder: its matmuls run in the step's precision
+        # (bf16 under autocast, where most of this objective's time goes), its logits and losses in fp32.
+        z = out.z.float()
+        frozen = {name: p.detach() for name, p in self.discriminator.named_parameters()}
+        logits = functional_call(self.discriminator, frozen, (z,)).float()
+        # The joint and the permuted codes in one pass (one GEMM per layer instead of two half-height ones).
+        z_joint = z.detach()
+        both = self.discriminator(torch.cat([z_joint, permute_dims(z_joint)])).float()
+        d_joint, d_perm = both.split(z.shape[0])
         with no_autocast(out.z):
-            z = out.z.float()
-            frozen = {name: p.detach() for name, p in self.discriminator.named_parameters()}
-            logits = functional_call(self.discriminator, frozen, (z,))
             tc = (logits[:, 0] - logits[:, 1]).mean()
-            z_joint = z.detach()
-            d_joint = self.discriminator(z_joint)
-            d_perm = self.discriminator(permute_dims(z_joint))
             joint_label = torch.zeros(z.shape[0], dtype=torch.long, device=z.device)
             disc = 0.5 * (
                 nn.functional.cross_entropy(d_joint, joint_label)

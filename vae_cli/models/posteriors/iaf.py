@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from vae_cli.models.elementwise import elu, log_sigmoid
 from vae_cli.models.posteriors.flow import FlowPosterior
 
 FORGET_BIAS = 1.0
@@ -61,9 +62,9 @@ class MADE(nn.Module):
         a = self.hidden[0](z)
         if self.context is not None and h is not None:
             a = a + self.context(h)
-        a = F.elu(a)
+        a = elu(a)
         for layer in self.hidden[1:]:
-            a = F.elu(layer(a))
+            a = elu(layer(a))
         out = self.out(a)
         if self.context_out is not None and h is not None:
             out = out + self.context_out(h)
@@ -92,7 +93,7 @@ class IAFPosterior(FlowPosterior):
             m, s = m.to(wide), s.to(wide)
             sigma = torch.sigmoid(s + FORGET_BIAS)
             z = sigma * z + (1 - sigma) * m
-            log_det = log_det + F.logsigmoid(s + FORGET_BIAS).sum(-1)
+            log_det = log_det + log_sigmoid(s + FORGET_BIAS).sum(-1)
         if self.flows > 1 and self.flows % 2 == 0:
             z = z.flip(-1)  # back to the encoder's order (a permutation: no volume change)
         return z, log_det
