@@ -23,6 +23,8 @@ contenders measured in the same run. Suites:
   below the decoded size), with the peak memory of the whole process tree (DataLoader workers included).
 - ``sweeps`` (not in the default list): a 12-job sweep of 1-epoch runs with the basic launcher and with joblib
   (n_jobs=2), side by side, and a whole default 5-epoch run against the classic example's, launch to exit.
+- ``whole`` (not in the default list): the whole default 5-epoch run against the classic example's, launch to exit
+  (the sweeps suite's last table, alone; with ``--baseline-exe`` also the previous installation's default run).
 - ``zoo`` (not in the default list): every objective and prior of the model zoo on the classic MLP, each one's
   s/epoch next to the plain ELBO's (``--zoo-epochs``, ``--zoo-variants``, ``--zoo-extra trainer.precision=bf16``).
 
@@ -365,6 +367,11 @@ def suite_zoo(args: argparse.Namespace) -> str:
     common = [f"trainer.epochs={args.zoo_epochs}", "trainer.device=cpu", *args.zoo_extra]
     chosen = {name: ZOO[name] for name in ZOO if not args.zoo_variants or name in args.zoo_variants}
     c = {name: (lambda r, extra=extra: run_vae_train(args, [*common, *extra], r)) for name, extra in chosen.items()}
+    if args.baseline_exe:  # each variant also on another installation (the previous commit), interleaved
+        for name, extra in chosen.items():
+            c[f"{name}, baseline"] = lambda r, extra=extra: run_vae_train(
+                args, [*common, *extra], r, exe=args.baseline_exe
+            )
     print(f"suite zoo: {args.zoo_epochs} epochs, {args.reps} reps", file=sys.stderr)
     res = interleaved(c, args.reps)
     title = (
@@ -539,6 +546,47 @@ def suite_sweeps(args: argparse.Namespace) -> str:
         lines.append(f"| {name} | {statistics.median(values):.1f} | {classic / statistics.median(values):.2f}× |")
     lines.append("")
     lines.append("References: the basic launcher for the sweeps, the classic example for the whole runs.")
+    return "\n".join(lines)
+
+
+def suite_whole(args: argparse.Namespace) -> str:
+    """The whole default run, launch to exit: the classic example's 5 epochs against ``vae-train
+    trainer.epochs=5`` with every default (views, validation, checkpoints, the test split), its fp32 step, and with
+    ``--baseline-exe`` the previous installation's defaults; interleaved, the order rotating each repetition."""
+    epochs = 1 if args.smoke else 5
+    five = argparse.Namespace(**{**vars(args), "epochs": epochs})
+
+    def vae_train(extra: list[str], exe: str | None = None) -> callable:
+        def run(rep: int) -> Run:
+            with tempfile.TemporaryDirectory(prefix="vae-bench-whole-") as tmp:
+                cmd = [exe or vae_train_exe(), "dataset=fashion_mnist", f"dataset.root={args.data_root}"]
+                cmd += [f"trainer.epochs={epochs}", f"trainer.seed={rep}", f"hydra.run.dir={tmp}/run", *extra]
+                cmd += [f"dataset.subset={args.subset}"] if args.subset else []
+                _, wall, rss, _ = run_process(cmd, Path(tmp), args.timeout)
+                test = json.loads((Path(tmp) / "run" / "metrics.json").read_text())["test/loss"]
+            return Run([wall], test, 0, rss, wall)
+
+        return run
+
+    c: dict[str, callable] = {
+        f"classic example, {epochs} epochs": lambda r: run_contender("classic", five, "mlp", "cpu", [], seed=r),
+        f"vae-train trainer.epochs={epochs} (defaults)": vae_train([]),
+        f"vae-train trainer.epochs={epochs} trainer.precision=fp32": vae_train(["trainer.precision=fp32"]),
+    }
+    if args.baseline_exe:
+        c[f"vae-train trainer.epochs={epochs} (defaults), baseline"] = vae_train([], args.baseline_exe)
+    print(f"suite whole: {epochs} epochs, {args.reps} reps", file=sys.stderr)
+    res = interleaved(c, args.reps)
+    classic = statistics.median(r.wall_s for r in res[f"classic example, {epochs} epochs"])
+    lines = [
+        f"### The whole default run, launch to exit (median of {args.reps})",
+        "",
+        "| what | wall s | test loss (median) | × vs classic |",
+        "|---|---|---|---|",
+    ]
+    for name, runs in res.items():
+        wall = statistics.median(r.wall_s for r in runs)
+        lines.append(f"| {name} | {wall:.1f} | {fmt_losses(runs)} | {classic / wall:.2f}× |")
     return "\n".join(lines)
 
 
@@ -742,13 +790,13 @@ def main() -> None:
         "--suite",
         nargs="+",
         default=["mlp", "conv", "ablation", "startup", "scaling"],
-        choices=["mlp", "conv", "ablation", "startup", "scaling", "folder", "waits", "zoo", "sweeps"],
+        choices=["mlp", "conv", "ablation", "startup", "scaling", "folder", "waits", "zoo", "sweeps", "whole"],
     )
     p.add_argument("--reps", type=int, default=3)
     p.add_argument(
         "--baseline-exe",
         default="",
-        help="startup, mlp and conv suites: another installation's vae-train (e.g. the previous commit's "
+        help="startup, whole, zoo, mlp and conv suites: another installation's vae-train (e.g. the previous commit's "
         ".venv/bin/vae-train), measured side by side",
     )
     p.add_argument("--epochs", type=int, default=10, help="MLP epochs per run (the classic budget)")
@@ -818,6 +866,8 @@ def main() -> None:
             sections.append(suite_zoo(args))
         elif suite == "sweeps":
             sections.append(suite_sweeps(args))
+        elif suite == "whole":
+            sections.append(suite_whole(args))
         print("\n\n".join(sections[-1:]), flush=True)
         print(flush=True)
     if args.out:
