@@ -107,3 +107,27 @@ def test_wait_policy_benchmark_smoke_mode_runs_every_policy_alone_and_paired(tmp
     for line in rows:
         alone, paired = (float(c) for c in line.split("|")[2:4])
         assert alone > 0 and paired > 0
+
+
+def test_whole_run_benchmark_smoke_mode_times_the_default_run_beside_the_classic_example(tmp_path):
+    need_path(DEBIAN_FASHION / "train-images-idx3-ubyte.gz", "Debian's dataset-fashion-mnist")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "speed.py"),
+            "--smoke",
+            "--suite",
+            "whole",
+            f"--data-root={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {line.split("|")[1].strip(): line for line in proc.stdout.splitlines() if line.startswith("| ")}
+    names = {"classic example, 1 epochs", "vae-train trainer.epochs=1 (defaults)"}
+    assert names | {"vae-train trainer.epochs=1 trainer.precision=fp32"} <= set(rows)
+    for name in names:
+        wall, loss, ratio = (c.strip() for c in rows[name].split("|")[2:5])
+        assert float(wall) > 0 and 150 < float(loss.split()[0]) < 700 and ratio.endswith("×")
