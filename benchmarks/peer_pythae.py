@@ -196,39 +196,26 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="pythae-bench-") as out:
         # The trainer pythae's pipeline requires for the model: two optimizers for FactorVAE (VAE, discriminator)
         # and PIWAE (encoder, decoder: its two gradient estimators), one otherwise.
+        # Batch 128, no checkpoints kept but the final model, the CPU (pythae's own defaults otherwise).
+        shared = dict(
+            output_dir=out,
+            num_epochs=args.epochs,
+            per_device_train_batch_size=128,
+            keep_best_on_train=True,
+            no_cuda=True,
+            seed=args.seed,
+        )
         if args.model == "piwae":
-            config = CoupledOptimizerTrainerConfig(
-                output_dir=out,
-                num_epochs=args.epochs,
-                per_device_train_batch_size=128,
-                encoder_learning_rate=1e-3,
-                decoder_learning_rate=1e-3,
-                keep_best_on_train=True,
-                no_cuda=True,
-                seed=args.seed,
-            )
+            config = CoupledOptimizerTrainerConfig(**shared, encoder_learning_rate=1e-3, decoder_learning_rate=1e-3)
         elif args.model == "factor_vae":
             config = AdversarialTrainerConfig(
-                output_dir=out,
-                num_epochs=args.epochs,
-                per_device_train_batch_size=128,
+                **shared,
                 autoencoder_learning_rate=1e-3,
                 discriminator_learning_rate=1e-4,
                 discriminator_optimizer_params={"betas": (0.5, 0.9)},
-                keep_best_on_train=True,
-                no_cuda=True,
-                seed=args.seed,
             )
         else:
-            config = BaseTrainerConfig(
-                output_dir=out,
-                num_epochs=args.epochs,
-                per_device_train_batch_size=128,
-                learning_rate=1e-3,
-                keep_best_on_train=True,
-                no_cuda=True,
-                seed=args.seed,
-            )
+            config = BaseTrainerConfig(**shared, learning_rate=1e-3)
         clock = EpochClock()
         TrainingPipeline(model=model, training_config=config)(train_data=train, callbacks=[clock])
         trained = time.time()
