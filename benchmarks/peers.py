@@ -1,8 +1,8 @@
 """Peer benchmark: vae-cli against pythae 0.1.2 on every model both have, side by side, near the hardware floor.
 
-    python benchmarks/peers.py                                  # every shared model, 2 epochs, 2 reps (~25 min)
+    python benchmarks/peers.py                                  # every shared model, 3 epochs, 2 reps (~35 min)
     python benchmarks/peers.py --models vae iwae vamp --reps 3  # some rows
-    python benchmarks/peers.py --smoke                          # a minute: proves the script runs (a test does)
+    python benchmarks/peers.py --smoke                          # a minute: proves the script runs
 
 pythae is installed by this script into a virtual environment of its own (``--pythae-venv``, created on first use
 and reused), with the torch of the running interpreter pinned, so both contenders run the same torch build and the
@@ -21,6 +21,9 @@ quality. Contenders alternate within a repetition and the order rotates between 
 The floor: this machine's sustained GEMM rate (fp32 and bf16, 1024x1024 matmuls in this process) and each model's
 matmul FLOPs per step (torch's FlopCounterMode on one forward + backward of a batch of 128, in each contender's own
 code), so each contender's step is reported as a fraction of the time its matmuls would take at that rate.
+
+The tests do not run it (the first run installs pythae and a torch wheel into its environment); they check its
+FLOP counts against the closed form and that every row composes (tests/unit/test_peers_benchmark.py).
 """
 
 from __future__ import annotations
