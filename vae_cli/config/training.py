@@ -92,7 +92,7 @@ class TrainerConfig:
     # CUDA only: capture the whole step (forward, backward, optimizer) once as a CUDA graph and replay it, which
     # removes the per-kernel launch cost that bounds small models on fast GPUs.
     cuda_graphs: bool = False
-    # Conv models on CUDA: NHWC memory format, which the tensor-core convolution kernels want.
+    # Conv models on CUDA, and on a CPU in bf16: NHWC memory format, which the fastest convolution kernels want.
     channels_last: bool = True
     # How idle CPU threads wait (vae_cli/process/cpu_threads.py): spinning is fastest alone, sleeping avoids a 10-40x
     # collapse when other jobs share the cores. auto picks by the machine's load at start.
