@@ -131,3 +131,12 @@ def test_whole_run_benchmark_smoke_mode_times_the_default_run_beside_the_classic
     for name in names:
         wall, loss, ratio = (c.strip() for c in rows[name].split("|")[2:5])
         assert float(wall) > 0 and 150 < float(loss.split()[0]) < 700 and ratio.endswith("×")
+
+
+def test_an_unknown_precision_is_refused_naming_the_choices(tmp_path):
+    proc = run_vae_train(
+        [*TINY, "trainer.precision=fp16", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, check=False
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "trainer.precision must be one of auto, fp32, bf16" in proc.stderr
+    assert not (tmp_path / "run").exists()
