@@ -145,7 +145,7 @@ class TrainStep:
         self.bf16 = resolve_precision(cfg.precision, device, bool(cfg.compile))[0] == Precision.bf16
         self.use_graphs = bool(cfg.cuda_graphs)
         # NHWC convolutions: on CUDA (tensor cores), and on a CPU in bf16, where oneDNN's NHWC bf16 kernels are the
-        # fastest (a 3x3 64-channel conv's forward + backward: 24 ms fp32, 12.8 ms bf16, 7.8 ms bf16 NHWC).
+        # fastest (a 3x3 64-channel conv's forward + backward: 23-24 ms fp32, 13 ms bf16, 8-13 ms bf16 NHWC).
         self.channels_last = (
             bool(cfg.channels_last)
             and (device.type == "cuda" or (device.type == "cpu" and self.bf16))
