@@ -63,24 +63,22 @@ def test_cuda_graphs_without_a_gpu_is_refused_before_any_work(tmp_path):
     assert "trainer.cuda_graphs=true needs a CUDA device" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_speed_benchmark_smoke_mode_prints_the_side_by_side_table(tmp_path):
+def _speed_smoke(tmp_path, suite: str, *extra: str) -> subprocess.CompletedProcess:
+    """``benchmarks/speed.py --smoke --suite <suite>`` on the real Fashion-MNIST, staged under tmp_path; exit 0."""
     need_path(DEBIAN_FASHION / "train-images-idx3-ubyte.gz", "Debian's dataset-fashion-mnist")
-    out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "benchmarks" / "speed.py"),
-            "--smoke",
-            "--suite",
-            "mlp",
-            f"--data-root={tmp_path / 'data'}",
-            f"--out={out}",
-        ],
+        [sys.executable, str(REPO / "benchmarks" / "speed.py"), "--smoke", "--suite", suite, *extra],
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_speed_benchmark_smoke_mode_prints_the_side_by_side_table(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = _speed_smoke(tmp_path, "mlp", f"--data-root={tmp_path / 'data'}", f"--out={out}")
     rows = {line.split("|")[1].strip(): line for line in proc.stdout.splitlines() if line.startswith("| (")}
     assert set(rows) == {"(a) classic", "(b) bare", "(c) vae-train"}
     assert "vae-train bf16" in proc.stdout and "× vs (a) classic" in proc.stdout
@@ -92,15 +90,7 @@ def test_speed_benchmark_smoke_mode_prints_the_side_by_side_table(tmp_path):
 
 
 def test_wait_policy_benchmark_smoke_mode_runs_every_policy_alone_and_paired(tmp_path):
-    need_path(DEBIAN_FASHION / "train-images-idx3-ubyte.gz", "Debian's dataset-fashion-mnist")
-    data = str(tmp_path / "data")
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "speed.py"), "--smoke", "--suite", "waits", "--data-root", data],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = _speed_smoke(tmp_path, "waits", "--data-root", str(tmp_path / "data"))
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and not line.startswith("| wait")]
     policies = [line.split("|")[1].strip() for line in rows]
     assert [p.split(" ")[0] for p in policies] == ["OpenMP", "GOMP_SPINCOUNT=1000", "OMP_WAIT_POLICY=PASSIVE"]
@@ -110,21 +100,7 @@ def test_wait_policy_benchmark_smoke_mode_runs_every_policy_alone_and_paired(tmp
 
 
 def test_whole_run_benchmark_smoke_mode_times_the_default_run_beside_the_classic_example(tmp_path):
-    need_path(DEBIAN_FASHION / "train-images-idx3-ubyte.gz", "Debian's dataset-fashion-mnist")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "benchmarks" / "speed.py"),
-            "--smoke",
-            "--suite",
-            "whole",
-            f"--data-root={tmp_path}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = _speed_smoke(tmp_path, "whole", f"--data-root={tmp_path}")
     rows = {line.split("|")[1].strip(): line for line in proc.stdout.splitlines() if line.startswith("| ")}
     names = {"classic example, 1 epochs", "vae-train trainer.epochs=1 (defaults)"}
     assert names | {"vae-train trainer.epochs=1 trainer.precision=fp32"} <= set(rows)
