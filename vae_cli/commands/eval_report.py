@@ -8,6 +8,7 @@ import math
 from vae_cli.evaluation.bounds import EvalResult
 from vae_cli.evaluation.disentanglement.suite import DisentanglementResult
 from vae_cli.evaluation.latent_views import dims_by_kl
+from vae_cli.evaluation.reconstruction import ReconstructionResult
 from vae_cli.runs.loaded import LoadedRun
 
 
@@ -43,7 +44,27 @@ def format_vq_table(result: EvalResult, run: LoadedRun) -> str:
     return "\n".join(lines)
 
 
-def format_table(result: EvalResult, run: LoadedRun) -> str:
+def format_reconstruction(result: ReconstructionResult, run: LoadedRun) -> str:
+    """A model without a likelihood bound: why, and its reconstruction error."""
+    lines = [
+        f"{run.checkpoint_path} (epoch {run.epoch}, step {run.step})",
+        f"{result.split} split: {result.num_images} images, z = the mean of q(z|x), {result.seconds:.1f} s",
+        "",
+        f"  {'metric':<44}{'value':>12}",
+        f"  {'reconstruction term (per image)':<44}{result.recon:>12.3f}",
+        f"  {'mean squared error (per pixel, [0, 1] scale)':<44}{result.mse:>12.5f}",
+        f"  {'active units (Var[mu] > ' + f'{result.active_threshold:g})':<44}"
+        f"{f'{result.active_units} / {len(result.mu_variance)}':>12}",
+        "",
+        f"No likelihood bound: {result.no_bound}. Judge it by its samples: vae-eval RUN --samples 10000 "
+        f"(FID, KID, precision/recall), through its prior or a fitted sampler (vae-fit-sampler RUN --sampler gmm).",
+    ]
+    return "\n".join(lines)
+
+
+def format_table(result: EvalResult | ReconstructionResult, run: LoadedRun) -> str:
+    if isinstance(result, ReconstructionResult):
+        return format_reconstruction(result, run)
     if result.codebook is not None:
         return format_vq_table(result, run)
 

@@ -144,7 +144,10 @@ PRIORS: Catalog = Catalog("prior", "name", "vae_cli.config.priors", "vae_cli.mod
 # posterior: what the objective asks of q(z|x): samples and log q at them (any), z in flat R^D (flat: gradients in
 # z), a diagonal Gaussian's (mu, logvar) (gaussian: per-dimension densities, covariances); iw_gradient: its
 # gradient averages several samples' weights (a score-function correction of the sampler, vMF's, has no place in it).
+# bound: the trained model has a likelihood bound (an encoder distribution and a KL): an autoencoder whose encoder is
+# a point (loss=ae, wae, rae, aae) has none, and vae-eval reports reconstruction and sample quality instead.
 OBJECTIVE_FACTS = {
+    "bound": True,
     "flat_only": False,
     "code_grid": False,
     "min_batch": (1, ""),

@@ -7,6 +7,7 @@ in Hydra's ConfigStore), so ``loss.k`` exists for ``loss=iwae`` only and a missp
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -246,43 +247,54 @@ def check_info_vae(cls: type, loss: Any, cfg: Any, need: Need) -> None:
     )
 
 
-# InfoVAE's weight is called lambda in the paper and on the command line (loss.lambda), and ``lambda`` is a Python
-# keyword, which a dataclass field cannot be named. The class is built from annotations instead, without the
-# generated __init__/__repr__/__eq__ (whose generated source would use the keyword); OmegaConf reads only the
-# fields and their defaults.
-InfoVAEConfig = dataclass(
-    type(
-        "InfoVAEConfig",
-        (LossConfig,),
-        {
-            "__module__": __name__,
-            "__doc__": "InfoVAE / MMD-VAE (Zhao et al., 2019): recon + (1 - alpha) KL + (alpha + lambda - 1) MMD.",
-            "__annotations__": {
-                "name": str,
-                "kernel": MMDKernel,
-                "alpha": float,
-                "lambda": float,
-                "kernel_scale": float,
+# InfoVAE's and WAE's weights are called lambda in their papers and on the command line (loss.lambda), and ``lambda``
+# is a Python keyword, which a dataclass field cannot be named. Such a class is built from annotations instead,
+# without the generated __init__/__repr__/__eq__ (whose generated source would use the keyword); OmegaConf reads only
+# the fields and their defaults.
+def keyword_schema(
+    class_name: str, doc: str, fields: dict[str, tuple[type, Any, str]], check: Callable[..., None]
+) -> type:
+    """A LossConfig subclass with ``fields`` (key: (type, default, description)), one of them a Python keyword.
+    ``name`` is the first field (its description is empty)."""
+    return dataclass(
+        type(
+            class_name,
+            (LossConfig,),
+            {
+                "__module__": __name__,
+                "__doc__": doc,
+                "__annotations__": {key: kind for key, (kind, _, _) in fields.items()},
+                **{key: default for key, (_, default, _) in fields.items()},
+                "check": classmethod(check),
+                # A class built this way has no source to read its fields' comments from (config/descriptions.py).
+                "__field_docs__": {key: text for key, (_, _, text) in fields.items() if text},
             },
-            "name": "info_vae",
-            "kernel": MMDKernel.imq,
-            "alpha": 0.0,
-            "lambda": 1000.0,
-            "kernel_scale": 1.0,
-            "check": classmethod(check_info_vae),
-            # A class built this way has no source to read its fields' comments from (config/descriptions.py).
-            "__field_docs__": {
-                "kernel": "The MMD kernel: imq (inverse multiquadric) or rbf, both with the scale C = 2 * latent_dim * "
-                "kernel_scale.",
-                "alpha": "alpha of recon + (1 - alpha) KL + (alpha + lambda - 1) MMD; 0 with lambda=1000 is the MMD-VAE.",
-                "lambda": "lambda, the MMD's weight (loss.lambda on the command line).",
-                "kernel_scale": "The prior's variance in the kernel scale (1 for N(0, I)).",
-            },
-        },
-    ),
-    init=False,
-    repr=False,
-    eq=False,
+        ),
+        init=False,
+        repr=False,
+        eq=False,
+    )
+
+
+InfoVAEConfig = keyword_schema(
+    "InfoVAEConfig",
+    "InfoVAE / MMD-VAE (Zhao et al., 2019): recon + (1 - alpha) KL + (alpha + lambda - 1) MMD.",
+    {
+        "name": (str, "info_vae", ""),
+        "kernel": (
+            MMDKernel,
+            MMDKernel.imq,
+            "The MMD kernel: imq (inverse multiquadric) or rbf, both with the scale C = 2 * latent_dim * kernel_scale.",
+        ),
+        "alpha": (
+            float,
+            0.0,
+            "alpha of recon + (1 - alpha) KL + (alpha + lambda - 1) MMD; 0 with lambda=1000 is the MMD-VAE.",
+        ),
+        "lambda": (float, 1000.0, "lambda, the MMD's weight (loss.lambda on the command line)."),
+        "kernel_scale": (float, 1.0, "The prior's variance in the kernel scale (1 for N(0, I))."),
+    },
+    check_info_vae,
 )
 OBJECTIVES.register(
     build="vae_cli.objectives.info_vae:InfoVAE",
@@ -361,3 +373,146 @@ class HVAEConfig(LossConfig):
                 "loss=hvae differentiates its leapfrog steps' gradients (a double backward), which torch.compile's "
                 "aot_autograd does not support; use trainer.compile=false with loss=hvae.",
             )
+
+
+# ---- Autoencoders without a likelihood bound: the encoder is a point (the location of q(z|x), its mean) -------
+# Each is registered with bound=False: vae-eval reports reconstruction error and sample quality for them, never an
+# IW "likelihood" of an encoder distribution nobody trained. posterior="gaussian": the point is the Gaussian head's
+# mean (a flow or a vMF would be trained for nothing).
+POINT_ENCODER = {"flat_only": True, "posterior": "gaussian", "bound": False}
+
+
+class RAERegularizer(str, Enum):
+    l2 = "l2"  # lambda * |theta_decoder|^2: weight decay on the decoder (RAE-L2)
+    gp = "gp"  # lambda * |d D(z) / dz|_F^2: a gradient penalty on the decoder's Jacobian (RAE-GP)
+    spectral = "spectral"  # every decoder layer spectrally normalized (RAE-SN); no penalty term
+
+
+@OBJECTIVES.register(build="vae_cli.objectives.ae:AE", **POINT_ENCODER)
+@dataclass
+class AEConfig(LossConfig):
+    # A plain autoencoder: z = the encoder's mean, loss = -log p(x | z) (no KL, no likelihood bound).
+    name: str = "ae"
+
+
+def check_wae(cls: type, loss: Any, cfg: Any, need: Need) -> None:
+    need(loss["lambda"] >= 0, f"loss.lambda must be >= 0 (got {loss['lambda']}).")
+    need(loss.kernel_scale > 0, f"loss.kernel_scale must be > 0 (got {loss.kernel_scale}).")
+    need(
+        len(loss.scales) >= 1 and all(s > 0 for s in loss.scales),
+        f"loss.scales must be a non-empty list of positive multipliers (got {list(loss.scales)}).",
+    )
+
+
+WAEConfig = keyword_schema(
+    "WAEConfig",
+    "WAE-MMD (Tolstikhin et al., 2018): recon + lambda * MMD(q(z), p(z)) with a deterministic encoder.",
+    {
+        "name": (str, "wae", ""),
+        "kernel": (MMDKernel, MMDKernel.imq, "The MMD kernel: imq (inverse multiquadric, the paper's) or rbf."),
+        "lambda": (float, 10.0, "lambda, the MMD's weight (loss.lambda on the command line; the paper's 10 on MNIST)."),
+        "kernel_scale": (
+            float,
+            1.0,
+            "The prior's variance sigma_p^2 in the kernel scale C = 2 * latent_dim * sigma_p^2.",
+        ),
+        "scales": (
+            list[float],
+            field(default_factory=lambda: [0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0]),
+            "The kernel is summed over C * s for each s here (Tolstikhin's code: 0.1 ... 10); [1.0]: one scale.",
+        ),
+    },
+    check_wae,
+)
+OBJECTIVES.register(
+    build="vae_cli.objectives.wae:WAE", min_batch=(2, "estimates an unbiased MMD over the batch"), **POINT_ENCODER
+)(WAEConfig)
+
+
+@OBJECTIVES.register(build="vae_cli.objectives.rae:RAE", **POINT_ENCODER)
+@dataclass
+class RAEConfig(LossConfig):
+    name: str = "rae"
+    # RAE (Ghosh et al., 2020): recon + beta * |z|^2 / 2 + lambda * R(decoder). R: l2 (weights), gp (the
+    # decoder's Jacobian, a one-probe Hutchinson estimate of its squared Frobenius norm) or spectral (normalized
+    # layers, no term).
+    regularizer: RAERegularizer = RAERegularizer.l2
+    # beta: the weight on |z|^2 / 2, which keeps the codes near the origin (the paper's 1e-4-1 range; here per
+    # image against a summed reconstruction).
+    embedding_weight: float = 1.0
+    # lambda: the weight on the decoder's regularizer (l2, gp; ignored by spectral).
+    decoder_weight: float = 1.0e-4
+
+    @classmethod
+    def check(cls, loss: Any, cfg: Any, need: Need) -> None:
+        need(loss.embedding_weight >= 0, f"loss.embedding_weight must be >= 0 (got {loss.embedding_weight}).")
+        need(loss.decoder_weight >= 0, f"loss.decoder_weight must be >= 0 (got {loss.decoder_weight}).")
+        if cfg is not None and cfg.trainer.get("compile", False) and RAERegularizer(loss.regularizer) == "gp":
+            need(
+                False,
+                "loss.regularizer=gp differentiates the decoder's input gradient (a double backward), which "
+                "torch.compile's aot_autograd does not support; use trainer.compile=false, or loss.regularizer=l2 "
+                "or spectral.",
+            )
+
+
+def check_discriminator(loss: Any, need: Need, key: str = "disc_hidden") -> None:
+    need(
+        len(loss[key]) >= 1 and all(h >= 1 for h in loss[key]),
+        f"loss.{key} must be a non-empty list of positive widths (got {list(loss[key])}).",
+    )
+    need(loss.disc_lr > 0, f"loss.disc_lr must be > 0 (got {loss.disc_lr}).")
+    need(
+        len(loss.disc_betas) == 2 and all(0 <= b < 1 for b in loss.disc_betas),
+        f"loss.disc_betas must be two numbers in [0, 1) (got {list(loss.disc_betas)}).",
+    )
+
+
+@OBJECTIVES.register(build="vae_cli.objectives.aae:AAE", **POINT_ENCODER)
+@dataclass
+class AAEConfig(LossConfig):
+    name: str = "aae"
+    # Adversarial autoencoder (Makhzani et al., 2016): recon + weight * -log D(z), D told prior draws from codes.
+    adversarial_weight: float = 1.0
+    # The latent discriminator: an MLP with these hidden widths (leaky ReLU; the paper's 2 x 1000 on MNIST).
+    disc_hidden: list[int] = field(default_factory=lambda: [1000, 1000])
+    # The discriminator's learning rate (its own Adam).
+    disc_lr: float = 1.0e-4
+    # The discriminator's Adam betas.
+    disc_betas: list[float] = field(default_factory=lambda: [0.5, 0.9])
+
+    @classmethod
+    def check(cls, loss: Any, cfg: Any, need: Need) -> None:
+        need(loss.adversarial_weight >= 0, f"loss.adversarial_weight must be >= 0 (got {loss.adversarial_weight}).")
+        check_discriminator(loss, need)
+
+
+@OBJECTIVES.register(build="vae_cli.objectives.vaegan:VAEGAN", flat_only=True)
+@dataclass
+class VAEGANConfig(LossConfig):
+    name: str = "vaegan"
+    # VAE-GAN (Larsen et al., 2016): the reconstruction is a Gaussian in the discriminator's features at one layer.
+    # gamma weighs that reconstruction against fooling the discriminator in the decoder's update (the encoder
+    # always gets it whole).
+    gamma: float = 1.0
+    # Weight on the KL term (1: the paper's).
+    beta: float = 1.0
+    # The image discriminator: 4x4 stride-2 convolutions with these channels (leaky ReLU), then one logit.
+    disc_channels: list[int] = field(default_factory=lambda: [32, 64, 128])
+    # Which convolution's output is the feature space of the reconstruction (1-based; the paper's: the third).
+    feature_layer: int = 3
+    # The discriminator's learning rate (its own Adam).
+    disc_lr: float = 2.0e-4
+    # The discriminator's Adam betas (DCGAN's).
+    disc_betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
+
+    @classmethod
+    def check(cls, loss: Any, cfg: Any, need: Need) -> None:
+        need(loss.gamma >= 0, f"loss.gamma must be >= 0 (got {loss.gamma}).")
+        need(loss.beta >= 0, f"loss.beta must be >= 0 (got {loss.beta}).")
+        check_discriminator(loss, need, "disc_channels")
+        need(
+            1 <= loss.feature_layer <= len(loss.disc_channels),
+            f"loss.feature_layer must name one of the discriminator's {len(loss.disc_channels)} convolutions "
+            f"(1..{len(loss.disc_channels)}; got {loss.feature_layer}).",
+        )

@@ -38,16 +38,19 @@ class ObjectiveContext:
     # The model's own losses (added to the loss) and batch statistics (reported): a VQ-VAE's.
     aux_loss_names: tuple[str, ...] = ()
     monitor_names: tuple[str, ...] = ()
+    # (channels, height, width) of the images: an image discriminator (loss=vaegan) is built for them.
+    image_shape: tuple[int, int, int] = (1, 28, 28)
 
     @classmethod
-    def of(cls, model, train_size: int) -> ObjectiveContext:
-        """The context of ``model`` trained on ``train_size`` images."""
+    def of(cls, model, train_size: int, image_shape: tuple[int, int, int] = (1, 28, 28)) -> ObjectiveContext:
+        """The context of ``model`` trained on ``train_size`` images of ``image_shape``."""
         return cls(
             train_size=train_size,
             latent_dim=model.latent_dim,
             layer_names=tuple(model.layer_names),
             aux_loss_names=tuple(model.aux_loss_names),
             monitor_names=tuple(model.monitor_names),
+            image_shape=tuple(int(d) for d in image_shape),
         )
 
 
@@ -57,6 +60,9 @@ class Objective(nn.Module):
     # The fewest images an evaluation batch needs (terms that are batch statistics); set by build_objective
     # from the objective's schema (config/objectives.py: least_batch).
     least_batch: int = 1
+    # Why the trained model has no bound on log p(x) ("" when it has one): set by build_objective from the
+    # objective's catalog fact ``bound`` and the likelihood (config/catalog.py). Read by the IW monitor and vae-eval.
+    no_bound: str = ""
 
     def forward(self, model: Model, x: torch.Tensor, y: torch.Tensor | None, step: torch.Tensor | None) -> Terms:
         raise NotImplementedError
@@ -69,6 +75,10 @@ class Objective(nn.Module):
         """``schedule`` as plain floats, for logging (one formula for training and for the log)."""
         s = None if step is None else torch.tensor(float(step))
         return {k: float(v) for k, v in self.schedule(s).items()}
+
+    def shape_model(self, model: Model) -> None:
+        """Change the model's layers where the objective constrains them (RAE's spectral norm on the decoder): done
+        once, after the model is built and before its optimizer is made or a checkpoint is loaded into it."""
 
     def param_groups(self) -> list[dict[str, Any]]:
         """The objective's own parameters, as optimizer parameter groups with their settings (lr, betas, ...)."""
@@ -97,6 +107,16 @@ def reconstruction(model: Model, x: torch.Tensor, out: VAEOutput) -> torch.Tenso
     if out.score is not None:
         nll = nll + nll.detach() * (out.score - out.score.detach())
     return nll
+
+
+def point_reconstruction(
+    model: Model, x: torch.Tensor, y: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """An autoencoder's pass: z = the location of q(z|x) (the Gaussian's mean: a deterministic encoder), the
+    decoder's parameters at z, and -log p(x|z) per image ``[B]``."""
+    z, _ = model.encode(x, y)
+    params = model.decode(z, y)
+    return z, params, -model.likelihood.log_prob(x, params)
 
 
 def kl_divergence(model: Model, out: VAEOutput) -> torch.Tensor:

@@ -20,26 +20,7 @@ import torch
 from vae_cli.config.objectives import MMDKernel
 from vae_cli.models.protocol import Model
 from vae_cli.objectives.base import Objective, ObjectiveContext, Terms, elbo_terms, no_autocast
-
-
-def kernel_matrix(a: torch.Tensor, b: torch.Tensor, kernel: MMDKernel, scale: float) -> torch.Tensor:
-    """k(a_i, b_j) ``[N, M]``; squared distances taken elementwise (exact, no |a|^2 + |b|^2 - 2ab cancellation)."""
-    sq = (a[:, None, :] - b[None, :, :]).pow(2).sum(-1)
-    if MMDKernel(kernel) == MMDKernel.imq:
-        return scale / (scale + sq)
-    return torch.exp(-sq / scale)
-
-
-def mmd_unbiased(z: torch.Tensor, p: torch.Tensor, kernel: MMDKernel, scale: float) -> torch.Tensor:
-    n, m = z.shape[0], p.shape[0]
-    kzz, kpp, kzp = (
-        kernel_matrix(z, z, kernel, scale),
-        kernel_matrix(p, p, kernel, scale),
-        kernel_matrix(z, p, kernel, scale),
-    )
-    off_zz = (kzz.sum() - kzz.diagonal().sum()) / (n * (n - 1))
-    off_pp = (kpp.sum() - kpp.diagonal().sum()) / (m * (m - 1))
-    return off_zz + off_pp - 2 * kzp.mean()
+from vae_cli.objectives.mmd import mmd_unbiased
 
 
 class InfoVAE(Objective):

@@ -93,7 +93,7 @@ def load_run(path: str | Path, which: str = "best", device: torch.device | str =
     info = ckpt.get("model_info", {})
     shape = (cfg.dataset.channels, cfg.dataset.image_size, cfg.dataset.image_size)
     model = build_model(cfg, shape, num_classes=int(info.get("num_classes", 0)))
-    objective = build_objective(cfg.loss, ObjectiveContext.of(model, int(info.get("train_size", 1))))
+    objective = build_objective(cfg.loss, ObjectiveContext.of(model, int(info.get("train_size", 1)), shape), model)
     try:
         model.load_state_dict(evaluation_weights(ckpt))
         objective.load_state_dict(ckpt.get("objective", {}))

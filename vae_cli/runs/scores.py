@@ -23,6 +23,7 @@ from vae_cli.evaluation.bounds import EvalResult, bits_per_dim_note, default_bat
 from vae_cli.evaluation.disentanglement.representation import encoder_mean
 from vae_cli.evaluation.disentanglement.suite import DisentanglementResult, score
 from vae_cli.evaluation.plots import bar_chart, to_tensor
+from vae_cli.evaluation.reconstruction import ReconstructionResult, reconstruction_error
 from vae_cli.evaluation.tracking import Tracker
 from vae_cli.process import progress
 from vae_cli.process.device import pick_device
@@ -70,8 +71,8 @@ def evaluate_run(
     batch_size: int | None = None,
     write: bool = True,
     num_images: int | None = None,
-) -> tuple[EvalResult, LoadedRun]:
-    """Evaluate one run on one split; unless ``write`` is False, merge the result into ``RUN/eval.json`` and log it
+) -> tuple[EvalResult | ReconstructionResult, LoadedRun]:
+    """Evaluate one run on one split (a model without a likelihood bound: its reconstruction error); unless ``write`` is False, merge the result into ``RUN/eval.json`` and log it
     to the run's TensorBoard, holding the run's lock from before the checkpoint is read until both are written."""
     dev = eval_device(device)
     with owned_if(write, path, "eval.json"):
@@ -84,6 +85,21 @@ def evaluate_run(
         if num_images is not None and num_images < images.shape[0]:
             images, labels = images[:num_images], labels[:num_images]
             entry = f"{entry}_first{num_images}"
+        if run.objective.no_bound:  # an autoencoder, a score reconstruction: no bound to estimate
+            result = reconstruction_error(
+                run.model,
+                labelled_batches(images, labels, batch_size or 256),
+                split=entry,
+                no_bound=run.objective.no_bound,
+                progress=lambda batches: progress.tracked(batches, f"vae-eval {entry} reconstruction"),
+            )
+            if write:
+                record = {**result.to_dict(), **run.provenance, "dataset": dataset or run.cfg.dataset.name}
+                with written_whole(run.run_dir):
+                    scalars = {"recon": result.recon, "mse": result.mse, "active_units": float(result.active_units)}
+                    log_scalars(run, {f"eval/{entry}/{name}": value for name, value in scalars.items()})
+                    record_entry(run.run_dir, entry, record)
+            return result, run
         bs = batch_size or default_batch_size(k)
         result = evaluate_images(
             run.model,
@@ -136,6 +152,22 @@ def written_whole(run_dir: Path) -> Iterator[None]:
             f"there (eval.json is replaced whole or not at all). Free disk space or fix the folder's permissions, "
             f"or print the numbers only with --no-write."
         ) from exc
+
+
+def log_scalars(run: LoadedRun, scalars: dict[str, float]) -> None:
+    """``scalars`` into the run's TensorBoard at the checkpoint's step (its own event file, removed if the write
+    fails)."""
+    tracker = Tracker(run.run_dir, enabled=run.cfg.logger.tensorboard, save_png=False)
+    try:
+        tracker.scalars(scalars, run.step)
+        tracker.close()
+    except BaseException:
+        event_file = tracker.event_file
+        with contextlib.suppress(OSError):
+            tracker.close()
+        if event_file is not None:
+            event_file.unlink(missing_ok=True)
+        raise
 
 
 def log_to_tensorboard(run: LoadedRun, result: EvalResult) -> None:

@@ -72,7 +72,15 @@ def iw_image_count(cfg: TrainerConfig, train_size: int, pool: int) -> int:
 
 
 class LatentMonitor:
-    def __init__(self, model: Model, data: ImageSplits, cfg: TrainerConfig, tracker: Tracker, every: int | None = None):
+    def __init__(
+        self,
+        model: Model,
+        data: ImageSplits,
+        cfg: TrainerConfig,
+        tracker: Tracker,
+        every: int | None = None,
+        bound: bool = True,
+    ):
         self.model = model
         self.cfg = cfg
         # Histograms, traversals and the scatter, every this many epochs (and after the last one).
@@ -88,7 +96,8 @@ class LatentMonitor:
         self.class_names = tuple(getattr(data, "class_names", ()))
         # val/nll_iw: on the first iw_count validation images (all of them when the estimate is cheap enough).
         pool, pool_labels = (data.val, data.val_labels) if has_val else (self.images, self.labels)
-        self.iw_count = iw_image_count(cfg, data.train.shape[0], pool.shape[0])
+        # A model without a likelihood bound (an autoencoder, a score reconstruction) gets no IW estimate.
+        self.iw_count = iw_image_count(cfg, data.train.shape[0], pool.shape[0]) if bound else 0
         self.iw_pool = pool.shape[0]
         self.iw_images, self.iw_labels = pool[: self.iw_count], pool_labels[: self.iw_count]
         self.split = "val" if has_val else "train"

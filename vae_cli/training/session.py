@@ -491,5 +491,5 @@ def build_model_and_objective(cfg: DictConfig, data: ImageSplits, device: torch.
         )
     model = build_model(cfg, data.image_shape, num_classes=num_classes, init_images=init_images).to(device)
     train_size = data.train.shape[0]
-    objective = build_objective(cfg.loss, ObjectiveContext.of(model, train_size))
+    objective = build_objective(cfg.loss, ObjectiveContext.of(model, train_size, data.image_shape), model)
     return model, objective.to(device)

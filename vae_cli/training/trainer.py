@@ -169,7 +169,12 @@ class Trainer:
         self.sample_labels = (torch.arange(cfg.num_images, device=self.device) // 8) % classes
         self.disentanglement = disentanglement
         self.latent_monitor = LatentMonitor(
-            model, data, cfg, tracker, every=thinned_every(cfg.latent_every_epochs, cfg.epochs, max_image_logs)
+            model,
+            data,
+            cfg,
+            tracker,
+            every=thinned_every(cfg.latent_every_epochs, cfg.epochs, max_image_logs),
+            bound=not objective.no_bound,
         )
 
     def _fresh_state(self) -> TrainState:

@@ -12,6 +12,8 @@ class Measures(str, Enum):
     probability = "probability"
     density = "density"
     cross_entropy = "cross_entropy"
+    # A reconstruction score that is no distribution of the data (likelihood=msssim): no bound on log p(x) exists.
+    score = "score"
 
 
 class Likelihood(nn.Module):
