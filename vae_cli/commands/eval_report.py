@@ -9,6 +9,7 @@ from vae_cli.evaluation.bounds import EvalResult
 from vae_cli.evaluation.disentanglement.suite import DisentanglementResult
 from vae_cli.evaluation.latent_views import dims_by_kl
 from vae_cli.evaluation.reconstruction import ReconstructionResult
+from vae_cli.evaluation.sample_quality.suite import SampleQualityResult
 from vae_cli.runs.loaded import LoadedRun
 
 
@@ -40,6 +41,28 @@ def format_vq_table(result: EvalResult, run: LoadedRun) -> str:
             else " under the uniform prior (train a PixelCNN prior on the codes "
             f"for a far tighter one: vae-train prior=pixelcnn prior.vqvae={run.run_dir})."
         ),
+    ]
+    return "\n".join(lines)
+
+
+def format_samples(result: SampleQualityResult, run: LoadedRun) -> str:
+    """Sample quality: what was compared with what, in which feature space, and the four numbers."""
+    s = result.scores
+    lines = [
+        f"{run.checkpoint_path} (epoch {run.epoch}, step {run.step})",
+        f"{result.num_samples:,} samples through {result.sampler} ({result.sampler_description}), seed {result.seed}, "
+        f"against {result.num_real:,} {result.real_split} images, {result.seconds:.1f} s",
+        f"features: {result.feature_label} [{result.feature_network}]",
+        "",
+        f"  {'metric':<34}{'value':>12}",
+        f"  {'FID (lower is better)':<34}{s.fid:>12.3f}",
+        f"  {'KID (lower; ± std over subsets)':<34}{s.kid:>12.5f} ± {s.kid_std:.5f}",
+        f"  {f'precision (k={s.neighbours}, higher is better)':<34}{s.precision:>12.4f}",
+        f"  {f'recall (k={s.neighbours}, higher is better)':<34}{s.recall:>12.4f}",
+        "",
+        "Compare these only with numbers of the same feature network, N and real split"
+        + ("" if result.comparable_with_literature else " (this network's are not comparable with published FIDs)")
+        + ".",
     ]
     return "\n".join(lines)
 

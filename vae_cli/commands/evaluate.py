@@ -7,13 +7,20 @@ Usage::
     vae-eval RUN/checkpoints/last.pt --data-root ~/data  # another checkpoint; data moved elsewhere
     vae-eval RUN --disentanglement                       # MIG, DCI, SAP, FactorVAE and BetaVAE scores
     vae-eval RUN --disentanglement --set dci.num_train=2000 --set seed=1
+    vae-eval RUN --samples 10000                         # FID, KID, precision/recall of prior samples vs test
+    vae-eval RUN --samples 10000 --sampler gmm           # ... of samples through a fitted sampler (vae-fit-sampler)
+    vae-eval RUN --samples 10000 --feature-network inception --inception-weights pt_inception.pth
 
 Reports ELBO, reconstruction and KL per image, the importance-weighted log-likelihood (IW-K), bits/dim, the
 number of active latent units and the KL of each latent dimension; merges them into ``RUN/eval.json`` (one entry
 per split), prints a table and logs them to the run's TensorBoard (``eval/<split>/...`` at the checkpoint's step).
 With ``--disentanglement`` it scores the encoder mean against the dataset's ground-truth factors instead (the
 run's ``disentanglement`` config: metrics, sample sizes, seed; ``--set`` changes them), into eval.json's
-``disentanglement`` entry and TensorBoard's ``disentanglement/*``. The work is ``vae_cli.runs.scores``'s; this
+``disentanglement`` entry and TensorBoard's ``disentanglement/*``. With ``--samples N`` it measures sample quality:
+N images decoded from codes of the model's prior or of a fitted sampler (``--sampler KEY``) against the split, FID,
+KID and precision/recall in one feature network's space (``--feature-network``), into eval.json's
+``samples_<KEY>`` entry and TensorBoard's ``sample/*`` (the prior) or ``sample_<KEY>/*``. A model without a
+likelihood bound (loss=ae, wae, rae, aae; likelihood=msssim) gets its reconstruction error instead of the bound. The work is ``vae_cli.runs.scores``'s; this
 module is the command line (torch loads only when a command really runs: fast ``--help``).
 """
 
@@ -26,6 +33,7 @@ from vae_cli.commands.arguments import at_most, positive_int, seed
 # More importance samples than this change the estimate by far less than its run time grows (and --k 1e9 would
 # ask for terabytes of noise).
 MAX_K = 100_000
+MAX_SAMPLES = 200_000
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,6 +77,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --disentanglement: change a key of the run's disentanglement config, e.g. dci.num_train=2000, "
         "seed=1, metrics=[mig,dci] (repeatable)",
     )
+    p.add_argument(
+        "--samples",
+        type=at_most(MAX_SAMPLES, "50k is the literature's FID sample size"),
+        help="measure sample quality instead: FID, KID and precision/recall of N samples against the split",
+    )
+    p.add_argument(
+        "--sampler",
+        default="prior",
+        help="with --samples: where the codes come from: prior (the model's own, default) or the key of a sampler "
+        "fitted with vae-fit-sampler (e.g. gmm)",
+    )
+    p.add_argument(
+        "--feature-network",
+        choices=("trained", "inception"),
+        default="trained",
+        help="with --samples: trained (a classifier vae-cli trains on the dataset once and caches: offline, not "
+        "comparable with published FIDs; default) or inception (Inception-v3 from --inception-weights)",
+    )
+    p.add_argument("--inception-weights", help="with --feature-network inception: the FID Inception-v3 weights file")
     return p
 
 
@@ -78,16 +105,37 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.set and not args.disentanglement:
         build_parser().error("--set changes the disentanglement config: use it with --disentanglement")
+    if args.samples is not None and args.disentanglement:
+        build_parser().error("--samples and --disentanglement are two evaluations: run them one at a time")
+    if args.samples is None and (
+        args.sampler != "prior" or args.feature_network != "trained" or args.inception_weights
+    ):
+        build_parser().error("--sampler, --feature-network and --inception-weights go with --samples N")
     # Entered before torch is imported: Ctrl-C or SIGTERM at any moment ends with a message, never a traceback.
     from vae_cli.process.log_format import console_logging
 
     console_logging()  # progress lines and what starts, on stderr
     with reported_errors("vae-eval", "interrupted; nothing was written."):
         with deferred_stop():  # torch's import must not be cut midway (process/errors.py)
-            from vae_cli.commands.eval_report import format_disentanglement, format_table
-            from vae_cli.runs.scores import disentanglement_run, evaluate_run
+            from vae_cli.commands.eval_report import format_disentanglement, format_samples, format_table
+            from vae_cli.runs.scores import disentanglement_run, evaluate_run, sample_quality_run
 
-        if args.disentanglement:
+        if args.samples is not None:
+            quality, run = sample_quality_run(
+                args.path,
+                args.samples,
+                sampler=args.sampler,
+                split=args.split,
+                seed=args.seed,
+                feature_network=args.feature_network,
+                inception_weights=args.inception_weights,
+                data_root=args.data_root,
+                which=args.checkpoint,
+                device=args.device,
+                num_images=args.num_images,
+                write=not args.no_write,
+            )
+        elif args.disentanglement:
             scored, run = disentanglement_run(
                 args.path, args.data_root, args.set, args.checkpoint, args.device, write=not args.no_write
             )
@@ -105,6 +153,13 @@ def main(argv: list[str] | None = None) -> None:
                 write=not args.no_write,
                 num_images=args.num_images,
             )
+    if args.samples is not None:
+        print(format_samples(quality, run))
+        if not args.no_write:
+            print(
+                f"\nwrote {run.run_dir / 'eval.json'} (entry {quality.entry}) and TensorBoard scalars in {run.run_dir}"
+            )
+        return
     if args.disentanglement:
         print(format_disentanglement(scored, run))
         if not args.no_write:

@@ -69,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a VQ-VAE without a learned prior: decode uniformly drawn codes anyway (noise; for comparison with a "
         "PixelCNN prior's samples)",
     )
+    p.add_argument(
+        "--sampler",
+        default="prior",
+        help="where samples.png's codes come from: prior (the model's own, default) or the key of a sampler fitted "
+        "with vae-fit-sampler (e.g. gmm)",
+    )
     p.add_argument("--split", choices=("test", "val"), default="test", help="where the real images come from")
     p.add_argument("--data-root", help="folder holding the dataset, replacing the run's dataset.root")
     p.add_argument("--checkpoint", choices=("best", "last"), default="best", help="for a run directory: which one")
@@ -95,6 +101,7 @@ def write_pictures(args: argparse.Namespace) -> list[Path]:
         from vae_cli.process import progress
         from vae_cli.process.errors import VaeCliError
         from vae_cli.runs.loaded import load_run, load_split
+        from vae_cli.runs.samplers import load_sampler
 
     out = Path(args.out).expanduser()
     if out.exists() and not out.is_dir():
@@ -128,9 +135,19 @@ def write_pictures(args: argparse.Namespace) -> list[Path]:
     def class_name(c: int) -> str:
         return names[c] if 0 <= c < len(names) else f"class {c}"
 
-    # Prior samples, at the given temperature; a CVAE's are one class (--label), or one class per row.
-    log.info("sampling %d images from the prior (temperature %g, seed %d)", args.n, args.temperature, args.seed)
-    z = model.prior_sample(args.n, generator=gen, temperature=args.temperature).cpu()
+    # Prior samples, at the given temperature; a CVAE's are one class (--label), or one class per row. Or codes
+    # from a fitted sampler (--sampler KEY).
+    if args.sampler != "prior":
+        if args.temperature != 1.0:
+            raise VaeCliError("--temperature scales the prior's draws; a fitted sampler (--sampler) draws as fitted.")
+        fitted = load_sampler(run, args.sampler)
+        log.info("sampling %d images through sampler %s (seed %d)", args.n, fitted.describe(), args.seed)
+        z = fitted.sampler.sample(args.n, gen)
+        source = f"sampler {fitted.describe()}"
+    else:
+        log.info("sampling %d images from the prior (temperature %g, seed %d)", args.n, args.temperature, args.seed)
+        z = model.prior_sample(args.n, generator=gen, temperature=args.temperature).cpu()
+        source = f"the prior, temperature {args.temperature:g}"
     nrow = math.ceil(math.sqrt(args.n))
     sample_labels = None
     if model.conditional:
@@ -142,7 +159,7 @@ def write_pictures(args: argparse.Namespace) -> list[Path]:
         "samples.png",
         decode(z, sample_labels),
         nrow=nrow,
-        title=f"samples from the prior, temperature {args.temperature:g} ({about})",
+        title=f"samples from {source} ({about})",
         row_labels=classes,
     )
 

@@ -159,4 +159,7 @@ OBJECTIVES: Catalog = Catalog("loss", "name", "vae_cli.config.objectives", "vae_
 # score_correction: its sampler's gradient has a score-function term (a rejection sampler's).
 POSTERIOR_FACTS = {"geometry": "flat", "dreg": False, "score_correction": False}
 POSTERIORS: Catalog = Catalog("posterior", "name", "vae_cli.config.posteriors", "vae_cli.models", POSTERIOR_FACTS)
+# The post-hoc latent samplers (vae-fit-sampler; not a vae-train group): fitted: it learns from a run's training
+# codes (the model's own prior is not fitted).
+SAMPLERS: Catalog = Catalog("sampler", "name", "vae_cli.config.samplers", "vae_cli.samplers", {"fitted": True})
 FAMILIES: dict[str, Catalog] = {c.group: c for c in (ARCHITECTURES, LIKELIHOODS, PRIORS, OBJECTIVES, POSTERIORS)}

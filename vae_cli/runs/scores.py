@@ -19,17 +19,22 @@ from omegaconf.errors import OmegaConfBaseException
 from vae_cli.config.disentanglement import DisentanglementConfig
 from vae_cli.datasets.batches import batch_count, labelled_batches
 from vae_cli.datasets.factor_sets import ground_truth_for
+from vae_cli.datasets.preprocess import to_unit_float
 from vae_cli.evaluation.bounds import EvalResult, bits_per_dim_note, default_batch_size, evaluate_images
 from vae_cli.evaluation.disentanglement.representation import encoder_mean
 from vae_cli.evaluation.disentanglement.suite import DisentanglementResult, score
 from vae_cli.evaluation.plots import bar_chart, to_tensor
 from vae_cli.evaluation.reconstruction import ReconstructionResult, reconstruction_error
+from vae_cli.evaluation.sample_quality.features import inception_features
+from vae_cli.evaluation.sample_quality.suite import SampleQualityResult, generate, score_samples
+from vae_cli.evaluation.sample_quality.trained_features import trained_features
 from vae_cli.evaluation.tracking import Tracker
 from vae_cli.process import progress
 from vae_cli.process.device import pick_device
 from vae_cli.process.errors import ConfigError, VaeCliError
 from vae_cli.runs.loaded import LoadedRun, load_run, load_split, run_dir_of
 from vae_cli.runs.results import owned, record_entry
+from vae_cli.runs.samplers import load_sampler
 
 
 def eval_forecast(k: int, n: int) -> Callable[[float], str | None]:
@@ -283,4 +288,83 @@ def disentanglement_run(
                 tracker.scalars(result.scores, run.step)
                 tracker.close()
                 record_entry(run.run_dir, "disentanglement", record, merge_scores=True)
+    return result, run
+
+
+def sample_metric_prefix(sampler: str) -> str:
+    """The names a sampler's sample-quality numbers go by in TensorBoard and sweep summaries: ``sample/fid`` for
+    the model's own prior, ``sample_<key>/fid`` for a fitted sampler."""
+    return "sample" if sampler == "prior" else f"sample_{sampler}"
+
+
+def feature_network_for(run: LoadedRun, which: str, inception_weights: str | None, data_root: str | None):
+    """The feature network ``which`` (trained: the dataset's own classifier, cached; inception: from local
+    weights)."""
+    if which == "inception":
+        if not inception_weights:
+            raise ConfigError(
+                "--feature-network inception needs --inception-weights PATH: the FID Inception-v3 weights as a local "
+                "file (vae-cli never downloads them at run time). Without them, --feature-network trained measures in "
+                "a classifier vae-cli trains on the dataset itself (not comparable with published FIDs)."
+            )
+        return inception_features(inception_weights)
+    # The dataset's whole training split, whatever subset the run trained on: one network per dataset (and
+    # preprocessing), not per run.
+    cfg = OmegaConf.merge(run.cfg, {})
+    if "subset" in cfg.dataset:
+        cfg.dataset.subset = None
+    train = load_split(cfg, "train", data_root=data_root)
+    test = load_split(cfg, "test", data_root=data_root)
+    return trained_features(run.cfg.dataset.name, train.images, train.labels, test.images, test.labels)
+
+
+def sample_quality_run(
+    path: str | Path,
+    samples: int,
+    sampler: str = "prior",
+    split: str = "test",
+    seed: int = 0,
+    feature_network: str = "trained",
+    inception_weights: str | None = None,
+    data_root: str | None = None,
+    which: str = "best",
+    device: str = "auto",
+    num_images: int | None = None,
+    write: bool = True,
+) -> tuple[SampleQualityResult, LoadedRun]:
+    """FID, KID and precision/recall of ``samples`` images drawn through ``sampler`` against the split; unless
+    ``write`` is False, merged into eval.json (entry ``samples_<sampler>``) and logged to TensorBoard."""
+    dev = eval_device(device)
+    with owned_if(write, path, "eval.json"):
+        run = load_run(path, which=which, device=dev)
+        if not run.model.can_sample or run.model.conditional:
+            raise ConfigError(
+                f"{run.run_dir} cannot be sampled without a label or a learned prior (a conditional model, or a VQ-VAE "
+                f"under the uniform prior); sample quality is measured for unconditional models that sample."
+            )
+        fitted = load_sampler(run, sampler)
+        net = feature_network_for(run, feature_network, inception_weights, data_root).to("cpu")
+        real_split = load_split(run.cfg, split, data_root=data_root)
+        real = real_split.images if num_images is None else real_split.images[:num_images]
+        if samples < 2 or real.shape[0] < 2:
+            raise ConfigError(
+                f"sample quality needs at least 2 samples and 2 real images (got {samples}, {real.shape[0]})."
+            )
+        draw = fitted.sampler.sample
+        fake = generate(run.model, draw, samples, seed)
+        result = score_samples(net, to_unit_float(real), fake, seed, sampler, fitted.sampler.describe(), split)
+        if write:
+            record = {
+                **result.to_dict(),
+                **run.provenance,
+                "dataset": run.cfg.dataset.name,
+                "sampler_digest": fitted.record.get("integrity", {}).get("digest"),
+                "images": "decoder mean of each sampled code",
+            }
+            prefix = sample_metric_prefix(sampler)
+            with written_whole(run.run_dir):
+                s = result.scores
+                scalars = {"fid": s.fid, "kid": s.kid, "precision": s.precision, "recall": s.recall}
+                log_scalars(run, {f"{prefix}/{name}": value for name, value in scalars.items()})
+                record_entry(run.run_dir, result.entry, record)
     return result, run

@@ -1,0 +1,93 @@
+"""``--sampler two_stage``: a second VAE on the codes (Dai & Wipf, 2019, "Diagnosing and enhancing VAE models").
+
+The first model's codes z (standardized) are the data of a small VAE: q(u|z) = N(mu(z), sigma^2(z)),
+p(z|u) = N(g(u), gamma^2 I) with one learned scale gamma (the paper's: it lets the second stage find how much of
+z's spread is noise), p(u) = N(0, I); it trains on the negative ELBO. New codes are g(u) for u ~ N(0, I), the
+decoder's mean, as in the paper. Its log-density has no closed form (``log_prob`` is None); ``fit`` reports the
+ELBO of the codes instead.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from vae_cli.models.priors import Prior
+from vae_cli.samplers.base import LatentSampler, minibatches, standardizer
+
+
+def mlp(inputs: int, hidden: list[int], outputs: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for h in hidden:
+        layers += [nn.Linear(inputs, h), nn.ReLU()]
+        inputs = h
+    layers.append(nn.Linear(inputs, outputs))
+    return nn.Sequential(*layers)
+
+
+class SecondStage(nn.Module):
+    def __init__(self, dim: int, hidden: list[int], latent: int) -> None:
+        super().__init__()
+        self.latent = latent
+        self.encoder = mlp(dim, hidden, 2 * latent)
+        self.decoder = mlp(latent, hidden, dim)
+        self.log_gamma = nn.Parameter(torch.zeros(()))
+
+    def negative_elbo(self, z: torch.Tensor) -> torch.Tensor:
+        """-ELBO of each code ``[B]`` (one reparameterized sample)."""
+        mu, logvar = self.encoder(z).chunk(2, dim=1)
+        u = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        mean = self.decoder(u)
+        d = z.shape[1]
+        nll = 0.5 * ((z - mean) / self.log_gamma.exp()).pow(2).sum(1) + d * (
+            self.log_gamma + 0.5 * math.log(2 * math.pi)
+        )
+        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)
+        return nll + kl
+
+
+class TwoStageSampler(LatentSampler):
+    def __init__(self, cfg: Any, latent_dim: int) -> None:
+        super().__init__(latent_dim)
+        self.hidden = [int(h) for h in cfg.hidden]
+        self.second_latent = int(cfg.latent_dim) if cfg.latent_dim is not None else latent_dim
+        self.epochs, self.batch_size, self.lr = int(cfg.epochs), int(cfg.batch_size), float(cfg.lr)
+        self.stage = SecondStage(latent_dim, self.hidden, self.second_latent)
+        self.register_buffer("shift", torch.zeros(latent_dim))
+        self.register_buffer("scale", torch.ones(latent_dim))
+
+    def fit(self, codes: torch.Tensor, seed: int) -> dict[str, float]:
+        codes = codes.float().cpu()
+        shift, scale = standardizer(codes)
+        self.shift.copy_(shift), self.scale.copy_(scale)
+        x = (codes - shift) / scale
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.stage = SecondStage(self.latent_dim, self.hidden, self.second_latent)
+            order = torch.Generator().manual_seed(seed)
+            optimizer = torch.optim.Adam(self.stage.parameters(), lr=self.lr)
+            for _ in range(self.epochs):
+                for idx in minibatches(x.shape[0], self.batch_size, order):
+                    loss = self.stage.negative_elbo(x[idx]).mean()
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+            with torch.no_grad():
+                elbo = -self.stage.negative_elbo(x).mean().item() - self.scale.log().sum().item()
+        self.stage.eval()
+        return {"train_elbo": elbo, "gamma": float(self.stage.log_gamma.detach().exp())}
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        u = torch.randn(n, self.second_latent, generator=generator)
+        with torch.no_grad():
+            return (self.stage.decoder(u) * self.scale + self.shift).float()
+
+    def describe(self) -> str:
+        return f"second-stage VAE, MLP {self.hidden}, u in R^{self.second_latent}"
+
+
+def build(cfg: Any, latent_dim: int, prior: Prior) -> LatentSampler:
+    return TwoStageSampler(cfg, latent_dim)
