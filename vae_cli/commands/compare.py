@@ -6,11 +6,14 @@ Usage::
     vae-compare SWEEP --eval --k 200                                 # first vae-eval every job (test split)
     vae-compare SWEEP --metric val/elbo --x loss.beta
     vae-compare SWEEP --disentanglement --metric disentanglement/mig   # score every job on its factors first
+    vae-compare SWEEP --eval --metric sample/fid --samples 5000        # sample quality of every job's prior samples
+    vae-compare SWEEP --eval --metric sample_gmm/fid                   # ... through a GMM fitted to each job's codes
 
 Writes ``compare.csv``, ``compare.md`` and ``compare.png`` (the metric against one swept key, one line per value
 of the other swept keys) into the sweep folder, and prints the ranked table. With ``--eval`` it also evaluates
 every job that has no test entry in its eval.json yet and rewrites the sweep's ``summary.csv``/``summary.md``
-with the new columns.
+with the new columns; with ``--eval --metric sample/...`` (or ``sample_<sampler>/...``) it measures every job's
+sample quality instead (vae-eval --samples), fitting the sampler first where a job has none under that key.
 """
 
 from __future__ import annotations
@@ -47,6 +50,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=positive_int, default=100, help="importance samples for --eval (default 100)")
     p.add_argument("--data-root", help="for --eval: folder holding the dataset")
     p.add_argument(
+        "--samples",
+        type=positive_int,
+        default=10_000,
+        help="for --eval with a sample/... metric: samples per job (default 10000)",
+    )
+    p.add_argument(
+        "--feature-network",
+        choices=("trained", "inception"),
+        default="trained",
+        help="for --eval with a sample/... metric: the feature network (as vae-eval's)",
+    )
+    p.add_argument("--inception-weights", help="with --feature-network inception: the weights file")
+    p.add_argument(
         "--disentanglement",
         action="store_true",
         help="run vae-eval --disentanglement on jobs not scored yet (factor datasets: shapes2d, dsprites, ...)",
@@ -65,8 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     console_logging()  # progress lines and what starts, on stderr
     with reported_errors("vae-compare", "interrupted; every file already written is complete."):
         with deferred_stop():  # torch's import must not be cut midway (process/errors.py)
-            from vae_cli.runs.results import owned
-            from vae_cli.runs.sweeps.compare import compare, evaluate_jobs, score_jobs
+            from vae_cli.runs.results import owned, sample_prefix_of
+            from vae_cli.runs.sweeps.compare import compare, evaluate_jobs, sample_jobs, score_jobs
             from vae_cli.runs.sweeps.summary import is_single_run, job_dirs, write_summary
 
         if sweep_dir.is_dir() and is_single_run(sweep_dir):
@@ -89,7 +105,17 @@ def main(argv: list[str] | None = None) -> None:
         )
         with owned(sweep_dir, "the comparison", busy) if writes_into_sweep else contextlib.nullcontext():
             if args.eval or args.disentanglement:
-                if args.eval:
+                prefix = sample_prefix_of(args.metric or "")
+                if args.eval and prefix is not None:
+                    sample_jobs(
+                        sweep_dir,
+                        prefix,
+                        args.samples,
+                        args.data_root,
+                        args.feature_network,
+                        args.inception_weights,
+                    )
+                elif args.eval:
                     evaluate_jobs(sweep_dir, args.k, args.data_root)
                 if args.disentanglement:
                     score_jobs(sweep_dir, args.data_root)

@@ -3,9 +3,10 @@ vae-compare's ranking (runs/sweeps/metrics.py)."""
 
 from __future__ import annotations
 
-# Metrics whose larger values are better: bounds on log p(x) (the ELBO, log p(x)), used latent units, and the
-# disentanglement scores; every other metric (losses, -log p(x), bits/dim) is better smaller.
-HIGHER_IS_BETTER_WORDS = ("elbo", "log_px", "active_units", "disentanglement/")
+# Metrics whose larger values are better: bounds on log p(x) (the ELBO, log p(x)), used latent units, the
+# disentanglement scores and the samples' precision and recall; every other metric (losses, -log p(x), bits/dim,
+# FID, KID) is better smaller.
+HIGHER_IS_BETTER_WORDS = ("elbo", "log_px", "active_units", "disentanglement/", "/precision", "/recall")
 
 
 def higher_is_better(metric: str) -> bool:

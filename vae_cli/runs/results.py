@@ -122,3 +122,20 @@ def stale(entry: dict[str, Any], metrics: dict[str, Any]) -> bool:
     which = Path(str(entry.get("checkpoint", ""))).stem  # best | last
     current = ((metrics.get("checkpoints") or {}).get(which) or {}).get("digest")
     return bool(digest and current and digest != current)
+
+
+# vae-eval --samples: eval.json's samples_<sampler> entries, flattened to <prefix>/<key> (sample_metric_prefix).
+SAMPLE_KEYS = ("fid", "kid", "precision", "recall", "num_samples", "num_real", "feature_network")
+SAMPLE_SHOWN = ("fid", "kid", "precision", "recall")
+
+
+def sample_metric_prefix(sampler: str) -> str:
+    """The names a sampler's sample-quality numbers go by in TensorBoard and sweep summaries: ``sample/fid`` for
+    the model's own prior, ``sample_<key>/fid`` for a fitted sampler."""
+    return "sample" if sampler == "prior" else f"sample_{sampler}"
+
+
+def sample_prefix_of(metric: str) -> str | None:
+    """``sample/fid`` -> ``sample``, ``sample_gmm/fid`` -> ``sample_gmm``; None for other metrics."""
+    head, _, tail = metric.partition("/")
+    return head if (head == "sample" or head.startswith("sample_")) and tail and "/" not in tail else None

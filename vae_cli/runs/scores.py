@@ -33,7 +33,7 @@ from vae_cli.process import progress
 from vae_cli.process.device import pick_device
 from vae_cli.process.errors import ConfigError, VaeCliError
 from vae_cli.runs.loaded import LoadedRun, load_run, load_split, run_dir_of
-from vae_cli.runs.results import owned, record_entry
+from vae_cli.runs.results import owned, record_entry, sample_metric_prefix
 from vae_cli.runs.samplers import load_sampler
 
 
@@ -289,12 +289,6 @@ def disentanglement_run(
                 tracker.close()
                 record_entry(run.run_dir, "disentanglement", record, merge_scores=True)
     return result, run
-
-
-def sample_metric_prefix(sampler: str) -> str:
-    """The names a sampler's sample-quality numbers go by in TensorBoard and sweep summaries: ``sample/fid`` for
-    the model's own prior, ``sample_<key>/fid`` for a fitted sampler."""
-    return "sample" if sampler == "prior" else f"sample_{sampler}"
 
 
 def feature_network_for(run: LoadedRun, which: str, inception_weights: str | None, data_root: str | None):

@@ -2,8 +2,9 @@
 
 The first model's codes z (standardized) are the data of a small VAE: q(u|z) = N(mu(z), sigma^2(z)),
 p(z|u) = N(g(u), gamma^2 I) with one learned scale gamma (the paper's: it lets the second stage find how much of
-z's spread is noise), p(u) = N(0, I); it trains on the negative ELBO. New codes are g(u) for u ~ N(0, I), the
-decoder's mean, as in the paper. Its log-density has no closed form (``log_prob`` is None); ``fit`` reports the
+z's spread is noise), p(u) = N(0, I); it trains on the negative ELBO. New codes are draws of the fitted model, g(u) + gamma * eps for u, eps ~ N(0, I)
+(the paper decodes the mean g(u); as the learned gamma goes to 0, which is its point, the two agree, and before it
+does the mean alone under-disperses the codes). Its log-density has no closed form (``log_prob`` is None); ``fit`` reports the
 ELBO of the codes instead.
 """
 
@@ -82,8 +83,10 @@ class TwoStageSampler(LatentSampler):
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         u = torch.randn(n, self.second_latent, generator=generator)
+        eps = torch.randn(n, self.latent_dim, generator=generator)
         with torch.no_grad():
-            return (self.stage.decoder(u) * self.scale + self.shift).float()
+            z = self.stage.decoder(u) + self.stage.log_gamma.exp() * eps
+            return (z * self.scale + self.shift).float()
 
     def describe(self) -> str:
         return f"second-stage VAE, MLP {self.hidden}, u in R^{self.second_latent}"

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 
 import torch
@@ -48,9 +49,11 @@ def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
 def kernel_distance(real: torch.Tensor, fake: torch.Tensor, seed: int) -> tuple[float, float, int]:
     """KID mean and standard deviation over subsets, and the subset size used."""
     size = min(KID_SUBSET_SIZE, real.shape[0], fake.shape[0])
-    metric = KernelInceptionDistance(
-        feature=GivenFeatures(real.shape[1]), subsets=KID_SUBSETS, subset_size=size, normalize=False
-    )
+    with warnings.catch_warnings():  # "will save all extracted features": they are given, and kept anyway
+        warnings.simplefilter("ignore", UserWarning)
+        metric = KernelInceptionDistance(
+            feature=GivenFeatures(real.shape[1]), subsets=KID_SUBSETS, subset_size=size, normalize=False
+        )
     metric.update(real.double(), real=True)
     metric.update(fake.double(), real=False)
     with torch.random.fork_rng(devices=[]):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -69,9 +68,7 @@ def score_samples(
     started = time.perf_counter()
     real_f = features(net, real, f"features of {real.shape[0]:,} {real_split} images")
     fake_f = features(net, fake, f"features of {fake.shape[0]:,} samples")
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*will save all extracted features in buffer.*")
-        scores = score_features(real_f, fake_f, seed)
+    scores = score_features(real_f, fake_f, seed)
     return SampleQualityResult(
         entry=f"samples_{sampler}",
         sampler=sampler,

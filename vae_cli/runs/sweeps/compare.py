@@ -10,11 +10,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vae_cli.config.catalog import SAMPLERS
 from vae_cli.evaluation.plots import line_plot, save_png
 from vae_cli.process.atomic import write_text
 from vae_cli.process.errors import VaeCliError
-from vae_cli.runs.results import read_eval, read_metrics, stale
-from vae_cli.runs.scores import disentanglement_run, evaluate_run
+from vae_cli.runs.loaded import load_run
+from vae_cli.runs.results import owned, read_eval, read_metrics, stale
+from vae_cli.runs.samplers import fit_sampler
+from vae_cli.runs.scores import disentanglement_run, evaluate_run, sample_quality_run
 from vae_cli.runs.sweeps.metrics import best_metric, comparable, finite, higher_is_better, rank
 from vae_cli.runs.sweeps.summary import (
     DISENTANGLEMENT_COLUMNS,
@@ -22,6 +25,7 @@ from vae_cli.runs.sweeps.summary import (
     collect_runs,
     job_dirs,
     markdown_table,
+    sample_columns,
     swept_keys,
 )
 
@@ -94,7 +98,7 @@ def compare(
     metric, why = choose_metric(rows, metric)
     ranked = rank(rows, metric)
     shown = ["val/elbo", "val/nll_iw", "test/elbo", "eval/test/nll_iw", "eval/test/active_units"]
-    shown += list(DISENTANGLEMENT_COLUMNS)
+    shown += list(DISENTANGLEMENT_COLUMNS) + sample_columns(rows)
     shown = [c for c in shown if c != metric and any(r.get(c) is not None for r in rows)]
     columns = ["rank", "job", *axes, metric, *shown, "status"]
     buffer = io.StringIO()
@@ -141,6 +145,69 @@ def evaluate_jobs(sweep_dir: Path, k: int, data_root: str | None) -> None:
             print(f"vae-compare: job {job_dir.name} not evaluated: {exc}", file=sys.stderr)
             continue
         print(f"job {job_dir.name}: test nll_iw {result.nll_iw:.3f} (K={k}, {result.seconds:.1f} s)", file=sys.stderr)
+
+
+def sample_jobs(
+    sweep_dir: Path,
+    prefix: str,
+    samples: int,
+    data_root: str | None,
+    feature_network: str = "trained",
+    inception_weights: str | None = None,
+) -> None:
+    """vae-eval --samples for every finished job without a current entry of this sampler, N and feature network
+    (``prefix``: ``sample`` for the prior, ``sample_<key>`` for a fitted sampler, fitted first with its defaults where
+    the job has none and the key names a sampler)."""
+    sampler = "prior" if prefix == "sample" else prefix.removeprefix("sample_")
+    for job_dir in job_dirs(sweep_dir):
+        if not (job_dir / "checkpoints").is_dir():
+            continue
+        entry = read_eval(job_dir).get(f"samples_{sampler}")
+        current = (
+            isinstance(entry, dict)
+            and entry.get("num_samples") == samples
+            and finite(entry.get("fid")) is not None
+            and str(entry.get("feature_network", "")).startswith(
+                "inception" if feature_network == "inception" else "vae-cli-classifier"
+            )
+            and not stale(entry, read_metrics(job_dir))
+        )
+        if current:
+            continue
+        try:
+            if sampler != "prior" and not (job_dir / "samplers" / f"{sampler}.pt").exists():
+                fit_job_sampler(job_dir, sampler, data_root)
+            log.info("job %s: sample quality of %d samples through %s", job_dir.name, samples, sampler)
+            result, _ = sample_quality_run(
+                job_dir,
+                samples,
+                sampler=sampler,
+                feature_network=feature_network,
+                inception_weights=inception_weights,
+                data_root=data_root,
+            )
+        except VaeCliError as exc:
+            print(f"vae-compare: job {job_dir.name} not scored: {exc}", file=sys.stderr)
+            continue
+        s = result.scores
+        print(
+            f"job {job_dir.name}: {prefix} FID {s.fid:.3f}, precision {s.precision:.3f}, recall {s.recall:.3f} "
+            f"(N={samples})",
+            file=sys.stderr,
+        )
+
+
+def fit_job_sampler(job_dir: Path, sampler: str, data_root: str | None) -> None:
+    """Fit sampler ``sampler`` (a catalog name) with its defaults to a job's codes, as vae-fit-sampler would."""
+    if sampler not in SAMPLERS:
+        raise VaeCliError(
+            f"it has no sampler {sampler!r}, and {sampler!r} is no sampler's name to fit one by "
+            f"({', '.join(SAMPLERS.names())}); fit it with vae-fit-sampler {job_dir} --key {sampler}"
+        )
+    log.info("job %s: fitting sampler %s", job_dir.name, sampler)
+    with owned(job_dir, "samplers/"):
+        run = load_run(job_dir)
+        fit_sampler(run, sampler, [], sampler, 0, data_root=data_root)
 
 
 def score_jobs(sweep_dir: Path, data_root: str | None) -> None:

@@ -20,6 +20,7 @@ import math
 from typing import Any
 
 from vae_cli.config.metric_direction import higher_is_better
+from vae_cli.runs.results import sample_prefix_of
 
 # Default ranking metrics, in order: the first one every finished job has (comparably).
 PREFERRED_METRICS = ("eval/test/nll_iw", "val/nll_iw", "val/elbo")
@@ -47,6 +48,21 @@ def comparable(rows: list[dict[str, Any]], metric: str) -> str | None:
     another K or N than the others, or from a checkpoint the job has since replaced."""
     split = eval_split_of(metric)
     scored = [r for r in rows if r.get("status") == "ok" and finite(r.get(metric)) is not None]
+    prefix = sample_prefix_of(metric)
+    if prefix is not None and scored:
+        stale = [str(r["job"]) for r in scored if r.get(f"{prefix}/stale")]
+        if stale:
+            return f"the sample scores of job(s) {', '.join(stale)} were computed before the job trained further"
+        for key, what in (
+            ("feature_network", "feature networks"),
+            ("num_samples", "numbers of samples N"),
+            ("num_real", "numbers of real images"),
+        ):
+            values = {r.get(f"{prefix}/{key}") for r in scored}
+            if len(values) > 1:
+                listed = ", ".join(f"job {r['job']}: {r.get(f'{prefix}/{key}')}" for r in scored)
+                return f"the sample scores were computed with different {what} ({listed})"
+        return None
     if metric.endswith("/loss") and not _means_the_same(scored, metric):
         return (
             f"each job's {metric} is what its own objective minimizes, and the jobs differ in objective or its "

@@ -23,7 +23,15 @@ from omegaconf import DictConfig
 
 from vae_cli.process.atomic import write_text
 from vae_cli.process.locks import DirLock, holder_of
-from vae_cli.runs.results import read_eval, read_metrics, stale
+from vae_cli.runs.results import (
+    SAMPLE_KEYS,
+    SAMPLE_SHOWN,
+    read_eval,
+    read_metrics,
+    sample_metric_prefix,
+    sample_prefix_of,
+    stale,
+)
 from vae_cli.runs.status import read_status
 from vae_cli.runs.sweeps.metrics import best_metric, higher_is_better, rank
 from vae_cli.runs.sweeps.refusals import clear_refusals, read_refusals
@@ -73,6 +81,12 @@ def flat_eval(job_dir: Path, metrics: dict[str, Any]) -> dict[str, Any]:
     entries = read_eval(job_dir)
     flat: dict[str, Any] = {}
     for split, entry in entries.items():
+        if isinstance(entry, dict) and split.startswith("samples_"):  # vae-eval --samples
+            prefix = sample_metric_prefix(split.removeprefix("samples_"))
+            flat.update({f"{prefix}/{key}": entry[key] for key in SAMPLE_KEYS if key in entry})
+            if stale(entry, metrics):
+                flat[f"{prefix}/stale"] = True
+            continue
         if not isinstance(entry, dict) or split == "disentanglement":
             continue
         flat.update({f"eval/{split}/{key}": entry[key] for key in EVAL_KEYS if key in entry})
@@ -83,6 +97,14 @@ def flat_eval(job_dir: Path, metrics: dict[str, Any]) -> dict[str, Any]:
     if isinstance(scores, dict):
         flat.update({k: v for k, v in scores.items() if k in DISENTANGLEMENT_COLUMNS})
     return flat
+
+
+def sample_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """The sample-quality columns some job has: the prior's first, then each fitted sampler's, by name."""
+    prefixes = sorted(
+        {k.partition("/")[0] for r in rows for k in r if sample_prefix_of(k)}, key=lambda p: (p != "sample", p)
+    )
+    return [f"{p}/{key}" for p in prefixes for key in SAMPLE_SHOWN]
 
 
 def is_single_run(path: Path) -> bool:
@@ -202,7 +224,7 @@ def write_summary(sweep_dir: Path, rows: list[dict[str, Any]] | None = None) -> 
     metric, why = mark_best(rows)
     shown = [
         c
-        for c in (*METRIC_COLUMNS, *EVAL_COLUMNS, *DISENTANGLEMENT_COLUMNS)
+        for c in (*METRIC_COLUMNS, *EVAL_COLUMNS, *DISENTANGLEMENT_COLUMNS, *sample_columns(rows))
         if any(row.get(c) is not None for row in rows)
     ]
     extra = ["reason"] if any(row["reason"] for row in rows) else []
