@@ -63,7 +63,7 @@ def test_built_wheel_works_in_a_fresh_environment_from_an_unrelated_directory(tm
     # The other console scripts are installed too and work on that run.
     _run([str(venv / "bin" / "vae-eval"), str(runs[0].parent), "--k", "2"], cwd=elsewhere)
     assert json.loads((runs[0].parent / "eval.json").read_text())["test"]["k"] == 2
-    for tool in ("vae-sample", "vae-compare"):
+    for tool in ("vae-sample", "vae-compare", "vae-fit-sampler"):
         assert "usage:" in _run([str(venv / "bin" / tool), "--help"], cwd=elsewhere).stdout
     # The Python entry point for notebooks, from the installed wheel: the model, its config and its data.
     notebook = f"""

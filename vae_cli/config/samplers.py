@@ -76,7 +76,9 @@ class FlowSamplerConfig(SamplerConfig):
     hidden: list[int] = field(default_factory=lambda: [128, 128])
     # Passes over the codes (Adam, the codes standardized first).
     epochs: int = 30
+    # Codes per Adam step.
     batch_size: int = 256
+    # Adam's learning rate.
     lr: float = 1.0e-3
 
     @classmethod
@@ -92,9 +94,13 @@ class TwoStageSamplerConfig(SamplerConfig):
     # A second VAE on the codes (Dai & Wipf, 2019): MLP encoder and decoder with these hidden widths, a Gaussian
     # p(z|u) with one learned scale gamma, u of the codes' dimension (null) or this many.
     hidden: list[int] = field(default_factory=lambda: [256, 256])
+    # The second stage's latent size u; null: the codes' own dimension (the paper's choice).
     latent_dim: int | None = None
+    # Passes over the codes (Adam, the codes standardized first).
     epochs: int = 30
+    # Codes per Adam step.
     batch_size: int = 256
+    # Adam's learning rate.
     lr: float = 1.0e-3
 
     @classmethod
