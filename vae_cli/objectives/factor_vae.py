@@ -20,9 +20,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.func import functional_call
 
 from vae_cli.models.protocol import Model
+from vae_cli.objectives.adversarial import discriminator_group, frozen
 from vae_cli.objectives.base import Objective, ObjectiveContext, Terms, elbo_terms, no_autocast
 
 
@@ -60,15 +60,7 @@ class FactorVAE(Objective):
         self.discriminator = Discriminator(context.latent_dim, [int(h) for h in cfg.disc_hidden])
 
     def param_groups(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "params": list(self.discriminator.parameters()),
-                "lr": self.disc_lr,
-                "betas": self.disc_betas,
-                "weight_decay": 0.0,
-                "name": "discriminator",
-            }
-        ]
+        return [discriminator_group(self.discriminator, self.disc_lr, self.disc_betas)]
 
     def forward(self, model: Model, x: torch.Tensor, y: torch.Tensor | None, step: torch.Tensor | None) -> Terms:
         out = model(x, y)
@@ -76,8 +68,7 @@ class FactorVAE(Objective):
         # The discriminator is a network like the encoder and decoder: its matmuls run in the step's precision
         # (bf16 under autocast, where most of this objective's time goes), its logits and losses in fp32.
         z = out.z.float()
-        frozen = {name: p.detach() for name, p in self.discriminator.named_parameters()}
-        logits = functional_call(self.discriminator, frozen, (z,)).float()
+        logits = frozen(self.discriminator, z).float()
         # The joint and the permuted codes in one pass (one GEMM per layer instead of two half-height ones).
         z_joint = z.detach()
         both = self.discriminator(torch.cat([z_joint, permute_dims(z_joint)])).float()

@@ -8,6 +8,8 @@ RNG is forked, never consumed).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -47,3 +49,28 @@ def minibatches(n: int, batch_size: int, generator: torch.Generator) -> list[tor
     order = torch.randperm(n, generator=generator)
     batches = list(order.split(batch_size))
     return [b for b in batches if b.numel() > 1]
+
+
+def trained_on_codes(
+    build: Callable[[], nn.Module],
+    loss: Callable[[nn.Module, torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    seed: int,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+) -> nn.Module:
+    """A module made by ``build`` and trained with Adam on the rows of ``x`` to minimize ``loss(module, batch)``, its
+    initialization and batch order drawn from ``seed`` inside a forked RNG (the caller's RNG is left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        module = build()
+        order = torch.Generator().manual_seed(seed)
+        optimizer = torch.optim.Adam(module.parameters(), lr=lr)
+        for _ in range(epochs):
+            for idx in minibatches(x.shape[0], batch_size, order):
+                value = loss(module, x[idx])
+                optimizer.zero_grad(set_to_none=True)
+                value.backward()
+                optimizer.step()
+    return module.eval()

@@ -15,7 +15,7 @@ import torch
 import zuko
 
 from vae_cli.models.priors import Prior
-from vae_cli.samplers.base import LatentSampler, minibatches, standardizer
+from vae_cli.samplers.base import LatentSampler, standardizer, trained_on_codes
 
 
 class FlowSampler(LatentSampler):
@@ -36,18 +36,15 @@ class FlowSampler(LatentSampler):
         shift, scale = standardizer(codes)
         self.shift.copy_(shift), self.scale.copy_(scale)
         x = (codes - shift) / scale
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self.flow = self._new_flow()
-            order = torch.Generator().manual_seed(seed)
-            optimizer = torch.optim.Adam(self.flow.parameters(), lr=self.lr)
-            for _ in range(self.epochs):
-                for idx in minibatches(x.shape[0], self.batch_size, order):
-                    loss = -self.flow().log_prob(x[idx]).mean()
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-        self.flow.eval()
+        self.flow = trained_on_codes(
+            self._new_flow,
+            lambda flow, batch: -flow().log_prob(batch).mean(),
+            x,
+            seed,
+            self.epochs,
+            self.batch_size,
+            self.lr,
+        )
         return {}
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:

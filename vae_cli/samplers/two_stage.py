@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from vae_cli.models.priors import Prior
-from vae_cli.samplers.base import LatentSampler, minibatches, standardizer
+from vae_cli.samplers.base import LatentSampler, standardizer, trained_on_codes
 
 
 def mlp(inputs: int, hidden: list[int], outputs: int) -> nn.Sequential:
@@ -65,20 +65,18 @@ class TwoStageSampler(LatentSampler):
         shift, scale = standardizer(codes)
         self.shift.copy_(shift), self.scale.copy_(scale)
         x = (codes - shift) / scale
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self.stage = SecondStage(self.latent_dim, self.hidden, self.second_latent)
-            order = torch.Generator().manual_seed(seed)
-            optimizer = torch.optim.Adam(self.stage.parameters(), lr=self.lr)
-            for _ in range(self.epochs):
-                for idx in minibatches(x.shape[0], self.batch_size, order):
-                    loss = self.stage.negative_elbo(x[idx]).mean()
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-            with torch.no_grad():
-                elbo = -self.stage.negative_elbo(x).mean().item() - self.scale.log().sum().item()
-        self.stage.eval()
+        self.stage = trained_on_codes(
+            lambda: SecondStage(self.latent_dim, self.hidden, self.second_latent),
+            lambda stage, batch: stage.negative_elbo(batch).mean(),
+            x,
+            seed,
+            self.epochs,
+            self.batch_size,
+            self.lr,
+        )
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.manual_seed(seed)  # the ELBO's one sample per code: from the seed too
+            elbo = -self.stage.negative_elbo(x).mean().item() - self.scale.log().sum().item()
         return {"train_elbo": elbo, "gamma": float(self.stage.log_gamma.detach().exp())}
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
