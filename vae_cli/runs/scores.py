@@ -34,7 +34,7 @@ from vae_cli.process.device import pick_device
 from vae_cli.process.errors import ConfigError, VaeCliError
 from vae_cli.runs.loaded import LoadedRun, load_run, load_split, run_dir_of
 from vae_cli.runs.results import owned, record_entry, sample_metric_prefix
-from vae_cli.runs.samplers import load_sampler
+from vae_cli.runs.samplers import load_sampler, sampler_path
 
 
 def eval_forecast(k: int, n: int) -> Callable[[float], str | None]:
@@ -336,7 +336,11 @@ def sample_quality_run(
                 f"{run.run_dir} cannot be sampled without a label or a learned prior (a conditional model, or a VQ-VAE "
                 f"under the uniform prior); sample quality is measured for unconditional models that sample."
             )
-        fitted = load_sampler(run, sampler)
+        fitted = (
+            None
+            if sampler == "prior" and not sampler_path(run.run_dir, "prior").exists()
+            else load_sampler(run, sampler)
+        )
         net = feature_network_for(run, feature_network, inception_weights, data_root).to("cpu")
         real_split = load_split(run.cfg, split, data_root=data_root)
         real = real_split.images if num_images is None else real_split.images[:num_images]
@@ -344,15 +348,15 @@ def sample_quality_run(
             raise ConfigError(
                 f"sample quality needs at least 2 samples and 2 real images (got {samples}, {real.shape[0]})."
             )
-        draw = fitted.sampler.sample
-        fake = generate(run.model, draw, samples, seed)
-        result = score_samples(net, to_unit_float(real), fake, seed, sampler, fitted.sampler.describe(), split)
+        fake = generate(run.model, fitted.sampler.sample if fitted else None, samples, seed)
+        described = fitted.sampler.describe() if fitted else "the model's own prior"
+        result = score_samples(net, to_unit_float(real), fake, seed, sampler, described, split)
         if write:
             record = {
                 **result.to_dict(),
                 **run.provenance,
                 "dataset": run.cfg.dataset.name,
-                "sampler_digest": fitted.record.get("integrity", {}).get("digest"),
+                "sampler_digest": fitted.record.get("integrity", {}).get("digest") if fitted else None,
                 "images": "decoder mean of each sampled code",
             }
             prefix = sample_metric_prefix(sampler)

@@ -46,13 +46,21 @@ def features(net: FeatureNetwork, images: torch.Tensor, what: str) -> torch.Tens
 
 
 @torch.no_grad()
-def generate(model: Model, draw: Callable[[int, torch.Generator], torch.Tensor], n: int, seed: int) -> torch.Tensor:
-    """``n`` images in [0, 1] (the decoder's mean image: the likelihood's expectation) from codes drawn by ``draw``."""
+def generate(
+    model: Model, draw: Callable[[int, torch.Generator], torch.Tensor] | None, n: int, seed: int
+) -> torch.Tensor:
+    """``n`` images in [0, 1] (the decoder's mean image: the likelihood's expectation), decoded from codes drawn by
+    ``draw``, or (None) the model's own samples (``model.sample``: its prior, whatever its latent is: a hierarchy's
+    layers, a VQ-VAE's PixelCNN codes)."""
     generator = torch.Generator().manual_seed(seed)
-    z = draw(n, generator)
     images = []
-    for chunk in z.split(FEATURE_BATCH):
-        images.append(model.likelihood.mean(model.decode(chunk.to(model.device))).float().cpu())
+    for start in range(0, n, FEATURE_BATCH):
+        count = min(FEATURE_BATCH, n - start)
+        if draw is None:
+            params = model.sample(count, generator=generator)
+        else:
+            params = model.decode(draw(count, generator).to(model.device))
+        images.append(model.likelihood.mean(params).float().cpu())
     return torch.cat(images)
 
 
