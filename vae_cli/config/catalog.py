@@ -142,7 +142,8 @@ PRIORS: Catalog = Catalog("prior", "name", "vae_cli.config.priors", "vae_cli.mod
 # code_grid: also trains a VQ-VAE (a one-hot posterior); min_batch: (the least batch size, what the objective does
 # with the batch that needs it): a term is a statistic of the batch.
 # posterior: what the objective asks of q(z|x): samples and log q at them (any), z in flat R^D (flat: gradients in
-# z), a diagonal Gaussian's (mu, logvar) (gaussian: per-dimension densities, covariances); iw_gradient: its
+# z), a diagonal Gaussian's (mu, logvar) (gaussian: per-dimension densities, covariances), the Gaussian head's mean
+# as a deterministic code (point); iw_gradient: its
 # gradient averages several samples' weights (a score-function correction of the sampler, vMF's, has no place in it).
 # bound: the trained model has a likelihood bound (an encoder distribution and a KL): an autoencoder whose encoder is
 # a point (loss=ae, wae, rae, aae) has none, and vae-eval reports reconstruction and sample quality instead.

@@ -377,9 +377,9 @@ class HVAEConfig(LossConfig):
 
 # ---- Autoencoders without a likelihood bound: the encoder is a point (the location of q(z|x), its mean) -------
 # Each is registered with bound=False: vae-eval reports reconstruction error and sample quality for them, never an
-# IW "likelihood" of an encoder distribution nobody trained. posterior="gaussian": the point is the Gaussian head's
+# IW "likelihood" of an encoder distribution nobody trained. posterior="point": the code is the Gaussian head's
 # mean (a flow or a vMF would be trained for nothing).
-POINT_ENCODER = {"flat_only": True, "posterior": "gaussian", "bound": False}
+POINT_ENCODER = {"flat_only": True, "posterior": "point", "bound": False}
 
 
 class RAERegularizer(str, Enum):

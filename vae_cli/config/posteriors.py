@@ -20,6 +20,8 @@ NEEDS = {
     "flat": "gradients of log p(x, z) in z, in flat space",
     "gaussian": "a diagonal Gaussian's (mu, logvar) themselves (per-dimension densities of other images' samples, "
     "covariances)",
+    "point": "one point per image, the Gaussian head's mean (its encoder is deterministic: a flow, a sphere or a ball "
+    "would be trained for nothing)",
 }
 GEOMETRY = {"flat": "R^D", "sphere": "the unit sphere S^(D-1)", "poincare": "the Poincare ball"}
 
@@ -64,11 +66,12 @@ class PosteriorConfig:
                 "any": True,
                 "flat": entry.geometry == "flat",
                 "gaussian": name == "gaussian",
+                "point": name == "gaussian",
             }[wants]
             need(
                 ok,
                 f"loss={loss} needs {NEEDS.get(wants, wants)}, which posterior={name} does not give. Use "
-                f"posterior={'gaussian' if wants == 'gaussian' else 'gaussian or vmf'} with loss={loss}, or "
+                f"posterior={'gaussian' if wants in ('gaussian', 'point') else 'gaussian or vmf'} with loss={loss}, or "
                 f"another objective (loss=elbo, iwae) with posterior={name}.",
             )
             if entry.score_correction and OBJECTIVES[loss].iw_gradient:
