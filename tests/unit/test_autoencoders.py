@@ -247,3 +247,14 @@ def test_msssim_gradients_are_finite_from_a_blank_decoder():
     logits = torch.zeros_like(x, requires_grad=True)
     lik.log_prob(x, logits).sum().backward()
     assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+
+
+def test_msssim_is_computed_in_fp32_under_bf16_autocast():
+    lik = MSSSIMLikelihood()
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(4, 1, 28, 28, generator=g)
+    logits = torch.randn(4, 1, 28, 28, generator=g)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under = lik.log_prob(x, logits)
+    assert under.dtype == torch.float32
+    torch.testing.assert_close(under, lik.log_prob(x, logits))

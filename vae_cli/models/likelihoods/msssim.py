@@ -45,18 +45,20 @@ class MSSSIMLikelihood(Likelihood):
         self.weight = float(weight)
 
     def similarity(self, x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
-        """MS-SSIM of each image with its reconstruction ``[B]`` (1: identical)."""
-        return multiscale_structural_similarity_index_measure(
-            mean.float(),
-            x.float(),
-            gaussian_kernel=True,
-            sigma=self.sigma,
-            kernel_size=self.kernel_size,
-            reduction="none",
-            data_range=1.0,
-            betas=self.betas,
-            normalize="relu",
-        )
+        """MS-SSIM of each image with its reconstruction ``[B]`` (1: identical). In fp32 even under bf16 autocast:
+        the local variances are differences of window means, E[x^2] - E[x]^2, which bf16's 8 bits would erase."""
+        with torch.autocast(mean.device.type, enabled=False):
+            return multiscale_structural_similarity_index_measure(
+                mean.float(),
+                x.float(),
+                gaussian_kernel=True,
+                sigma=self.sigma,
+                kernel_size=self.kernel_size,
+                reduction="none",
+                data_range=1.0,
+                betas=self.betas,
+                normalize="relu",
+            )
 
     def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         pixels = x[0].numel()
