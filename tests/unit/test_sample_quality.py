@@ -132,7 +132,6 @@ def test_the_trained_feature_network_needs_labels():
 def test_inception_weights_load_from_a_local_file_without_unpickling(tmp_path):
     """The real loading code on a weights file made here (random weights of the FID Inception's architecture):
     read with weights_only=True, handed to torch-fidelity's network, features from them."""
-    pytest.importorskip("torch_fidelity")
     import torch_fidelity.feature_extractor_inceptionv3 as tf
 
     from vae_cli.evaluation.sample_quality.features import inception_features
