@@ -302,11 +302,13 @@ def feature_network_for(run: LoadedRun, which: str, inception_weights: str | Non
                 "a classifier vae-cli trains on the dataset itself (not comparable with published FIDs)."
             )
         return inception_features(inception_weights)
-    # The dataset's whole training split, whatever subset the run trained on: one network per dataset (and
-    # preprocessing), not per run.
+    # The dataset's whole training split, whatever subset and validation split the run drew (the validation split
+    # depends on the run's seed): one network per dataset and preprocessing, the same for every run and seed.
     cfg = OmegaConf.merge(run.cfg, {})
     if "subset" in cfg.dataset:
         cfg.dataset.subset = None
+    if "val_size" in cfg.dataset:
+        cfg.dataset.val_size = 0
     train = load_split(cfg, "train", data_root=data_root)
     test = load_split(cfg, "test", data_root=data_root)
     return trained_features(run.cfg.dataset.name, train.images, train.labels, test.images, test.labels)
