@@ -6,7 +6,9 @@ cross-entropy reconstruction), Adam 1e-3, batch 128, the same epochs; one ``vae-
 sweep per model (a killed benchmark picks up where it stopped). Then per job: ``vae-fit-sampler --sampler gmm
 --components 10``, ``vae-eval --samples N`` through the prior and through the GMM (FID, KID, precision/recall in
 vae-cli's offline feature network: not comparable with published Inception FIDs), and the test reconstruction MSE
-(z = the encoder's mean, every model alike). Sample grids of seed 0 go to ``--images``.
+(z = the encoder's mean, every model alike), all from each job's last checkpoint (the same budget for every row:
+best.pt is chosen by each objective's own validation term, which for the adversarial ones says little about samples).
+Sample grids of seed 0 go to ``--images``.
 
     python benchmarks/sample_quality.py --epochs 10 --seeds 3 --out /tmp/vae-sample-quality --images docs/images/zoo4
     python benchmarks/sample_quality.py --models vae ae --epochs 1 --seeds 1 --samples 2000   # a quick look
@@ -59,12 +61,12 @@ def tool(name: str, args: list[str]) -> subprocess.CompletedProcess:
     return proc
 
 
-def reconstruction_mse(job: Path) -> float:
+def reconstruction_mse(job: Path, checkpoint: str) -> float:
     from vae_cli import load_run
     from vae_cli.datasets.batches import labelled_batches
     from vae_cli.evaluation.reconstruction import reconstruction_error
 
-    run = load_run(job)
+    run = load_run(job, which=checkpoint)
     test = run.split("test")
     return reconstruction_error(run.model, labelled_batches(test.images, test.labels, 500), "test", "").mse
 
@@ -77,6 +79,7 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=10_000)
     p.add_argument("--out", default="/tmp/vae-sample-quality")
     p.add_argument("--images", help="folder for seed 0's sample grids (prior and GMM per model)")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="last", help="which checkpoint of each job")
     args = p.parse_args()
     out = Path(args.out)
     rows = []
@@ -100,19 +103,33 @@ def main() -> None:
         per_seed = []
         for job in sorted(p for p in sweep.iterdir() if p.name.isdigit()):
             if not (job / "samplers" / "gmm.pt").exists():
-                tool("vae-fit-sampler", [str(job), "--sampler", "gmm", "--components", "10"])
+                tool(
+                    "vae-fit-sampler",
+                    [str(job), "--sampler", "gmm", "--components", "10", "--checkpoint", args.checkpoint],
+                )
             entries = json.loads((job / "eval.json").read_text()) if (job / "eval.json").exists() else {}
             for sampler in ("prior", "gmm"):
                 entry = entries.get(f"samples_{sampler}", {})
                 if entry.get("num_samples") != args.samples:
-                    tool("vae-eval", [str(job), "--samples", str(args.samples), "--sampler", sampler])
+                    tool(
+                        "vae-eval",
+                        [
+                            str(job),
+                            "--samples",
+                            str(args.samples),
+                            "--sampler",
+                            sampler,
+                            "--checkpoint",
+                            args.checkpoint,
+                        ],
+                    )
             entries = json.loads((job / "eval.json").read_text())
             metrics = json.loads((job / "metrics.json").read_text())
             per_seed.append(
                 {
                     "prior": entries["samples_prior"],
                     "gmm": entries["samples_gmm"],
-                    "mse": reconstruction_mse(job),
+                    "mse": reconstruction_mse(job, args.checkpoint),
                     "wall": metrics["wall_time_s"],
                     "feature_network": entries["samples_prior"]["feature_network"],
                 }
@@ -120,7 +137,20 @@ def main() -> None:
             if args.images and job.name == "0":
                 for sampler in ("prior", "gmm"):
                     pics = out / "pics" / name / sampler
-                    tool("vae-sample", [str(job), "--sampler", sampler, "--n", "64", "--out", str(pics)])
+                    tool(
+                        "vae-sample",
+                        [
+                            str(job),
+                            "--sampler",
+                            sampler,
+                            "--n",
+                            "64",
+                            "--out",
+                            str(pics),
+                            "--checkpoint",
+                            args.checkpoint,
+                        ],
+                    )
                     target = Path(args.images) / f"{name}_{sampler}.png"
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target.write_bytes((pics / "samples.png").read_bytes())

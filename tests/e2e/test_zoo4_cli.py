@@ -27,7 +27,7 @@ TERMS = {
 }
 # The sweep: every autoencoder without a bound, and VAE-GAN (a VAE, with a bound) beside them.
 LOSSES = (*POINT_ENCODERS, "vaegan")
-VAEGAN_TERMS = ("loss", "recon", "kl", "pixel_recon", "gen", "disc", "disc_acc")
+VAEGAN_TERMS = ("loss", "recon", "kl", "pixel_recon", "elbo", "gen", "disc", "disc_acc")
 
 
 def tool(name: str, args: list[str], cwd: Path, cache: Path) -> subprocess.CompletedProcess:
@@ -72,6 +72,11 @@ def test_each_trains_and_logs_its_terms_and_only_vaegan_a_likelihood_bound(sweep
         assert ("val/nll_iw" in metrics) == bound and ("val/nll_iw" in tags) == bound, loss
     summary = (sweep / "summary.csv").read_text()
     assert "failed" not in summary
+    # best.pt: the adversarial objectives select on the term that means the same across epochs.
+    for loss, term, pick in (("aae", "val/recon", min), ("vaegan", "val/elbo", max), ("wae", "val/loss", min)):
+        history = [json.loads(line) for line in (found[loss] / "history.jsonl").read_text().splitlines()]
+        best = pick(history, key=lambda row, term=term: row[term])
+        assert json.loads((found[loss] / "metrics.json").read_text())["best_epoch"] == best["epoch"], loss
 
 
 def test_vae_eval_reports_reconstruction_and_says_why_there_is_no_bound(sweep, tmp_path):

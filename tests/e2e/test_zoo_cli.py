@@ -30,7 +30,7 @@ OBJECTIVE_TERMS = {
     "piwae": ("loss", "iw_elbo", "miwae", "elbo", "recon", "kl"),
     "ciwae": ("loss", "ciwae", "iw_elbo", "elbo", "recon", "kl"),
     "hvae": ("loss", "elbo", "recon", "kl", "step_size"),
-    "vaegan": ("loss", "recon", "kl", "pixel_recon", "gen", "disc", "disc_acc"),
+    "vaegan": ("loss", "recon", "kl", "pixel_recon", "elbo", "gen", "disc", "disc_acc"),
 }
 
 

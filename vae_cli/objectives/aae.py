@@ -43,6 +43,7 @@ def mlp_discriminator(inputs: int, hidden: list[int]) -> nn.Sequential:
 class AAE(Objective):
     terms = ("loss", "recon", "gen", "disc", "disc_acc")
     aux_terms = ("disc",)
+    selection = ("recon", 1.0)  # the fooling term is a game value: best.pt keeps the best reconstruction
 
     def __init__(self, cfg: Any, context: ObjectiveContext) -> None:
         super().__init__()

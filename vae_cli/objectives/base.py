@@ -3,7 +3,8 @@
 An objective is a module called as ``objective(model, x, y, step)``. It returns a dict of named terms, each a 0-d
 float32 tensor (a per-image mean, in nats, or a batch statistic such as an MMD), in the order ``terms`` declares:
 
-- ``loss`` (always first) is what the VAE minimizes, and what model selection (``best.pt``) compares;
+- ``loss`` (always first) is what the VAE minimizes, and what model selection (``best.pt``) compares unless the
+  objective names another term (``selection``);
 - ``aux_terms`` (e.g. FactorVAE's ``disc``) are minimized too, by the objective's own parameters: the training step
   back-propagates ``loss + sum(aux)`` once, and each term's graph reaches only the parameters it trains;
 - a bound on log p(x) is reported as ``elbo`` (and ``iw_elbo`` for IWAE) where the objective has one.
@@ -60,6 +61,10 @@ class Objective(nn.Module):
     # The fewest images an evaluation batch needs (terms that are batch statistics); set by build_objective
     # from the objective's schema (config/objectives.py: least_batch).
     least_batch: int = 1
+    # The validation term best.pt keeps the best of, and its sign (1: lower is better, -1: higher): the loss, unless
+    # part of the loss is a game against a discriminator, whose value rises as the discriminator improves and says
+    # nothing of the model across epochs (loss=aae selects on its reconstruction, loss=vaegan on its pixel ELBO).
+    selection: tuple[str, float] = ("loss", 1.0)
     # Why the trained model has no bound on log p(x) ("" when it has one): set by build_objective from the
     # objective's catalog fact ``bound`` and the likelihood (config/catalog.py). Read by the IW monitor and vae-eval.
     no_bound: str = ""

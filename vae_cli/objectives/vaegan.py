@@ -17,7 +17,8 @@ All in one forward and one backward (``objectives/adversarial``): the decoder ru
 reaches the encoder and the decoder with weight 1) and once on the detached code and the prior draws (the decoder's
 remaining (gamma - 1) * L_llike and its fooling terms, which must not reach the encoder); every use of Dis by the
 encoder or decoder stops its parameters, and Dis trains on detached images. ``pixel_recon`` (-log p(x|z) under the
-model's likelihood) is reported, not trained: the likelihood bound vae-eval computes is the pixel model's.
+model's likelihood) and ``elbo`` = -(pixel_recon + kl), the bound under it, are reported, not trained: the bound
+vae-eval computes is the pixel model's, and best.pt keeps its best (``selection``).
 """
 
 from __future__ import annotations
@@ -58,8 +59,11 @@ class ImageDiscriminator(nn.Module):
 
 
 class VAEGAN(Objective):
-    terms = ("loss", "recon", "kl", "pixel_recon", "gen", "disc", "disc_acc")
+    terms = ("loss", "recon", "kl", "pixel_recon", "elbo", "gen", "disc", "disc_acc")
     aux_terms = ("disc",)
+    # The loss holds a game value and a reconstruction in the discriminator's moving features: best.pt keeps the
+    # best pixel ELBO, the one number comparable across epochs.
+    selection = ("elbo", -1.0)
 
     def __init__(self, cfg: Any, context: ObjectiveContext) -> None:
         super().__init__()
@@ -108,6 +112,7 @@ class VAEGAN(Objective):
             "recon": recon,
             "kl": kl,
             "pixel_recon": pixel_recon,
+            "elbo": -(pixel_recon + kl).detach(),
             "gen": gen,
             "disc": disc,
             "disc_acc": accuracy(d_real, torch.cat([d_rec, d_p])),

@@ -545,9 +545,12 @@ class Trainer:
         record.update({f"val/{k}": v for k, v in val.items()})
         s.history.append(record)
         del s.history[:-HISTORY_KEPT]  # checkpoints stay small however many epochs run (TensorBoard has them all)
-        improved = val["loss"] < s.best_val
+        # best.pt: the lowest validation value of the objective's selection term (its loss, unless a game value
+        # makes that meaningless across epochs: objectives/base.py ``selection``).
+        term, sign = self.objective.selection
+        improved = sign * val[term] < s.best_val
         if improved:
-            s.best_val, s.best_epoch = val["loss"], epoch + 1
+            s.best_val, s.best_epoch = sign * val[term], epoch + 1
         self.save("last.pt", metrics=record)
         if improved:
             self.save("best.pt", metrics=record)
