@@ -13,12 +13,12 @@ import yaml
 
 from vae_cli.config.catalog import FAMILIES, SAMPLERS, Catalog, load_attribute
 
-# The latent samplers are a family of vae-fit-sampler (no vae-train group, so no YAML): the same builder rules.
-BUILT = {**FAMILIES, "sampler": SAMPLERS}
 from vae_cli.config.datasets import DATASETS, DatasetCatalog
 from vae_cli.config.docs_tables import model_zoo_table
 from vae_cli.config.tree import config_dir
 
+# The latent samplers are a family of vae-fit-sampler (no vae-train group, so no YAML): the same builder rules.
+BUILT = {**FAMILIES, "sampler": SAMPLERS}
 CONFIGS = Path(config_dir())
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -87,7 +87,6 @@ def test_every_key_of_every_schema_has_a_description_of_its_own():
     field of the root schema and of every option's schema has one, and no two neighbours share theirs."""
     import dataclasses
 
-    from vae_cli.config.catalog import FAMILIES
     from vae_cli.config.descriptions import field_description, first_sentence
     from vae_cli.config.schema import TrainConfig
 
