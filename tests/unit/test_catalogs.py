@@ -12,7 +12,6 @@ import pytest
 import yaml
 
 from vae_cli.config.catalog import FAMILIES, SAMPLERS, Catalog, load_attribute
-
 from vae_cli.config.datasets import DATASETS, DatasetCatalog
 from vae_cli.config.docs_tables import model_zoo_table
 from vae_cli.config.tree import config_dir
