@@ -330,6 +330,8 @@ def sample_quality_run(
 ) -> tuple[SampleQualityResult, LoadedRun]:
     """FID, KID and precision/recall of ``samples`` images drawn through ``sampler`` against the split; unless
     ``write`` is False, merged into eval.json (entry ``samples_<sampler>``) and logged to TensorBoard."""
+    if samples < 2:
+        raise ConfigError(f"--samples {samples}: sample quality needs at least 2 samples (10,000 is usual).")
     dev = eval_device(device)
     with owned_if(write, path, "eval.json"):
         run = load_run(path, which=which, device=dev)
