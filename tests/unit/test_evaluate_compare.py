@@ -133,3 +133,52 @@ def test_eval_entries_of_another_k_or_from_an_older_checkpoint_are_not_ranked_to
     _job(stale_sweep, 1, {**base, "checkpoints": {"best": {"digest": "old"}}}, evaluation={"nll_iw": 2.0, **checkpoint})
     with pytest.raises(VaeCliError, match=r"job\(s\) 0 were computed before the job trained further"):
         compare(stale_sweep, metric="eval/test/nll_iw")
+
+
+def _autoencoder(root, job, loss, mse, samples=None):
+    d = _job(root, job, {"val/loss": 100.0 + job, "val/recon": 100.0 + job}, loss={"name": loss})
+    entries = {"test": {"recon": 100.0 + job, "mse": mse, "no_bound": "a point encoder"}}
+    for key, (fid, precision, network, n) in (samples or {}).items():
+        entries[f"samples_{key}"] = {
+            "fid": fid,
+            "kid": fid / 100,
+            "precision": precision,
+            "recall": 0.5,
+            "num_samples": n,
+            "num_real": 10000,
+            "feature_network": network,
+        }
+    (d / "eval.json").write_text(json.dumps(entries))
+    return d
+
+
+def test_a_sweep_without_bounds_is_ranked_by_sample_quality_then_reconstruction(tmp_path):
+    net = "vae-cli-classifier:fashion_mnist:abc"
+    _autoencoder(tmp_path, 0, "ae", 0.011, {"gmm": (40.0, 0.8, net, 1000)})
+    _autoencoder(tmp_path, 1, "wae", 0.010, {"gmm": (30.0, 0.9, net, 1000), "prior": (150.0, 0.5, net, 1000)})
+    ranked, metric, files = compare(tmp_path)
+    # Two objectives: their val/loss differ in meaning; no bound; every job has sample_gmm/fid of one network and N.
+    assert metric == "sample_gmm/fid" and [r["job"] for r in ranked] == [1, 0]
+    assert "models without a likelihood bound" in files[1].read_text()
+    rows = list(csv.DictReader(write_summary(tmp_path)[0].open()))
+    assert rows[1]["sample/fid"] == "150.0" and rows[0]["sample_gmm/precision"] == "0.8"
+    assert rows[0]["eval/test/mse"] == "0.011"
+    # Precision and recall are better higher; FID and KID lower.
+    assert higher_is_better("sample_gmm/precision") and higher_is_better("sample/recall")
+    assert not higher_is_better("sample/fid") and not higher_is_better("sample_gmm/kid")
+    ranked, _, _ = compare(tmp_path, metric="sample_gmm/precision")
+    assert [r["job"] for r in ranked] == [1, 0]
+
+
+def test_sample_scores_of_other_feature_networks_or_n_are_not_ranked_together(tmp_path):
+    _autoencoder(tmp_path, 0, "ae", 0.011, {"gmm": (40.0, 0.8, "vae-cli-classifier:fmnist:abc", 1000)})
+    _autoencoder(tmp_path, 1, "rae", 0.010, {"gmm": (30.0, 0.9, "inception-v3-fid:123", 1000)})
+    with pytest.raises(VaeCliError, match="different feature networks"):
+        compare(tmp_path, metric="sample_gmm/fid")
+    # The default passes over them (and over two objectives' losses), to the reconstruction error every job has.
+    assert compare(tmp_path)[1] == "eval/test/mse"
+    other = tmp_path / "n"
+    _autoencoder(other, 0, "ae", 0.011, {"gmm": (40.0, 0.8, "net", 1000)})
+    _autoencoder(other, 1, "ae", 0.010, {"gmm": (30.0, 0.9, "net", 5000)})
+    with pytest.raises(VaeCliError, match="different numbers of samples N"):
+        compare(other, metric="sample_gmm/fid")

@@ -12,6 +12,7 @@ from typing import Any
 
 from vae_cli.config.catalog import SAMPLERS
 from vae_cli.evaluation.plots import line_plot, save_png
+from vae_cli.evaluation.reconstruction import ReconstructionResult
 from vae_cli.process.atomic import write_text
 from vae_cli.process.errors import VaeCliError
 from vae_cli.runs.loaded import load_run
@@ -97,7 +98,7 @@ def compare(
         row.update({k: v for k, v in _as_dict(row).items() if k in axes})
     metric, why = choose_metric(rows, metric)
     ranked = rank(rows, metric)
-    shown = ["val/elbo", "val/nll_iw", "test/elbo", "eval/test/nll_iw", "eval/test/active_units"]
+    shown = ["val/elbo", "val/nll_iw", "test/elbo", "eval/test/nll_iw", "eval/test/active_units", "eval/test/mse"]
     shown += list(DISENTANGLEMENT_COLUMNS) + sample_columns(rows)
     shown = [c for c in shown if c != metric and any(r.get(c) is not None for r in rows)]
     columns = ["rank", "job", *axes, metric, *shown, "status"]
@@ -132,8 +133,7 @@ def evaluate_jobs(sweep_dir: Path, k: int, data_root: str | None) -> None:
         entry = read_eval(job_dir).get("test")
         current = (
             isinstance(entry, dict)
-            and entry.get("k") == k
-            and finite(entry.get("nll_iw")) is not None
+            and ((entry.get("k") == k and finite(entry.get("nll_iw")) is not None) or bool(entry.get("no_bound")))
             and not stale(entry, read_metrics(job_dir))
         )
         if current or not (job_dir / "checkpoints").is_dir():
@@ -143,6 +143,9 @@ def evaluate_jobs(sweep_dir: Path, k: int, data_root: str | None) -> None:
             result, _ = evaluate_run(job_dir, split="test", k=k, data_root=data_root)
         except VaeCliError as exc:
             print(f"vae-compare: job {job_dir.name} not evaluated: {exc}", file=sys.stderr)
+            continue
+        if isinstance(result, ReconstructionResult):  # no bound (an autoencoder): its reconstruction error
+            print(f"job {job_dir.name}: no likelihood bound; test MSE {result.mse:.5f}", file=sys.stderr)
             continue
         print(f"job {job_dir.name}: test nll_iw {result.nll_iw:.3f} (K={k}, {result.seconds:.1f} s)", file=sys.stderr)
 

@@ -112,6 +112,19 @@ def best_metric(rows: list[dict[str, Any]]) -> tuple[str, str]:
     for metric in PREFERRED_METRICS[1:]:
         if everyone_has(metric):
             return metric, "a bound on log p(x) every job reports, comparable across objectives and their weights"
+    # Jobs without a likelihood bound (autoencoders): their samples' FID (the prior's, then a fitted sampler's),
+    # then their test reconstruction error, when every job has it comparably.
+    fids = sorted(
+        {k for r in done for k in r if k.endswith("/fid") and sample_prefix_of(k)}, key=lambda k: (k != "sample/fid", k)
+    )
+    for metric in [*fids, "eval/test/mse"]:
+        if everyone_has(metric) and comparable(done, metric) is None:
+            return metric, (
+                "the samples' FID every job has (same feature network and N): the jobs include models without a "
+                "likelihood bound"
+                if metric.endswith("/fid")
+                else "the test reconstruction error every job has: the jobs include models without a likelihood bound"
+            )
     return "val/elbo", "the ELBO, comparable across objectives"
 
 

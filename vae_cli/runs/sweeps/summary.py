@@ -60,6 +60,7 @@ EVAL_COLUMNS = (
     "eval/test/bits_per_dim",
     "eval/test/active_units",
     "eval/test/k",
+    "eval/test/mse",
 )
 # Shown when at least one job has them: the final disentanglement metrics, from training
 # (disentanglement.every_epochs > 0, metrics.json) or from vae-eval --disentanglement (eval.json; it wins).
@@ -72,7 +73,19 @@ DISENTANGLEMENT_COLUMNS = (
     "disentanglement/factor_vae_score",
     "disentanglement/beta_vae_score",
 )
-EVAL_KEYS = ("elbo", "recon", "kl", "nll_iw", "log_px_iw", "bits_per_dim", "active_units", "k", "num_images", "seed")
+EVAL_KEYS = (
+    "elbo",
+    "recon",
+    "kl",
+    "nll_iw",
+    "log_px_iw",
+    "bits_per_dim",
+    "active_units",
+    "k",
+    "num_images",
+    "seed",
+    "mse",
+)
 
 
 def flat_eval(job_dir: Path, metrics: dict[str, Any]) -> dict[str, Any]:
