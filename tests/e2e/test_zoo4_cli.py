@@ -171,6 +171,9 @@ def test_vae_compare_ranks_the_sweep_by_sample_quality(sweep, tmp_path):
         ["loss=vaegan", "loss.disc_channels=[8,16]", "loss.feature_layer=2"],
         ["loss=rae", "loss.regularizer=spectral"],  # the power iteration's vectors are state too
         ["loss=wae"],  # prior draws every step, from the restored RNG
+        ["loss=ae"],
+        ["loss=rae", "loss.regularizer=gp"],  # a random probe every step
+        ["likelihood=msssim", "likelihood.scales=2"],
     ],
 )
 def test_the_new_objectives_resume_bit_identically(tmp_path, variant):
