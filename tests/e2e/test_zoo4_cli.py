@@ -212,6 +212,16 @@ def test_the_other_variants_train_and_evaluate(tmp_path, extra):
     assert bound == (extra[0] == "loss=vaegan")  # rae: a point encoder; msssim: a score; vaegan: a VAE
 
 
+def test_a_sweep_metric_a_model_without_a_bound_never_writes_is_refused(tmp_path):
+    run = tmp_path / "r"
+    proc = run_vae_train(
+        [*TINY, "loss=ae", "trainer.sweep_metric=val/nll_iw", f"hydra.run.dir={run}"], cwd=tmp_path, check=False
+    )
+    assert proc.returncode == 2 and "trainer.sweep_metric=val/nll_iw" in proc.stderr
+    assert "No likelihood bound" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (run / "checkpoints").exists()
+
+
 def test_a_gradient_penalty_under_torch_compile_is_refused_before_training(tmp_path):
     proc = run_vae_train(
         [*TINY, "loss=rae", "loss.regularizer=gp", "trainer.compile=true", f"hydra.run.dir={tmp_path / 'r'}"],

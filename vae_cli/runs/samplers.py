@@ -33,7 +33,6 @@ from vae_cli.training.checkpoint import content_digest
 
 FORMAT_VERSION = 1
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-DEFAULT_SAMPLER = "prior"
 
 
 @dataclass
@@ -171,16 +170,12 @@ def fit_sampler(
     return FittedSampler(key, sampler, {k: v for k, v in record.items() if k != "state"}, path)
 
 
-def load_sampler(run: LoadedRun, key: str = DEFAULT_SAMPLER) -> FittedSampler:
-    """The sampler saved under ``key`` in the run (``prior``: the model's own prior, unless one was saved as such)."""
+def load_sampler(run: LoadedRun, key: str) -> FittedSampler:
+    """The sampler saved under ``key`` in the run (the model's own prior needs none: callers draw it themselves,
+    unless one was saved with vae-fit-sampler --sampler prior)."""
     check_key(key)
     path = sampler_path(run.run_dir, key)
     if not path.exists():
-        if key == DEFAULT_SAMPLER:
-            sampler = build_sampler(
-                OmegaConf.structured(SAMPLERS["prior"].schema), run.model.latent_dim, run.model.prior
-            )
-            return FittedSampler(key, sampler, {"key": key, "describe": sampler.describe()}, None)
         fitted = sorted(p.stem for p in path.parent.glob("*.pt")) if path.parent.is_dir() else []
         raise ConfigError(
             f"--sampler {key}: {run.run_dir} has no sampler saved under that key"

@@ -159,12 +159,13 @@ def written_whole(run_dir: Path) -> Iterator[None]:
         ) from exc
 
 
-def log_scalars(run: LoadedRun, scalars: dict[str, float]) -> None:
-    """``scalars`` into the run's TensorBoard at the checkpoint's step (its own event file, removed if the write
-    fails)."""
-    tracker = Tracker(run.run_dir, enabled=run.cfg.logger.tensorboard, save_png=False)
+@contextlib.contextmanager
+def own_event_file(run: LoadedRun, save_png: bool = False) -> Iterator[Tracker]:
+    """A tracker writing into the run's TensorBoard in an event file of its own, closed at the end; if the block
+    fails, that incomplete event file is removed."""
+    tracker = Tracker(run.run_dir, enabled=run.cfg.logger.tensorboard, save_png=save_png)
     try:
-        tracker.scalars(scalars, run.step)
+        yield tracker
         tracker.close()
     except BaseException:
         event_file = tracker.event_file
@@ -175,11 +176,14 @@ def log_scalars(run: LoadedRun, scalars: dict[str, float]) -> None:
         raise
 
 
+def log_scalars(run: LoadedRun, scalars: dict[str, float]) -> None:
+    """``scalars`` into the run's TensorBoard at the checkpoint's step."""
+    with own_event_file(run) as tracker:
+        tracker.scalars(scalars, run.step)
+
+
 def log_to_tensorboard(run: LoadedRun, result: EvalResult) -> None:
-    logger = run.cfg.logger
-    tracker = Tracker(run.run_dir, enabled=logger.tensorboard, save_png=logger.save_png)
-    done = False
-    try:
+    with own_event_file(run, save_png=run.cfg.logger.save_png) as tracker:
         prefix = f"eval/{result.split}"
         tracker.scalars(
             {
@@ -213,15 +217,6 @@ def log_to_tensorboard(run: LoadedRun, result: EvalResult) -> None:
                 result.mu_variance, f"Var[mu] per latent dimension ({result.split})", "latent dimension", "Var[mu]"
             )
         tracker.images(f"{prefix}/kl_per_dim", to_tensor(chart)[None], run.step, run.epoch, nrow=1)
-        tracker.close()
-        done = True
-    finally:
-        if not done:  # a failed write: remove this evaluation's own, incomplete event file
-            event_file = tracker.event_file
-            with contextlib.suppress(OSError):
-                tracker.close()
-            if event_file is not None:
-                event_file.unlink(missing_ok=True)
 
 
 def disentanglement_config(run_cfg: Any, overrides: list[str]) -> DisentanglementConfig:
@@ -284,9 +279,7 @@ def disentanglement_run(
                 "representation": "mean of q(z|x)",
             }
             with written_whole(run.run_dir):
-                tracker = Tracker(run.run_dir, enabled=run.cfg.logger.tensorboard, save_png=False)
-                tracker.scalars(result.scores, run.step)
-                tracker.close()
+                log_scalars(run, result.scores)
                 record_entry(run.run_dir, "disentanglement", record, merge_scores=True)
     return result, run
 

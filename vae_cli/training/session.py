@@ -443,7 +443,7 @@ def written_metrics(cfg: DictConfig, objective: Objective, data: ImageSplits) ->
     """The metrics of metrics.json a run of ``cfg`` writes (``final_metrics``), known before its first step."""
     splits = ["val", "train", *(["test"] if data.test.shape[0] > 0 else [])]
     names = [f"{split}/{term}" for split in splits for term in objective.terms]
-    if cfg.trainer.nll_iw_every_epochs > 0:
+    if cfg.trainer.nll_iw_every_epochs > 0 and not objective.no_bound:  # no bound, no IW estimate
         names += ["val/nll_iw", "val/bits_per_dim"]
     return names
 
@@ -461,6 +461,7 @@ def check_sweep_metric(cfg: DictConfig, objective: Objective, data: ImageSplits)
             if "val/elbo" in names
             else f"trainer.sweep_metric={metric} is not a metric this run writes: with loss={cfg.loss.name} it "
             f"writes {', '.join(names)}. Choose one of them."
+            + (f" (No likelihood bound: {objective.no_bound}.)" if objective.no_bound else "")
         )
 
 
