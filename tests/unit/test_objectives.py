@@ -21,18 +21,25 @@ from vae_cli.config.objectives import (
     FactorVAEConfig,
     InfoVAEConfig,
     IWAEConfig,
+    TCEstimator,
 )
 from vae_cli.models.build import build_model
 from vae_cli.models.likelihoods.bernoulli import BernoulliLikelihood
 from vae_cli.models.priors import StandardNormal
 from vae_cli.models.vae import VAE
 from vae_cli.objectives.base import ObjectiveContext
-from vae_cli.objectives.beta_tcvae import BetaTCVAE, log_q_estimates, stratified_log_weights
+from vae_cli.objectives.beta_tcvae import (
+    BetaTCVAE,
+    estimator_log_weights,
+    log_q_estimates,
+    stratified_log_weights,
+)
 from vae_cli.objectives.dip_vae import DIPVAE, dip_covariance
 from vae_cli.objectives.elbo import ELBO
 from vae_cli.objectives.factor_vae import FactorVAE, permute_dims
 from vae_cli.objectives.info_vae import InfoVAE, mmd_unbiased
 from vae_cli.objectives.iwae import IWAE
+from vae_cli.objectives.minibatch_densities import minibatch_densities
 
 SHAPE = (1, 4, 4)
 LATENT = 3
@@ -210,6 +217,53 @@ def test_stratified_weights_rows_sum_to_one_with_the_right_entries(b, n):
         # none in another).
         assert torch.isclose(others, torch.tensor(strat, dtype=torch.float64), rtol=1e-5).sum() == 1
         assert torch.isclose(others, torch.tensor(1.0 / m, dtype=torch.float64), rtol=1e-5).sum() == m - 1
+
+
+@pytest.mark.parametrize("estimator", ["mss", "mws"])
+def test_minibatch_densities_match_torch_distributions_values_and_gradients(estimator):
+    # The hand-written backward against autograd through torch.distributions' Normal, in float64.
+    g = torch.Generator().manual_seed(3)
+    b, d, n = 9, 4, 500
+    mu = torch.randn(b, d, generator=g, dtype=torch.float64)
+    logvar = 0.5 * torch.randn(b, d, generator=g, dtype=torch.float64)
+    z = mu + (0.5 * logvar).exp() * torch.randn(b, d, generator=g, dtype=torch.float64)
+    log_w = estimator_log_weights(b, n, TCEstimator(estimator), torch.device("cpu"), torch.float64)
+    if estimator == "mws":
+        torch.testing.assert_close(log_w, torch.full((b, b), -math.log(n * b), dtype=torch.float64))
+    upstream = [torch.randn(b, generator=g, dtype=torch.float64) for _ in range(3)]
+
+    def reference(z, mu, logvar):
+        pairwise = Normal(mu[None], (0.5 * logvar[None]).exp()).log_prob(z[:, None])  # [i, j, d]
+        own = torch.stack([pairwise[i, i].sum() for i in range(b)])
+        joint = torch.logsumexp(log_w + pairwise.sum(-1), dim=1)
+        marginals = torch.logsumexp(log_w[:, :, None] + pairwise, dim=1).sum(-1)
+        return own, joint, marginals
+
+    grads = []
+    for fn in (reference, log_q_estimates_fn(n, estimator)):
+        leaves = [t.clone().requires_grad_() for t in (z, mu, logvar)]
+        outs = fn(*leaves)
+        sum((o * u).sum() for o, u in zip(outs, upstream, strict=True)).backward()
+        grads.append(([o.detach() for o in outs], [t.grad for t in leaves]))
+    for want, got in zip(grads[0][0] + grads[0][1], grads[1][0] + grads[1][1], strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    leaves = [t.clone().requires_grad_() for t in (z, mu, logvar)]
+    assert torch.autograd.gradcheck(lambda *t: minibatch_densities(*t, log_w), leaves)
+
+
+def log_q_estimates_fn(n, estimator):
+    return lambda z, mu, logvar: log_q_estimates(z, mu, logvar, n, estimator)
+
+
+def test_minibatch_densities_in_float32_match_float64():
+    # The step's precision: the [B, D, B] work in float32 for the usual batch, against float64.
+    g = torch.Generator().manual_seed(4)
+    mu, logvar = torch.randn(128, 20, generator=g), torch.randn(128, 20, generator=g) - 2
+    z = mu + (0.5 * logvar).exp() * torch.randn(128, 20, generator=g)
+    got = log_q_estimates(z, mu, logvar, 60_000, "mss")
+    want = log_q_estimates(z.double(), mu.double(), logvar.double(), 60_000, "mss")
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a.double(), b, rtol=1e-5, atol=1e-3)
 
 
 def _gaussian_posteriors(n: int, corr: float, s: float, seed: int = 0):

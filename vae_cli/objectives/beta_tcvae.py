@@ -21,15 +21,16 @@ either estimator, since the estimates of log q(z) and sum_d log q(z_d) cancel.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
 import torch
 
 from vae_cli.config.objectives import TCEstimator
-from vae_cli.models.priors import diag_normal_log_prob
 from vae_cli.models.protocol import Model
 from vae_cli.objectives.base import Objective, ObjectiveContext, Terms, elbo_terms, no_autocast
+from vae_cli.objectives.minibatch_densities import minibatch_densities
 
 
 def stratified_log_weights(batch_size: int, dataset_size: int, device=None) -> torch.Tensor:
@@ -43,23 +44,24 @@ def stratified_log_weights(batch_size: int, dataset_size: int, device=None) -> t
     return w.log().float().to(device)
 
 
+@functools.lru_cache(maxsize=8)
+def estimator_log_weights(
+    batch_size: int, dataset_size: int, estimator: TCEstimator, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
+    """log W ``[B, B]`` of either estimator, made once per batch size (the step's batches share it; only the last,
+    smaller batch of an epoch makes a second one). Callers must not write into it."""
+    if estimator == TCEstimator.mss and batch_size > 2:
+        return stratified_log_weights(batch_size, dataset_size, device).to(dtype)
+    # Minibatch-weighted sampling: every pair weighs 1 / (N B).
+    return torch.full((batch_size, batch_size), -math.log(dataset_size * batch_size), device=device, dtype=dtype)
+
+
 def log_q_estimates(
     z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, dataset_size: int, estimator: TCEstimator
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(log q(z_i|x_i), log q(z_i), sum_d log q(z_id))`` per sample ``[B]``, from the batch's posteriors."""
-    b = z.shape[0]
-    # pairwise[i, j, d] = log q(z_i,d | x_j)
-    pairwise = diag_normal_log_prob(z[:, None, :], mu[None, :, :], logvar[None, :, :])
-    own = pairwise.diagonal(dim1=0, dim2=1).sum(dim=0)  # [B]: the diagonal comes out as [D, B]
-    if TCEstimator(estimator) == TCEstimator.mss and b > 2:
-        log_w = stratified_log_weights(b, dataset_size, z.device)
-        log_qz = torch.logsumexp(log_w + pairwise.sum(-1), dim=1)
-        log_marginals = torch.logsumexp(log_w[:, :, None] + pairwise, dim=1).sum(-1)
-    else:
-        log_nb = math.log(dataset_size * b)
-        log_qz = torch.logsumexp(pairwise.sum(-1), dim=1) - log_nb
-        log_marginals = (torch.logsumexp(pairwise, dim=1) - log_nb).sum(-1)
-    return own, log_qz, log_marginals
+    log_w = estimator_log_weights(z.shape[0], int(dataset_size), TCEstimator(estimator), z.device, z.dtype)
+    return minibatch_densities(z, mu, logvar, log_w)
 
 
 class BetaTCVAE(Objective):
