@@ -10,7 +10,8 @@ dataset.binarize=static_threshold`` sees), the classic MLP 784-400-20 (ReLU, sig
 reconstruction), batch 128, Adam lr 1e-3. Prints one line ``RESULT {json}``: the training time of every epoch (from
 the first batch of an epoch to the end of its last optimizer step), the launch-to-trained time, and the test
 negative log-likelihood by pythae's own importance-sampling estimator (``model.get_nll``, K samples per image on the
-first N test images), or the reconstruction error for a model without a likelihood bound (VQ-VAE).
+first N test images), or, for a model without a likelihood bound (the autoencoders), the per-pixel squared error
+of the reconstruction at the code on those images (what ``vae-eval`` reports for them).
 """
 
 from __future__ import annotations
@@ -29,14 +30,21 @@ LAUNCHED = time.time()
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from pythae.models import (  # noqa: E402
+    AE,
     CIWAE,
     INFOVAE_MMD,
     IWAE,
     PIWAE,
+    RAE_GP,
+    RAE_L2,
     SVAE,
     VAE,
     VAE_IAF,
     VAMP,
+    WAE_MMD,
+    Adversarial_AE,
+    Adversarial_AE_Config,
+    AEConfig,
     BetaTCVAE,
     BetaTCVAEConfig,
     BetaVAE,
@@ -47,15 +55,18 @@ from pythae.models import (  # noqa: E402
     INFOVAE_MMD_Config,
     IWAEConfig,
     PIWAEConfig,
+    RAE_GP_Config,
+    RAE_L2_Config,
     SVAEConfig,
     VAE_IAF_Config,
     VAE_LinNF,
     VAE_LinNF_Config,
     VAEConfig,
     VAMPConfig,
+    WAE_MMD_Config,
 )
 from pythae.models.base.base_utils import ModelOutput  # noqa: E402
-from pythae.models.nn import BaseDecoder, BaseEncoder  # noqa: E402
+from pythae.models.nn import BaseDecoder, BaseDiscriminator, BaseEncoder  # noqa: E402
 from pythae.pipelines import TrainingPipeline  # noqa: E402
 from pythae.trainers import (  # noqa: E402
     AdversarialTrainerConfig,
@@ -94,10 +105,31 @@ class Decoder(BaseDecoder):
         return ModelOutput(reconstruction=torch.sigmoid(self.layers(z)).reshape(z.shape[0], 1, 28, 28))
 
 
+class LinearDecoder(Decoder):
+    """20-400-784 with an unbounded output: the mean of vae-cli's ``likelihood=gaussian``, for pythae's MSE models."""
+
+    def forward(self, z: torch.Tensor) -> ModelOutput:
+        return ModelOutput(reconstruction=self.layers(z).reshape(z.shape[0], 1, 28, 28))
+
+
+class LatentDiscriminator(BaseDiscriminator):
+    """vae-cli's AAE discriminator: 20-1000-1000-1, LeakyReLU(0.2); pythae's losses take a probability."""
+
+    def __init__(self) -> None:
+        BaseDiscriminator.__init__(self)
+        self.layers = nn.Sequential(
+            nn.Linear(LATENT, 1000), nn.LeakyReLU(0.2), nn.Linear(1000, 1000), nn.LeakyReLU(0.2), nn.Linear(1000, 1)
+        )
+
+    def forward(self, z: torch.Tensor) -> ModelOutput:
+        return ModelOutput(embedding=torch.sigmoid(self.layers(z)))
+
+
 def build(name: str):
     """The pythae model for a peer-table row, with the hyperparameters vae-cli's row uses (peers.py keeps the two
     lists side by side)."""
     common = dict(input_dim=(1, 28, 28), latent_dim=LATENT, reconstruction_loss="bce")
+    mse = {**common, "reconstruction_loss": "mse"}
     encoder = Encoder()
     table = {
         "vae": lambda: VAE(VAEConfig(**common), encoder, Decoder()),
@@ -126,6 +158,28 @@ def build(name: str):
             PIWAEConfig(**common, number_gradient_estimates=2, number_samples=4), encoder, Decoder()
         ),
         "ciwae": lambda: CIWAE(CIWAEConfig(**common, number_samples=8, beta=0.05), encoder, Decoder()),
+        # Squared error (pythae's only reconstruction loss for these): vae-cli's Gaussian likelihood with
+        # sigma^2 = 1/2, whose -log p(x|z) is |x - mean|^2 + a constant.
+        "ae": lambda: AE(AEConfig(**mse), encoder, LinearDecoder()),
+        "wae": lambda: WAE_MMD(
+            WAE_MMD_Config(**mse, kernel_choice="imq", reg_weight=10.0, kernel_bandwidth=1.0),  # 7 scales both
+            encoder,
+            LinearDecoder(),
+        ),
+        # Adam's weight_decay w adds w * theta to the gradient, i.e. (w / 2) |theta|^2 to the loss: vae-cli's
+        # decoder_weight 1e-4 times |theta|^2 is pythae's reg_weight 2e-4.
+        "rae_l2": lambda: RAE_L2(RAE_L2_Config(**mse, embedding_weight=1.0, reg_weight=2e-4), encoder, LinearDecoder()),
+        # pythae's gradient penalty is |d sum(D(E(x))) / dx|^2, through encoder and decoder to the input image;
+        # vae-cli's the paper's |dD/dz|_F^2 at the code (a Hutchinson probe): another regularizer, same cost class.
+        "rae_gp": lambda: RAE_GP(RAE_GP_Config(**mse, embedding_weight=1.0, reg_weight=1e-4), encoder, LinearDecoder()),
+        "aae": lambda: Adversarial_AE(
+            Adversarial_AE_Config(
+                **common, adversarial_loss_scale=1.0, reconstruction_loss_scale=1.0, deterministic_posterior=True
+            ),
+            encoder,
+            Decoder(),
+            LatentDiscriminator(),
+        ),
     }
     return table[name]()
 
@@ -167,6 +221,10 @@ def step_flops(model, x: torch.Tensor) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     model.train()
+    if getattr(model, "model_name", "") == "RAE_GP":
+        # RAE_GP differentiates with respect to its input; a leaf there trips FlopCounterMode's module hooks
+        # under autograd.grad, so it gets a non-leaf view of the batch (the counted matmuls are the same).
+        x = x.clone().requires_grad_() * 1
     counter = FlopCounterMode(display=False)
     with counter:
         out = model({"data": x}, epoch=1, dataset_size=60000, uses_ddp=False)
@@ -185,6 +243,9 @@ def main() -> None:
     p.add_argument("--nll-k", type=int, default=256)
     p.add_argument("--nll-n", type=int, default=1000)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument(
+        "--metric", choices=["nll", "mse"], default="nll", help="mse: models without a bound (peers.py decides)"
+    )
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -205,9 +266,9 @@ def main() -> None:
             no_cuda=True,
             seed=args.seed,
         )
-        if args.model == "piwae":
+        if args.model in ("piwae", "rae_l2"):  # rae_l2: the pipeline sets the decoder's weight decay
             config = CoupledOptimizerTrainerConfig(**shared, encoder_learning_rate=1e-3, decoder_learning_rate=1e-3)
-        elif args.model == "factor_vae":
+        elif args.model in ("factor_vae", "aae"):
             config = AdversarialTrainerConfig(
                 **shared,
                 autoencoder_learning_rate=1e-3,
@@ -223,13 +284,18 @@ def main() -> None:
     model.eval()
     t0 = time.perf_counter()
     with torch.no_grad():
-        nll = -float(model.get_nll(test, n_samples=args.nll_k, batch_size=args.nll_k))
+        if args.metric == "mse":
+            # vae-eval's "mean squared error (per pixel)": the decoder's mean at z = the code, in [0, 1].
+            recon = model.decoder(model.encoder(test).embedding).reconstruction.clamp(0, 1)
+            nll = float((recon - test).pow(2).mean())
+        else:
+            nll = -float(model.get_nll(test, n_samples=args.nll_k, batch_size=args.nll_k))
     eval_s = time.perf_counter() - t0
     result = {
         "epoch_times": clock.times,
         "n_train": len(train),
         "launch_to_trained_s": trained - LAUNCHED,
-        "test_nll": nll,
+        "test_nll": nll,  # the per-pixel MSE with --metric mse
         "nll_k": args.nll_k,
         "nll_n": len(test),
         "eval_s": eval_s,

@@ -55,6 +55,7 @@ PYTHAE_RUNNER = REPO / "benchmarks" / "peer_pythae.py"
 PYTHAE_VERSION = "0.1.2"
 SYSTEM_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
+SQUARED_ERROR = ["likelihood=gaussian", f"likelihood.std={0.5**0.5!r}"]
 # row: (vae-cli overrides, peer_pythae.py model). Hyperparameters equal on both sides (peer_pythae.build).
 ROWS: dict[str, tuple[list[str], str]] = {
     "VAE": ([], "vae"),
@@ -72,7 +73,23 @@ ROWS: dict[str, tuple[list[str], str]] = {
     "S-VAE (vMF, d=20)": (["posterior=vmf", "prior=uniform_sphere"], "svae"),
     "PIWAE (m=2, k=4)": (["loss=piwae", "loss.m=2", "loss.k=4"], "piwae"),
     "CIWAE (k=8, β=0.05)": (["loss=ciwae", "loss.k=8", "loss.beta=0.05"], "ciwae"),
+    # Autoencoders (issue 24). pythae trains them on squared error, so vae-cli's rows use the Gaussian likelihood
+    # with sigma^2 = 1/2: -log p(x|z) = |x - mean|^2 + a constant.
+    "AE (squared error)": (["loss=ae", *SQUARED_ERROR], "ae"),
+    "WAE-MMD (IMQ, 7 scales, λ=10)": (["loss=wae", "loss.kernel=imq", "loss.lambda=10", *SQUARED_ERROR], "wae"),
+    "RAE-L2 (β=1, λ=1e-4)": (
+        ["loss=rae", "loss.regularizer=l2", "loss.embedding_weight=1", "loss.decoder_weight=1e-4", *SQUARED_ERROR],
+        "rae_l2",
+    ),
+    "RAE-GP (β=1, λ=1e-4)": (
+        ["loss=rae", "loss.regularizer=gp", "loss.embedding_weight=1", "loss.decoder_weight=1e-4", *SQUARED_ERROR],
+        "rae_gp",
+    ),
+    "AAE (2×1000 disc.)": (["loss=aae", "loss.adversarial_weight=1", "loss.disc_hidden=[1000,1000]"], "aae"),
 }
+# Rows without a likelihood bound: their quality figure is the per-pixel squared error of the test reconstructions
+# at the code (vae-eval's "mean squared error (per pixel)"; peer_pythae.py --metric mse), not an IW NLL.
+RECONSTRUCTION_ROWS = {"ae", "wae", "rae_l2", "rae_gp", "aae"}
 SHORT = {name: peer for name, (_, peer) in ROWS.items()}
 
 
@@ -176,6 +193,7 @@ def run_pythae(python: Path, args: argparse.Namespace, peer: str, seed: int) -> 
         f"--seed={seed}",
         f"--nll-k={args.nll_k}",
         f"--nll-n={args.nll_n}",
+        f"--metric={'mse' if peer in RECONSTRUCTION_ROWS else 'nll'}",
     ]
     text, wall, _, _ = run_process(cmd, REPO, args.timeout)
     r = json.loads(next(ln for ln in text.splitlines() if ln.startswith("RESULT "))[len("RESULT ") :])
@@ -184,7 +202,7 @@ def run_pythae(python: Path, args: argparse.Namespace, peer: str, seed: int) -> 
     return Result(r["epoch_times"], whole, r["test_nll"], r["eval_s"], r["step_flops"], False, r)
 
 
-def run_vae_cli(args: argparse.Namespace, overrides: list[str], seed: int) -> Result:
+def run_vae_cli(args: argparse.Namespace, overrides: list[str], seed: int, metric: str = "nll") -> Result:
     with tempfile.TemporaryDirectory(prefix="vae-peers-") as tmp:
         run_dir = Path(tmp) / "run"
         cmd = [
@@ -214,11 +232,16 @@ def run_vae_cli(args: argparse.Namespace, overrides: list[str], seed: int) -> Re
             "--no-write",
         ]
         text, eval_s, _, _ = run_process(eval_cmd, Path(tmp), args.timeout)
-    found = re.search(r"log p\(x\), IW-\d+ \(nats\)\s+(-?[0-9.]+)", text)
+    pattern = (
+        r"mean squared error \(per pixel, \[0, 1\] scale\)\s+(-?[0-9.]+)"
+        if metric == "mse"
+        else r"log p\(x\), IW-\d+ \(nats\)\s+(-?[0-9.]+)"
+    )
+    found = re.search(pattern, text)
     if not found:
-        raise RuntimeError(f"vae-eval printed no IW estimate:\n{text[-2000:]}")
-    bf16 = precision == "bf16"
-    return Result(times, whole, -float(found.group(1)), eval_s, 0.0, bf16, {"precision": precision})
+        raise RuntimeError(f"vae-eval printed no {'MSE' if metric == 'mse' else 'IW estimate'}:\n{text[-2000:]}")
+    value = float(found.group(1)) if metric == "mse" else -float(found.group(1))
+    return Result(times, whole, value, eval_s, 0.0, precision == "bf16", {"precision": precision})
 
 
 # ----- report ---------------------------------------------------------------------------------------------------
@@ -230,7 +253,7 @@ def report(args: argparse.Namespace, results: dict[str, dict[str, list[Result]]]
     steps = -(-(args.subset or 60_000) // 128)
     head = (
         "| model | contender | s/epoch | × pythae (epoch) | whole process s | × pythae (whole) | "
-        f"test NLL (IW-{args.nll_k}, first {args.nll_n}) | ΔNLL | matmul GFLOP/step | % of floor |"
+        f"test NLL (IW-{args.nll_k}) or MSE per pixel, first {args.nll_n} images | Δ | matmul GFLOP/step | % of floor |"
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for row, by in results.items():
@@ -248,10 +271,15 @@ def report(args: argparse.Namespace, results: dict[str, dict[str, list[Result]]]
             f = peer[0].step_flops if name.startswith("pythae") else flops[row]
             rate = rates["bf16"] if runs[0].bf16 else rates["fp32"]
             floor_pct = 100 * (f / rate) / (ep / steps) if f else float("nan")
-            spread = f" ({min(r.nll for r in runs):.2f}–{max(r.nll for r in runs):.2f})" if len(runs) > 1 else ""
+            digits, label = (4, "MSE ") if SHORT[row] in RECONSTRUCTION_ROWS else (2, "")
+            spread = (
+                f" ({min(r.nll for r in runs):.{digits}f}–{max(r.nll for r in runs):.{digits}f})"
+                if len(runs) > 1
+                else ""
+            )
             lines.append(
                 f"| {row} | {name} | {ep:.2f} | {p_epoch / ep:.2f}× | {whole:.1f} | {p_whole / whole:.2f}× | "
-                f"{nll:.2f}{spread} | {nll - p_nll:+.2f} | {f / 1e9:.2f} | {floor_pct:.0f}% |"
+                f"{label}{nll:.{digits}f}{spread} | {nll - p_nll:+.{digits}f} | {f / 1e9:.2f} | {floor_pct:.0f}% |"
             )
     return "\n".join(lines)
 
@@ -296,12 +324,15 @@ def main() -> None:
     failed: list[str] = []
     for row, (overrides, peer) in rows.items():
         extra = [*overrides, *args.vae_cli_extra]
+        metric = "mse" if peer in RECONSTRUCTION_ROWS else "nll"
         contenders = {
             "pythae 0.1.2": lambda s, peer=peer: run_pythae(python, args, peer, s),
-            "vae-cli": lambda s, extra=extra: run_vae_cli(args, extra, s),
+            "vae-cli": lambda s, extra=extra, metric=metric: run_vae_cli(args, extra, s, metric),
         }
         if args.fp32_too:
-            contenders["vae-cli fp32"] = lambda s, extra=extra: run_vae_cli(args, [*extra, "trainer.precision=fp32"], s)
+            contenders["vae-cli fp32"] = lambda s, extra=extra, metric=metric: run_vae_cli(
+                args, [*extra, "trainer.precision=fp32"], s, metric
+            )
         results[row] = {name: [] for name in contenders}
         names = list(contenders)
         for rep in range(args.reps):
@@ -315,7 +346,7 @@ def main() -> None:
                 results[row][name].append(r)
                 print(
                     f"  {row} rep {rep + 1}/{args.reps} {name}: {r.epoch():.2f} s/epoch, whole {r.whole_s:.1f} s, "
-                    f"NLL {r.nll:.2f}",
+                    f"{'MSE' if peer in RECONSTRUCTION_ROWS else 'NLL'} {r.nll:.4g}",
                     file=sys.stderr,
                     flush=True,
                 )

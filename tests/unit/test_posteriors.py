@@ -107,6 +107,25 @@ def test_one_dimensional_flow_density_matches_a_numerical_change_of_variables(ki
     assert total == pytest.approx(1.0, abs=1e-3)
 
 
+def test_planar_transform_is_planar_step_applied_flow_after_flow():
+    # The batched transform against the one-step definition, iterated (also with IWAE's leading sample axis).
+    post = PlanarPosterior(4, 5).double()
+    g = torch.Generator().manual_seed(7)
+    context = torch.randn(3, post.context_dim, generator=g, dtype=torch.float64)
+    for z in (
+        torch.randn(3, 4, generator=g, dtype=torch.float64),
+        torch.randn(2, 3, 4, generator=g, dtype=torch.float64),
+    ):
+        want_z, want_log_det = z, torch.zeros(z.shape[:-1], dtype=torch.float64)
+        for t in range(5):
+            u, w, b = context.view(3, 5, 9)[:, t].split([4, 4, 1], dim=-1)
+            want_z, ld = planar_step(want_z, u, w, b)
+            want_log_det = want_log_det + ld
+        got_z, got_log_det = post.transform(z, context)
+        torch.testing.assert_close(got_z, want_z, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(got_log_det, want_log_det, rtol=1e-12, atol=1e-12)
+
+
 def test_planar_parameterization_keeps_the_flow_invertible():
     """w.u_hat >= -1 for any u, w (Rezende & Mohamed, appendix A.1): then f is monotone along w, so invertible."""
     g = torch.Generator().manual_seed(0)

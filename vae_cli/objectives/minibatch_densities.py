@@ -28,7 +28,7 @@ LOG_2PI = math.log(2 * math.pi)
 
 class _MinibatchDensities(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, z, mu, logvar, log_w):  # noqa: D102 - the module docstring says what it computes
+    def forward(ctx, z, mu, logvar, log_w):
         # P[i, d, j] = -0.5 (z_id - mu_jd)^2 / var_jd - 0.5 (logvar_jd + log 2 pi). Contiguous [1, D, B] operands:
         # a transposed view would make the broadcast results [i, j, d] in memory (strided reductions again).
         half_inv_var_t = (-0.5 * torch.exp(-logvar)).t().contiguous()[None]
@@ -51,7 +51,7 @@ class _MinibatchDensities(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, g_own, g_joint, g_marginals):  # noqa: D102
+    def backward(ctx, g_own, g_joint, g_marginals):
         diff, scaled, unnormalized, total, joint_weights = ctx.saved_tensors
         # dL/dP[i, d, j] = g_marginals_i softmax_j(M)[i, d, j] + g_joint_i softmax_j(A)[i, j] + g_own_i [i == j]
         # (not in place on the saved tensors: a retained graph may run this backward again)
