@@ -18,17 +18,29 @@ from vae_cli.config.objectives import MMDKernel
 
 
 def squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """|a_i - b_j|^2 ``[N, M]``, taken elementwise (exact: no |a|^2 + |b|^2 - 2ab cancellation)."""
-    return (a[:, None, :] - b[None, :, :]).pow(2).sum(-1)
+    """|a_i - b_j|^2 ``[N, M]`` as |a_i|^2 + |b_j|^2 - 2 a_i.b_j, clamped at 0, in the inputs' precision.
+
+    One [N, D] x [D, M] product instead of the [N, M, D] difference tensor: 2.7-3.9x faster forward + backward for a
+    batch of 128 codes (``benchmarks/pairwise_terms.py``), the MMD's whole cost. The expansion cancels where a_i is
+    near b_j, which costs float32 ~1e-6 absolute on |a - b|^2 for codes of norm ~5; against the kernels' scales
+    (C >= 4 here) that moves the MMD by ~1e-5 relative, far below its sampling noise (tests: float32 against the
+    exact float64 value). The diagonals that cancel worst (a_i = a_i) are left out of the unbiased estimate.
+    Autocast is off inside: a bf16 product would cancel at ~1e-2.
+    """
+    with torch.autocast(a.device.type, enabled=False):
+        cross = a @ b.t()
+        return (a.pow(2).sum(-1)[:, None] + b.pow(2).sum(-1)[None, :]).sub_(cross, alpha=2).clamp_min_(0)
 
 
 def kernel_matrix(a: torch.Tensor, b: torch.Tensor, kernel: MMDKernel, scales: Sequence[float]) -> torch.Tensor:
     """sum_s k_s(a_i, b_j) ``[N, M]`` over the kernel scales C_s."""
     sq = squared_distances(a, b)
-    total = torch.zeros_like(sq)
-    for c in scales:
-        total = total + (c / (c + sq) if MMDKernel(kernel) == MMDKernel.imq else torch.exp(-sq / c))
-    return total
+    if len(scales) == 1:
+        c = scales[0]
+        return c / (c + sq) if MMDKernel(kernel) == MMDKernel.imq else torch.exp(-sq / c)
+    # All scales in one [S, N, M] pass: 3 operations instead of 3 per scale.
+    c = torch.tensor(scales, dtype=sq.dtype, device=sq.device).view(-1, 1, 1)
+    return (c / (c + sq) if MMDKernel(kernel) == MMDKernel.imq else torch.exp(-sq / c)).sum(0)
 
 
 def mmd_unbiased(z: torch.Tensor, p: torch.Tensor, kernel: MMDKernel, scales: float | Sequence[float]) -> torch.Tensor:
