@@ -160,6 +160,29 @@ def test_two_dimensional_log_determinants_match_finite_differences(kind):
         assert log_det.item() == pytest.approx(torch.linalg.slogdet(fd)[1].item(), abs=1e-6)
 
 
+def test_iaf_transform_with_the_merged_context_product_equals_each_made_reading_h():
+    # One product for every step's context projections (and shared by K draws) against each MADE's own layers.
+    post = IAFPosterior(4, 3, [10, 10], 5).double()
+    g = torch.Generator().manual_seed(8)
+    h = torch.randn(3, 5, generator=g, dtype=torch.float64)
+    for z in (
+        torch.randn(3, 4, generator=g, dtype=torch.float64),
+        torch.randn(2, 3, 4, generator=g, dtype=torch.float64),
+    ):
+        want_z, want_log_det = z, torch.zeros(z.shape[:-1], dtype=torch.float64)
+        h_k = h.expand(*z.shape[:-1], 5)
+        for t, made in enumerate(post.steps):
+            if t > 0:
+                want_z = want_z.flip(-1)
+            m, s = made(want_z, h_k)
+            sigma = torch.sigmoid(s + FORGET_BIAS)
+            want_z = sigma * want_z + (1 - sigma) * m
+            want_log_det = want_log_det + torch.log(sigma).sum(-1)
+        got_z, got_log_det = post.transform(z, h)
+        torch.testing.assert_close(got_z, want_z, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(got_log_det, want_log_det, rtol=1e-12, atol=1e-12)
+
+
 def test_iaf_step_is_autoregressive_with_the_gated_diagonal():
     d = 5
     post = IAFPosterior(d, 1, [16, 16], 3).double()

@@ -58,16 +58,25 @@ class MADE(nn.Module):
         # h also reaches the outputs directly: the first dimension, which reads no z, still depends on the image.
         self.context_out = nn.Linear(context, 2 * dim, bias=False) if context > 0 else None
 
-    def forward(self, z: torch.Tensor, h: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        z: torch.Tensor,
+        h: torch.Tensor | None,
+        projected: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``projected``: (context(h), context_out(h)) when the caller computed them already (``IAFPosterior``
+        does it for all steps in one product); they broadcast against z's leading axes."""
+        if projected is None and self.context is not None and h is not None:
+            projected = (self.context(h), self.context_out(h))
         a = self.hidden[0](z)
-        if self.context is not None and h is not None:
-            a = a + self.context(h)
+        if projected is not None:
+            a = a + projected[0]
         a = elu(a)
         for layer in self.hidden[1:]:
             a = elu(layer(a))
         out = self.out(a)
-        if self.context_out is not None and h is not None:
-            out = out + self.context_out(h)
+        if projected is not None:
+            out = out + projected[1]
         return out.chunk(2, dim=-1)
 
 
@@ -77,17 +86,27 @@ class IAFPosterior(FlowPosterior):
         self.context_dim = context if flows > 0 else 0
         self.steps = nn.ModuleList(MADE(latent_dim, hidden, self.context_dim) for _ in range(flows))
 
+    def project_context(self, context: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Every step's (context(h), context_out(h)) ``[B, H0]``, ``[B, 2D]`` from one matrix product: the 2T small
+        products of the steps are one, and K draws per image (IWAE) share it instead of repeating it K times."""
+        steps = list(self.steps)
+        weight = torch.cat([m.context.weight for m in steps] + [m.context_out.weight for m in steps])
+        bias = torch.cat(
+            [m.context.bias for m in steps] + [m.context.bias.new_zeros(m.context_out.out_features) for m in steps]
+        )
+        sizes = [m.context.out_features for m in steps] + [m.context_out.out_features for m in steps]
+        parts = F.linear(context, weight, bias).split(sizes, dim=-1)
+        return list(zip(parts[: len(steps)], parts[len(steps) :], strict=True))
+
     def transform(self, z, context):
         log_det = z.new_zeros(z.shape[:-1])
-        h = None
-        if context is not None and z.dim() > context.dim():  # K draws per image share the image's context
-            h = context.expand(*z.shape[:-1], context.shape[-1])
-        elif context is not None:
-            h = context
+        projected: list = [None] * self.flows
+        if context is not None and self.context_dim > 0:
+            projected = self.project_context(context)  # [B, .]: broadcasts against K draws per image
         for t, made in enumerate(self.steps):
             if t > 0:
                 z = z.flip(-1)
-            m, s = made(z, h)
+            m, s = made(z, None, projected[t])
             # The update and its log-determinant in fp32 at least, under bf16 autocast too.
             wide = torch.promote_types(z.dtype, torch.float32)
             m, s = m.to(wide), s.to(wide)

@@ -96,8 +96,14 @@ def log_sphere_area(m: int) -> float:
 
 
 def vmf_kl_to_uniform(m: int, kappa: torch.Tensor) -> torch.Tensor:
+    """kappa A_m(kappa) + log C_m(kappa) + log |S^(m-1)|, with log I_v taken once for both terms (a host round
+    trip per Bessel call: two here, not three)."""
     k = kappa.double()
-    return (k * mean_resultant(m, k) + log_normalizer(m, k) + log_sphere_area(m)).float()
+    v = m / 2 - 1
+    log_iv = log_bessel_iv(v, k)
+    resultant = torch.exp(log_bessel_iv(v + 1, k) - log_iv)
+    log_c = v * torch.log(k) - (m / 2) * math.log(2 * math.pi) - log_iv
+    return (k * resultant + log_c + log_sphere_area(m)).float()
 
 
 def wood_constants(m: int, kappa: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
