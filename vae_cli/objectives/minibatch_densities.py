@@ -11,8 +11,8 @@ Why not autograd on the broadcast expression: the [B, B, D] tensor (128 x 128 x 
 whole cost, memory-bound elementwise work, and autograd's version made ~30 passes over it, its logsumexp
 reducing over the strided middle axis (185 us per ``amax`` here against ~20 us contiguous). This one lays the
 tensor out as [i, d, j], so that every reduction over j is contiguous, and makes 10 passes forward and 8 backward:
-1.9-3.0x faster forward + backward for B = 128, D = 20 on the 2-core CPU (``benchmarks/pairwise_terms.py``, side by
-side), which took the beta-TCVAE epoch from 2.7-2.9 s to 1.8 s there.
+1.9-4.1x faster forward + backward (across runs) for B = 128, D = 20 on the 2-core CPU
+(``benchmarks/pairwise_terms.py``, side by side); the beta-TCVAE epoch 1.38x faster (README, peer benchmark).
 The values are the same expression evaluated in the same precision; the tests compare values and gradients with
 autograd on torch.distributions' densities in float64.
 """
