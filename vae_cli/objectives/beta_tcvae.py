@@ -21,7 +21,6 @@ either estimator, since the estimates of log q(z) and sum_d log q(z_d) cancel.
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any
 
@@ -44,12 +43,10 @@ def stratified_log_weights(batch_size: int, dataset_size: int, device=None) -> t
     return w.log().float().to(device)
 
 
-@functools.lru_cache(maxsize=8)
 def estimator_log_weights(
     batch_size: int, dataset_size: int, estimator: TCEstimator, device: torch.device, dtype: torch.dtype
 ) -> torch.Tensor:
-    """log W ``[B, B]`` of either estimator, made once per batch size (the step's batches share it; only the last,
-    smaller batch of an epoch makes a second one). Callers must not write into it."""
+    """log W ``[B, B]`` of either estimator."""
     if estimator == TCEstimator.mss and batch_size > 2:
         return stratified_log_weights(batch_size, dataset_size, device).to(dtype)
     # Minibatch-weighted sampling: every pair weighs 1 / (N B).
@@ -57,10 +54,17 @@ def estimator_log_weights(
 
 
 def log_q_estimates(
-    z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, dataset_size: int, estimator: TCEstimator
+    z: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    dataset_size: int,
+    estimator: TCEstimator,
+    log_w: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(log q(z_i|x_i), log q(z_i), sum_d log q(z_id))`` per sample ``[B]``, from the batch's posteriors."""
-    log_w = estimator_log_weights(z.shape[0], int(dataset_size), TCEstimator(estimator), z.device, z.dtype)
+    """``(log q(z_i|x_i), log q(z_i), sum_d log q(z_id))`` per sample ``[B]``, from the batch's posteriors (``log_w``:
+    the estimator's weights for this batch size when the caller keeps them)."""
+    if log_w is None:
+        log_w = estimator_log_weights(z.shape[0], int(dataset_size), TCEstimator(estimator), z.device, z.dtype)
     return minibatch_densities(z, mu, logvar, log_w)
 
 
@@ -72,13 +76,30 @@ class BetaTCVAE(Objective):
         self.alpha, self.beta, self.gamma = float(cfg.alpha), float(cfg.beta), float(cfg.gamma)
         self.estimator = TCEstimator(cfg.estimator)
         self.dataset_size = int(context.train_size)
+        # log W per (batch size, device): made once, shared by the step's batches (the last, smaller batch of an
+        # epoch adds a second one). A dict on the objective rather than an lru_cache, which torch.compile warns about.
+        self._log_weights: dict[tuple[int, torch.device], torch.Tensor] = {}
+
+    def log_weights(self, batch_size: int, device: torch.device) -> torch.Tensor:
+        key = (batch_size, device)
+        if key not in self._log_weights:
+            self._log_weights[key] = estimator_log_weights(
+                batch_size, self.dataset_size, self.estimator, device, torch.float32
+            )
+        return self._log_weights[key]
 
     def forward(self, model: Model, x: torch.Tensor, y: torch.Tensor | None, step: torch.Tensor | None) -> Terms:
         out = model(x, y)
         terms = elbo_terms(model, x, out)
         with no_autocast(out.z):
+            z = out.z.float()
             own, log_qz, log_marginals = log_q_estimates(
-                out.z.float(), out.mu.float(), out.logvar.float(), self.dataset_size, self.estimator
+                z,
+                out.mu.float(),
+                out.logvar.float(),
+                self.dataset_size,
+                self.estimator,
+                self.log_weights(z.shape[0], z.device),
             )
             log_pz = model.prior.log_prob(out.z.float())
         mi, tc, dwkl = (own - log_qz).mean(), (log_qz - log_marginals).mean(), (log_marginals - log_pz).mean()
