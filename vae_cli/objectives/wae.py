@@ -28,7 +28,8 @@ class WAE(Objective):
         self.kernel = MMDKernel(cfg.kernel)
         self.lam = float(cfg["lambda"])
         base = 2.0 * context.latent_dim * float(cfg.kernel_scale)
-        self.scales = [base * float(s) for s in cfg.scales]
+        # A buffer: on the run's device once, so the step copies nothing from the host (CUDA graphs capture it).
+        self.register_buffer("scales", torch.tensor([base * float(s) for s in cfg.scales]), persistent=False)
 
     def forward(self, model: Model, x: torch.Tensor, y: torch.Tensor | None, step: torch.Tensor | None) -> Terms:
         z, _, recon = point_reconstruction(model, x, y)
