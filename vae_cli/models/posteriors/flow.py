@@ -36,7 +36,8 @@ class FlowPosterior(Posterior):
 
 
 class AmortizedFlowPosterior(FlowPosterior):
-    """T steps of one kind whose parameters (``sizes`` units each) the encoder gives per image (planar, radial)."""
+    """T steps of one kind whose parameters (``sizes`` units each) the encoder gives per image (radial; planar keeps
+    the layout but batches its steps in its own ``transform``)."""
 
     sizes: list[int]
 

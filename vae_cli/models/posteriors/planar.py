@@ -26,7 +26,8 @@ def invertible_u(u: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 def planar_step(
     z: torch.Tensor, u: torch.Tensor, w: torch.Tensor, b: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One planar flow on ``z`` ``[..., B, D]`` with per-image ``u, w`` ``[B, D]``, ``b`` ``[B, 1]``."""
+    """One planar flow on ``z`` ``[..., B, D]`` with per-image ``u, w`` ``[B, D]``, ``b`` ``[B, 1]``: the definition
+    that ``PlanarPosterior.transform`` batches over the flows (the tests apply it T times against the transform)."""
     u_hat = invertible_u(u, w)
     a = torch.tanh((z * w).sum(-1, keepdim=True) + b)
     psi_u = ((1 - a.pow(2)) * (w * u_hat).sum(-1, keepdim=True)).squeeze(-1)
@@ -36,8 +37,6 @@ def planar_step(
 class PlanarPosterior(AmortizedFlowPosterior):
     def __init__(self, latent_dim: int, flows: int) -> None:
         super().__init__(latent_dim, flows, [latent_dim, latent_dim, 1])  # u, w, b
-
-    step = staticmethod(planar_step)
 
     def transform(self, z: torch.Tensor, context: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """The T steps of ``planar_step``, with everything that does not depend on z done once for all of them.

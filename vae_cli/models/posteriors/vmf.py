@@ -78,10 +78,13 @@ def log_bessel_iv(v: float, kappa: torch.Tensor) -> torch.Tensor:
     return LogBesselI.apply(kappa, v)
 
 
-def log_normalizer(m: int, kappa: torch.Tensor) -> torch.Tensor:
-    """log C_m(kappa), float64 in, the vMF's log normalizing constant on S^(m-1)."""
+def log_normalizer(m: int, kappa: torch.Tensor, log_iv: torch.Tensor | None = None) -> torch.Tensor:
+    """log C_m(kappa), float64 in, the vMF's log normalizing constant on S^(m-1) (``log_iv``: log I_(m/2-1)(kappa)
+    when the caller has it already)."""
     v = m / 2 - 1
-    return v * torch.log(kappa) - (m / 2) * math.log(2 * math.pi) - log_bessel_iv(v, kappa)
+    if log_iv is None:
+        log_iv = log_bessel_iv(v, kappa)
+    return v * torch.log(kappa) - (m / 2) * math.log(2 * math.pi) - log_iv
 
 
 def mean_resultant(m: int, kappa: torch.Tensor) -> torch.Tensor:
@@ -102,8 +105,7 @@ def vmf_kl_to_uniform(m: int, kappa: torch.Tensor) -> torch.Tensor:
     v = m / 2 - 1
     log_iv = log_bessel_iv(v, k)
     resultant = torch.exp(log_bessel_iv(v + 1, k) - log_iv)
-    log_c = v * torch.log(k) - (m / 2) * math.log(2 * math.pi) - log_iv
-    return (k * resultant + log_c + log_sphere_area(m)).float()
+    return (k * resultant + log_normalizer(m, k, log_iv) + log_sphere_area(m)).float()
 
 
 def wood_constants(m: int, kappa: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
