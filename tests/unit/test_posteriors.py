@@ -21,7 +21,8 @@ from vae_cli.models.likelihoods.gaussian import GaussianLikelihood
 from vae_cli.models.networks.heads import ContextHead, split_head
 from vae_cli.models.posteriors.base import PosteriorParams
 from vae_cli.models.posteriors.gaussian import GaussianPosterior
-from vae_cli.models.posteriors.iaf import FORGET_BIAS, IAFPosterior
+from vae_cli.models.posteriors.iaf import FORGET_BIAS, IAFPosterior, gated_step
+from vae_cli.models.posteriors.iaf_step import IAFStepFunction
 from vae_cli.models.posteriors.planar import PlanarPosterior, invertible_u, planar_step
 from vae_cli.models.posteriors.radial import RadialPosterior, radial_step
 from vae_cli.models.posteriors.vmf import (
@@ -181,6 +182,83 @@ def test_iaf_transform_with_the_merged_context_product_equals_each_made_reading_
         got_z, got_log_det = post.transform(z, h)
         torch.testing.assert_close(got_z, want_z, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(got_log_det, want_log_det, rtol=1e-12, atol=1e-12)
+
+
+def _iaf_through_autograd(post: IAFPosterior, z: torch.Tensor, h: torch.Tensor | None):
+    """transform with every step through the MADE module and autograd (``gated_step``), not ``iaf_step``."""
+    log_det = z.new_zeros(z.shape[:-1])
+    projected = post.project_context(h) if h is not None and post.context_dim > 0 else [None] * post.flows
+    for t, made in enumerate(post.steps):
+        if t > 0:
+            z = z.flip(-1)
+        z, step_log_det = gated_step(made, z, projected[t])
+        log_det = log_det + step_log_det
+    return (z.flip(-1) if post.flows > 1 and post.flows % 2 == 0 else z), log_det
+
+
+def _iaf_grads(post: IAFPosterior, z: torch.Tensor, h: torch.Tensor | None, transform, dtype=None):
+    post.zero_grad(set_to_none=True)
+    leaves = [t.detach().clone().requires_grad_() for t in (z, h) if t is not None]
+    z_in, h_in = leaves[0], (leaves[1] if h is not None else None)
+    with torch.autocast("cpu", torch.bfloat16, enabled=dtype == torch.bfloat16):
+        out, log_det = transform(post, z_in, h_in)
+    weights = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)  # not symmetric in the dimensions
+    ((out * weights).sum() + (log_det.float() ** 2).sum() / 10).backward()
+    grads = [p.grad.clone() for p in post.parameters()] + [t.grad.clone() for t in leaves]
+    return out.detach(), log_det.detach(), grads
+
+
+@pytest.mark.parametrize("context", [5, 0], ids=["context", "no-context"])
+@pytest.mark.parametrize("leading", [(3,), (2, 3)], ids=["batch", "iwae-draws"])
+def test_iaf_step_function_matches_the_made_module_through_autograd(context, leading):
+    # The fused step (iaf_step.py, hand-written backward) against the MADE module and the gated update through
+    # autograd, float64: values, and gradients for every weight, bias, z and h, with K draws sharing h (IWAE).
+    post = IAFPosterior(4, 3, [10, 10], context).double()
+    g = torch.Generator().manual_seed(12)
+    for p in post.parameters():  # away from the initialization, so that every term is exercised
+        p.data.add_(torch.randn(p.shape, generator=g, dtype=torch.float64) * 0.3)
+    z = torch.randn(*leading, 4, generator=g, dtype=torch.float64)
+    h = torch.randn(3, context, generator=g, dtype=torch.float64) if context else None
+    got_z, got_ld, got_grads = _iaf_grads(post, z, h, IAFPosterior.transform)
+    want_z, want_ld, want_grads = _iaf_grads(post, z, h, _iaf_through_autograd)
+    torch.testing.assert_close(got_z, want_z, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got_ld, want_ld, rtol=1e-12, atol=1e-12)
+    assert len(got_grads) == len(want_grads)
+    for got, want in zip(got_grads, want_grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    # The masked weights' gradients are zero where the mask is (the weights never leave the mask's pattern).
+    for made in post.steps:
+        for weight, _bias, mask in made.masked_layers():
+            assert weight.grad is not None and (weight.grad[mask == 0] == 0).all()
+
+
+def test_iaf_step_function_passes_gradcheck():
+    post = IAFPosterior(3, 1, [5], 2).double()
+    made = post.steps[0]
+    g = torch.Generator().manual_seed(13)
+    layers = [
+        (w.detach().clone().requires_grad_(), b.detach().clone().requires_grad_(), m)
+        for w, b, m in made.masked_layers()
+    ]
+    z = torch.randn(2, 4, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    c0 = torch.randn(4, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    c1 = torch.randn(4, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    flat = [t for layer in layers for t in layer]
+    assert torch.autograd.gradcheck(lambda *a: IAFStepFunction.apply(*a[:3], FORGET_BIAS, *a[3:]), (z, c0, c1, *flat))
+
+
+def test_iaf_step_function_under_bf16_autocast_matches_the_module():
+    # Under autocast the forward does the module's ops in the module's dtypes: the same values, bit for bit; the
+    # gradients differ only by the order of bf16 roundings.
+    post = IAFPosterior(20, 4, [64, 64], 8)
+    g = torch.Generator().manual_seed(14)
+    z, h = torch.randn(32, 20, generator=g), torch.randn(32, 8, generator=g)
+    got_z, got_ld, got_grads = _iaf_grads(post, z, h, IAFPosterior.transform, torch.bfloat16)
+    want_z, want_ld, want_grads = _iaf_grads(post, z, h, _iaf_through_autograd, torch.bfloat16)
+    assert got_z.dtype == torch.float32 and torch.equal(got_z, want_z) and torch.equal(got_ld, want_ld)
+    for got, want in zip(got_grads, want_grads, strict=True):
+        assert got.dtype == want.dtype
+        torch.testing.assert_close(got, want, rtol=0.05, atol=0.02 * want.abs().max().item())
 
 
 def test_iaf_step_is_autoregressive_with_the_gated_diagonal():

@@ -26,6 +26,7 @@ from torch.nn import functional as F
 
 from vae_cli.models.elementwise import elu, log_sigmoid
 from vae_cli.models.posteriors.flow import FlowPosterior
+from vae_cli.models.posteriors.iaf_step import iaf_step
 
 FORGET_BIAS = 1.0
 
@@ -58,6 +59,10 @@ class MADE(nn.Module):
         # h also reaches the outputs directly: the first dimension, which reads no z, still depends on the image.
         self.context_out = nn.Linear(context, 2 * dim, bias=False) if context > 0 else None
 
+    def masked_layers(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(weight, bias, mask) of each masked linear, the output layer last (what ``iaf_step`` takes)."""
+        return [(layer.weight, layer.bias, layer.mask) for layer in [*self.hidden, self.out]]
+
     def forward(
         self,
         z: torch.Tensor,
@@ -78,6 +83,18 @@ class MADE(nn.Module):
         if projected is not None:
             out = out + projected[1]
         return out.chunk(2, dim=-1)
+
+
+def gated_step(
+    made: MADE, z: torch.Tensor, projected: tuple[torch.Tensor, torch.Tensor] | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step through the MADE module and autograd: the definition ``iaf_step`` is tested against."""
+    m, s = made(z, None, projected)
+    # The update and its log-determinant in fp32 at least, under bf16 autocast too.
+    wide = torch.promote_types(z.dtype, torch.float32)
+    m, s = m.to(wide), s.to(wide)
+    sigma = torch.sigmoid(s + FORGET_BIAS)
+    return sigma * z + (1 - sigma) * m, log_sigmoid(s + FORGET_BIAS).sum(-1)
 
 
 class IAFPosterior(FlowPosterior):
@@ -106,13 +123,10 @@ class IAFPosterior(FlowPosterior):
         for t, made in enumerate(self.steps):
             if t > 0:
                 z = z.flip(-1)
-            m, s = made(z, None, projected[t])
-            # The update and its log-determinant in fp32 at least, under bf16 autocast too.
-            wide = torch.promote_types(z.dtype, torch.float32)
-            m, s = m.to(wide), s.to(wide)
-            sigma = torch.sigmoid(s + FORGET_BIAS)
-            z = sigma * z + (1 - sigma) * m
-            log_det = log_det + log_sigmoid(s + FORGET_BIAS).sum(-1)
+            # MADE and the gated update as one autograd function (iaf_step.py; the same values as ``gated_step``).
+            c0, c1 = projected[t] if projected[t] is not None else (None, None)
+            z, step_log_det = iaf_step(z, c0, c1, FORGET_BIAS, made.masked_layers())
+            log_det = log_det + step_log_det
         if self.flows > 1 and self.flows % 2 == 0:
             z = z.flip(-1)  # back to the encoder's order (a permutation: no volume change)
         return z, log_det
