@@ -94,7 +94,10 @@ class TopDownCell(nn.Module):
         return mu_p + d_mu, raw_p + d_raw
 
     def merge(self, s: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return self.blocks(s + self.merge_net(z.to(s.dtype)))
+        # The convolution's output first: a sum takes the memory format of its first operand, so the state follows
+        # the network's (NHWC under trainer.channels_last) instead of the NCHW of the learned top state it starts
+        # from, and every later block, SiLU and concatenation runs without a layout conversion.
+        return self.blocks(self.merge_net(z.to(s.dtype)) + s)
 
 
 class HierarchicalVAE(NoExtraTerms, nn.Module):
@@ -180,6 +183,10 @@ class HierarchicalVAE(NoExtraTerms, nn.Module):
         ``eps`` ``[N, D]`` (flat, top first) draws z = mu_q + sigma_q eps; None takes each posterior mean."""
         h = self.bottom_up(x) if h is None else h
         s = self._initial_state(h.shape[0])
+        if h.is_contiguous(memory_format=torch.channels_last) and not h.is_contiguous():
+            # The state in the features' layout (NHWC under trainer.channels_last): the first cell's blocks and
+            # concatenation then need no conversion (see ``TopDownCell.merge`` for the later cells).
+            s = s.contiguous(memory_format=torch.channels_last)
         noise = self.split(eps) if eps is not None else [None] * len(self.cells)
         layers = []
         for cell, e in zip(self.cells, noise, strict=True):
