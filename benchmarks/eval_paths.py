@@ -1,4 +1,4 @@
-"""vae-eval and vae-sample on the hierarchical VAE, the VQ-VAE and its PixelCNN prior: wall time of this
+"""vae-eval and vae-sample on the ResNet VAE, the hierarchical VAE, the VQ-VAE and its PixelCNN prior: wall time of this
 installation against another (``--baseline-bin``, e.g. an older checkout's .venv/bin), side by side.
 
 Each installation trains its own small runs with the same overrides (one epoch on 640 Fashion-MNIST images: the
@@ -20,6 +20,7 @@ from pathlib import Path
 TRAIN = ["trainer.epochs=1", "trainer.embedding=false"]
 DATA = ["dataset=fashion_mnist", "dataset.subset=640"]
 RUNS = {
+    "resnet": [*DATA, "model=resnet"],
     "hvae": [*DATA, "model=hvae"],
     "vqvae": [*DATA, "model=vqvae"],
     "pixelcnn": ["prior=pixelcnn", "prior.vqvae={out}/vqvae"],  # the VQ-VAE run's data

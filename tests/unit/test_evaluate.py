@@ -198,3 +198,31 @@ def test_bits_per_dim_is_nats_over_pixels_times_ln2():
     # A density on [0, 1]-scaled pixels, read on the 0-255 scale: + log2(255) per dimension.
     assert bits_per_dim(784 * math.log(2), 784, Measures.density) == pytest.approx(1 + 7.994353436858858)
     assert bits_per_dim(784 * math.log(2), 784, Measures.cross_entropy) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("arch", ["conv", "resnet", "hvae"])
+def test_evaluation_in_nhwc_gives_the_nchw_numbers(arch):
+    # vae-eval loads a convolutional model in NHWC (models/layout.py: the faster layout for its fp32 passes too) and
+    # evaluate_images gives the images the model's layout: the same estimates as the NCHW model, to fp32 rounding.
+    from tests.conftest import model_config
+    from vae_cli.config.architectures import ConvConfig, HVAEConfig, ResNetConfig
+    from vae_cli.models.build import build_model
+    from vae_cli.models.layout import input_layout, to_channels_last
+
+    cfg = {
+        "conv": ConvConfig(latent_dim=4),
+        "resnet": ResNetConfig(latent_dim=4, widths=[4, 8], blocks=1),
+        "hvae": HVAEConfig(layers=2, latent_channels=2, widths=[4, 8], blocks=1),
+    }[arch]
+    torch.manual_seed(0)
+    model = build_model(model_config(cfg), (1, 28, 28))
+    for p in model.parameters():  # away from the zero-initialized residual branches
+        p.data.add_(torch.randn(p.shape) * 0.05)
+    images = (torch.rand(12, 1, 28, 28, generator=torch.Generator().manual_seed(1)) > 0.5).float()
+    batches = [(images[:6], torch.full((6,), -1)), (images[6:], torch.full((6,), -1))]
+    assert input_layout(model) == torch.contiguous_format
+    want = evaluate_images(model, batches, k=8, seed=3)
+    assert to_channels_last(model) and input_layout(model) == torch.channels_last
+    got = evaluate_images(model, batches, k=8, seed=3)
+    assert got.nll_iw == pytest.approx(want.nll_iw, rel=1e-5)
+    assert got.recon == pytest.approx(want.recon, rel=1e-5) and got.kl == pytest.approx(want.kl, rel=1e-4, abs=1e-5)

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
             overrides.append(f"components={args.components}")
         path = Path(args.path).expanduser()
         with owned(path if path.is_dir() else run_dir_of(path), "samplers/"):
-            run = load_run(path, which=args.checkpoint, device=eval_device(args.device))
+            run = load_run(path, which=args.checkpoint, device=eval_device(args.device), channels_last=True)
             fitted = fit_sampler(
                 run,
                 args.sampler,

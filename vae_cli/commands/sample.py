@@ -106,7 +106,7 @@ def write_pictures(args: argparse.Namespace) -> list[Path]:
     out = Path(args.out).expanduser()
     if out.exists() and not out.is_dir():
         raise VaeCliError(f"--out {out} is a file, not a folder; pass a folder for the PNG files.")
-    run = load_run(args.path, which=args.checkpoint, device="cpu")
+    run = load_run(args.path, which=args.checkpoint, device="cpu", channels_last=True)
     model, decode = run.model, MeanDecoder(run.model)
     if args.label is not None and not model.conditional:
         raise VaeCliError(

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from vae_cli.datasets.batches import Batch
+from vae_cli.models.layout import input_layout
 from vae_cli.models.likelihoods.base import Measures
 from vae_cli.models.protocol import CodeGridModel, Model
 
@@ -180,12 +181,13 @@ def evaluate_images(
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
+    layout = input_layout(model)
     generator = torch.Generator(device=device).manual_seed(seed)
     log_px, log_lik, kl, mus, kl_dims, kl_layers = [], [], [], [], [], []
     code_counts = None
     num_pixels = 0
     for x, y in progress(batches) if progress is not None else batches:
-        x = x.to(device)
+        x = x.to(device).contiguous(memory_format=layout)
         num_pixels = x[0].numel()
         out = importance_weighted_batch(
             model, x, k, generator, max_decode, y=y.to(device) if model.conditional else None

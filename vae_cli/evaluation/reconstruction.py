@@ -19,6 +19,7 @@ import torch
 
 from vae_cli.datasets.batches import Batch
 from vae_cli.evaluation.bounds import ACTIVE_UNIT_THRESHOLD
+from vae_cli.models.layout import input_layout
 from vae_cli.models.protocol import Model
 
 
@@ -50,10 +51,11 @@ def reconstruction_error(
     was_training = model.training
     model.eval()
     device = model.device
+    layout = input_layout(model)
     recon_sum, sq_sum, n, pixels = 0.0, 0.0, 0, 0
     mus = []
     for x, y in progress(batches) if progress is not None else batches:
-        x = x.to(device)
+        x = x.to(device).contiguous(memory_format=layout)
         y = y.to(device) if model.conditional else None
         mu, _ = model.encode(x, y)
         params = model.decode(mu, y)

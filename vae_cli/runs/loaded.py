@@ -18,6 +18,7 @@ from vae_cli.config.schema import structured
 from vae_cli.datasets.loader import load_dataset
 from vae_cli.datasets.splits import ImageSplits
 from vae_cli.models.build import build_model
+from vae_cli.models.layout import to_channels_last
 from vae_cli.models.protocol import Model
 from vae_cli.objectives import build_objective
 from vae_cli.objectives.base import Objective, ObjectiveContext
@@ -75,9 +76,13 @@ def run_dir_of(checkpoint: Path) -> Path:
     return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
 
 
-def load_run(path: str | Path, which: str = "best", device: torch.device | str = "cpu") -> LoadedRun:
+def load_run(
+    path: str | Path, which: str = "best", device: torch.device | str = "cpu", channels_last: bool = False
+) -> LoadedRun:
     """The run's model and objective from ``checkpoints/<which>.pt`` (the other checkpoint if that one is missing
-    or corrupt, with a warning on stderr), or from the checkpoint file given."""
+    or corrupt, with a warning on stderr), or from the checkpoint file given. ``channels_last``: a convolutional
+    model's weights in NHWC, the faster layout for evaluation (vae-cli's own commands; ``models/layout.py``); off for
+    the public ``vae_cli.load_run``, whose users get the model's outputs in the usual NCHW."""
     ckpt_path, ckpt, warning = load_with_fallback(path, preferred=which, map_location=device)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
@@ -104,6 +109,8 @@ def load_run(path: str | Path, which: str = "best", device: torch.device | str =
         ) from exc
     model.to(device).eval()
     objective.to(device).eval()
+    if channels_last:
+        to_channels_last(model)
     return LoadedRun(
         checkpoint_path=ckpt_path,
         run_dir=run_dir_of(ckpt_path),

@@ -81,7 +81,7 @@ def evaluate_run(
     to the run's TensorBoard, holding the run's lock from before the checkpoint is read until both are written."""
     dev = eval_device(device)
     with owned_if(write, path, "eval.json"):
-        run = load_run(path, which=which, device=dev)
+        run = load_run(path, which=which, device=dev, channels_last=True)
         data = load_split(run.cfg, split, data_root=data_root, dataset=dataset)
         images, labels = data.images.to(dev), data.labels.to(dev)
         # Another dataset gets its own entry (e.g. "test_mnist"), so the run's own test numbers are kept; so does a
@@ -258,7 +258,7 @@ def disentanglement_run(
     the run's TensorBoard, holding the run's lock throughout."""
     dev = eval_device(device)
     with owned_if(write, path, "eval.json"):
-        run = load_run(path, which=which, device=dev)
+        run = load_run(path, which=which, device=dev, channels_last=True)
         cfg = disentanglement_config(run.cfg, overrides or [])
         data_cfg = OmegaConf.merge(run.cfg.dataset, {})
         if data_root is not None:
@@ -327,7 +327,7 @@ def sample_quality_run(
         raise ConfigError(f"--samples {samples}: sample quality needs at least 2 samples (10,000 is usual).")
     dev = eval_device(device)
     with owned_if(write, path, "eval.json"):
-        run = load_run(path, which=which, device=dev)
+        run = load_run(path, which=which, device=dev, channels_last=True)
         if not run.model.can_sample or run.model.conditional:
             raise ConfigError(
                 f"{run.run_dir} cannot be sampled without a label or a learned prior (a conditional model, or a VQ-VAE "

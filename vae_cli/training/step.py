@@ -35,6 +35,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from vae_cli.config.enums import NanPolicy, Precision
 from vae_cli.config.training import TrainerConfig
+from vae_cli.models.layout import has_convolutions
 from vae_cli.models.protocol import Model
 from vae_cli.objectives.base import Objective
 from vae_cli.process.device import native_bf16
@@ -45,9 +46,6 @@ from vae_cli.training.updates import UpdateGuard, WeightAverage
 # Eager steps before a CUDA graph is captured: cuBLAS/cuDNN handles, the optimizer's state and (with compile)
 # the compiled kernels must all exist before capture. They are ordinary training steps on real batches.
 GRAPH_WARMUP_STEPS = 3
-
-
-CONVOLUTIONS = (nn.Conv2d, nn.ConvTranspose2d)
 
 
 def resolve_precision(
@@ -67,10 +65,6 @@ def resolve_precision(
     if why is not None:
         return Precision.bf16, f"auto: {why}; trainer.precision=fp32 for full precision"
     return Precision.fp32, f"auto: no native bf16 matmuls on {device.type}"
-
-
-def has_convolutions(model: nn.Module) -> bool:
-    return any(isinstance(m, CONVOLUTIONS) for m in model.modules())
 
 
 def portable_optimizer_state(state: dict) -> dict:
