@@ -208,6 +208,8 @@ def test_under_channels_last_the_top_down_state_stays_nhwc_and_the_values_do_not
         p.data.add_(torch.randn(p.shape, generator=g) * 0.1)
     x, eps = torch.rand(4, 1, 28, 28, generator=g), torch.randn(4, model.latent_dim, generator=g)
     want_layers, want_s = model._infer(x, eps)
+    eps_k = torch.randn(3, 4, model.latent_dim, generator=g)  # IW: K = 3 draws per image
+    want_weights = model.log_weights(x, None, eps_k)
 
     model.to(memory_format=torch.channels_last)
     seen: list[tuple[str, bool]] = []
@@ -218,9 +220,13 @@ def test_under_channels_last_the_top_down_state_stays_nhwc_and_the_values_do_not
         for name, module in model.cells.named_modules()
         if isinstance(module, (PreActBlock, nn.SiLU))
     ]
-    got_layers, got_s = model._infer(x.contiguous(memory_format=torch.channels_last), eps)
+    x_nhwc = x.contiguous(memory_format=torch.channels_last)
+    got_layers, got_s = model._infer(x_nhwc, eps)
+    got_weights = model.log_weights(x_nhwc, None, eps_k)  # the K copies of h keep the layout too
     for hook in hooks:
         hook.remove()
+    for a, b in zip(got_weights, want_weights, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)
     assert len(seen) > 10 and [name for name, nhwc in seen if not nhwc] == []
     assert got_s.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(got_s, want_s, rtol=1e-5, atol=1e-5)

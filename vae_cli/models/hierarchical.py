@@ -55,6 +55,12 @@ def _zero_last(module: nn.Sequential) -> nn.Sequential:
     return module
 
 
+def _layout(t: torch.Tensor) -> torch.memory_format:
+    """NHWC for a channels-last map (one that is not also NCHW-contiguous), else NCHW."""
+    nhwc = t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+    return torch.channels_last if nhwc else torch.contiguous_format
+
+
 class TopDownCell(nn.Module):
     """One stochastic layer: the prior and posterior of z_l from the state (and x's features), and the merge of z_l
     into the state. Any modules with these shapes compose (tests use 1x1 convolutions for a linear hierarchy)."""
@@ -183,9 +189,9 @@ class HierarchicalVAE(NoExtraTerms, nn.Module):
         ``eps`` ``[N, D]`` (flat, top first) draws z = mu_q + sigma_q eps; None takes each posterior mean."""
         h = self.bottom_up(x) if h is None else h
         s = self._initial_state(h.shape[0])
-        if h.is_contiguous(memory_format=torch.channels_last) and not h.is_contiguous():
-            # The state in the features' layout (NHWC under trainer.channels_last): the first cell's blocks and
-            # concatenation then need no conversion (see ``TopDownCell.merge`` for the later cells).
+        # The state in the features' layout (NHWC under trainer.channels_last): the first cell's blocks and
+        # concatenation then need no conversion (see ``TopDownCell.merge`` for the later cells).
+        if _layout(h) == torch.channels_last:
             s = s.contiguous(memory_format=torch.channels_last)
         noise = self.split(eps) if eps is not None else [None] * len(self.cells)
         layers = []
@@ -246,11 +252,12 @@ class HierarchicalVAE(NoExtraTerms, nn.Module):
             raise ValueError("model=hvae has no doubly reparameterized estimator (loss.estimator=dreg)")
         k, b = eps.shape[0], x.shape[0]
         h = self.bottom_up(x)
-        h_rep = h.unsqueeze(0).expand(k, *h.shape).reshape(k * b, *h.shape[1:])
+        # K copies of each image's features, in the features' layout (a reshape of the expanded tensor is NCHW).
+        h_rep = h.unsqueeze(0).expand(k, *h.shape).reshape(k * b, *h.shape[1:]).contiguous(memory_format=_layout(h))
         layers, s = self._infer(x, eps.reshape(k * b, -1), h=h_rep)
         log_q = sum(gaussian_log_prob(z, mq, sq).flatten(1).sum(1) for z, mq, sq, _, _ in layers)
         log_p = sum(gaussian_log_prob(z, mp, sp).flatten(1).sum(1) for z, _, _, mp, sp in layers)
-        x_rep = x.unsqueeze(0).expand(k, *x.shape).reshape(k * b, *x.shape[1:])
+        x_rep = x.unsqueeze(0).expand(k, *x.shape).reshape(k * b, *x.shape[1:]).contiguous(memory_format=_layout(x))
         log_px_z = self.likelihood.log_prob(x_rep, self.decoder(s))
         z = torch.cat([z_l.flatten(1) for z_l, *_ in layers], dim=1).view(k, b, -1)
         return log_px_z.view(k, b), log_p.view(k, b), log_q.view(k, b), z
