@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from vae_cli.models.layout import layout_of
 from vae_cli.models.likelihoods.base import Likelihood
 from vae_cli.models.networks.residual import PreActBlock, coarsest_shape, residual_stages_down, residual_stages_up
 from vae_cli.models.protocol import NoExtraTerms, VAEOutput
@@ -53,12 +54,6 @@ def _zero_last(module: nn.Sequential) -> nn.Sequential:
     nn.init.zeros_(module[-1].weight)
     nn.init.zeros_(module[-1].bias)
     return module
-
-
-def _layout(t: torch.Tensor) -> torch.memory_format:
-    """NHWC for a channels-last map (one that is not also NCHW-contiguous), else NCHW."""
-    nhwc = t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
-    return torch.channels_last if nhwc else torch.contiguous_format
 
 
 class TopDownCell(nn.Module):
@@ -191,7 +186,7 @@ class HierarchicalVAE(NoExtraTerms, nn.Module):
         s = self._initial_state(h.shape[0])
         # The state in the features' layout (NHWC under trainer.channels_last): the first cell's blocks and
         # concatenation then need no conversion (see ``TopDownCell.merge`` for the later cells).
-        if _layout(h) == torch.channels_last:
+        if layout_of(h) == torch.channels_last:
             s = s.contiguous(memory_format=torch.channels_last)
         noise = self.split(eps) if eps is not None else [None] * len(self.cells)
         layers = []
@@ -253,11 +248,11 @@ class HierarchicalVAE(NoExtraTerms, nn.Module):
         k, b = eps.shape[0], x.shape[0]
         h = self.bottom_up(x)
         # K copies of each image's features, in the features' layout (a reshape of the expanded tensor is NCHW).
-        h_rep = h.unsqueeze(0).expand(k, *h.shape).reshape(k * b, *h.shape[1:]).contiguous(memory_format=_layout(h))
+        h_rep = h.unsqueeze(0).expand(k, *h.shape).reshape(k * b, *h.shape[1:]).contiguous(memory_format=layout_of(h))
         layers, s = self._infer(x, eps.reshape(k * b, -1), h=h_rep)
         log_q = sum(gaussian_log_prob(z, mq, sq).flatten(1).sum(1) for z, mq, sq, _, _ in layers)
         log_p = sum(gaussian_log_prob(z, mp, sp).flatten(1).sum(1) for z, _, _, mp, sp in layers)
-        x_rep = x.unsqueeze(0).expand(k, *x.shape).reshape(k * b, *x.shape[1:]).contiguous(memory_format=_layout(x))
+        x_rep = x.unsqueeze(0).expand(k, *x.shape).reshape(k * b, *x.shape[1:]).contiguous(memory_format=layout_of(x))
         log_px_z = self.likelihood.log_prob(x_rep, self.decoder(s))
         z = torch.cat([z_l.flatten(1) for z_l, *_ in layers], dim=1).view(k, b, -1)
         return log_px_z.view(k, b), log_p.view(k, b), log_q.view(k, b), z

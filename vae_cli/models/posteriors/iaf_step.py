@@ -3,7 +3,9 @@
 Why: a step is ~45 small ops forward and backward through autograd (masked weights, casts, ELUs, the gate and its
 log-determinant), each ~10-20 us on a CPU at a batch of 128, while its nine matrix products are ~270 us in all: the
 step cost ~4x its products. Written out, the forward does the same ops (bit for bit the same values as the MADE
-module, ``tests/unit/test_posteriors.py``), and the backward is the matrix products plus ~10 elementwise ops.
+module, ``tests/unit/test_posteriors.py``), and the backward is the matrix products plus ~10 elementwise ops, with
+no autograd node per op. Measured: the transform's forward + backward 1.06x faster (B = 128, D = 20, 4 steps of
+320 x 2, bf16 and fp32 alike); what is left is the forward's per-op overhead and the products themselves.
 
 The step, for hidden layers l = 0..L-1 with masked weights W_l * M_l, context projections c0 (into the first hidden
 layer) and c1 (into the outputs), FORGET the gate's bias:
