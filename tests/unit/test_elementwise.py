@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from vae_cli.models.elementwise import elu, log_sigmoid, softplus
+from vae_cli.models.elementwise import elu, elu_and_slope, log_sigmoid, log_sigmoid_values, softplus
 
 CASES = [(elu, F.elu), (softplus, F.softplus), (log_sigmoid, F.logsigmoid)]
 
@@ -32,3 +32,16 @@ def test_first_and_second_derivatives_pass_gradcheck(ours, torchs):
     x.requires_grad_()
     assert torch.autograd.gradcheck(ours, (x,))
     assert torch.autograd.gradgradcheck(ours, (x,))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_the_autograd_free_forms_give_the_autograd_functions_values_bit_for_bit(dtype):
+    # elu_and_slope / log_sigmoid_values serve autograd functions with their own backward (the IAF step); their
+    # values must be elu's and log_sigmoid's exactly, and the slope elu's derivative (up to its underflow to 0).
+    x = (torch.randn(4000, generator=torch.Generator().manual_seed(7)) * 30).to(dtype)
+    x[:3] = torch.tensor([0.0, -0.0, 1e-30])
+    y, slope = elu_and_slope(x)
+    assert torch.equal(y, elu(x)) and torch.equal(log_sigmoid_values(x), log_sigmoid(x))
+    xg = x.double().requires_grad_()
+    F.elu(xg).sum().backward()
+    torch.testing.assert_close(slope.double(), xg.grad, rtol=1e-2 if dtype == torch.bfloat16 else 1e-6, atol=1e-30)

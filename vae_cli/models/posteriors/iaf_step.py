@@ -30,11 +30,7 @@ import torch
 from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
-
-def _log_sigmoid(x: torch.Tensor) -> torch.Tensor:
-    # min(x, 0) - log(1 + exp(-|x|)): vae_cli.models.elementwise.log_sigmoid's -(max(-x, 0) + log(...)) bit for bit
-    # (negation is exact), in 7 ops instead of 9.
-    return x.clamp(max=0) - torch.log(1 + torch.exp(-x.abs()))
+from vae_cli.models.elementwise import elu_and_slope, log_sigmoid_values
 
 
 class IAFStepFunction(torch.autograd.Function):
@@ -61,10 +57,8 @@ class IAFStepFunction(torch.autograd.Function):
                 if i == 0 and c0 is not None:
                     pre = pre + c0.to(compute)
                 if i < n_layers - 1:
-                    # elu as vae_cli.models.elementwise.elu: max(pre, 0) + e - 1 with e = exp(min(pre, 0)), its slope
-                    e = torch.exp(pre.clamp(max=0))
-                    slopes.append(e)
-                    a = pre.clamp(min=0) + (e - 1)
+                    a, slope = elu_and_slope(pre)  # the module's elu, bit for bit, and its derivative
+                    slopes.append(slope)
                 else:
                     a = pre
             if c1 is not None:
@@ -73,7 +67,7 @@ class IAFStepFunction(torch.autograd.Function):
             gate = s + forget_bias
             sigma = torch.sigmoid(gate)
             z_new = sigma * z + (1 - sigma) * m
-            log_det = _log_sigmoid(gate).sum(-1)
+            log_det = log_sigmoid_values(gate).sum(-1)
         ctx.save_for_backward(z, m, sigma, *inputs, *weights, *slopes, *layers[2::3])
         ctx.n_layers = n_layers
         ctx.shapes = (None if c0 is None else c0.shape, None if c1 is None else c1.shape)
