@@ -421,20 +421,31 @@ WAIT_POLICIES: dict[str, dict[str, str | None]] = {
 }
 
 
+def wait_policies(extra_spins: list[int]) -> dict[str, dict[str, str | None]]:
+    """The policies of the waits suite: WAIT_POLICIES and a bounded spin for each of ``--wait-spins``."""
+    policies = dict(WAIT_POLICIES)
+    for spins in extra_spins:
+        if spins != BOUNDED_SPINS:
+            policies[f"GOMP_SPINCOUNT={spins}"] = {"OMP_WAIT_POLICY": None, "GOMP_SPINCOUNT": str(spins)}
+    return policies
+
+
 def suite_waits(args: argparse.Namespace) -> str:
-    """The vae-train fp32 step (the bare loop with its fused Adam and fast BCE) under each OpenMP wait policy, run
-    alone and as two runs at once (each with torch's 2 threads: what a parallel sweep does to a 2-core machine)."""
+    """The vae-train step (the bare loop with its fused Adam and fast BCE; ``--wait-bf16``: and bf16 with its malloc
+    settings, vae-train's default step on a bf16 CPU) under each OpenMP wait policy, run alone and as two runs at
+    once (each with torch's 2 threads: what a parallel sweep does to a 2-core machine)."""
     from concurrent.futures import ThreadPoolExecutor
 
     sub = argparse.Namespace(**{**vars(args), "epochs": args.ablation_epochs})
-    flags = ["--fused-adam", "--fast-bce"]
+    flags = ["--fused-adam", "--fast-bce", *(["--bf16", "--malloc"] if args.wait_bf16 else [])]
+    policies = wait_policies(args.wait_spins)
     print(f"suite waits: {sub.epochs} epochs, {args.reps} reps", file=sys.stderr)
-    alone: dict[str, list[float]] = {k: [] for k in WAIT_POLICIES}
-    paired: dict[str, list[float]] = {k: [] for k in WAIT_POLICIES}
+    alone: dict[str, list[float]] = {k: [] for k in policies}
+    paired: dict[str, list[float]] = {k: [] for k in policies}
     for rep in range(args.reps):
-        names = list(WAIT_POLICIES)
+        names = list(policies)
         for name in names[rep % len(names) :] + names[: rep % len(names)]:
-            env = WAIT_POLICIES[name]
+            env = policies[name]
             alone[name] += run_contender("bare", sub, "mlp", "cpu", flags, env, seed=rep).epoch_times
             with ThreadPoolExecutor(2) as pool:
                 pair = [pool.submit(run_contender, "bare", sub, "mlp", "cpu", flags, env, rep + k) for k in (0, 1)]
@@ -444,21 +455,22 @@ def suite_waits(args: argparse.Namespace) -> str:
                 file=sys.stderr,
                 flush=True,
             )
-    first = next(iter(WAIT_POLICIES))
+    step = "bf16" if args.wait_bf16 else "fp32"
     lines = [
-        f"### CPU thread waits (vae-train fp32 step, MLP, {sub.epochs} epochs, median s/epoch)",
+        f"### CPU thread waits (vae-train {step} step, MLP, {sub.epochs} epochs, median s/epoch)",
         "",
         "| wait policy | alone | two runs at once | two at once ÷ alone |",
         "|---|---|---|---|",
     ]
-    for name in WAIT_POLICIES:
+    for name in policies:
         a, p = statistics.median(alone[name]), statistics.median(paired[name])
         lines.append(f"| {name} | {a:.2f} | {p:.2f} | {p / a:.1f}× |")
+    first = next(iter(policies))
     lines.append(
         f"\n(alone, versus {first}: "
         + ", ".join(
             f"{name.split(' ')[0]} {statistics.median(alone[name]) / statistics.median(alone[first]):.2f}×"
-            for name in WAIT_POLICIES
+            for name in policies
         )
         + ")"
     )
@@ -799,6 +811,10 @@ def main() -> None:
         choices=["mlp", "conv", "ablation", "startup", "scaling", "folder", "waits", "zoo", "sweeps", "whole"],
     )
     p.add_argument("--reps", type=int, default=3)
+    p.add_argument(
+        "--wait-spins", type=int, nargs="*", default=[], help="waits suite: also these GOMP_SPINCOUNT values"
+    )
+    p.add_argument("--wait-bf16", action="store_true", help="waits suite: the bf16 step (vae-train's default here)")
     p.add_argument(
         "--baseline-exe",
         default="",

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from scipy import integrate, stats
+from scipy import integrate, special, stats
 from torch import nn
 from torch.distributions import MultivariateNormal
 
@@ -24,15 +24,20 @@ from vae_cli.models.posteriors.gaussian import GaussianPosterior
 from vae_cli.models.posteriors.iaf import FORGET_BIAS, IAFPosterior, gated_step
 from vae_cli.models.posteriors.iaf_step import IAFStepFunction
 from vae_cli.models.posteriors.planar import PlanarPosterior, invertible_u, planar_step
+from vae_cli.models.posteriors.planar_steps import PlanarStepsFunction
 from vae_cli.models.posteriors.radial import RadialPosterior, radial_step
 from vae_cli.models.posteriors.vmf import (
     UniformSphere,
+    VMFKLToUniform,
     VMFPosterior,
+    _beta_half,
+    log_bessel_iv_and_ratio,
     log_normalizer,
     mean_resultant,
     vmf_kl_to_uniform,
     wood_accepted_eps,
     wood_constants,
+    wood_transform,
 )
 from vae_cli.models.posteriors.wrapped_normal import Ball, WrappedNormalPosterior, WrappedNormalPrior
 from vae_cli.models.priors import StandardNormal
@@ -125,6 +130,58 @@ def test_planar_transform_is_planar_step_applied_flow_after_flow():
         got_z, got_log_det = post.transform(z, context)
         torch.testing.assert_close(got_z, want_z, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(got_log_det, want_log_det, rtol=1e-12, atol=1e-12)
+
+
+def _planar_through_autograd(z: torch.Tensor, context: torch.Tensor, flows: int):
+    """``planar_step`` applied flow after flow, through autograd: the definition the fused steps must match."""
+    b, d = context.shape[0], z.shape[-1]
+    log_det = torch.zeros(z.shape[:-1], dtype=z.dtype)
+    for t in range(flows):
+        u, w, bias = context.view(b, flows, 2 * d + 1)[:, t].split([d, d, 1], dim=-1)
+        z, ld = planar_step(z, u, w, bias)
+        log_det = log_det + ld
+    return z, log_det
+
+
+@pytest.mark.parametrize("leading", [(3,), (2, 3)], ids=["batch", "iwae-draws"])
+def test_planar_steps_function_gradients_match_autograd_through_planar_step(leading):
+    # The hand-written backward (planar_steps.py) against autograd through the one-step definition, float64: the
+    # gradients of z0 and of every flow's (u, w, b) through the context, with K draws sharing an image's flows.
+    post = PlanarPosterior(4, 5).double()
+    g = torch.Generator().manual_seed(21)
+    results = []
+    for transform in (post.transform, lambda z, c: _planar_through_autograd(z, c, 5)):
+        z = torch.randn(*leading, 4, generator=g.manual_seed(22), dtype=torch.float64, requires_grad=True)
+        context = torch.randn(3, post.context_dim, generator=g, dtype=torch.float64, requires_grad=True)
+        out, log_det = transform(z, context)
+        weights = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)  # not symmetric in the dims
+        ((out * weights).sum() + (log_det**2).sum() / 10).backward()
+        results.append((out.detach(), log_det.detach(), z.grad, context.grad))
+    for got, want in zip(*results, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_planar_steps_function_passes_gradcheck():
+    g = torch.Generator().manual_seed(23)
+    z = torch.randn(2, 4, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    u_hat, w = (torch.randn(4, 3, 3, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    b = torch.randn(4, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(PlanarStepsFunction.apply, (z, u_hat, w, b))
+
+
+def test_planar_steps_under_bf16_autocast_run_in_fp32():
+    # Under autocast the encoder gives bf16; the steps and the log-determinants are computed in fp32 (the old
+    # autograd path summed them in bf16): closer to the float64 values than bf16 rounding of the inputs allows.
+    post = PlanarPosterior(20, 10)
+    g = torch.Generator().manual_seed(24)
+    z = torch.randn(64, 20, generator=g).bfloat16()
+    context = (0.5 * torch.randn(64, post.context_dim, generator=g)).bfloat16()
+    with torch.autocast("cpu", torch.bfloat16):
+        out, log_det = post.transform(z, context)
+    want_z, want_ld = _planar_through_autograd(z.double(), context.double(), 10)
+    assert out.dtype == torch.float32 and log_det.dtype == torch.float32
+    torch.testing.assert_close(out.double(), want_z, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(log_det.double(), want_ld, rtol=1e-5, atol=1e-5)
 
 
 def test_planar_parameterization_keeps_the_flow_invertible():
@@ -353,6 +410,55 @@ def test_vmf_log_normalizer_has_no_nan_at_high_dimension_and_concentration():
         assert torch.isfinite(c).all() and torch.isfinite(k.grad).all()
         expected = stats.vonmises_fisher(np.eye(m)[0], 30.0).logpdf(np.eye(m)[0]) - 30.0
         assert c[1].item() == pytest.approx(expected, rel=1e-6)
+
+
+def _wood_through_autograd(m: int, kappa: torch.Tensor, eps: torch.Tensor):
+    """(w, sqrt(1 - w^2), log q, score) written out with autograd (log C through ``log_normalizer``): the formulas
+    ``WoodTransform`` must match, value and gradient."""
+    _, b, _ = wood_constants(m, kappa)
+    w = (1 - (1 + b) * eps) / (1 - (1 - b) * eps)
+    sine = torch.sqrt((1 - w.pow(2)).clamp_min(1e-30))
+    log_q = kappa * w + log_normalizer(m, kappa)
+    score = log_q + 0.5 * (m - 3) * torch.log(1 - w.pow(2)) + torch.log(2 * b) - 2 * torch.log(1 - (1 - b) * eps)
+    return w, sine, log_q, score
+
+
+@pytest.mark.parametrize("m", [3, 20, 64])
+def test_wood_transform_matches_autograd_through_its_formulas(m):
+    g = torch.Generator().manual_seed(31)
+    weights = [torch.randn(3, 4, generator=g, dtype=torch.float64) for _ in range(4)]
+    results = []
+    for transform in (lambda k, e: wood_transform(m, k, e), lambda k, e: _wood_through_autograd(m, k, e)):
+        kappa = torch.tensor([1.5, 7.0, 40.0, 900.0], dtype=torch.float64, requires_grad=True)
+        eps = wood_accepted_eps(m, kappa.detach().expand(3, 4), torch.Generator().manual_seed(32))  # [K, B]
+        outs = transform(kappa, eps)
+        sum((o * wt).sum() for o, wt in zip(outs, weights, strict=True)).backward()
+        results.append([o.detach() for o in outs] + [kappa.grad])
+    for got, want in zip(*results, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-11)
+
+
+def test_wood_transform_and_log_bessel_pass_gradcheck():
+    kappa = torch.tensor([1.2, 5.0, 30.0], dtype=torch.float64, requires_grad=True)
+    eps = torch.tensor([[0.3, 0.5, 0.7], [0.45, 0.55, 0.2]], dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda k: wood_transform(10, k, eps), (kappa,))
+    # log I_v and I_(v+1)/I_v from one host call: both outputs' derivatives (d A/dk = 1 - A^2 - (2v+1) A / k)
+    assert torch.autograd.gradcheck(lambda k: log_bessel_iv_and_ratio(4.5, k), (kappa,))
+    # the KL's closed-form derivative k A'(k) (vmf_kl_to_uniform returns fp32: gradcheck the float64 function)
+    assert torch.autograd.gradcheck(lambda k: VMFKLToUniform.apply(k, 11), (kappa,))
+    log_iv, ratio = log_bessel_iv_and_ratio(4.5, kappa.detach())
+    k = kappa.detach().numpy()
+    assert np.allclose(log_iv.numpy(), np.log(special.iv(4.5, k)), rtol=1e-12)
+    assert np.allclose(ratio.numpy(), special.iv(5.5, k) / special.iv(4.5, k), rtol=1e-12)
+
+
+@pytest.mark.parametrize("m", [3, 20])
+def test_wood_proposals_are_beta_distributed(m):
+    # The envelope's eps ~ Beta((m-1)/2, (m-1)/2), drawn as a ratio of gamma draws from the given generator.
+    draws = _beta_half(m, (20_000,), torch.Generator().manual_seed(33), torch.device("cpu"))
+    assert stats.kstest(draws.numpy(), stats.beta((m - 1) / 2, (m - 1) / 2).cdf).pvalue > 1e-3
+    again = _beta_half(m, (20_000,), torch.Generator().manual_seed(33), torch.device("cpu"))
+    assert torch.equal(draws, again)
 
 
 def test_vmf_gradient_in_kappa_is_unbiased_with_the_correction_term():

@@ -15,6 +15,7 @@ import torch
 from torch.nn import functional as F
 
 from vae_cli.models.posteriors.flow import AmortizedFlowPosterior
+from vae_cli.models.posteriors.planar_steps import PlanarStepsFunction
 
 
 def invertible_u(u: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -39,32 +40,20 @@ class PlanarPosterior(AmortizedFlowPosterior):
         super().__init__(latent_dim, flows, [latent_dim, latent_dim, 1])  # u, w, b
 
     def transform(self, z: torch.Tensor, context: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The T steps of ``planar_step``, with everything that does not depend on z done once for all of them.
-
-        Only w.z + b, tanh and the update are sequential; u_hat, w.u_hat (T x the parameterization's ~10 ops on
-        [B, D]) and the log-determinants (collected tanh values, one pass) are batched over the flows. The steps are
-        tiny ([B, D] tensors), so their cost is the number of operations: this makes ~5 per step forward instead of
-        ~25 (tests/unit/test_posteriors.py checks it against applying ``planar_step`` T times).
+        """The T steps of ``planar_step``: the invertible u_hat of every flow in one batched pass, then the steps
+        as one autograd function (``planar_steps.py``: the steps are tiny [B, D] tensors, so their cost is the
+        number of operations; tests/unit/test_posteriors.py checks it against applying ``planar_step`` T times).
         """
         if self.flows == 0:
             return z, z.new_zeros(z.shape[:-1])
         assert context is not None
         d = self.latent_dim
+        # In fp32 whatever autocast made the context: on a CPU, bf16 elementwise work on these [B, T, D] tensors
+        # (u_hat's ~10 ops and their backward) ran 5-10x slower than fp32, and the steps run in fp32 anyway.
+        context = context.to(torch.promote_types(context.dtype, torch.float32))
         per_flow_params = context.view(context.shape[0], self.flows, 2 * d + 1)  # [B, T, 2D + 1]
         u, w, b = per_flow_params.split([d, d, 1], dim=-1)
-        u_hat = invertible_u(u, w)  # [B, T, D]
-        w_dot_u_hat = (w * u_hat).sum(-1)  # [B, T]
-        activations = []
-        # unbind, not w[:, t]: one backward node that stacks the T gradients, instead of T that each fill a zero
-        # [B, T, D] tensor
-        for u_t, w_t, b_t in zip(u_hat.unbind(1), w.unbind(1), b.unbind(1), strict=True):
-            a = torch.tanh((z * w_t).sum(-1, keepdim=True) + b_t)  # [..., B, 1]
-            z = torch.addcmul(z, u_t, a)
-            activations.append(a)
-        a = torch.stack(activations).squeeze(-1)  # [T, ..., B]
-        w_dot_u_hat = w_dot_u_hat.t().reshape(self.flows, *([1] * (a.dim() - 2)), -1)  # [T, 1.., B]
-        psi_u = (1 - a.pow(2)) * w_dot_u_hat
-        return z, torch.log((1 + psi_u).abs() + 1e-12).sum(0)
+        return PlanarStepsFunction.apply(z, invertible_u(u, w), w, b.squeeze(-1))
 
 
 def build(cfg: Any, latent_dim: int) -> PlanarPosterior:

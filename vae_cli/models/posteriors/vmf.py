@@ -9,7 +9,7 @@ Sampling is Wood's (1994) algorithm: w = mu.z is drawn by rejection from the env
 w = (1 - (1 + b) eps) / (1 - (1 - b) eps), eps ~ Beta((m-1)/2, (m-1)/2), accepted when
 (m - 1) log t - t + d >= log u (t = 2ab / (1 - (1 - b) eps)); a direction v uniform on S^(m-2) completes
 z' = (w, sqrt(1 - w^2) v) around e_1, and a Householder reflection takes e_1 to mu. The Beta draws are ratios of
-chi-squares made of Gaussian draws, so a seeded generator fixes every sample (vae-eval's estimates repeat).
+gamma draws from the given generator, so a seeded generator fixes every sample (vae-eval's estimates repeat).
 
 The gradient reparameterizes the accepted eps (w = h(eps, kappa)) and adds the correction term of the rejection
 sampler (Naesseth et al. 2017, Davidson et al. eq. 7): f(z) grad log pi(eps; kappa), with
@@ -17,9 +17,15 @@ log pi = log q_w(h(eps, kappa); kappa) + log |dh/deps| + const. ``Draw.score`` c
 reconstruction adds f.detach() * (score - score.detach()), which is 0 in value and that term in gradient.
 
 KL to the uniform prior on S^(m-1), in closed form:  kappa A_m(kappa) + log C_m(kappa) + log |S^(m-1)|,
-A_m = I_(m/2) / I_(m/2-1). log I_v is taken from scipy's exponentially scaled ``ive`` in float64 (a custom autograd
-function whose derivative is I_(v+1)/I_v + v/kappa), with the small-kappa series where ive underflows: no NaN at
-m = 64, kappa = 1e4 (tests). It runs on the CPU: a host round trip per batch, which is why CUDA graphs are refused.
+A_m = I_(m/2) / I_(m/2-1). log I_v and A_m are taken together from scipy's exponentially scaled ``ive`` in float64,
+with the small-kappa series where ive underflows: no NaN at m = 64, kappa = 1e4 (tests). Their derivatives are
+functions of the two (d/dk log I_v = A + v/k, A' = 1 - A^2 - (m-1) A / k), so the backward needs no second call. It
+runs on the CPU: a host round trip per batch, which is why CUDA graphs are refused.
+
+Speed (issue 22): the draw's per-sample scalars (w, sqrt(1 - w^2), log q, the score) and the KL are autograd
+functions with closed-form backward passes (``WoodTransform``, ``VMFKLToUniform``: the same formulas written out,
+~60 small float64 operations and their backward nodes before), every entry proposes once on the whole tensor before
+the loop over the rejected few, and the Beta proposals are two gamma draws rather than 2(m-1) Gaussians.
 """
 
 from __future__ import annotations
@@ -50,32 +56,45 @@ def _log_iv_numpy(v: float, kappa: np.ndarray) -> np.ndarray:
     return out
 
 
-def _ratio_numpy(v: float, kappa: np.ndarray) -> np.ndarray:
-    """I_(v+1)(kappa) / I_v(kappa), computed from the log-Bessels (no overflow, no 0/0)."""
-    return np.exp(_log_iv_numpy(v + 1, kappa) - _log_iv_numpy(v, kappa))
+def _bessel_on_host(v: float, kappa: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log I_v(kappa), I_(v+1)(kappa) / I_v(kappa)) without gradient, in kappa's device and dtype."""
+    k = kappa.detach().double().cpu().numpy()
+    log_iv = _log_iv_numpy(v, k)
+    ratio = np.exp(_log_iv_numpy(v + 1, k) - log_iv)
+    return tuple(torch.from_numpy(a.reshape(k.shape)).to(kappa.device, kappa.dtype) for a in (log_iv, ratio))
 
 
 class LogBesselI(torch.autograd.Function):
-    """log I_v(kappa) for a fixed order v, differentiable in kappa: d/dk log I_v = I_(v+1)/I_v + v/k."""
+    """(log I_v(kappa), I_(v+1)(kappa) / I_v(kappa)) for a fixed order v, differentiable in kappa, from one host
+    call: the KL and the normalizer need both, and their derivatives are functions of the two, so the backward
+    needs no second call:  d/dk log I_v = A + v/k,  d/dk A = 1 - A^2 - (2v + 1) A / k  (A = I_(v+1)/I_v)."""
 
     @staticmethod
-    def forward(ctx, kappa: torch.Tensor, v: float) -> torch.Tensor:
-        k = kappa.detach().double().cpu().numpy()
-        ctx.save_for_backward(kappa)
+    def forward(ctx, kappa: torch.Tensor, v: float) -> tuple[torch.Tensor, torch.Tensor]:
+        log_iv_t, ratio_t = _bessel_on_host(v, kappa)
+        ctx.save_for_backward(kappa, ratio_t)
         ctx.v = v
-        return torch.from_numpy(_log_iv_numpy(v, k).reshape(k.shape)).to(kappa.device, kappa.dtype)
+        return log_iv_t, ratio_t
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        (kappa,) = ctx.saved_tensors
-        k = kappa.detach().double().cpu().numpy()
-        d = torch.from_numpy(_ratio_numpy(ctx.v, k).reshape(k.shape) + ctx.v / k).to(kappa.device, kappa.dtype)
-        return grad * d, None
+    def backward(ctx, grad_log_iv: torch.Tensor | None, grad_ratio: torch.Tensor | None):
+        kappa, ratio = ctx.saved_tensors
+        grad = torch.zeros_like(kappa)
+        if grad_log_iv is not None:
+            grad = grad + grad_log_iv * (ratio + ctx.v / kappa)
+        if grad_ratio is not None:
+            grad = grad + grad_ratio * (1 - ratio.square() - (2 * ctx.v + 1) * ratio / kappa)
+        return grad, None
 
 
 @torch.compiler.disable  # scipy on the host: a graph break under trainer.compile, run eagerly
-def log_bessel_iv(v: float, kappa: torch.Tensor) -> torch.Tensor:
+def log_bessel_iv_and_ratio(v: float, kappa: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """log I_v(kappa) and I_(v+1)(kappa) / I_v(kappa): one host round trip, none in the backward."""
     return LogBesselI.apply(kappa, v)
+
+
+def log_bessel_iv(v: float, kappa: torch.Tensor) -> torch.Tensor:
+    return log_bessel_iv_and_ratio(v, kappa)[0]
 
 
 def log_normalizer(m: int, kappa: torch.Tensor, log_iv: torch.Tensor | None = None) -> torch.Tensor:
@@ -89,8 +108,7 @@ def log_normalizer(m: int, kappa: torch.Tensor, log_iv: torch.Tensor | None = No
 
 def mean_resultant(m: int, kappa: torch.Tensor) -> torch.Tensor:
     """A_m(kappa) = E[mu.z] = I_(m/2)(kappa) / I_(m/2-1)(kappa)."""
-    v = m / 2 - 1
-    return torch.exp(log_bessel_iv(v + 1, kappa) - log_bessel_iv(v, kappa))
+    return log_bessel_iv_and_ratio(m / 2 - 1, kappa)[1]
 
 
 def log_sphere_area(m: int) -> float:
@@ -98,14 +116,28 @@ def log_sphere_area(m: int) -> float:
     return math.log(2) + (m / 2) * math.log(math.pi) - math.lgamma(m / 2)
 
 
+class VMFKLToUniform(torch.autograd.Function):
+    """KL(vMF(mu, kappa) || uniform on S^(m-1)) = kappa A_m + log C_m(kappa) + log |S^(m-1)| per entry of kappa
+    (float64), with its derivative in closed form: d/dk = A + k A' + v/k - (A + v/k) = k A'(k)
+    = k (1 - A^2) - (m - 1) A. One host call forward, none backward, ~5 operations each way."""
+
+    @staticmethod
+    def forward(ctx, kappa: torch.Tensor, m: int) -> torch.Tensor:
+        log_iv, resultant = _bessel_on_host(m / 2 - 1, kappa)
+        ctx.save_for_backward(kappa, resultant)
+        ctx.m = m
+        return kappa * resultant + log_normalizer(m, kappa, log_iv) + log_sphere_area(m)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        kappa, resultant = ctx.saved_tensors
+        return grad * (kappa * (1 - resultant.square()) - (ctx.m - 1) * resultant), None
+
+
+@torch.compiler.disable  # scipy on the host: a graph break under trainer.compile, run eagerly
 def vmf_kl_to_uniform(m: int, kappa: torch.Tensor) -> torch.Tensor:
-    """kappa A_m(kappa) + log C_m(kappa) + log |S^(m-1)|, with log I_v taken once for both terms (a host round
-    trip per Bessel call: two here, not three)."""
-    k = kappa.double()
-    v = m / 2 - 1
-    log_iv = log_bessel_iv(v, k)
-    resultant = torch.exp(log_bessel_iv(v + 1, k) - log_iv)
-    return (k * resultant + log_normalizer(m, k, log_iv) + log_sphere_area(m)).float()
+    """kappa A_m(kappa) + log C_m(kappa) + log |S^(m-1)| (``VMFKLToUniform``), in fp32."""
+    return VMFKLToUniform.apply(kappa.double(), m).float()
 
 
 def wood_constants(m: int, kappa: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -119,8 +151,11 @@ def wood_constants(m: int, kappa: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
 
 
 def _beta_half(m: int, shape: tuple[int, ...], generator, device) -> torch.Tensor:
-    """Beta((m-1)/2, (m-1)/2) draws as X / (X + Y), X, Y ~ chi-square(m - 1) made of Gaussian draws."""
-    g = torch.randn((*shape, 2, m - 1), generator=generator, device=device, dtype=torch.float64).pow(2).sum(-1)
+    """Beta((m-1)/2, (m-1)/2) draws as X / (X + Y), X, Y ~ Gamma((m-1)/2) (torch's Marsaglia-Tsang sampler, the one
+    torch.distributions.Gamma uses, called directly because it takes a generator; 2 draws per proposal where
+    chi-squares made of Gaussians took 2(m-1), the largest cost of the loop)."""
+    alpha = torch.full((*shape, 2), (m - 1) / 2, dtype=torch.float64, device=device)
+    g = torch._standard_gamma(alpha, generator=generator)
     return g[..., 0] / (g[..., 0] + g[..., 1])
 
 
@@ -131,27 +166,82 @@ def wood_accepted_eps(
     """The accepted eps of Wood's rejection sampler for each entry of ``kappa`` (no gradient). ``counts``, if given,
     receives (proposals made, samples) for the acceptance-rate test."""
     with torch.no_grad():
-        a, b, d = wood_constants(m, kappa.detach())
+        a, b, d = wood_constants(m, kappa.detach().reshape(-1))
         device = generator.device if generator is not None else kappa.device
         a, b, d = a.to(device), b.to(device), d.to(device)
-        eps = torch.zeros_like(b)
-        todo = torch.ones_like(b, dtype=torch.bool)
-        proposals = 0
-        while bool(todo.any()):
-            n = int(todo.sum())
-            proposals += n
-            e = _beta_half(m, (n,), generator, device)
-            u = torch.rand(n, generator=generator, device=device, dtype=torch.float64)
-            bb, aa, dd = b[todo], a[todo], d[todo]
+
+        def propose(aa: torch.Tensor, bb: torch.Tensor, dd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            e = _beta_half(m, bb.shape, generator, device)
+            u = torch.rand(bb.shape, generator=generator, device=device, dtype=torch.float64)
             t = 2 * aa * bb / (1 - (1 - bb) * e)
-            accept = (m - 1) * torch.log(t) - t + dd >= torch.log(u)
-            idx = todo.nonzero(as_tuple=True)
-            chosen = tuple(i[accept] for i in idx)
-            eps[chosen] = e[accept]
-            todo[chosen] = False
+            return e, (m - 1) * torch.log(t) - t + dd >= torch.log(u)
+
+        # Every entry proposes once on the whole tensor (Wood's envelope accepts ~99% at the concentrations a VAE
+        # learns), then the rejected few propose again, by index, until all are accepted.
+        eps, accepted = propose(a, b, d)
+        proposals = eps.numel()
+        todo = (~accepted).nonzero().squeeze(-1)
+        while todo.numel():
+            proposals += todo.numel()
+            e, ok = propose(a[todo], b[todo], d[todo])
+            eps[todo[ok]] = e[ok]
+            todo = todo[~ok]
         if counts is not None:
             counts += [proposals, int(b.numel())]
-        return eps.to(kappa.device)
+        return eps.view(kappa.shape).to(kappa.device)
+
+
+class WoodTransform(torch.autograd.Function):
+    """The per-sample scalars of a vMF draw from the accepted eps, in one forward and a closed-form backward (the
+    same formulas as autograd through them took ~60 small float64 operations and their backward nodes, most of the
+    S-VAE's extra cost per step):
+
+        b = (m-1) / (2 kappa + sqrt(4 kappa^2 + (m-1)^2)),   w = (1 - (1+b) eps) / (1 - (1-b) eps),
+        s = sqrt(1 - w^2),   log q = kappa w + log C_m(kappa),
+        score = log q + (m-3)/2 log(1 - w^2) + log(2b) - 2 log(1 - (1-b) eps)   (log pi(eps; kappa), see the top)
+
+    kappa ``[B]`` float64 (differentiable), eps ``[..., B]`` float64 (the accepted proposals, constants). Derivatives:
+    db/dk = -2b / sqrt(4k^2 + (m-1)^2), dw/db = -2 eps (1 - eps) / (1 - (1-b) eps)^2, d log C/dk = -A_m(k). Pinned
+    against autograd through the formulas in float64 (tests)."""
+
+    @staticmethod
+    def forward(ctx, kappa: torch.Tensor, eps: torch.Tensor, m: int):
+        v = m / 2 - 1
+        log_iv, resultant = _bessel_on_host(v, kappa)
+        root = torch.sqrt(4 * kappa.square() + (m - 1) ** 2)
+        b = (m - 1) / (2 * kappa + root)
+        den = 1 - (1 - b) * eps
+        w = (1 - (1 + b) * eps) / den
+        one_minus_w2 = 1 - w.square()
+        # clamp_min: sqrt has an infinite gradient at 0 (a NaN in s-vae-pytorch before its PR #8)
+        sine = torch.sqrt(one_minus_w2.clamp_min(1e-30))
+        log_c = v * torch.log(kappa) - (m / 2) * math.log(2 * math.pi) - log_iv
+        log_q = kappa * w + log_c
+        score = (
+            log_q + 0.5 * (m - 3) * torch.log(one_minus_w2.clamp_min(1e-300)) + torch.log(2 * b) - 2 * torch.log(den)
+        )
+        ctx.save_for_backward(kappa, eps, resultant, root, b, den, w, one_minus_w2, sine)
+        ctx.m = m
+        return w, sine, log_q, score
+
+    @staticmethod
+    def backward(ctx, g_w, g_sine, g_log_q, g_score):
+        kappa, eps, resultant, root, b, den, w, one_minus_w2, sine = ctx.saved_tensors
+        m = ctx.m
+        d_sine = torch.where(one_minus_w2 >= 1e-30, -w / sine, 0.0)
+        d_log_1mw2 = torch.where(one_minus_w2 >= 1e-300, -(m - 3) * w / one_minus_w2, 0.0)
+        g_w_total = g_w + g_sine * d_sine + (g_log_q + g_score) * kappa + g_score * d_log_1mw2
+        g_b = g_w_total * (-2 * eps * (1 - eps) / den.square()) + g_score * (1 / b - 2 * eps / den)
+        g_kappa = g_b * (-2 * b / root) + (g_log_q + g_score) * (w - resultant)
+        return g_kappa.sum_to_size(kappa.shape), None, None
+
+
+@torch.compiler.disable  # scipy on the host: a graph break under trainer.compile, run eagerly
+def wood_transform(
+    m: int, kappa: torch.Tensor, eps: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(w, sqrt(1 - w^2), log q, score) of ``WoodTransform``."""
+    return WoodTransform.apply(kappa, eps, m)
 
 
 class VMFPosterior(Posterior):
@@ -175,24 +265,16 @@ class VMFPosterior(Posterior):
         m = self.m
         mu, kappa = self.direction(p), self.kappa(p)  # [B, D], [B, 1]
         shape = eps.shape[:-1]  # [..., B]
-        kappa_s = kappa.squeeze(-1).expand(shape)
-        e = wood_accepted_eps(m, kappa_s, generator)  # float64, [..., B]
-        _, b, _ = wood_constants(m, kappa_s)  # differentiable in kappa
-        w = (1 - (1 + b) * e) / (1 - (1 - b) * e)
+        k64 = kappa.double().squeeze(-1)  # [B]
+        e = wood_accepted_eps(m, k64.expand(shape), generator)  # float64, [..., B]
+        w, sine, log_q, draw_score = wood_transform(m, k64, e)  # differentiable in kappa
         # A direction uniform on S^(m-2) from the given Gaussian noise.
         v = F.normalize(eps[..., 1:].double(), dim=-1) if m > 2 else torch.sign(eps[..., 1:].double() + 1e-300)
-        # clamp_min: sqrt has an infinite gradient at 0 (a NaN in s-vae-pytorch before its PR #8)
-        z1 = torch.cat([w.unsqueeze(-1), torch.sqrt((1 - w.pow(2)).clamp_min(1e-30)).unsqueeze(-1) * v], dim=-1)
+        z1 = torch.cat([w.unsqueeze(-1), sine.unsqueeze(-1) * v], dim=-1)
         z = householder(z1, mu.double()).float()
-        k64 = kappa.double().squeeze(-1)
-        log_c = log_normalizer(m, k64)
-        log_q = (k64 * w + log_c).float()  # kappa mu.z + log C, with mu.z = w
-        draw_score = None
-        if score:
-            # log pi(eps; kappa) = log q_w(w) + log |dh/deps| (+ terms free of kappa)
-            log_qw = k64 * w + 0.5 * (m - 3) * torch.log((1 - w.pow(2)).clamp_min(1e-300)) + log_c
-            log_jac = torch.log(2 * b) - 2 * torch.log(1 - (1 - b) * e)
-            draw_score = (log_qw + log_jac).float()
+        log_q = log_q.float()  # kappa mu.z + log C, with mu.z = w
+        # log pi(eps; kappa) = log q_w(w) + log |dh/deps| (+ terms free of kappa)
+        draw_score = draw_score.float() if score else None
         return Draw(z=z, log_q=log_q, score=draw_score)
 
     def rsample(self, p: PosteriorParams) -> Draw:
