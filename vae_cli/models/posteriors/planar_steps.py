@@ -39,9 +39,13 @@ class PlanarStepsFunction(torch.autograd.Function):
         with torch.autocast(z.device.type, enabled=False):
             u_hat_w, w_w, b_w = u_hat.to(wide), w.to(wide), b.to(wide)
             z = z.to(wide)
+            # What the backward needs is kept only where there will be one (vae-eval's IW estimate draws K x B
+            # samples under no_grad: T copies of z would be its largest allocation).
+            keep = any(ctx.needs_input_grad)
             inputs, activations = [], []
             for u_t, w_t, b_t in zip(u_hat_w.unbind(1), w_w.unbind(1), b_w.unbind(1), strict=True):
-                inputs.append(z)
+                if keep:
+                    inputs.append(z)
                 a = torch.tanh(torch.linalg.vecdot(z, w_t) + b_t)  # [..., B]
                 z = torch.addcmul(z, u_t, a.unsqueeze(-1))
                 activations.append(a)
@@ -52,7 +56,8 @@ class PlanarStepsFunction(torch.autograd.Function):
                 torch.ones_like(slope), slope, w_dot_u.view(w_dot_u.shape[0], *[1] * (acts.dim() - 2), -1)
             )
             log_det = torch.log(det.abs() + LOG_DET_FLOOR).sum(0)
-        ctx.save_for_backward(u_hat_w, w_w, torch.stack(inputs), acts, slope, det, w_dot_u)
+        if keep:
+            ctx.save_for_backward(u_hat_w, w_w, torch.stack(inputs), acts, slope, det, w_dot_u)
         return z, log_det
 
     @staticmethod

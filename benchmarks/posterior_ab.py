@@ -1,0 +1,118 @@
+"""One posterior's training step against its version at another commit, alternating in one process.
+
+    python benchmarks/posterior_ab.py --rev e323a7b --module planar --cls PlanarPosterior \\
+        -- posterior=planar posterior.flows=10
+    python benchmarks/posterior_ab.py --rev e323a7b --module vmf --cls VMFPosterior \\
+        -- posterior=vmf prior=uniform_sphere
+
+Why in one process: this machine's speed moves by up to 50% within minutes, so two processes, or two runs of a
+benchmark suite, cannot resolve a 10-20% change of one part of the step. Here the model, the objective, the optimizer
+and the batch are built once (``vae-train``'s own builders and ``TrainStep``, at the config the overrides make); the
+posterior (a part without parameters) is switched between the working tree's class and the class of
+``vae_cli/models/posteriors/<module>.py`` at ``--rev`` (read with ``git show``, imported beside the working tree's
+modules) by swapping the object's class, and blocks of steps of the two alternate. Prints each version's median ms
+per step and the old/new ratio with the spread of the pairs. The batch is a fixed random binary image batch (the
+step's cost does not depend on the pixels); the step uses the run's precision (``trainer.precision=auto``: bf16 on
+a CPU with native bf16 matmuls).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def old_class(rev: str, module: str, cls: str) -> type:
+    source = subprocess.run(
+        ["git", "show", f"{rev}:vae_cli/models/posteriors/{module}.py"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    path = Path(tempfile.mkdtemp(prefix="posterior-ab-")) / f"old_{module}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(f"old_{module}", path)
+    assert spec is not None and spec.loader is not None
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return getattr(loaded, cls)
+
+
+def build_step(overrides: list[str]):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from vae_cli.config.schema import register_configs
+    from vae_cli.training.optim import build_optimizer
+    from vae_cli.training.session import build_model_and_objective
+    from vae_cli.training.step import TrainStep
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides)
+    data = SimpleNamespace(
+        image_shape=(1, 28, 28), train=torch.zeros(60000, 1, 1, 1), num_classes=10, name="fashion_mnist", streamed=False
+    )
+    model, objective = build_model_and_objective(cfg, data, torch.device("cpu"))
+    params = list(model.parameters()) + list(objective.parameters())
+    optimizer = build_optimizer(cfg.optim, params, fused=True)
+    return model, TrainStep(model, objective, optimizer, cfg.trainer, torch.device("cpu"))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rev", required=True, help="the commit whose posterior module is the baseline")
+    p.add_argument("--module", required=True, help="vae_cli/models/posteriors/<module>.py")
+    p.add_argument("--cls", required=True, help="the posterior class in it")
+    p.add_argument("--blocks", type=int, default=12, help="blocks per version (alternating)")
+    p.add_argument("--steps", type=int, default=100, help="steps per block")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("overrides", nargs="*", help="vae-train overrides (after --)")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    from vae_cli.process import allocator
+
+    allocator.keep_freed_memory_for_reuse()  # vae-train's malloc settings
+    model, step = build_step(args.overrides)
+    versions = {"old": old_class(args.rev, args.module, args.cls), "new": type(model.posterior)}
+    x = (torch.rand(128, 1, 28, 28, generator=torch.Generator().manual_seed(0)) > 0.5).float()
+    y = torch.zeros(128, dtype=torch.long)
+    for name in ("old", "new"):  # warm-up of both
+        model.posterior.__class__ = versions[name]
+        for i in range(30):
+            step(x, y, i)
+    times: dict[str, list[float]] = {"old": [], "new": []}
+    for block in range(2 * args.blocks):
+        name = ("old", "new")[(block + block // 2) % 2]  # old new new old old new ...
+        model.posterior.__class__ = versions[name]
+        for i in range(5):
+            step(x, y, i)
+        start = time.perf_counter()
+        for i in range(args.steps):
+            step(x, y, i)
+        times[name].append((time.perf_counter() - start) / args.steps * 1e3)
+    old, new = statistics.median(times["old"]), statistics.median(times["new"])
+    pairs = sorted(a / b for a, b in zip(times["old"], times["new"], strict=True))
+    quarter = len(pairs) // 4
+    print(
+        f"{args.module}.{args.cls} ({' '.join(args.overrides)}), step {'bf16' if step.bf16 else 'fp32'}, "
+        f"{args.blocks} blocks x {args.steps} steps each: {args.rev} {old:.3f} ms, working tree {new:.3f} ms, "
+        f"{args.rev}/new {old / new:.3f}x (pairs, middle half: {pairs[quarter]:.2f}-{pairs[-quarter - 1]:.2f}x)"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

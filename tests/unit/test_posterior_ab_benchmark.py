@@ -1,0 +1,41 @@
+"""benchmarks/posterior_ab.py runs: a posterior's step against its version at a commit (here HEAD's), one process."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+
+@pytest.mark.skipif(
+    shutil.which("git") is None or not (REPO / ".git").exists(), reason="needs the repository's git history"
+)
+def test_posterior_ab_times_both_versions_and_prints_their_ratio():
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "posterior_ab.py"),
+            "--rev=HEAD",
+            "--module=planar",
+            "--cls=PlanarPosterior",
+            "--blocks=2",
+            "--steps=2",
+            "--",
+            "posterior=planar",
+            "posterior.flows=2",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    found = re.search(r"HEAD ([0-9.]+) ms, working tree ([0-9.]+) ms, HEAD/new ([0-9.]+)x", proc.stdout)
+    assert found, proc.stdout
+    old, new, ratio = (float(v) for v in found.groups())
+    assert old > 0 and new > 0 and ratio == pytest.approx(old / new, rel=0.01)
