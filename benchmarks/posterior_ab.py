@@ -33,26 +33,35 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 
+def refuse(message: str) -> None:
+    print(f"posterior_ab.py: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def old_class(rev: str, module: str, cls: str) -> type:
-    source = subprocess.run(
-        ["git", "show", f"{rev}:vae_cli/models/posteriors/{module}.py"],
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    path_in_repo = f"vae_cli/models/posteriors/{module}.py"
+    shown = subprocess.run(["git", "show", f"{rev}:{path_in_repo}"], cwd=REPO, capture_output=True, text=True)
+    if shown.returncode != 0:
+        refuse(
+            f"git cannot show {path_in_repo} at {rev!r} ({shown.stderr.strip()}). Give a commit of this repository "
+            "(--rev) and a module under vae_cli/models/posteriors/ that exists there (--module, without .py)."
+        )
+    source = shown.stdout
     path = Path(tempfile.mkdtemp(prefix="posterior-ab-")) / f"old_{module}.py"
     path.write_text(source)
     spec = importlib.util.spec_from_file_location(f"old_{module}", path)
     assert spec is not None and spec.loader is not None
     loaded = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(loaded)
+    if not isinstance(getattr(loaded, cls, None), type):
+        refuse(f"{path_in_repo} at {rev} has no class {cls!r} (--cls): give the posterior class the module defines.")
     return getattr(loaded, cls)
 
 
 def build_step(overrides: list[str]):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
 
     from vae_cli.config.schema import register_configs
     from vae_cli.training.optim import build_optimizer
@@ -62,7 +71,10 @@ def build_step(overrides: list[str]):
     register_configs()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides)
+        try:
+            cfg = compose(config_name="train", overrides=overrides)
+        except HydraException as e:
+            refuse(f"the overrides {overrides} do not make a vae-train config: {e}. Options go before --.")
     data = SimpleNamespace(
         image_shape=(1, 28, 28), train=torch.zeros(60000, 1, 1, 1), num_classes=10, name="fashion_mnist", streamed=False
     )
@@ -88,6 +100,11 @@ def main() -> None:
     allocator.keep_freed_memory_for_reuse()  # vae-train's malloc settings
     model, step = build_step(args.overrides)
     versions = {"old": old_class(args.rev, args.module, args.cls), "new": type(model.posterior)}
+    if versions["new"].__name__ != args.cls:
+        refuse(
+            f"the overrides build a {versions['new'].__name__}, not a {args.cls}: give the overrides that select "
+            f"this posterior (e.g. -- posterior={args.module})."
+        )
     x = (torch.rand(128, 1, 28, 28, generator=torch.Generator().manual_seed(0)) > 0.5).float()
     y = torch.zeros(128, dtype=torch.long)
     for name in ("old", "new"):  # warm-up of both
