@@ -424,6 +424,10 @@ WAIT_POLICIES: dict[str, dict[str, str | None]] = {
 def wait_policies(extra_spins: list[int]) -> dict[str, dict[str, str | None]]:
     """The policies of the waits suite: WAIT_POLICIES and a bounded spin for each of ``--wait-spins``."""
     policies = dict(WAIT_POLICIES)
+    bad = [s for s in extra_spins if s < 0]
+    if bad:
+        print(f"speed.py: --wait-spins takes spin counts >= 0 (GOMP_SPINCOUNT), not {bad}.", file=sys.stderr)
+        raise SystemExit(2)
     for spins in extra_spins:
         if spins != BOUNDED_SPINS:
             policies[f"GOMP_SPINCOUNT={spins}"] = {"OMP_WAIT_POLICY": None, "GOMP_SPINCOUNT": str(spins)}

@@ -140,11 +140,16 @@ def vmf_kl_to_uniform(m: int, kappa: torch.Tensor) -> torch.Tensor:
     return VMFKLToUniform.apply(kappa.double(), m).float()
 
 
+def _wood_b(m: int, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(b, sqrt(4k^2 + (m-1)^2)) of Wood's envelope: b in the form that does not cancel for large kappa."""
+    root = torch.sqrt(4 * k.square() + (m - 1) ** 2)
+    return (m - 1) / (2 * k + root), root
+
+
 def wood_constants(m: int, kappa: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(a, b, d) of Wood's envelope, float64; b in the form that does not cancel for large kappa."""
+    """(a, b, d) of Wood's envelope, float64."""
     k = kappa.double()
-    root = torch.sqrt(4 * k.pow(2) + (m - 1) ** 2)
-    b = (m - 1) / (2 * k + root)
+    b, root = _wood_b(m, k)
     a = ((m - 1) + 2 * k + root) / 4
     d = 4 * a * b / (1 + b) - (m - 1) * math.log(m - 1)
     return a, b, d
@@ -208,8 +213,7 @@ class WoodTransform(torch.autograd.Function):
     def forward(ctx, kappa: torch.Tensor, eps: torch.Tensor, m: int):
         v = m / 2 - 1
         log_iv, resultant = _bessel_on_host(v, kappa)
-        root = torch.sqrt(4 * kappa.square() + (m - 1) ** 2)
-        b = (m - 1) / (2 * kappa + root)
+        b, root = _wood_b(m, kappa)
         den = 1 - (1 - b) * eps
         w = (1 - (1 + b) * eps) / den
         one_minus_w2 = 1 - w.square()
