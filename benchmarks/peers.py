@@ -68,7 +68,18 @@ ROWS: dict[str, tuple[list[str], str]] = {
         "factor_vae",
     ),
     "InfoVAE-MMD (IMQ, λ=1000)": (["loss=info_vae", "loss.alpha=0", "loss.lambda=1000"], "info_vae"),
-    "IAF (4 MADE steps, 320×2)": (["posterior=iaf", "posterior.flows=4", "posterior.hidden=[320,320]"], "iaf"),
+    # pythae's IAF: the affine step z exp(s) + m, no context (vae-cli's default is the paper's gated step with h;
+    # its MADEs use ELU where pythae's use ReLU).
+    "IAF (4 affine MADE steps, 320×2)": (
+        [
+            "posterior=iaf",
+            "posterior.flows=4",
+            "posterior.hidden=[320,320]",
+            "posterior.step=affine",
+            "posterior.context=0",
+        ],
+        "iaf",
+    ),
     "planar flows (10)": (["posterior=planar", "posterior.flows=10"], "planar"),
     "S-VAE (vMF, d=20)": (["posterior=vmf", "prior=uniform_sphere"], "svae"),
     "PIWAE (m=2, k=4)": (["loss=piwae", "loss.m=2", "loss.k=4"], "piwae"),

@@ -36,6 +36,8 @@ VARIANTS: dict[str, list[str]] = {
     "gauss20": [],
     "planar10": ["posterior=planar", "posterior.flows=10"],
     "iaf4": ["posterior=iaf", "posterior.flows=4"],
+    # The affine step without a context (pythae's IAF; posterior.step=affine): beside the paper's gated one.
+    "iaf4_affine": ["posterior=iaf", "posterior.flows=4", "posterior.step=affine", "posterior.context=0"],
     "vmf10": ["posterior=vmf", "prior=uniform_sphere", "model.latent_dim=10"],
     "vmf20": ["posterior=vmf", "prior=uniform_sphere"],
     "poincare2": ["posterior=wrapped_normal", "prior=wrapped_normal", "model.latent_dim=2"],
@@ -50,6 +52,7 @@ GROUPS = {
         "gauss20",
         "planar10",
         "iaf4",
+        "iaf4_affine",
         "gauss10",
         "vmf10",
         "vmf20",

@@ -24,11 +24,12 @@ CASES = {
     "gaussian": ["posterior=gaussian", "loss=hvae", "loss.leapfrog_steps=2", "loss.tempering=0.5"],
     "planar": ["posterior=planar", "posterior.flows=3", "loss=ciwae", "loss.k=4", "loss.beta=0.2"],
     "radial": ["posterior=radial", "posterior.flows=3", "prior=vamp", "prior.components=8"],
-    "iaf": [
+    "iaf": [  # the affine step here; the gated one (the default) trains under torchrun and in the sweep below
         "posterior=iaf",
         "posterior.flows=2",
         "posterior.hidden=[16]",
         "posterior.context=8",
+        "posterior.step=affine",
         "loss=piwae",
         "loss.m=2",
         "loss.k=3",
@@ -196,6 +197,7 @@ REFUSED = [
     (["loss=hvae", "loss.tempering=0.3", "loss.leapfrog_steps=0"], "needs loss.leapfrog_steps >= 1"),
     (["posterior=planar", "loss.free_bits=0.1"], "loss.free_bits needs each latent dimension's KL in closed form"),
     (["posterior.flows=3"], "posterior.flows is a key of"),
+    (["posterior=iaf", "posterior.step=sigmoid"], "posterior.step must be one of gated, affine"),
     (["loss=hvae", "trainer.compile=true"], "aot_autograd does not support"),
 ]
 

@@ -21,7 +21,7 @@ from vae_cli.models.likelihoods.gaussian import GaussianLikelihood
 from vae_cli.models.networks.heads import ContextHead, split_head
 from vae_cli.models.posteriors.base import PosteriorParams
 from vae_cli.models.posteriors.gaussian import GaussianPosterior
-from vae_cli.models.posteriors.iaf import FORGET_BIAS, IAFPosterior, gated_step
+from vae_cli.models.posteriors.iaf import FORGET_BIAS, IAFPosterior, module_step
 from vae_cli.models.posteriors.iaf_step import IAFStepFunction
 from vae_cli.models.posteriors.planar import PlanarPosterior, invertible_u, planar_step
 from vae_cli.models.posteriors.planar_steps import PlanarStepsFunction
@@ -242,13 +242,13 @@ def test_iaf_transform_with_the_merged_context_product_equals_each_made_reading_
 
 
 def _iaf_through_autograd(post: IAFPosterior, z: torch.Tensor, h: torch.Tensor | None):
-    """transform with every step through the MADE module and autograd (``gated_step``), not ``iaf_step``."""
+    """transform with every step through the MADE module and autograd (``module_step``), not ``iaf_step``."""
     log_det = z.new_zeros(z.shape[:-1])
     projected = post.project_context(h) if h is not None and post.context_dim > 0 else [None] * post.flows
     for t, made in enumerate(post.steps):
         if t > 0:
             z = z.flip(-1)
-        z, step_log_det = gated_step(made, z, projected[t])
+        z, step_log_det = module_step(made, z, projected[t], post.affine)
         log_det = log_det + step_log_det
     return (z.flip(-1) if post.flows > 1 and post.flows % 2 == 0 else z), log_det
 
@@ -265,12 +265,13 @@ def _iaf_grads(post: IAFPosterior, z: torch.Tensor, h: torch.Tensor | None, tran
     return out.detach(), log_det.detach(), grads
 
 
+@pytest.mark.parametrize("affine", [False, True], ids=["gated", "affine"])
 @pytest.mark.parametrize("context", [5, 0], ids=["context", "no-context"])
 @pytest.mark.parametrize("leading", [(3,), (2, 3)], ids=["batch", "iwae-draws"])
-def test_iaf_step_function_matches_the_made_module_through_autograd(context, leading):
-    # The fused step (iaf_step.py, hand-written backward) against the MADE module and the gated update through
-    # autograd, float64: values, and gradients for every weight, bias, z and h, with K draws sharing h (IWAE).
-    post = IAFPosterior(4, 3, [10, 10], context).double()
+def test_iaf_step_function_matches_the_made_module_through_autograd(context, leading, affine):
+    # The fused step (iaf_step.py, hand-written backward) against the MADE module and the update through autograd,
+    # float64: values, and gradients for every weight, bias, z and h, with K draws sharing h (IWAE).
+    post = IAFPosterior(4, 3, [10, 10], context, affine).double()
     g = torch.Generator().manual_seed(12)
     for p in post.parameters():  # away from the initialization, so that every term is exercised
         p.data.add_(torch.randn(p.shape, generator=g, dtype=torch.float64) * 0.3)
@@ -289,7 +290,8 @@ def test_iaf_step_function_matches_the_made_module_through_autograd(context, lea
             assert weight.grad is not None and (weight.grad[mask == 0] == 0).all()
 
 
-def test_iaf_step_function_passes_gradcheck():
+@pytest.mark.parametrize("affine", [False, True], ids=["gated", "affine"])
+def test_iaf_step_function_passes_gradcheck(affine):
     post = IAFPosterior(3, 1, [5], 2).double()
     made = post.steps[0]
     g = torch.Generator().manual_seed(13)
@@ -301,13 +303,15 @@ def test_iaf_step_function_passes_gradcheck():
     c0 = torch.randn(4, 5, generator=g, dtype=torch.float64, requires_grad=True)
     c1 = torch.randn(4, 6, generator=g, dtype=torch.float64, requires_grad=True)
     flat = [t for layer in layers for t in layer]
-    assert torch.autograd.gradcheck(lambda *a: IAFStepFunction.apply(*a[:3], FORGET_BIAS, *a[3:]), (z, c0, c1, *flat))
+    step = lambda *a: IAFStepFunction.apply(*a[:3], FORGET_BIAS, affine, *a[3:])  # noqa: E731
+    assert torch.autograd.gradcheck(step, (z, c0, c1, *flat))
 
 
-def test_iaf_step_function_under_bf16_autocast_matches_the_module():
+@pytest.mark.parametrize("affine", [False, True], ids=["gated", "affine"])
+def test_iaf_step_function_under_bf16_autocast_matches_the_module(affine):
     # Under autocast the forward does the module's ops in the module's dtypes: the same values, bit for bit; the
     # gradients differ only by the order of bf16 roundings.
-    post = IAFPosterior(20, 4, [64, 64], 8)
+    post = IAFPosterior(20, 4, [64, 64], 8, affine)
     g = torch.Generator().manual_seed(14)
     z, h = torch.randn(32, 20, generator=g), torch.randn(32, 8, generator=g)
     got_z, got_ld, got_grads = _iaf_grads(post, z, h, IAFPosterior.transform, torch.bfloat16)
@@ -330,6 +334,47 @@ def test_iaf_step_is_autoregressive_with_the_gated_diagonal():
     # The context reaches every output (pythae's IAF leaves it out).
     jh = torch.autograd.functional.jacobian(lambda c: post.transform(z, c.view(1, 3))[0].view(d), h.view(3))
     assert (jh.abs().sum(dim=1) > 0).all()
+
+
+@pytest.mark.parametrize("context", [3, 0], ids=["context", "no-context"])
+def test_iaf_affine_step_has_the_exp_s_diagonal_and_its_log_det_is_the_jacobians(context):
+    # posterior.step=affine: z' = z exp(s) + m. Its Jacobian (torch.autograd.functional.jacobian) is lower
+    # triangular with diagonal exp(s) from the MADE's own outputs, and the transform's log |det| over 3 steps is
+    # slogdet of the whole chain's Jacobian, taken numerically (an independent computation of the change of volume).
+    d = 5
+    post = IAFPosterior(d, 3, [16, 16], context, affine=True).double()
+    g = torch.Generator().manual_seed(21)
+    for p in post.parameters():  # away from the initialization: s well away from 0
+        p.data.add_(torch.randn(p.shape, generator=g, dtype=torch.float64) * 0.3)
+    h = torch.randn(1, context, generator=g, dtype=torch.float64) if context else None
+    z = torch.randn(1, d, generator=g, dtype=torch.float64)
+    one = IAFPosterior(d, 1, [16, 16], context, affine=True).double()
+    one.steps[0].load_state_dict(post.steps[0].state_dict())
+    jac = torch.autograd.functional.jacobian(lambda v: one.transform(v.view(1, d), h)[0].view(d), z.view(d))
+    assert torch.count_nonzero(torch.triu(jac, diagonal=1)) == 0
+    _m, s = one.steps[0](z, h)
+    torch.testing.assert_close(torch.diagonal(jac), torch.exp(s).view(d), rtol=1e-12, atol=0)
+    assert s.abs().max() > 0.1  # the test would not tell exp(s) from 1 otherwise
+    whole = torch.autograd.functional.jacobian(lambda v: post.transform(v.view(1, d), h)[0].view(d), z.view(d))
+    _, log_det = post.transform(z, h)
+    assert log_det.item() == pytest.approx(torch.linalg.slogdet(whole)[1].item(), abs=1e-10)
+
+
+def test_iaf_step_is_a_config_key_and_affine_trains_a_different_step():
+    # posterior.step reaches the posterior through the schema and the builder: gated by default (the paper's),
+    # affine on request; a value outside the two is refused by the schema.
+    from omegaconf import OmegaConf
+    from omegaconf.errors import ValidationError
+
+    from vae_cli.config.posteriors import IAFConfig
+    from vae_cli.models.posteriors.iaf import build
+
+    node = OmegaConf.structured(IAFConfig)
+    assert build(node, 4).affine is False
+    node.step = "affine"
+    assert build(node, 4).affine is True
+    with pytest.raises(ValidationError):
+        node.step = "sigmoid"
 
 
 # ----- vMF ----------------------------------------------------------------------------------------------------------

@@ -30,6 +30,13 @@ class CpuWait(str, Enum):
     sleep = "sleep"  # OMP_WAIT_POLICY=PASSIVE: no collapse when cores are oversubscribed
 
 
+class IAFStep(str, Enum):
+    # gated: sigma = sigmoid(s + 1), z <- sigma z + (1 - sigma) m (Kingma et al. 2016, eq. 11-14; contracts only).
+    # affine: z <- z exp(s) + m (the authors' code, MAF, pythae, zuko): scales either way.
+    gated = "gated"
+    affine = "affine"
+
+
 class NanPolicy(str, Enum):
     stop = "stop"  # stop the run, keep the last good checkpoint
     skip = "skip"  # drop the batch's update and go on
