@@ -360,7 +360,7 @@ def test_iaf_affine_step_has_the_exp_s_diagonal_and_its_log_det_is_the_jacobians
     assert log_det.item() == pytest.approx(torch.linalg.slogdet(whole)[1].item(), abs=1e-10)
 
 
-def test_iaf_step_is_a_config_key_and_affine_trains_a_different_step():
+def test_iaf_step_is_a_config_key_that_reaches_the_posterior():
     # posterior.step reaches the posterior through the schema and the builder: gated by default (the paper's),
     # affine on request; a value outside the two is refused by the schema.
     from omegaconf import OmegaConf
