@@ -78,7 +78,8 @@ class IAFStepFunction(torch.autograd.Function):
                 scale = torch.sigmoid(gate)
                 z_new = scale * z + (1 - scale) * m
                 log_det = log_sigmoid_values(gate).sum(-1)
-        ctx.save_for_backward(z, m, scale, *inputs, *weights, *slopes, *layers[2::3])
+        # m enters the gated step's backward only (the affine step's derivatives do not read it)
+        ctx.save_for_backward(z, None if affine else m, scale, *inputs, *weights, *slopes, *layers[2::3])
         ctx.affine = affine
         ctx.n_layers = n_layers
         ctx.shapes = (None if c0 is None else c0.shape, None if c1 is None else c1.shape)
