@@ -304,6 +304,11 @@ def main() -> None:
     p.add_argument("--nll-k", type=int, default=256)
     p.add_argument("--nll-n", type=int, default=1000)
     p.add_argument("--fp32-too", action="store_true", help="also vae-cli with trainer.precision=fp32")
+    p.add_argument(
+        "--compiled-too",
+        action="store_true",
+        help="also vae-cli with trainer.compile=true (its compile time is in the first epoch and the whole process)",
+    )
     p.add_argument("--vae-cli-extra", nargs="*", default=[], help="overrides for every vae-cli run")
     p.add_argument("--pythae-venv", default=str(Path.home() / ".cache" / "vae-cli-bench" / "pythae-venv"))
     p.add_argument("--data-root", default=str(REPO / "data"))
@@ -343,6 +348,10 @@ def main() -> None:
         if args.fp32_too:
             contenders["vae-cli fp32"] = lambda s, extra=extra, metric=metric: run_vae_cli(
                 args, [*extra, "trainer.precision=fp32"], s, metric
+            )
+        if args.compiled_too:
+            contenders["vae-cli compiled"] = lambda s, extra=extra, metric=metric: run_vae_cli(
+                args, [*extra, "trainer.compile=true"], s, metric
             )
         results[row] = {name: [] for name in contenders}
         names = list(contenders)

@@ -63,6 +63,22 @@ def test_cuda_graphs_without_a_gpu_is_refused_before_any_work(tmp_path):
     assert "trainer.cuda_graphs=true needs a CUDA device" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_compile_on_a_cpu_without_a_cpp_compiler_is_refused_with_the_fix(tmp_path):
+    # torch.compile builds a CPU step's kernels with $CXX at run time; without a working one the run stops before
+    # it loads any data, with the fix, instead of a traceback from inside torch at the first step.
+    run = tmp_path / "run"
+    proc = run_vae_train(
+        [*TINY, "trainer.device=cpu", "trainer.compile=true", f"hydra.run.dir={run}"],
+        cwd=tmp_path,
+        check=False,
+        env={"CXX": "/bin/false"},
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "needs a C++ compiler" in proc.stderr and "trainer.compile=false" in proc.stderr
+    assert "Traceback" not in proc.stderr and "InvalidCxxCompiler" not in proc.stderr
+    assert not (run / "checkpoints").exists()
+
+
 def _speed_smoke(tmp_path, suite: str, *extra: str) -> subprocess.CompletedProcess:
     """``benchmarks/speed.py --smoke --suite <suite>`` on the real Fashion-MNIST, staged under tmp_path; exit 0."""
     need_path(DEBIAN_FASHION / "train-images-idx3-ubyte.gz", "Debian's dataset-fashion-mnist")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -72,19 +73,44 @@ def build_optimizer(cfg: OptimConfig, params, fused: bool = False, compiled: boo
     return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
 
 
-def lr_factor(cfg: OptimConfig, step: int, total_steps: int) -> float:
-    """Multiplier on ``cfg.lr`` after ``step`` optimizer steps: linear warm-up, then constant or cosine decay."""
-    if cfg.warmup_steps > 0 and step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    if cfg.schedule == Schedule.none:
-        return 1.0
-    span = max(1, total_steps - cfg.warmup_steps)
-    progress = min(1.0, (step - cfg.warmup_steps) / span)
-    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+@dataclass(frozen=True)
+class LRSchedule:
+    """The learning-rate multiplier as a plain function of the step: linear warm-up, then constant or cosine decay.
+
+    Its numbers are read from the ``optim`` config once, when the run starts: the scheduler asks for the factor at
+    every optimizer step, and each read of a DictConfig node costs ~10 us of Python (three reads per step before,
+    ~1% of the classic MLP's bf16 step on a CPU)."""
+
+    warmup_steps: int
+    cosine: bool
+    min_lr_ratio: float
+    total_steps: int
+
+    @classmethod
+    def from_config(cls, cfg: OptimConfig, total_steps: int) -> LRSchedule:
+        return cls(
+            warmup_steps=int(cfg.warmup_steps),
+            cosine=Schedule(cfg.schedule) == Schedule.cosine,
+            min_lr_ratio=float(cfg.min_lr_ratio),
+            total_steps=int(total_steps),
+        )
+
+    def __call__(self, step: int) -> float:
+        """Multiplier on ``optim.lr`` after ``step`` optimizer steps."""
+        if self.warmup_steps > 0 and step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        if not self.cosine:
+            return 1.0
+        span = max(1, self.total_steps - self.warmup_steps)
+        progress = min(1.0, (step - self.warmup_steps) / span)
+        return self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def build_scheduler(
     cfg: OptimConfig, optimizer: torch.optim.Optimizer, total_steps: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    # A plain function of the step: the scheduler's state_dict is then just counters (weights_only-safe).
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(cfg, step, total_steps))
+    schedule = LRSchedule.from_config(cfg, total_steps)
+    # A plain function of the step (a lambda, not the callable object: LambdaLR would save an object's attributes
+    # in its state_dict and restore them on resume, over a resumed run's own trainer.epochs): the scheduler's
+    # state_dict is then just counters (weights_only-safe).
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule(step))

@@ -55,7 +55,7 @@ from vae_cli.training.disentanglement_monitor import DisentanglementMonitor
 from vae_cli.training.hparams import run_hparams
 from vae_cli.training.optim import build_optimizer, build_scheduler
 from vae_cli.training.resume import check_resume_epochs, merge_resume_config
-from vae_cli.training.step import resolve_precision
+from vae_cli.training.step import check_compile_toolchain, resolve_precision
 from vae_cli.training.trainer import Trainer, TrainingInterrupted, describe_terms
 
 log = logging.getLogger(__name__)
@@ -221,6 +221,8 @@ def _train(prepared: Prepared, run_dir: Path, dist: Distributed) -> dict[str, An
     config_dict = to_plain_dict(cfg)
 
     device = start_distributed(dist, pick_device(cfg.trainer.device))
+    if cfg.trainer.compile:
+        check_compile_toolchain(device)
     if dist.enabled:
         log.info("process %d of %d (torchrun), device %s", dist.rank, dist.world_size, device)
     torch.manual_seed(cfg.trainer.seed)
@@ -250,7 +252,7 @@ def _train(prepared: Prepared, run_dir: Path, dist: Distributed) -> dict[str, An
     model, objective = build_model_and_objective(cfg, data, device)
     check_sweep_metric(cfg, objective, data)
     log.info("%s", describe_model(cfg, model, objective))
-    precision, why = resolve_precision(cfg.trainer.precision, device, bool(cfg.trainer.compile))
+    precision, why = resolve_precision(cfg.trainer.precision, device)
     log.info("training precision %s (%s)", precision.value, why)
     model_info: dict[str, Any] = {}
     if is_code_prior_run(cfg):

@@ -27,6 +27,7 @@ recompile nor a second capture is ever paid for them.
 
 from __future__ import annotations
 
+import os
 from contextlib import AbstractContextManager
 
 import torch
@@ -40,7 +41,7 @@ from vae_cli.models.protocol import Model
 from vae_cli.objectives.base import Objective
 from vae_cli.process.device import native_bf16
 from vae_cli.process.distributed import Distributed, any_rank
-from vae_cli.process.errors import ConfigError
+from vae_cli.process.errors import ConfigError, TrainingError
 from vae_cli.training.updates import UpdateGuard, WeightAverage
 
 # Eager steps before a CUDA graph is captured: cuBLAS/cuDNN handles, the optimizer's state and (with compile)
@@ -48,23 +49,54 @@ from vae_cli.training.updates import UpdateGuard, WeightAverage
 GRAPH_WARMUP_STEPS = 3
 
 
-def resolve_precision(
-    precision: Precision | str, device: torch.device, compiled: bool = False
-) -> tuple[Precision, str]:
+def resolve_precision(precision: Precision | str, device: torch.device) -> tuple[Precision, str]:
     """The precision a run trains in (fp32 or bf16) and why: ``auto`` picks bf16 where ``device`` multiplies in
     bf16 natively (measured on an AVX512-BF16 CPU: 4-5x the fp32 GEMM rate; README "Performance"), fp32 where bf16
-    would be emulated (slower than fp32), and fp32 for ``trainer.compile`` on a CPU: inductor's C++ code for some
-    bf16 reductions does not compile in torch 2.14 (two accumulators declared under one name; e.g. an IAF posterior
-    with PIWAE), so auto never turns a run that works into one that fails (explicit bf16 still can)."""
+    would be emulated (slower than fp32). The same under ``trainer.compile``: on this project's CPU a compiled fp32
+    step was no faster than the eager bf16 one (0.79-1.07x), a compiled bf16 step 1.1-1.4x faster (README
+    "torch.compile per model"); a model whose bf16 kernels inductor cannot build stops at its first step with
+    the fix (``compile_failure``)."""
     chosen = Precision(precision)
     if chosen != Precision.auto:
         return chosen, f"trainer.precision={chosen.value}"
-    if compiled and device.type == "cpu":
-        return Precision.fp32, "auto: trainer.compile on a CPU trains in fp32 (inductor's bf16 C++ kernels)"
     why = native_bf16(device)
     if why is not None:
         return Precision.bf16, f"auto: {why}; trainer.precision=fp32 for full precision"
     return Precision.fp32, f"auto: no native bf16 matmuls on {device.type}"
+
+
+def check_compile_toolchain(device: torch.device) -> None:
+    """Refuse ``trainer.compile=true`` on a CPU without a working C++ compiler, before any data is loaded: inductor
+    builds a CPU step's kernels with one (``$CXX``, else g++) at the first step, and would fail there with a long
+    traceback from inside torch."""
+    if device.type != "cpu":
+        return
+    from torch._inductor import cpp_builder, exc
+
+    try:
+        cpp_builder.get_cpp_compiler()
+    except exc.InvalidCxxCompiler:
+        raise ConfigError(
+            "trainer.compile=true on a CPU needs a C++ compiler at run time (torch.compile builds the step's kernels "
+            f"with it), and none works here (tried {os.environ.get('CXX', 'g++')}: $CXX, else g++). Install one "
+            "(Debian/Ubuntu: apt-get install g++), point CXX at one, or train without compiling: trainer.compile=false "
+            "(the same computation, eagerly)."
+        ) from None
+
+
+def compile_failure(exc: BaseException, bf16: bool) -> TrainingError:
+    """The message for a step that torch.compile could not build (raised at the first full-size batch, before
+    anything of that step was applied)."""
+    while getattr(exc, "inner_exception", None) is not None:  # dynamo wraps what the compiler raised
+        exc = exc.inner_exception  # type: ignore[attr-defined]
+    text = str(exc).strip()
+    first = f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+    in_bf16 = " or compile it in fp32 (trainer.precision=fp32)," if bf16 else ""
+    return TrainingError(
+        f"torch.compile could not build this model's training step ({first[:300]}). Train without it, "
+        f"trainer.compile=false (the same computation, eagerly),{in_bf16} and start again; the step that failed "
+        "changed nothing, and a run with checkpoints goes on from them: trainer.resume=<run dir> trainer.compile=false."
+    )
 
 
 def portable_optimizer_state(state: dict) -> dict:
@@ -136,7 +168,7 @@ class TrainStep:
         self.ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
         self.batch_size = cfg.batch_size  # the compiled / captured shape; other sizes (the last batch) run eagerly
         self.device = device
-        self.bf16 = resolve_precision(cfg.precision, device, bool(cfg.compile))[0] == Precision.bf16
+        self.bf16 = resolve_precision(cfg.precision, device)[0] == Precision.bf16
         self.use_graphs = bool(cfg.cuda_graphs)
         # NHWC convolutions: on CUDA (tensor cores), and on a CPU in bf16, where oneDNN's NHWC bf16 kernels are the
         # fastest (a 3x3 64-channel conv's forward + backward: 23-24 ms fp32, 13 ms bf16, 8-13 ms bf16 NHWC).
@@ -154,6 +186,12 @@ class TrainStep:
             self.module = DistributedDataParallel(self.module, device_ids=[device] if device.type == "cuda" else None)
         self.compiled = bool(cfg.compile)
         self.fast_forward = torch.compile(self.forward_loss) if self.compiled else self.forward_loss
+        # What a step that torch.compile cannot build raises (dynamo is only imported when compiling).
+        self.compile_errors: tuple[type[BaseException], ...] = ()
+        if self.compiled:
+            from torch._dynamo.exc import BackendCompilerFailed
+
+            self.compile_errors = (BackendCompilerFailed,)
         # The step as a device tensor: an objective's schedules (KL warm-up, capacity) are tensor functions of it, so
         # a compiled function or a captured graph follows them without retracing, and no step needs a host sync.
         self.step_tensor = torch.zeros((), device=device)
@@ -212,8 +250,11 @@ class TrainStep:
         self.optimizer.zero_grad(set_to_none=True)
         self.step_tensor.fill_(step)
         forward = self.fast_forward if x.shape[0] == self.batch_size else self.forward_loss
-        loss, terms = forward(x, y, self.step_tensor)
-        loss.backward()
+        try:  # the forward is compiled at its first call, the backward (AOTAutograd) at its own first call
+            loss, terms = forward(x, y, self.step_tensor)
+            loss.backward()
+        except self.compile_errors as exc:
+            raise compile_failure(exc, self.bf16) from None
         return loss, terms
 
     def clip(self) -> torch.Tensor | None:
@@ -221,12 +262,12 @@ class TrainStep:
         before clipping where it was computed (clipping, the skip guard or a NaN policy needs it), else None. A
         device tensor: no sync. Without any of them a bad gradient shows up as a bad loss one step later, before
         anything is saved."""
+        if self.grad_clip is None and not self.norm_needed and self.guard is None:
+            return None
         grads = [p for p in self.parameters if p.grad is not None]
         if self.grad_clip is not None:
             return nn.utils.clip_grad_norm_(grads, self.grad_clip)
-        if self.norm_needed or self.guard is not None:
-            return nn.utils.get_total_norm([p.grad for p in grads])
-        return None
+        return nn.utils.get_total_norm([p.grad for p in grads])
 
     def apply_update(self, norm: torch.Tensor | None) -> None:
         """The update after backward and clipping: the skip guard's decision (given the norm before clipping), the
