@@ -78,8 +78,8 @@ class LRSchedule:
     """The learning-rate multiplier as a plain function of the step: linear warm-up, then constant or cosine decay.
 
     Its numbers are read from the ``optim`` config once, when the run starts: the scheduler asks for the factor at
-    every optimizer step, and each read of a DictConfig node costs ~10 us of Python (three reads per step before,
-    ~1% of the classic MLP's bf16 step on a CPU)."""
+    every optimizer step, and reading a DictConfig node costs ~8 us of Python (the scheduler's step took 18.7 us
+    with two to five reads, 2.2 us now: ~0.5% of the classic MLP's bf16 step on a CPU)."""
 
     warmup_steps: int
     cosine: bool

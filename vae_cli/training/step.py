@@ -53,9 +53,9 @@ def resolve_precision(precision: Precision | str, device: torch.device) -> tuple
     """The precision a run trains in (fp32 or bf16) and why: ``auto`` picks bf16 where ``device`` multiplies in
     bf16 natively (measured on an AVX512-BF16 CPU: 4-5x the fp32 GEMM rate; README "Performance"), fp32 where bf16
     would be emulated (slower than fp32). The same under ``trainer.compile``: on this project's CPU a compiled fp32
-    step was no faster than the eager bf16 one (0.79-1.07x), a compiled bf16 step 1.1-1.4x faster (README
-    "torch.compile per model"); a model whose bf16 kernels inductor cannot build stops at its first step with
-    the fix (``compile_failure``)."""
+    step beat the eager bf16 one on 5 of 16 models (by at most 1.32x), a compiled bf16 step was 1.1-2.0x faster on
+    11 (README "torch.compile per model"); a model whose bf16 kernels inductor cannot build stops at its first step
+    with the fix (``compile_failure``)."""
     chosen = Precision(precision)
     if chosen != Precision.auto:
         return chosen, f"trainer.precision={chosen.value}"
@@ -78,7 +78,7 @@ def check_compile_toolchain(device: torch.device) -> None:
     except exc.InvalidCxxCompiler:
         raise ConfigError(
             "trainer.compile=true on a CPU needs a C++ compiler at run time (torch.compile builds the step's kernels "
-            f"with it), and none works here (tried {os.environ.get('CXX', 'g++')}: $CXX, else g++). Install one "
+            f"with $CXX, else g++), and {os.environ.get('CXX') or 'g++'} does not work here. Install one "
             "(Debian/Ubuntu: apt-get install g++), point CXX at one, or train without compiling: trainer.compile=false "
             "(the same computation, eagerly)."
         ) from None
