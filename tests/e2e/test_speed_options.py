@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import torch
 
@@ -77,6 +79,38 @@ def test_compile_on_a_cpu_without_a_cpp_compiler_is_refused_with_the_fix(tmp_pat
     assert "needs a C++ compiler" in proc.stderr and "trainer.compile=false" in proc.stderr
     assert "Traceback" not in proc.stderr and "InvalidCxxCompiler" not in proc.stderr
     assert not (run / "checkpoints").exists()
+
+
+BROKEN_COMPILER = """#!/bin/sh
+# Answers a version query as g++ does (so inductor accepts it as its compiler) and fails every build.
+case "$1" in --version|-v|-dumpversion) exec g++ "$@";; esac
+echo "broken-g++: refusing to build (a test)" >&2
+exit 1
+"""
+
+
+def test_a_step_torch_compile_cannot_build_stops_the_run_with_the_fix(tmp_path):
+    # A compiler that passes inductor's check but cannot build its kernels: the first step's compile fails inside
+    # torch; the run stops there with exit 2 and the fix, nothing trained, and run.json says why.
+    need_path(Path(shutil.which("g++") or "/nonexistent/g++"), "g++ (inductor's C++ compiler)")
+    compiler = tmp_path / "broken-g++"
+    compiler.write_text(BROKEN_COMPILER)
+    compiler.chmod(0o755)
+    run = tmp_path / "run"
+    proc = run_vae_train(
+        [*TINY, "trainer.device=cpu", "trainer.compile=true", "trainer.precision=bf16", f"hydra.run.dir={run}"],
+        cwd=tmp_path,
+        check=False,
+        # A cache of its own: kernels built by earlier runs on this machine would not need the compiler.
+        env={"CXX": str(compiler), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor-cache")},
+        timeout=600,
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "torch.compile could not build this model's training step" in proc.stderr
+    assert "trainer.compile=false" in proc.stderr and "trainer.precision=fp32" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (run / "checkpoints" / "last.pt").exists()
+    assert "torch.compile could not build" in json.loads((run / "run.json").read_text())["reason"]
 
 
 def _speed_smoke(tmp_path, suite: str, *extra: str) -> subprocess.CompletedProcess:
