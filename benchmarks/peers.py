@@ -2,6 +2,7 @@
 
     python benchmarks/peers.py                                  # every shared model, 3 epochs, 2 reps (~35 min)
     python benchmarks/peers.py --models vae iwae vamp --reps 3  # some rows
+    python benchmarks/peers.py --models iaf planar --compiled-too  # and vae-cli with trainer.compile=true
     python benchmarks/peers.py --smoke                          # a minute: proves the script runs
 
 pythae is installed by this script into a virtual environment of its own (``--pythae-venv``, created on first use
