@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers import ROWS, SHORT
-from posterior_ab import build_step
+from posterior_ab import build_step, compose_train_config
 
 from vae_cli.process import allocator
 from vae_cli.process.errors import VaeCliError
@@ -45,18 +45,10 @@ STEPS_PER_EPOCH = -(-60_000 // 128)
 
 def refused_reason(overrides: list[str]) -> str | None:
     """What vae-train says before training when it refuses to compile this config (None: it compiles)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from vae_cli.config.schema import register_configs
     from vae_cli.config.validate import validate
 
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "configs"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[*overrides, "trainer.compile=true"])
     try:
-        validate(cfg)
+        validate(compose_train_config([*overrides, "trainer.compile=true"]))
     except VaeCliError as exc:
         return str(exc).splitlines()[-1].strip(" -")
     return None

@@ -58,23 +58,29 @@ def old_class(rev: str, module: str, cls: str) -> type:
     return getattr(loaded, cls)
 
 
-def build_step(overrides: list[str]):
+def compose_train_config(overrides: list[str]):
+    """vae-train's composed config for ``overrides`` (unvalidated: the benchmarks time steps vae-train may refuse)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
 
     from vae_cli.config.schema import register_configs
-    from vae_cli.training.optim import build_optimizer
-    from vae_cli.training.session import build_model_and_objective
-    from vae_cli.training.step import TrainStep
 
     register_configs()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
         try:
-            cfg = compose(config_name="train", overrides=overrides)
+            return compose(config_name="train", overrides=overrides)
         except HydraException as e:
             refuse(f"the overrides {overrides} do not make a vae-train config: {e}. Options go before --.")
+
+
+def build_step(overrides: list[str]):
+    from vae_cli.training.optim import build_optimizer
+    from vae_cli.training.session import build_model_and_objective
+    from vae_cli.training.step import TrainStep
+
+    cfg = compose_train_config(overrides)
     data = SimpleNamespace(
         image_shape=(1, 28, 28), train=torch.zeros(60000, 1, 1, 1), num_classes=10, name="fashion_mnist", streamed=False
     )
