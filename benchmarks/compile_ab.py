@@ -13,6 +13,9 @@ process compare). Prints a markdown table: median ms per step, each compiled ste
 the bf16 compile's seconds and the epochs of 60k images after which it has paid for itself. The batch is a fixed
 random binary image batch: the step's cost does not depend on the pixels.
 
+``--python-wrapper-too`` adds the bf16 step compiled as before vae-train passed inductor ``cpp_wrapper`` on a CPU
+(the compiled graph calls its kernels from Python): what the C++ wrapper gives, in the same process.
+
 A row whose objective cannot be compiled (vae-train refuses it before training, e.g. RAE's gradient penalty, a
 double backward) is reported as refused, not timed.
 """
@@ -23,6 +26,7 @@ import argparse
 import statistics
 import sys
 import time
+import types
 from pathlib import Path
 
 import torch
@@ -39,6 +43,7 @@ MODES = {  # label: extra overrides
     "compiled fp32": ["trainer.compile=true", "trainer.precision=fp32"],
     "compiled bf16": ["trainer.compile=true", "trainer.precision=bf16"],
 }
+PYTHON_WRAPPER = "compiled bf16, Python wrapper"
 WARM_STEPS = 10
 STEPS_PER_EPOCH = -(-60_000 // 128)
 
@@ -54,13 +59,29 @@ def refused_reason(overrides: list[str]) -> str | None:
     return None
 
 
-def time_row(overrides: list[str], blocks: int, steps: int) -> dict[str, dict[str, float]]:
+def python_wrapper_step(overrides: list[str]):
+    """The bf16 compiled step with inductor's Python wrapper. Its forward is a copy of ``TrainStep.forward_loss``
+    under another code object: dynamo caches compiled code per code object, and the copy must not reuse the C++
+    wrapper's."""
+    from vae_cli.training.step import TrainStep
+
+    _, step = build_step([*overrides, *MODES["compiled bf16"]])
+    f = TrainStep.forward_loss
+    copy = types.FunctionType(f.__code__.replace(co_name="forward_loss_python_wrapper"), f.__globals__)
+    step.fast_forward = torch.compile(types.MethodType(copy, step), options={"cpp_wrapper": False})
+    return step
+
+
+def time_row(
+    overrides: list[str], blocks: int, steps: int, python_wrapper: bool = False
+) -> dict[str, dict[str, float]]:
     x = (torch.rand(128, 1, 28, 28, generator=torch.Generator().manual_seed(0)) > 0.5).float()
     y = torch.zeros(128, dtype=torch.long)
     torch._dynamo.reset()  # a fresh compile per row: dynamo's cache is per code object, shared by the rows' steps
     built, first = {}, {}
-    for mode, extra in MODES.items():
-        _, step = build_step([*overrides, *extra])
+    modes = {**MODES, **({PYTHON_WRAPPER: None} if python_wrapper else {})}
+    for mode, extra in modes.items():
+        step = python_wrapper_step(overrides) if extra is None else build_step([*overrides, *extra])[1]
         start = time.perf_counter()
         for i in range(WARM_STEPS):
             step(x, y, i)
@@ -88,14 +109,20 @@ def main() -> None:
     p.add_argument("--blocks", type=int, default=8, help="blocks per mode (alternating)")
     p.add_argument("--steps", type=int, default=30, help="steps per block")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--python-wrapper-too", action="store_true", help="and the bf16 step compiled with inductor's Python wrapper"
+    )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     allocator.keep_freed_memory_for_reuse()  # vae-train's malloc settings
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    extra_head = (
+        " compiled bf16, Python wrapper, ms/step | C++ wrapper × Python wrapper |" if args.python_wrapper_too else ""
+    )
     lines = [
         "| model | eager ms/step | compiled fp32 ms/step | × eager | compiled bf16 ms/step | × eager | "
-        "bf16 compile, s | pays back after (epochs of 60k images) |",
-        "|---|---|---|---|---|---|---|---|",
+        "bf16 compile, s | pays back after (epochs of 60k images) |" + extra_head,
+        "|---|---|---|---|---|---|---|---|" + ("---|---|" if args.python_wrapper_too else ""),
     ]
     eager_precision = None
     for row, (overrides, short) in ROWS.items():
@@ -103,10 +130,13 @@ def main() -> None:
             continue
         refused = refused_reason(list(overrides))
         if refused:
-            lines.append(f"| {row} | refused under compile: {refused} | | | | | | |")
+            lines.append(
+                f"| {row} | refused under compile: {refused} | | | | | | |"
+                + (" | |" if args.python_wrapper_too else "")
+            )
             print(f"  {row}: refused ({refused})", file=sys.stderr, flush=True)
             continue
-        got = time_row(list(overrides), args.blocks, args.steps)
+        got = time_row(list(overrides), args.blocks, args.steps, args.python_wrapper_too)
         eager, fp32, bf16 = got["eager"]["ms"], got["compiled fp32"]["ms"], got["compiled bf16"]["ms"]
         compile_s = got["compiled bf16"]["first_s"] - WARM_STEPS * bf16 / 1e3
         saved_per_epoch = (eager - bf16) / 1e3 * STEPS_PER_EPOCH
@@ -115,6 +145,9 @@ def main() -> None:
             f"| {row} | {eager:.2f} | {fp32:.2f} | {eager / fp32:.2f}× | {bf16:.2f} | {eager / bf16:.2f}× | "
             f"{compile_s:.1f} | {payback} |"
         )
+        if args.python_wrapper_too:
+            python = got[PYTHON_WRAPPER]["ms"]
+            lines[-1] += f" {python:.2f} | {python / bf16:.2f}× |"
         print(f"  {lines[-1]}", file=sys.stderr, flush=True)
         eager_precision = "bf16" if got["eager"]["bf16"] else "fp32"
     finished = time.strftime("%H:%M UTC", time.gmtime())

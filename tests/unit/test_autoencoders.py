@@ -192,6 +192,80 @@ def test_vaegan_routes_its_three_losses_as_larsen_et_al(gamma):
         torch.testing.assert_close(got, w)
 
 
+def _parameter_casts(fn, params: list[torch.Tensor]) -> int:
+    """How many casts to bf16 of one of ``params`` (or a detached view of it) ``fn`` makes."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    storages = {p.data_ptr() for p in params}
+
+    class Casts(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            to_bf16 = func is torch.ops.aten._to_copy.default and kwargs.get("dtype") == torch.bfloat16
+            if to_bf16 and args[0].data_ptr() in storages:
+                Casts.n += 1
+            return func(*args, **kwargs)
+
+    with Casts():
+        fn()
+    return Casts.n
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+@pytest.mark.parametrize("kind", ["mlp", "conv"])
+def test_discriminator_passes_are_the_module_with_and_without_its_parameters_trained(kind, bf16):
+    # DiscriminatorPasses casts the weights once per step for both passes; each pass must be exactly what calling
+    # the module would give (trained) or what calling it with detached parameters would give (frozen), bit for bit.
+    from torch.func import functional_call
+
+    from vae_cli.objectives.adversarial import DiscriminatorPasses
+
+    torch.manual_seed(0)
+    if kind == "mlp":
+        net = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.LeakyReLU(0.2), torch.nn.Linear(16, 1))
+        a, b = torch.randn(12, 6, requires_grad=True), torch.randn(24, 6)
+    else:
+        net = torch.nn.Sequential(
+            torch.nn.Conv2d(1, 4, 4, 2, 1), torch.nn.LeakyReLU(0.2), torch.nn.Flatten(), torch.nn.Linear(64, 1)
+        )
+        a, b = torch.randn(12, 1, 8, 8, requires_grad=True), torch.randn(24, 1, 8, 8)
+    params = list(net.parameters())
+
+    def run(direct: bool):
+        for p in params:
+            p.grad = None
+        a.grad = None
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            if direct:
+                stopped = {n: p.detach() for n, p in net.named_parameters()}
+                fooled, trained = functional_call(net, stopped, (a,)), net(b)
+            else:
+                passes = DiscriminatorPasses(net)
+                fooled, trained = passes.frozen(a), passes.trained(b)
+        # One backward for both, as the step does: a's gradient only from the frozen pass, the parameters' only
+        # from the trained one.
+        (fooled.float().square().sum() + trained.float().sum()).backward()
+        return fooled.float(), trained.float(), a.grad.clone(), [p.grad.clone() for p in params]
+
+    want, got = run(direct=True), run(direct=False)
+    for w, g in zip(want[:3], got[:3], strict=True):
+        torch.testing.assert_close(g, w, rtol=0, atol=0)
+    for w, g in zip(want[3], got[3], strict=True):
+        torch.testing.assert_close(g, w, rtol=0, atol=0)
+    # The frozen pass trains nothing: the parameters' gradients are the trained pass's alone.
+    for p in params:
+        p.grad = None
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        DiscriminatorPasses(net).frozen(a).float().sum().backward()
+    assert all(p.grad is None for p in params) and a.grad is not None
+    # Under autocast the weights are cast once for both passes (autocast alone casts them again for the frozen one).
+    if bf16:
+        assert _parameter_casts(lambda: run(direct=True), params) == 2 * len(params)
+        assert _parameter_casts(lambda: run(direct=False), params) == len(params)
+
+
 def test_models_without_a_bound_say_why():
     model = tiny_model()
     for schema in (AEConfig, WAEConfig, RAEConfig, AAEConfig):

@@ -1,5 +1,5 @@
-"""benchmarks/compile_ab.py runs: a model's step eager and compiled (fp32, bf16) in one process, and a model that
-vae-train refuses to compile is reported as refused."""
+"""benchmarks/compile_ab.py runs: a model's step eager and compiled (fp32, bf16; and bf16 with inductor's Python
+wrapper) in one process, and a model that vae-train refuses to compile is reported as refused."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ def test_compile_ab_times_the_eager_and_compiled_steps_and_reports_a_refusal():
             "rae_gp",
             "--blocks=1",
             "--steps=2",
+            "--python-wrapper-too",
         ],
         cwd=REPO,
         capture_output=True,
@@ -31,8 +32,10 @@ def test_compile_ab_times_the_eager_and_compiled_steps_and_reports_a_refusal():
     rows = {line.split("|")[1].strip(): line for line in proc.stdout.splitlines() if line.startswith("| ")}
     cells = [c.strip() for c in rows["VAE"].split("|")[2:-1]]
     eager, fp32, fp32_x, bf16, bf16_x = float(cells[0]), float(cells[1]), cells[2], float(cells[3]), cells[4]
-    assert eager > 0 and fp32 > 0 and bf16 > 0
+    python, cpp_x = float(cells[7]), cells[8]
+    assert eager > 0 and fp32 > 0 and bf16 > 0 and python > 0
     # The speed-ups are the ratios of the printed times (rounded to 2 decimals each).
     assert float(fp32_x.rstrip("×")) == pytest.approx(eager / fp32, rel=0.02, abs=0.01)
     assert float(bf16_x.rstrip("×")) == pytest.approx(eager / bf16, rel=0.02, abs=0.01)
+    assert float(cpp_x.rstrip("×")) == pytest.approx(python / bf16, rel=0.02, abs=0.01)
     assert "refused under compile" in rows["RAE-GP (β=1, λ=1e-4)"] and "double backward" in rows["RAE-GP (β=1, λ=1e-4)"]

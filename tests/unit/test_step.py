@@ -292,6 +292,24 @@ def test_auto_precision_is_bf16_only_where_the_device_multiplies_in_bf16_nativel
     assert not _setup(Precision.auto)[3].bf16
 
 
+def test_a_compiled_cpu_step_calls_its_kernels_from_cpp():
+    # inductor's cpp_wrapper: the compiled forward and backward call their kernels from generated C++, not from a
+    # Python wrapper (1.02-1.09x faster MLP steps; README "torch.compile per model"). A fresh cache, so that the
+    # code is generated here and not loaded.
+    from torch._inductor.utils import fresh_inductor_cache, run_and_get_code
+
+    torch._dynamo.reset()
+    with fresh_inductor_cache():
+        model, _, _, step = _setup(Precision.bf16, compile=True)
+        x, y = _batches(1)[0], torch.full((32,), -1)
+        before = [p.detach().clone() for p in model.parameters()]
+        _, codes = run_and_get_code(lambda: step(x, y, 0))
+    assert len(codes) == 2  # the forward and AOTAutograd's backward
+    assert all("CppWrapperCodeCache" in code and 'extern "C"' in code for code in codes)
+    # ... and the step trained: every parameter moved.
+    assert all(not torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True))
+
+
 def test_a_step_that_torch_compile_cannot_build_stops_with_the_fix_and_changes_nothing():
     from torch._dynamo.exc import BackendCompilerFailed
 

@@ -21,11 +21,11 @@ from torch import nn
 
 from vae_cli.models.protocol import Model
 from vae_cli.objectives.adversarial import (
+    DiscriminatorPasses,
     accuracy,
     discriminator_group,
     discriminator_loss,
     fooling_loss,
-    frozen,
 )
 from vae_cli.objectives.base import Objective, ObjectiveContext, Terms, point_reconstruction
 
@@ -59,10 +59,11 @@ class AAE(Objective):
         z, _, recon = point_reconstruction(model, x, y)
         recon = recon.mean()
         codes = z.float()
-        gen = fooling_loss(frozen(self.discriminator, codes))
+        discriminator = DiscriminatorPasses(self.discriminator)
+        gen = fooling_loss(discriminator.frozen(codes))
         prior_z = model.prior.sample(codes.shape[0], device=codes.device).float()
         # Prior draws and detached codes in one pass (one GEMM per layer).
-        both = self.discriminator(torch.cat([prior_z, codes.detach()])).float()
+        both = discriminator.trained(torch.cat([prior_z, codes.detach()])).float()
         d_prior, d_codes = both.split(codes.shape[0])
         disc = discriminator_loss(d_prior, d_codes)
         return {

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from vae_cli.models.protocol import Model
-from vae_cli.objectives.adversarial import discriminator_group, frozen
+from vae_cli.objectives.adversarial import DiscriminatorPasses, discriminator_group
 from vae_cli.objectives.base import Objective, ObjectiveContext, Terms, elbo_terms, no_autocast
 
 
@@ -68,10 +68,11 @@ class FactorVAE(Objective):
         # The discriminator is a network like the encoder and decoder: its matmuls run in the step's precision
         # (bf16 under autocast, where most of this objective's time goes), its logits and losses in fp32.
         z = out.z.float()
-        logits = frozen(self.discriminator, z).float()
+        discriminator = DiscriminatorPasses(self.discriminator)
+        logits = discriminator.frozen(z).float()
         # The joint and the permuted codes in one pass (one GEMM per layer instead of two half-height ones).
         z_joint = z.detach()
-        both = self.discriminator(torch.cat([z_joint, permute_dims(z_joint)])).float()
+        both = discriminator.trained(torch.cat([z_joint, permute_dims(z_joint)])).float()
         d_joint, d_perm = both.split(z.shape[0])
         with no_autocast(out.z):
             tc = (logits[:, 0] - logits[:, 1]).mean()

@@ -30,7 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from vae_cli.models.protocol import Model
-from vae_cli.objectives.adversarial import accuracy, discriminator_group, fooling_loss, frozen
+from vae_cli.objectives.adversarial import DiscriminatorPasses, accuracy, discriminator_group, fooling_loss
 from vae_cli.objectives.base import Objective, ObjectiveContext, Terms, kl_divergence
 
 
@@ -91,7 +91,8 @@ class VAEGAN(Objective):
             model.decode(torch.cat([out.z.detach(), z_p.to(out.z.dtype)]), y_both)
         ).split(b)
         images = torch.cat([x.float(), x_live, x_dec, x_p]).to(x_live.dtype)
-        logits, features = frozen(self.discriminator, images)
+        discriminator = DiscriminatorPasses(self.discriminator)
+        logits, features = discriminator.frozen(images)
         features = features.float()
         f_real, f_live, f_dec, _ = features.split(b)
         recon = 0.5 * (f_live - f_real).pow(2).sum(dim=1).mean()
@@ -99,7 +100,7 @@ class VAEGAN(Objective):
         _, _, l_dec, l_p = logits.float().split(b)
         gen = fooling_loss(l_dec) + fooling_loss(l_p)
         # The discriminator's own pass, on detached images.
-        d_logits, _ = self.discriminator(torch.cat([x.float(), x_dec.detach(), x_p.detach()]).to(x_live.dtype))
+        d_logits, _ = discriminator.trained(torch.cat([x.float(), x_dec.detach(), x_p.detach()]).to(x_live.dtype))
         d_real, d_rec, d_p = d_logits.float().split(b)
         disc = (
             F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))

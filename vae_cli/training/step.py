@@ -84,6 +84,14 @@ def check_compile_toolchain(device: torch.device) -> None:
         ) from None
 
 
+def compile_options(device: torch.device) -> dict[str, object] | None:
+    """inductor's options for the compiled step. On a CPU the compiled graph calls its kernels from generated C++
+    instead of Python (``cpp_wrapper``): the MLP steps of the peer table were 1.02-1.09x faster with it, in one
+    process (README "torch.compile per model"); the first compile takes ~4 s longer (VAE: 21 s instead of 16 s),
+    later runs load it from inductor's cache. Not on CUDA, where it was not measured."""
+    return {"cpp_wrapper": True} if device.type == "cpu" else None
+
+
 def compile_failure(exc: BaseException, bf16: bool) -> TrainingError:
     """The message for a step that torch.compile could not build (raised at the first full-size batch, before
     anything of that step was applied)."""
@@ -185,7 +193,9 @@ class TrainStep:
             # evaluation, images) uses the plain modules, whose parameters DDP shares.
             self.module = DistributedDataParallel(self.module, device_ids=[device] if device.type == "cuda" else None)
         self.compiled = bool(cfg.compile)
-        self.fast_forward = torch.compile(self.forward_loss) if self.compiled else self.forward_loss
+        self.fast_forward = (
+            torch.compile(self.forward_loss, options=compile_options(device)) if self.compiled else self.forward_loss
+        )
         # What a step that torch.compile cannot build raises (dynamo is only imported when compiling).
         self.compile_errors: tuple[type[BaseException], ...] = ()
         if self.compiled:
