@@ -87,7 +87,7 @@ class TrainerConfig:
     # the run logs and records which (metrics.json "precision"). Evaluation (IW bounds, vae-eval) is always fp32.
     precision: Precision = Precision.auto
     # torch.compile the forward pass and the loss (the backward follows): fuses the elementwise work. The first
-    # step pays the compilation (3-40 s on 2 CPU cores, less again from inductor's cache), so it pays off on long
+    # step pays the compilation (3-55 s on 2 CPU cores, less again from inductor's cache), so it pays off on long
     # runs; on a CPU it needs a C++ compiler (g++ or $CXX) at run time.
     compile: bool = False
     # CUDA only: capture the whole step (forward, backward, optimizer) once as a CUDA graph and replay it, which
