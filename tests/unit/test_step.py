@@ -294,7 +294,7 @@ def test_auto_precision_is_bf16_only_where_the_device_multiplies_in_bf16_nativel
 
 def test_a_compiled_cpu_step_calls_its_kernels_from_cpp():
     # inductor's cpp_wrapper: the compiled forward and backward call their kernels from generated C++, not from a
-    # Python wrapper (1.02-1.09x faster MLP steps; README "torch.compile per model"). A fresh cache, so that the
+    # Python wrapper (1.02-1.09x faster MLP steps; README "inductor's C++ wrapper"). A fresh cache, so that the
     # code is generated here and not loaded.
     from torch._inductor.utils import fresh_inductor_cache, run_and_get_code
 
