@@ -27,6 +27,7 @@ recompile nor a second capture is ever paid for them.
 
 from __future__ import annotations
 
+import math
 import os
 from contextlib import AbstractContextManager
 
@@ -239,10 +240,11 @@ class TrainStep:
             return self.whole_step(x, y, step), None
         loss, terms = self.forward_backward(x, y, step)
         # Under torchrun each rank sees only its own loss; they agree, or one would skip/stop while the others wait.
-        if any_rank(not torch.isfinite(loss).item(), self.dist, self.device):
+        # One read of the loss, then a host-side test (torch.isfinite(...).item() is three ops more: ~15 us a step).
+        if any_rank(not math.isfinite(loss.item()), self.dist, self.device):
             return terms, "NaN/Inf loss"
         norm = self.clip()
-        if norm is not None and not torch.isfinite(norm).item():
+        if norm is not None and not math.isfinite(norm.item()):
             return terms, "NaN/Inf gradient"
         self.apply_update(norm)
         return terms, None
