@@ -87,7 +87,7 @@ def check_compile_toolchain(device: torch.device) -> None:
 
 def compile_options(device: torch.device) -> dict[str, object] | None:
     """inductor's options for the compiled step. On a CPU the compiled graph calls its kernels from generated C++
-    instead of Python (``cpp_wrapper``): the MLP steps of the peer table were 1.02-1.09x faster with it, in one
+    instead of Python (``cpp_wrapper``): six MLP steps of the peer table were 1.02-1.09x faster with it, in one
     process (README "inductor's C++ wrapper"); the first compile takes ~4 s longer (VAE: 21 s instead of 16 s),
     later runs load it from inductor's cache. Not on CUDA, where it was not measured."""
     return {"cpp_wrapper": True} if device.type == "cpu" else None
