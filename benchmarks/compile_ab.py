@@ -113,7 +113,8 @@ def main() -> None:
         "--python-wrapper-too", action="store_true", help="and the bf16 step compiled with inductor's Python wrapper"
     )
     args = p.parse_args()
-    torch.set_num_threads(args.threads)
+    if args.threads != torch.get_num_threads():  # as vae-train, which sets a count only when asked to:
+        torch.set_num_threads(args.threads)  # the call also makes MKL's exp/log/sqrt use every thread
     allocator.keep_freed_memory_for_reuse()  # vae-train's malloc settings
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     extra_head = (

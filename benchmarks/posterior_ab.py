@@ -100,7 +100,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("overrides", nargs="*", help="vae-train overrides (after --)")
     args = p.parse_args()
-    torch.set_num_threads(args.threads)
+    if args.threads != torch.get_num_threads():  # as vae-train, which sets a count only when asked to:
+        torch.set_num_threads(args.threads)  # the call also makes MKL's exp/log/sqrt use every thread
     from vae_cli.process import allocator
 
     allocator.keep_freed_memory_for_reuse()  # vae-train's malloc settings
