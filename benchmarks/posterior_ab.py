@@ -4,6 +4,8 @@
         -- posterior=planar posterior.flows=10
     python benchmarks/posterior_ab.py --rev e323a7b --module vmf --cls VMFPosterior \\
         -- posterior=vmf prior=uniform_sphere
+    python benchmarks/posterior_ab.py --rev e323a7b --module vmf --cls VMFPosterior --from-run outputs/RUN \\
+        -- posterior=vmf prior=uniform_sphere            # at a trained model's weights, on its test images
 
 Why in one process: this machine's speed moves by up to 50% within minutes, so two processes, or two runs of a
 benchmark suite, cannot resolve a 10-20% change of one part of the step. Here the model, the objective, the optimizer
@@ -14,6 +16,11 @@ modules) by swapping the object's class, and blocks of steps of the two alternat
 per step and the old/new ratio with the spread of the pairs. The batch is a fixed random binary image batch (the
 step's cost does not depend on the pixels); the step uses the run's precision (``trainer.precision=auto``: bf16 on
 a CPU with native bf16 matmuls).
+
+``--from-run DIR``: the model's weights from DIR's ``checkpoints/last.pt`` (a run of the same overrides) and the
+batch its first 128 test images (binarized at 0.5), with the learning rate 0 so the weights stay the run's: for a
+posterior whose cost depends on what the encoder outputs (the vMF's rejection sampler loops longer at the
+concentrations a trained S-VAE has than at initialization).
 """
 
 from __future__ import annotations
@@ -90,6 +97,21 @@ def build_step(overrides: list[str]):
     return model, TrainStep(model, objective, optimizer, cfg.trainer, torch.device("cpu"))
 
 
+def trained_state(model: torch.nn.Module, step, run_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Load ``run_dir``'s last weights into ``model``, set the learning rate to 0 (the weights stay the run's) and
+    return its first 128 test images, binarized at 0.5, and their labels."""
+    from vae_cli.runs.loaded import load_run, load_split
+
+    run = load_run(run_dir, which="last")
+    model.load_state_dict(run.model.state_dict())
+    for group in step.optimizer.param_groups:
+        group["lr"] = 0.0
+    split = load_split(run.cfg, "test")
+    images = split.images[:128]
+    images = images.float() / 255 if images.dtype == torch.uint8 else images.float()
+    return (images > 0.5).float(), split.labels[:128].long()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rev", required=True, help="the commit whose posterior module is the baseline")
@@ -98,6 +120,7 @@ def main() -> None:
     p.add_argument("--blocks", type=int, default=12, help="blocks per version (alternating)")
     p.add_argument("--steps", type=int, default=100, help="steps per block")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--from-run", type=Path, help="a trained run of these overrides: its weights and test images")
     p.add_argument("overrides", nargs="*", help="vae-train overrides (after --)")
     args = p.parse_args()
     if args.threads != torch.get_num_threads():  # as vae-train, which sets a count only when asked to:
@@ -114,6 +137,8 @@ def main() -> None:
         )
     x = (torch.rand(128, 1, 28, 28, generator=torch.Generator().manual_seed(0)) > 0.5).float()
     y = torch.zeros(128, dtype=torch.long)
+    if args.from_run is not None:
+        x, y = trained_state(model, step, args.from_run)
     for name in ("old", "new"):  # warm-up of both
         model.posterior.__class__ = versions[name]
         for i in range(30):

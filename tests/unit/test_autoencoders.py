@@ -332,3 +332,82 @@ def test_msssim_is_computed_in_fp32_under_bf16_autocast():
         under = lik.log_prob(x, logits)
     assert under.dtype == torch.float32
     torch.testing.assert_close(under, lik.log_prob(x, logits))
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_one_forward_for_both_passes_is_the_two_passes(bf16):
+    # frozen_and_trained computes an MLP discriminator once over the shared rows and the extra ones; values and
+    # every gradient must be the two passes' (FactorVAE: the live codes frozen, the codes and their permutation
+    # trained), with arbitrary upstream gradients on both outputs, in fp32 and under bf16 autocast.
+    from vae_cli.objectives.adversarial import DiscriminatorPasses
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(6, 32),
+        torch.nn.LeakyReLU(0.2),
+        torch.nn.Linear(32, 32),
+        torch.nn.LeakyReLU(0.1),
+        torch.nn.Linear(32, 2),
+    )
+    a, b = torch.randn(12, 6, requires_grad=True), torch.randn(20, 6)
+    up_frozen, up_trained = torch.randn(12, 2), torch.randn(32, 2)
+    params = list(net.parameters())
+
+    def run(shared: bool):
+        for p in params:
+            p.grad = None
+        a.grad = None
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            passes = DiscriminatorPasses(net)
+            if shared:
+                fooled, trained = passes.frozen_and_trained(a, b)
+            else:
+                fooled, trained = passes.frozen(a), passes.trained(torch.cat([a.detach(), b]))
+        ((fooled.float() * up_frozen).sum() + (trained.float() * up_trained).sum()).backward()
+        return [fooled.float(), trained.float(), a.grad.clone(), *[p.grad.clone() for p in params]]
+
+    tolerance = {"rtol": 2e-2, "atol": 2e-2} if bf16 else {"rtol": 1e-5, "atol": 1e-6}
+    want, got = run(shared=False), run(shared=True)
+    assert [g.dtype for g in got] == [w.dtype for w in want]
+    for w, g in zip(want, got, strict=True):
+        torch.testing.assert_close(g, w, **tolerance)
+    # The frozen output trains nothing; the trained one reaches no input.
+    for p in params:
+        p.grad = None
+    a.grad = None
+    fooled, trained = DiscriminatorPasses(net).frozen_and_trained(a, b)
+    fooled.sum().backward(retain_graph=True)
+    assert all(p.grad is None or not p.grad.any() for p in params) and a.grad.abs().sum() > 0
+    a.grad = None
+    trained.sum().backward()
+    assert (a.grad is None or not a.grad.any()) and all(p.grad.abs().sum() > 0 for p in params)
+
+
+def test_shared_mlp_passes_pass_gradcheck_and_refuse_what_is_not_an_mlp():
+    from torch import nn
+
+    from vae_cli.objectives.aae import mlp_discriminator
+    from vae_cli.objectives.factor_vae import Discriminator
+    from vae_cli.objectives.mlp_passes import SharedMLPPasses, mlp_layers
+
+    torch.manual_seed(0)
+    d = torch.float64
+    shapes = [(5, 3), (5,), (4, 5), (4,), (2, 4), (2,)]
+    params = [torch.randn(*s, dtype=d, requires_grad=True) for s in shapes]
+    a, b = torch.randn(4, 3, dtype=d, requires_grad=True), torch.randn(3, 3, dtype=d)
+    slopes = (0.2, 0.1)
+    # Each stream against finite differences, the other side held constant (which is what "stopped" means):
+    # the frozen output as a function of the shared rows, the trained output as a function of the parameters.
+    fixed = [p.detach() for p in params]
+    assert torch.autograd.gradcheck(lambda x: SharedMLPPasses.apply(x, b, slopes, *fixed)[0], (a,))
+    assert torch.autograd.gradcheck(lambda *w: SharedMLPPasses.apply(a.detach(), b, slopes, *w)[1], tuple(params))
+    assert mlp_layers(Discriminator(10, [16, 16]).net) == [("0", 0.2), ("2", 0.2), ("4", None)]
+    assert mlp_layers(mlp_discriminator(10, [16])) == [("0", 0.2), ("2", None)]
+    refused = [
+        nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1)),
+        nn.Sequential(nn.Linear(3, 4, bias=False), nn.LeakyReLU(0.2), nn.Linear(4, 1)),
+        nn.Sequential(nn.Linear(3, 4), nn.LeakyReLU(-0.5), nn.Linear(4, 1)),
+        nn.Sequential(nn.Linear(3, 4), nn.LeakyReLU(0.2)),
+        Discriminator(10, [16]),  # not a Sequential itself: FactorVAE passes its .net
+    ]
+    assert all(mlp_layers(m) is None for m in refused)

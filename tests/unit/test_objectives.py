@@ -321,19 +321,31 @@ def _factor_vae(seed=0):
 @pytest.mark.parametrize("bf16", [False, True])
 def test_the_discriminators_loss_sends_no_gradient_into_the_encoder(bf16):
     # Also under the bf16 step's autocast, where the discriminator's matmuls run in bf16 (its logits in fp32).
+    from torch.utils._python_dispatch import TorchDispatchMode
+
     model, objective = _factor_vae()
     x = binary_images(32)
+    # The discriminator's layers run as one function for both of its passes (not through the modules' forward):
+    # the dtypes of the matmuls that take one of its weights (transposed, as a linear layer does) say where.
+    weight_shapes = {tuple(m.weight.shape[::-1]) for m in objective.discriminator.modules() if hasattr(m, "weight")}
     dtypes = set()
-    for layer in objective.discriminator.modules():
-        if isinstance(layer, torch.nn.Linear):
-            layer.register_forward_hook(lambda m, i, o: dtypes.add(o.dtype))
+
+    class MatmulDtypes(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if func in (torch.ops.aten.addmm.default, torch.ops.aten.mm.default) and tuple(args[-1].shape) in (
+                weight_shapes
+            ):
+                dtypes.add(out.dtype)
+            return out
 
     def forward():
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             return objective(model, x, None, None)
 
     torch.manual_seed(1)
-    terms = forward()
+    with MatmulDtypes():
+        terms = forward()
     assert dtypes == {torch.bfloat16 if bf16 else torch.float32}
     assert all(terms[k].dtype == torch.float32 and torch.isfinite(terms[k]) for k in ("tc", "disc", "loss"))
     objective.minimized(terms).backward()  # what the step back-propagates: loss + disc

@@ -34,6 +34,7 @@ from vae_cli.models.posteriors.vmf import (
     log_bessel_iv_and_ratio,
     log_normalizer,
     mean_resultant,
+    proposals_per_entry,
     vmf_kl_to_uniform,
     wood_accepted_eps,
     wood_constants,
@@ -423,6 +424,40 @@ def test_vmf_samples_have_the_mean_resultant_length_and_acceptance_rate(m, kappa
     counts: list[int] = []
     wood_accepted_eps(m, torch.full((n,), kappa, dtype=torch.float64), torch.Generator().manual_seed(1), counts)
     proposals, samples = counts
+    assert samples / proposals == pytest.approx(rate, abs=4 * math.sqrt(rate * (1 - rate) / proposals) + 1e-3)
+
+
+@pytest.mark.parametrize(("m", "kappa"), [(20, 150.0), (3, 20.0)])
+def test_wood_sampler_in_small_batches_draws_the_w_marginal_at_wood_s_rate(m, kappa):
+    """A training batch (128 entries) makes 6 proposals per entry at once (16 in the last rounds) and keeps each entry's first accepted
+    one; that must still be the rejection sampler: w = mu.z distributed as exp(kappa w) (1 - w^2)^((m-3)/2) on
+    [-1, 1] (KS test against its CDF by quadrature) and samples / proposals at Wood's acceptance probability.
+    kappa = 150 at m = 20 is where a trained S-VAE sits and where the envelope accepts least (~73%)."""
+    assert proposals_per_entry(128) == 6 and proposals_per_entry(10) == 16 and proposals_per_entry(40_000) == 1
+    g = torch.Generator().manual_seed(5)
+    counts: list[int] = []
+    kappa_t = torch.full((128,), kappa, dtype=torch.float64)
+    eps = torch.cat([wood_accepted_eps(m, kappa_t, g, counts) for _ in range(250)])
+    proposals = sum(counts[0::2])
+    samples = sum(counts[1::2])
+    assert samples == eps.numel() == 32_000
+    w, _, _, _ = wood_transform(m, kappa_t.repeat(250), eps)
+    grid = np.linspace(-1, 1, 400_001)
+    log_dens = kappa * (grid - 1) + 0.5 * (m - 3) * np.log(np.clip(1 - grid * grid, 1e-300, None))
+    cdf = integrate.cumulative_trapezoid(np.exp(log_dens), grid, initial=0.0)
+    cdf /= cdf[-1]
+    assert stats.kstest(w.numpy(), lambda t: np.interp(t, grid, cdf)).pvalue > 1e-3
+    a, b, dd = (v.item() for v in wood_constants(m, torch.tensor(kappa, dtype=torch.float64)))
+    beta = stats.beta((m - 1) / 2, (m - 1) / 2)
+    rate = integrate.quad(
+        lambda e: (
+            math.exp((m - 1) * math.log(2 * a * b / (1 - (1 - b) * e)) - 2 * a * b / (1 - (1 - b) * e) + dd)
+            * beta.pdf(e)
+        ),
+        0,
+        1,
+        limit=200,
+    )[0]
     assert samples / proposals == pytest.approx(rate, abs=4 * math.sqrt(rate * (1 - rate) / proposals) + 1e-3)
 
 

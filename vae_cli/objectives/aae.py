@@ -60,11 +60,12 @@ class AAE(Objective):
         recon = recon.mean()
         codes = z.float()
         discriminator = DiscriminatorPasses(self.discriminator)
-        gen = fooling_loss(discriminator.frozen(codes))
         prior_z = model.prior.sample(codes.shape[0], device=codes.device).float()
-        # Prior draws and detached codes in one pass (one GEMM per layer).
-        both = discriminator.trained(torch.cat([prior_z, codes.detach()])).float()
-        d_prior, d_codes = both.split(codes.shape[0])
+        # D on the live codes (frozen: the fooling term trains the encoder only), and on the detached codes with the
+        # prior draws (trained: D's loss), in one forward (the codes' rows are the same in both).
+        fooled, both = discriminator.frozen_and_trained(codes, prior_z)
+        gen = fooling_loss(fooled)
+        d_codes, d_prior = both.float().split(codes.shape[0])
         disc = discriminator_loss(d_prior, d_codes)
         return {
             "loss": recon + self.weight * gen,

@@ -17,6 +17,8 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
+from vae_cli.objectives.mlp_passes import SharedMLPPasses, mlp_layers
+
 
 def discriminator_group(discriminator: nn.Module, lr: float, betas: tuple[float, ...]) -> dict[str, Any]:
     """The optimizer parameter group of a discriminator: its own Adam settings, no weight decay."""
@@ -72,6 +74,17 @@ class DiscriminatorPasses:
 
     def frozen(self, *args: Any) -> Any:
         return functional_call(self.module, self.stopped, args)
+
+    def frozen_and_trained(self, shared: torch.Tensor, extra: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(frozen(shared), trained(cat([shared.detach(), extra])))``: one forward over every row where the
+        discriminator is an MLP (``mlp_passes``: the shared rows' numbers are the same in both passes), else the two
+        passes."""
+        layers = mlp_layers(self.module)
+        if layers is None:
+            return self.frozen(shared), self.trained(torch.cat([shared.detach(), extra]))
+        params = [self.live[f"{name}.{kind}"] for name, _ in layers for kind in ("weight", "bias")]
+        slopes = tuple(slope for _, slope in layers[:-1])
+        return SharedMLPPasses.apply(shared, extra, slopes, *params)
 
 
 def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:

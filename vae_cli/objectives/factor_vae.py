@@ -10,7 +10,7 @@ marginals prod_d q(z_d) (permuting within one sample, as one public version does
 
 Both losses come out of one forward pass and one backward: the TC term evaluates D with its parameters detached
 (so the VAE's loss never trains D) on the live z, and the discriminator's loss evaluates D on detached z (so it
-never reaches the encoder). The discriminator's parameters are this module's, trained by its own optimizer
+never reaches the encoder); D runs once over the codes for both (``DiscriminatorPasses.frozen_and_trained``). The discriminator's parameters are this module's, trained by its own optimizer
 parameter group (``loss.disc_lr``, ``loss.disc_betas``); they are saved in checkpoints with the objective's state.
 """
 
@@ -68,12 +68,12 @@ class FactorVAE(Objective):
         # The discriminator is a network like the encoder and decoder: its matmuls run in the step's precision
         # (bf16 under autocast, where most of this objective's time goes), its logits and losses in fp32.
         z = out.z.float()
-        discriminator = DiscriminatorPasses(self.discriminator)
-        logits = discriminator.frozen(z).float()
-        # The joint and the permuted codes in one pass (one GEMM per layer instead of two half-height ones).
-        z_joint = z.detach()
-        both = discriminator.trained(torch.cat([z_joint, permute_dims(z_joint)])).float()
-        d_joint, d_perm = both.split(z.shape[0])
+        discriminator = DiscriminatorPasses(self.discriminator.net)
+        # D on the live codes (frozen: the TC term's gradient reaches the encoder only), and on the detached codes
+        # with the permuted ones (trained: D's loss), in one forward (the codes' rows are the same in both).
+        logits, both = discriminator.frozen_and_trained(z, permute_dims(z.detach()))
+        logits = logits.float()
+        d_joint, d_perm = both.float().split(z.shape[0])
         with no_autocast(out.z):
             tc = (logits[:, 0] - logits[:, 1]).mean()
             joint_label = torch.zeros(z.shape[0], dtype=torch.long, device=z.device)
