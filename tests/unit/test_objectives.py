@@ -462,6 +462,23 @@ def test_float32_mmd_and_its_gradient_match_the_exact_float64_differences(kernel
     torch.testing.assert_close(z32.grad.double(), z64.grad, rtol=1e-4, atol=1e-5 * z64.grad.abs().max().item())
 
 
+@pytest.mark.parametrize(
+    ("kernel", "scales"), [("imq", 3.0), ("rbf", 2.0), ("imq", [1.0, 4.0, 9.0]), ("rbf", [1.5, 6.0])]
+)
+def test_mmd_backward_is_the_derivative(kernel, scales):
+    # UnbiasedMMD's closed-form backward against finite differences (float64), with n != m: for the codes alone
+    # (prior draws as data) and for both (a learned prior's draws); a second differentiation is refused rather
+    # than silently wrong.
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(7, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    p = torch.randn(5, 3, generator=g, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda t: mmd_unbiased(t, p, kernel, scales), (z,))
+    assert torch.autograd.gradcheck(lambda a, b: mmd_unbiased(a, b, kernel, scales), (z, p.clone().requires_grad_()))
+    (grad,) = torch.autograd.grad(mmd_unbiased(z, p, kernel, scales), z, create_graph=True)
+    with pytest.raises(RuntimeError):
+        grad.sum().backward()
+
+
 def test_unbiased_mmd_is_near_zero_for_the_same_distribution_and_positive_otherwise():
     g = torch.Generator().manual_seed(1)
     same = [
