@@ -106,7 +106,7 @@ def main() -> None:
             label,
             {
                 "autograd": lambda scales=scales: autograd_mmd(z, prior, scales),
-                "one matrix, closed-form backward": lambda scales=scales: mmd.mmd_unbiased(z, prior, "imq", scales),
+                "closed-form": lambda scales=scales: mmd.mmd_unbiased(z, prior, "imq", scales),
             },
             args.reps,
             args.steps,

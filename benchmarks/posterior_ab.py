@@ -109,6 +109,11 @@ def trained_state(model: torch.nn.Module, step, run_dir: Path) -> tuple[torch.Te
     split = load_split(run.cfg, "test")
     images = split.images[:128]
     images = images.float() / 255 if images.dtype == torch.uint8 else images.float()
+    print(
+        f"weights: {run.checkpoint_path} (epoch {run.epoch}, step {run.step}), learning rate 0; "
+        f"batch: its first {images.shape[0]} test images",
+        flush=True,
+    )
     return (images > 0.5).float(), split.labels[:128].long()
 
 
