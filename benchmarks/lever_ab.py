@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,7 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pairwise_terms import autograd_mmd
 from peers import ROWS, SHORT
-from posterior_ab import build_step
+from posterior_ab import alternate_blocks, build_step, middle_half
 
 import vae_cli.objectives.adversarial as adversarial
 import vae_cli.objectives.info_vae as info_vae
@@ -73,27 +72,15 @@ def main() -> None:
     y = torch.zeros(128, dtype=torch.long)
     for name in args.models:
         _, step = build_step(list(overrides[name]))
-        for on in (False, True):  # warm-up of both
-            switch(on)
-            for i in range(15):
-                step(x, y, i)
-        times: dict[bool, list[float]] = {False: [], True: []}
-        for block in range(2 * args.blocks):
-            on = (block + block // 2) % 2 == 0  # on off off on on off ...
-            switch(on)
-            for i in range(3):
-                step(x, y, i)
-            start = time.perf_counter()
-            for i in range(args.steps):
-                step(x, y, i)
-            times[on].append((time.perf_counter() - start) / args.steps * 1e3)
-        off, on_ms = statistics.median(times[False]), statistics.median(times[True])
-        pairs = sorted(a / b for a, b in zip(times[False], times[True], strict=True))
-        quarter = len(pairs) // 4
+        times = alternate_blocks(
+            step, x, y, lambda mode: switch(mode == "on"), ("on", "off"), args.blocks, args.steps, warmup=15, settle=3
+        )
+        off, on_ms = statistics.median(times["off"]), statistics.median(times["on"])
+        low, high = middle_half(times["off"], times["on"])
         print(
             f"{name} ({' '.join(overrides[name])}), step {'bf16' if step.bf16 else 'fp32'}, {args.lever}: "
             f"off {off:.2f} ms, on {on_ms:.2f} ms, off/on {off / on_ms:.3f}x "
-            f"(pairs, middle half: {pairs[quarter]:.2f}-{pairs[-quarter - 1]:.2f}x), "
+            f"(pairs, middle half: {low:.2f}-{high:.2f}x), "
             f"{args.blocks} blocks x {args.steps} steps each",
             flush=True,
         )

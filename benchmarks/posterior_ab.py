@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -117,6 +118,43 @@ def trained_state(model: torch.nn.Module, step, run_dir: Path) -> tuple[torch.Te
     return (images > 0.5).float(), split.labels[:128].long()
 
 
+def alternate_blocks(
+    step: Callable[..., object],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    use: Callable[[str], None],
+    names: tuple[str, str],
+    blocks: int,
+    steps: int,
+    warmup: int,
+    settle: int,
+) -> dict[str, list[float]]:
+    """ms per step of ``step`` in ``blocks`` blocks of ``steps`` steps per version, the two versions (switched to by
+    ``use(name)``) alternating a b b a a b ... after ``warmup`` steps of each; ``settle`` untimed steps start a block."""
+    for name in names:
+        use(name)
+        for i in range(warmup):
+            step(x, y, i)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for block in range(2 * blocks):
+        name = names[(block + block // 2) % 2]
+        use(name)
+        for i in range(settle):
+            step(x, y, i)
+        start = time.perf_counter()
+        for i in range(steps):
+            step(x, y, i)
+        times[name].append((time.perf_counter() - start) / steps * 1e3)
+    return times
+
+
+def middle_half(a: list[float], b: list[float]) -> tuple[float, float]:
+    """The middle half of the blocks' pairwise ratios a / b (the spread of one process's comparison)."""
+    pairs = sorted(x / y for x, y in zip(a, b, strict=True))
+    quarter = len(pairs) // 4
+    return pairs[quarter], pairs[-quarter - 1]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rev", required=True, help="the commit whose posterior module is the baseline")
@@ -144,27 +182,17 @@ def main() -> None:
     y = torch.zeros(128, dtype=torch.long)
     if args.from_run is not None:
         x, y = trained_state(model, step, args.from_run)
-    for name in ("old", "new"):  # warm-up of both
+
+    def use(name: str) -> None:
         model.posterior.__class__ = versions[name]
-        for i in range(30):
-            step(x, y, i)
-    times: dict[str, list[float]] = {"old": [], "new": []}
-    for block in range(2 * args.blocks):
-        name = ("old", "new")[(block + block // 2) % 2]  # old new new old old new ...
-        model.posterior.__class__ = versions[name]
-        for i in range(5):
-            step(x, y, i)
-        start = time.perf_counter()
-        for i in range(args.steps):
-            step(x, y, i)
-        times[name].append((time.perf_counter() - start) / args.steps * 1e3)
+
+    times = alternate_blocks(step, x, y, use, ("old", "new"), args.blocks, args.steps, warmup=30, settle=5)
     old, new = statistics.median(times["old"]), statistics.median(times["new"])
-    pairs = sorted(a / b for a, b in zip(times["old"], times["new"], strict=True))
-    quarter = len(pairs) // 4
+    low, high = middle_half(times["old"], times["new"])
     print(
         f"{args.module}.{args.cls} ({' '.join(args.overrides)}), step {'bf16' if step.bf16 else 'fp32'}, "
         f"{args.blocks} blocks x {args.steps} steps each: {args.rev} {old:.3f} ms, working tree {new:.3f} ms, "
-        f"{args.rev}/new {old / new:.3f}x (pairs, middle half: {pairs[quarter]:.2f}-{pairs[-quarter - 1]:.2f}x)"
+        f"{args.rev}/new {old / new:.3f}x (pairs, middle half: {low:.2f}-{high:.2f}x)"
     )
 
 
