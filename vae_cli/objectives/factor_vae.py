@@ -10,7 +10,8 @@ marginals prod_d q(z_d) (permuting within one sample, as one public version does
 
 Both losses come out of one forward pass and one backward: the TC term evaluates D with its parameters detached
 (so the VAE's loss never trains D) on the live z, and the discriminator's loss evaluates D on detached z (so it
-never reaches the encoder); D runs once over the codes for both (``DiscriminatorPasses.frozen_and_trained``). The discriminator's parameters are this module's, trained by its own optimizer
+never reaches the encoder); D runs once over the codes for both (``DiscriminatorPasses.frozen_and_trained``).
+The discriminator's parameters are this module's, trained by its own optimizer
 parameter group (``loss.disc_lr``, ``loss.disc_betas``); they are saved in checkpoints with the objective's state.
 """
 

@@ -12,7 +12,7 @@ GEMM of 128 rows per layer (~1 GFLOP of the step's ~8.7) and its casts and activ
 
 Only for a discriminator that is an ``nn.Sequential`` of ``Linear`` (with bias) and ``LeakyReLU`` layers ending in a
 ``Linear`` (``mlp_layers``); any other falls back to the two passes. Pinned against the two passes' values and
-gradients, fp32 and bf16 (tests/unit/test_adversarial.py).
+gradients, fp32 and bf16, and by a gradcheck of each stream (tests/unit/test_autoencoders.py).
 """
 
 from __future__ import annotations
