@@ -101,10 +101,20 @@ def build_step(overrides: list[str]):
 def trained_state(model: torch.nn.Module, step, run_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """Load ``run_dir``'s last weights into ``model``, set the learning rate to 0 (the weights stay the run's) and
     return its first 128 test images, binarized at 0.5, and their labels."""
+    from vae_cli.process.errors import VaeCliError
     from vae_cli.runs.loaded import load_run, load_split
 
-    run = load_run(run_dir, which="last")
-    model.load_state_dict(run.model.state_dict())
+    try:
+        run = load_run(run_dir, which="last")
+    except VaeCliError as exc:
+        refuse(f"--from-run: {exc}")
+    try:
+        model.load_state_dict(run.model.state_dict())
+    except RuntimeError as exc:
+        refuse(
+            f"--from-run: {run.checkpoint_path} holds another model than these overrides build "
+            f"({str(exc).splitlines()[0]}). Give the overrides the run was trained with (after --)."
+        )
     for group in step.optimizer.param_groups:
         group["lr"] = 0.0
     split = load_split(run.cfg, "test")

@@ -81,3 +81,25 @@ def test_posterior_ab_from_a_trained_run_loads_its_last_checkpoint(tmp_path):
     )  # 512 training images / 64, 2 epochs
     assert "its first 128 test images" in proc.stdout
     assert re.search(r"HEAD [0-9.]+ ms, working tree [0-9.]+ ms", proc.stdout), proc.stdout
+
+
+def test_posterior_ab_refuses_a_from_run_that_is_not_a_run(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "posterior_ab.py"),
+            "--rev=HEAD",
+            "--module=vmf",
+            "--cls=VMFPosterior",
+            f"--from-run={tmp_path / 'missing'}",
+            "--",
+            "posterior=vmf",
+            "prior=uniform_sphere",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "--from-run:" in proc.stderr and "does not exist" in proc.stderr

@@ -95,9 +95,9 @@ class UnbiasedMMD(torch.autograd.Function):
 def mmd_unbiased(
     z: torch.Tensor, p: torch.Tensor, kernel: MMDKernel, scales: float | Sequence[float] | torch.Tensor
 ) -> torch.Tensor:
-    """The unbiased MMD^2 estimate between the rows of ``z`` and of ``p`` (each at least 2 rows). Several scales are best given as a tensor on the device, made once
-    (``WAE`` keeps a buffer): a list is turned into one per call, a host-to-device copy that a CUDA graph could not
-    capture."""
+    """The unbiased MMD^2 estimate between the rows of ``z`` and of ``p`` (each at least 2 rows). Several scales are
+    best given as a tensor on the device, made once (``WAE`` keeps a buffer): a list is turned into one per call, a
+    host-to-device copy that a CUDA graph could not capture."""
     if not isinstance(scales, int | float | torch.Tensor):
         scales = torch.tensor([float(c) for c in scales], dtype=z.dtype, device=z.device)
     return UnbiasedMMD.apply(z, p, MMDKernel(kernel), scales)
